@@ -1,0 +1,3 @@
+from sonic_ray.cli import main
+
+raise SystemExit(main())
