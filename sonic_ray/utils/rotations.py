@@ -1,0 +1,140 @@
+"""Batched rotation math in torch. Quaternions are (w, x, y, z), unit, over any leading dims.
+
+One convention for the whole package (MuJoCo's): `quat_apply(q, v)` rotates v from the frame
+that q describes into its parent frame, and `quat_mul(a, b)` composes a then b in a's frame.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product a ⊗ b. a, b: (..., 4) -> (..., 4)."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack(
+        (
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ),
+        dim=-1,
+    )
+
+
+def quat_conj(q: torch.Tensor) -> torch.Tensor:
+    """Conjugate (the inverse of a unit quaternion). (..., 4) -> (..., 4)."""
+    return torch.cat((q[..., :1], -q[..., 1:]), dim=-1)
+
+
+def quat_normalize(q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    return q / q.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def quat_apply(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors: q (..., 4), v (..., 3) -> (..., 3). Broadcasts leading dims."""
+    w = q[..., :1]
+    xyz = q[..., 1:]
+    t = 2.0 * torch.linalg.cross(xyz, v, dim=-1)
+    return v + w * t + torch.linalg.cross(xyz, t, dim=-1)
+
+
+def quat_apply_inverse(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors by the inverse of q: parent frame -> q's frame. (..., 4), (..., 3) -> (..., 3)."""
+    return quat_apply(quat_conj(q), v)
+
+
+def quat_from_axis_angle(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """axis (..., 3) unit, angle (...) radians -> (..., 4)."""
+    half = 0.5 * angle.unsqueeze(-1)
+    return torch.cat((torch.cos(half), torch.sin(half) * axis), dim=-1)
+
+
+def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) -> (..., 3, 3) rotation matrices."""
+    w, x, y, z = q.unbind(-1)
+    return torch.stack(
+        (
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ),
+        dim=-1,
+    ).reshape(q.shape[:-1] + (3, 3))
+
+
+def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) -> (..., 4) with w >= 0 (numerically robust branch choice)."""
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    cand = torch.stack(
+        (
+            torch.stack((1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01), -1),
+            torch.stack((m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20), -1),
+            torch.stack((m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21), -1),
+            torch.stack((m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22), -1),
+        ),
+        dim=-2,
+    )  # (..., 4, 4): row k is 4*q_k * q
+    diag = torch.stack((1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1)
+    best = diag.argmax(dim=-1, keepdim=True)
+    q = torch.gather(cand, -2, best.unsqueeze(-1).expand(*best.shape[:-1], 1, 4)).squeeze(-2)
+    q = quat_normalize(q)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quat_to_tan_norm(q: torch.Tensor) -> torch.Tensor:
+    """First two columns of the rotation matrix, a continuous 6-D encoding. (..., 4) -> (..., 6)."""
+    m = quat_to_matrix(q)
+    return torch.cat((m[..., :, 0], m[..., :, 1]), dim=-1)
+
+
+def quat_slerp(q0: torch.Tensor, q1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation along the short arc. q0, q1 (..., 4); t (...) in [0, 1]."""
+    t = t.unsqueeze(-1)
+    dot = (q0 * q1).sum(-1, keepdim=True)
+    q1 = torch.where(dot < 0, -q1, q1)
+    dot = dot.abs().clamp(max=1.0)
+    theta = torch.acos(dot)
+    sin_theta = torch.sin(theta)
+    small = sin_theta < 1e-6
+    safe = torch.where(small, torch.ones_like(sin_theta), sin_theta)
+    w0 = torch.where(small, 1.0 - t, torch.sin((1.0 - t) * theta) / safe)
+    w1 = torch.where(small, t, torch.sin(t * theta) / safe)
+    return quat_normalize(w0 * q0 + w1 * q1)
+
+
+def quat_error_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle in radians of the rotation taking b to a. (..., 4) x2 -> (...)."""
+    dot = (a * b).sum(-1).abs().clamp(max=1.0)
+    return 2.0 * torch.acos(dot)
+
+
+def quat_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) -> rotation vector (..., 3), angle in [0, pi]."""
+    q = torch.where(q[..., :1] < 0, -q, q)
+    xyz = q[..., 1:]
+    s = xyz.norm(dim=-1, keepdim=True)
+    angle = 2.0 * torch.atan2(s, q[..., :1])
+    scale = torch.where(s > 1e-8, angle / s.clamp_min(1e-12), torch.full_like(s, 2.0))
+    return xyz * scale
+
+
+def yaw_quat(q: torch.Tensor) -> torch.Tensor:
+    """The heading-only part of q (rotation about world z). (..., 4) -> (..., 4)."""
+    w, x, y, z = q.unbind(-1)
+    yaw = torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    zeros = torch.zeros_like(yaw)
+    return torch.stack((torch.cos(yaw / 2), zeros, zeros, torch.sin(yaw / 2)), dim=-1)
+
+
+def xyzw_to_wxyz(q):
+    """Works on numpy arrays and tensors alike: (..., 4) reordered."""
+    return q[..., [3, 0, 1, 2]]
+
+
+def wxyz_to_xyzw(q):
+    return q[..., [1, 2, 3, 0]]
