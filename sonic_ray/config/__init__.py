@@ -1,0 +1,6 @@
+"""Configuration: Hydra-composed YAML presets validated into typed dataclasses."""
+
+from sonic_ray.config.compose import ConfigError, compose, config_dir, load_config, to_typed, to_yaml
+from sonic_ray.config.schema import SonicConfig
+
+__all__ = ["ConfigError", "SonicConfig", "compose", "config_dir", "load_config", "to_typed", "to_yaml"]

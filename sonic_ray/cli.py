@@ -1,0 +1,51 @@
+"""The `sonic-ray` command. Each feature module registers its own subcommand with
+`add_parser(subparsers)`; its parser sets `func(args) -> int`. Only modules that exist are listed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Feature modules that contribute top-level subcommands, in help order.
+COMMAND_MODULES = (
+    "sonic_ray.config.cli",
+    "sonic_ray.motion.cli",
+    "sonic_ray.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sonic-ray",
+        description="Train SONIC-style universal humanoid motion trackers on Ray.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # not built yet on this branch
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sonic_ray.config.compose import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"sonic-ray: config error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sonic-ray: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

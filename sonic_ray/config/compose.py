@@ -1,0 +1,146 @@
+"""Compose YAML presets with Hydra's compose API and validate them into `SonicConfig`.
+
+This is the only place that reads `configs/`. Every command calls `load_config(overrides)` once,
+before any Ray process starts, so a bad key fails in milliseconds with its full path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sonic_ray.config.schema import SonicConfig
+
+ENV_CONFIG_DIR = "SONIC_RAY_CONFIG_DIR"
+RESIDUAL_MODES = ("none", "post_quant", "pre_quant", "replace")
+SIM_BACKENDS = ("mujoco", "mujoco_warp")
+WANDB_MODES = ("offline", "online", "disabled")
+ACTIVATIONS = ("silu", "elu", "relu", "tanh", "gelu")
+EVENT_MODES = ("startup", "reset", "interval")
+
+
+class ConfigError(ValueError):
+    """A composed configuration that does not fit the schema; the message names the key."""
+
+
+def config_dir() -> Path:
+    """`$SONIC_RAY_CONFIG_DIR`, else the `configs/` beside the package (source checkout)."""
+    if os.environ.get(ENV_CONFIG_DIR):
+        path = Path(os.environ[ENV_CONFIG_DIR]).expanduser().resolve()
+    else:
+        path = Path(__file__).resolve().parents[2] / "configs"
+    if not (path / "base.yaml").is_file():
+        raise ConfigError(
+            f"no base.yaml in config directory {path}: set {ENV_CONFIG_DIR} to the project's configs/ folder"
+        )
+    return path
+
+
+def compose(overrides: Sequence[str] = (), *, config_name: str = "base") -> DictConfig:
+    """Hydra composition of `configs/<config_name>.yaml` with command-line style overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import ConfigCompositionException, HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, ConfigCompositionException, OmegaConfBaseException) as e:
+        raise ConfigError(f"cannot compose config with overrides {list(overrides)}: {_cause(e)}") from e
+
+
+def _cause(e: BaseException) -> str:
+    msgs = []
+    while e is not None:
+        msgs.append(str(e).strip())
+        e = e.__cause__
+    return " <- ".join(m for m in msgs if m)
+
+
+def to_typed(cfg: DictConfig) -> SonicConfig:
+    """Merge into the schema (unknown keys and wrong types fail with the full key) and check values."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SonicConfig), cfg)
+        typed: SonicConfig = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = getattr(e, "msg", str(e)).splitlines()[0]
+        raise ConfigError(f"config key '{key}': {msg}") from e
+    validate(typed)
+    return typed
+
+
+def load_config(overrides: Sequence[str] = ()) -> SonicConfig:
+    return to_typed(compose(overrides))
+
+
+def to_yaml(cfg: SonicConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def _check(ok: bool, key: str, expected: str, got) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}': expected {expected}, got {got!r}")
+
+
+def validate(cfg: SonicConfig) -> None:
+    """Value checks that types cannot express. Raises ConfigError naming the first bad key."""
+    env, algo, ac, ray = cfg.env, cfg.algo, cfg.actor_critic, cfg.ray
+    _check(env.num_envs > 0, "env.num_envs", "an integer > 0", env.num_envs)
+    _check(env.episode_length_s > 0, "env.episode_length_s", "> 0 seconds", env.episode_length_s)
+    _check(cfg.sim.backend in SIM_BACKENDS, "sim.backend", f"one of {SIM_BACKENDS}", cfg.sim.backend)
+    _check(cfg.sim.decimation >= 1, "sim.decimation", "an integer >= 1", cfg.sim.decimation)
+    _check(cfg.sim.timestep > 0, "sim.timestep", "> 0 seconds", cfg.sim.timestep)
+    _check(cfg.sim.num_threads >= 1, "sim.num_threads", "an integer >= 1", cfg.sim.num_threads)
+    _check(0 <= env.events.level <= 4, "env.events.level", "an integer in 0..4", env.events.level)
+    for name, term in env.events.terms.items():
+        _check(term.mode in EVENT_MODES, f"env.events.terms.{name}.mode", f"one of {EVENT_MODES}", term.mode)
+
+    q = ac.quantizer
+    _check(len(q.levels) > 0, "actor_critic.quantizer.levels", "a non-empty list of integers >= 2", q.levels)
+    for i, level in enumerate(q.levels):
+        _check(level >= 2, f"actor_critic.quantizer.levels[{i}]", "an FSQ level >= 2", level)
+    _check(q.num_tokens >= 1, "actor_critic.quantizer.num_tokens", "an integer >= 1", q.num_tokens)
+    mode = ac.universal_token.residual_mode
+    _check(mode in RESIDUAL_MODES, "actor_critic.universal_token.residual_mode", f"one of {RESIDUAL_MODES}", mode)
+    _check(len(ac.encoders) > 0, "actor_critic.encoders", "at least one encoder", dict(ac.encoders))
+    mlps = {f"actor_critic.encoders.{k}": v for k, v in ac.encoders.items()}
+    mlps.update({"actor_critic.decoders.g1_dyn": ac.decoders.g1_dyn, "actor_critic.decoders.g1_kin": ac.decoders.g1_kin,
+                 "actor_critic.critic": ac.critic})
+    for key, mlp in mlps.items():
+        _check(len(mlp.hidden) > 0 and all(h > 0 for h in mlp.hidden), f"{key}.hidden", "positive layer sizes", mlp.hidden)
+        _check(mlp.activation in ACTIVATIONS, f"{key}.activation", f"one of {ACTIVATIONS}", mlp.activation)
+    _check(0 < ac.min_std <= ac.init_noise_std <= ac.max_std, "actor_critic.init_noise_std",
+           f"min_std ({ac.min_std}) <= init_noise_std <= max_std ({ac.max_std}), all > 0", ac.init_noise_std)
+
+    probs = env.commands.motion.encoder_sample_probs
+    key = "env.commands.motion.encoder_sample_probs"
+    for name, p in probs.items():
+        _check(name in ac.encoders, f"{key}.{name}", f"an encoder of actor_critic.encoders {sorted(ac.encoders)}", name)
+        _check(math.isfinite(p) and p >= 0, f"{key}.{name}", "a finite probability >= 0", p)
+    _check(sum(probs.values()) > 0, key, "probabilities that sum to a positive number", dict(probs))
+
+    _check(algo.num_steps_per_env > 0, "algo.num_steps_per_env", "an integer > 0", algo.num_steps_per_env)
+    _check(algo.num_learning_epochs > 0, "algo.num_learning_epochs", "an integer > 0", algo.num_learning_epochs)
+    _check(algo.num_mini_batches > 0, "algo.num_mini_batches", "an integer > 0", algo.num_mini_batches)
+    _check(0 < algo.gamma <= 1, "algo.gamma", "a discount in (0, 1]", algo.gamma)
+    _check(0 <= algo.lam <= 1, "algo.lam", "a GAE lambda in [0, 1]", algo.lam)
+    _check(algo.clip_param > 0, "algo.clip_param", "> 0", algo.clip_param)
+    _check(algo.schedule in ("adaptive", "fixed"), "algo.schedule", "'adaptive' or 'fixed'", algo.schedule)
+    _check(0 < algo.lr_min <= algo.lr_max, "algo.lr_min", f"0 < lr_min <= lr_max ({algo.lr_max})", algo.lr_min)
+    for k in ("actor_lr", "critic_lr", "max_grad_norm"):
+        _check(getattr(algo, k) > 0, f"algo.{k}", "> 0", getattr(algo, k))
+    _check(algo.max_iterations > 0, "algo.max_iterations", "an integer > 0", algo.max_iterations)
+    _check(algo.save_interval > 0, "algo.save_interval", "an integer > 0", algo.save_interval)
+    _check(algo.eval_interval >= 0, "algo.eval_interval", "an integer >= 0 (0 disables)", algo.eval_interval)
+
+    _check(ray.num_env_runners >= 1, "ray.num_env_runners", "an integer >= 1", ray.num_env_runners)
+    _check(ray.num_learners >= 0, "ray.num_learners", "an integer >= 0", ray.num_learners)
+    for k in ("cpus_per_env_runner", "gpus_per_env_runner", "cpus_per_learner", "gpus_per_learner"):
+        _check(getattr(ray, k) >= 0, f"ray.{k}", ">= 0", getattr(ray, k))
+    _check(cfg.logging.wandb_mode in WANDB_MODES, "logging.wandb_mode", f"one of {WANDB_MODES}", cfg.logging.wandb_mode)

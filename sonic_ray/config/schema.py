@@ -1,0 +1,238 @@
+"""Typed configuration: the one shape every YAML preset in `configs/` must compose into.
+
+OmegaConf merges the composed YAML into these dataclasses, which rejects unknown keys and wrong
+types with the full key path; `sonic_ray.config.validate` then checks values that types cannot
+(levels >= 2, positive counts, probabilities). Components never receive this object whole: the
+entry points unpack the fields they need into keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+@dataclass
+class RobotConfig:
+    name: str = "g1"
+    # An external MJCF of the same robot (joint names and order are checked against the table).
+    mjcf_path: Optional[str] = None
+
+
+@dataclass
+class MotionsConfig:
+    # Path to a motion store (Parquet). Empty: the embedded synthetic set, built on first use.
+    store: str = ""
+    # Where the embedded synthetic set is cached when `store` is empty.
+    synth_cache: str = "runs/motions/synth.parquet"
+    control_fps: float = 50.0
+
+
+@dataclass
+class SimConfig:
+    backend: str = "mujoco"  # mujoco | mujoco_warp
+    timestep: float = 0.005
+    decimation: int = 4
+    num_threads: int = 1
+    warp_device: str = "cpu"
+
+
+@dataclass
+class ObsTermConfig:
+    noise: float = 0.0  # uniform noise half-width added when corruption is on
+    scale: float = 1.0
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObsGroupConfig:
+    terms: Dict[str, ObsTermConfig] = field(default_factory=dict)
+    history_length: int = 1
+    enable_corruption: bool = False
+
+
+@dataclass
+class ObservationsConfig:
+    policy: ObsGroupConfig = field(default_factory=ObsGroupConfig)
+    critic: ObsGroupConfig = field(default_factory=ObsGroupConfig)
+    # One group per encoder (g1, smpl, teleop): the tokenizer inputs.
+    tokenizer: Dict[str, ObsGroupConfig] = field(default_factory=dict)
+
+
+@dataclass
+class RewardTermConfig:
+    weight: float = 0.0
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TerminationTermConfig:
+    # A time-out ends the episode without failure: it bootstraps (truncation), never counts as a fall.
+    time_out: bool = False
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EventTermConfig:
+    mode: str = "reset"  # startup | reset | interval
+    min_level: int = 1  # active when env.events.level >= min_level
+    interval_range_s: List[float] = field(default_factory=lambda: [4.0, 6.0])
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EventsConfig:
+    level: int = 0  # domain randomisation level 0 (none) .. 4 (all)
+    terms: Dict[str, EventTermConfig] = field(default_factory=dict)
+
+
+@dataclass
+class MotionCommandConfig:
+    num_future_frames: int = 10
+    future_dt: float = 0.1
+    smpl_num_future_frames: int = 10
+    smpl_future_dt: float = 0.02
+    # Unnormalised probabilities of each encoder being drawn for an env at episode start.
+    encoder_sample_probs: Dict[str, float] = field(
+        default_factory=lambda: {"g1": 1.0, "teleop": 1.0, "smpl": 1.0}
+    )
+    reset_pose_noise: Dict[str, List[float]] = field(default_factory=dict)
+    # Adaptive start-frame sampling (SONIC): bins of frames, failure-rate cap, uniform share.
+    bin_size_frames: int = 50
+    failure_rate_cap: float = 200.0
+    uniform_ratio: float = 0.1
+    max_window_shift_frames: int = 200
+    adaptive: bool = True
+
+
+@dataclass
+class CommandsConfig:
+    motion: MotionCommandConfig = field(default_factory=MotionCommandConfig)
+
+
+@dataclass
+class EnvConfig:
+    num_envs: int = 64
+    episode_length_s: float = 10.0
+    observations: ObservationsConfig = field(default_factory=ObservationsConfig)
+    rewards: Dict[str, RewardTermConfig] = field(default_factory=dict)
+    terminations: Dict[str, TerminationTermConfig] = field(default_factory=dict)
+    eval_terminations: Dict[str, TerminationTermConfig] = field(default_factory=dict)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
+
+
+@dataclass
+class MLPConfig:
+    hidden: List[int] = field(default_factory=lambda: [256, 128])
+    activation: str = "silu"
+
+
+@dataclass
+class DecodersConfig:
+    g1_dyn: MLPConfig = field(default_factory=MLPConfig)
+    g1_kin: MLPConfig = field(default_factory=MLPConfig)
+
+
+@dataclass
+class QuantizerConfig:
+    # FSQ: levels per latent dimension; len(levels) dims per token, num_tokens tokens.
+    levels: List[int] = field(default_factory=lambda: [8] * 8)
+    num_tokens: int = 1
+
+
+@dataclass
+class UniversalTokenConfig:
+    residual_mode: str = "none"  # none | post_quant | pre_quant | replace
+
+
+@dataclass
+class ActorCriticConfig:
+    encoders: Dict[str, MLPConfig] = field(default_factory=dict)
+    decoders: DecodersConfig = field(default_factory=DecodersConfig)
+    critic: MLPConfig = field(default_factory=MLPConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    universal_token: UniversalTokenConfig = field(default_factory=UniversalTokenConfig)
+    init_noise_std: float = 0.05
+    min_std: float = 0.001
+    max_std: float = 0.5
+
+
+@dataclass
+class AuxLossesConfig:
+    g1_recon: float = 0.01
+    g1_smpl_align: float = 1.0
+    g1_teleop_align: float = 1.0
+    teleop_smpl_align: float = 1.0
+    smpl_reencode_g1: float = 1.0
+
+
+@dataclass
+class AlgoConfig:
+    num_steps_per_env: int = 24
+    num_learning_epochs: int = 5
+    num_mini_batches: int = 4
+    clip_param: float = 0.2
+    gamma: float = 0.99
+    lam: float = 0.95
+    entropy_coef: float = 0.01
+    value_loss_coef: float = 1.0
+    use_clipped_value_loss: bool = True
+    schedule: str = "adaptive"  # adaptive | fixed
+    desired_kl: float = 0.01
+    actor_lr: float = 2e-5
+    critic_lr: float = 1e-3
+    lr_min: float = 1e-5
+    lr_max: float = 2e-4
+    max_grad_norm: float = 0.1
+    normalize_advantage: bool = True
+    max_iterations: int = 100
+    save_interval: int = 500
+    eval_interval: int = 0  # 0: no evaluation during training
+
+
+@dataclass
+class RayConfig:
+    # None: start a local Ray (or join RAY_ADDRESS when set); "auto": join the running cluster.
+    address: Optional[str] = None
+    num_env_runners: int = 1
+    num_learners: int = 0  # 0: the learner runs in the driver process
+    cpus_per_env_runner: float = 1.0
+    gpus_per_env_runner: float = 0.0
+    cpus_per_learner: float = 1.0
+    gpus_per_learner: float = 0.0
+    include_dashboard: bool = False
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint_keep: int = 5  # keep the newest K checkpoints (0 keeps all)
+    plot_learning_curves: bool = True
+
+
+@dataclass
+class LoggingConfig:
+    wandb_mode: str = "offline"  # offline | online | disabled
+    wandb_project: str = "sonic-ray"
+    wandb_entity: Optional[str] = None
+    log_interval: int = 1
+    progress: bool = True
+
+
+@dataclass
+class SonicConfig:
+    experiment: str = "default"
+    seed: int = 0
+    device: str = "cpu"
+    run_dir: Optional[str] = None
+    resume: Optional[str] = None
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    motions: MotionsConfig = field(default_factory=MotionsConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    aux_losses: AuxLossesConfig = field(default_factory=AuxLossesConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
