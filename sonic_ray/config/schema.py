@@ -9,14 +9,14 @@ entry points unpack the fields they need into keyword arguments.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 
 @dataclass
 class RobotConfig:
     name: str = "g1"
     # An external MJCF of the same robot (joint names and order are checked against the table).
-    mjcf_path: Optional[str] = None
+    mjcf_path: str | None = None
 
 
 @dataclass
@@ -41,12 +41,12 @@ class SimConfig:
 class ObsTermConfig:
     noise: float = 0.0  # uniform noise half-width added when corruption is on
     scale: float = 1.0
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class ObsGroupConfig:
-    terms: Dict[str, ObsTermConfig] = field(default_factory=dict)
+    terms: dict[str, ObsTermConfig] = field(default_factory=dict)
     history_length: int = 1
     enable_corruption: bool = False
 
@@ -56,34 +56,34 @@ class ObservationsConfig:
     policy: ObsGroupConfig = field(default_factory=ObsGroupConfig)
     critic: ObsGroupConfig = field(default_factory=ObsGroupConfig)
     # One group per encoder (g1, smpl, teleop): the tokenizer inputs.
-    tokenizer: Dict[str, ObsGroupConfig] = field(default_factory=dict)
+    tokenizer: dict[str, ObsGroupConfig] = field(default_factory=dict)
 
 
 @dataclass
 class RewardTermConfig:
     weight: float = 0.0
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class TerminationTermConfig:
     # A time-out ends the episode without failure: it bootstraps (truncation), never counts as a fall.
     time_out: bool = False
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class EventTermConfig:
     mode: str = "reset"  # startup | reset | interval
     min_level: int = 1  # active when env.events.level >= min_level
-    interval_range_s: List[float] = field(default_factory=lambda: [4.0, 6.0])
-    params: Dict[str, Any] = field(default_factory=dict)
+    interval_range_s: list[float] = field(default_factory=lambda: [4.0, 6.0])
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class EventsConfig:
     level: int = 0  # domain randomisation level 0 (none) .. 4 (all)
-    terms: Dict[str, EventTermConfig] = field(default_factory=dict)
+    terms: dict[str, EventTermConfig] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,10 +93,10 @@ class MotionCommandConfig:
     smpl_num_future_frames: int = 10
     smpl_future_dt: float = 0.02
     # Unnormalised probabilities of each encoder being drawn for an env at episode start.
-    encoder_sample_probs: Dict[str, float] = field(
+    encoder_sample_probs: dict[str, float] = field(
         default_factory=lambda: {"g1": 1.0, "teleop": 1.0, "smpl": 1.0}
     )
-    reset_pose_noise: Dict[str, List[float]] = field(default_factory=dict)
+    reset_pose_noise: dict[str, list[float]] = field(default_factory=dict)
     # Adaptive start-frame sampling (SONIC): bins of frames, failure-rate cap, uniform share.
     bin_size_frames: int = 50
     failure_rate_cap: float = 200.0
@@ -115,16 +115,16 @@ class EnvConfig:
     num_envs: int = 64
     episode_length_s: float = 10.0
     observations: ObservationsConfig = field(default_factory=ObservationsConfig)
-    rewards: Dict[str, RewardTermConfig] = field(default_factory=dict)
-    terminations: Dict[str, TerminationTermConfig] = field(default_factory=dict)
-    eval_terminations: Dict[str, TerminationTermConfig] = field(default_factory=dict)
+    rewards: dict[str, RewardTermConfig] = field(default_factory=dict)
+    terminations: dict[str, TerminationTermConfig] = field(default_factory=dict)
+    eval_terminations: dict[str, TerminationTermConfig] = field(default_factory=dict)
     events: EventsConfig = field(default_factory=EventsConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
 
 
 @dataclass
 class MLPConfig:
-    hidden: List[int] = field(default_factory=lambda: [256, 128])
+    hidden: list[int] = field(default_factory=lambda: [256, 128])
     activation: str = "silu"
 
 
@@ -137,7 +137,7 @@ class DecodersConfig:
 @dataclass
 class QuantizerConfig:
     # FSQ: levels per latent dimension; len(levels) dims per token, num_tokens tokens.
-    levels: List[int] = field(default_factory=lambda: [8] * 8)
+    levels: list[int] = field(default_factory=lambda: [8] * 8)
     num_tokens: int = 1
 
 
@@ -148,7 +148,7 @@ class UniversalTokenConfig:
 
 @dataclass
 class ActorCriticConfig:
-    encoders: Dict[str, MLPConfig] = field(default_factory=dict)
+    encoders: dict[str, MLPConfig] = field(default_factory=dict)
     decoders: DecodersConfig = field(default_factory=DecodersConfig)
     critic: MLPConfig = field(default_factory=MLPConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
@@ -194,7 +194,7 @@ class AlgoConfig:
 @dataclass
 class RayConfig:
     # None: start a local Ray (or join RAY_ADDRESS when set); "auto": join the running cluster.
-    address: Optional[str] = None
+    address: str | None = None
     num_env_runners: int = 1
     num_learners: int = 0  # 0: the learner runs in the driver process
     cpus_per_env_runner: float = 1.0
@@ -214,7 +214,7 @@ class CallbacksConfig:
 class LoggingConfig:
     wandb_mode: str = "offline"  # offline | online | disabled
     wandb_project: str = "sonic-ray"
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     log_interval: int = 1
     progress: bool = True
 
@@ -224,8 +224,8 @@ class SonicConfig:
     experiment: str = "default"
     seed: int = 0
     device: str = "cpu"
-    run_dir: Optional[str] = None
-    resume: Optional[str] = None
+    run_dir: str | None = None
+    resume: str | None = None
     robot: RobotConfig = field(default_factory=RobotConfig)
     motions: MotionsConfig = field(default_factory=MotionsConfig)
     sim: SimConfig = field(default_factory=SimConfig)
