@@ -1,0 +1,136 @@
+"""Atomic checkpoints: a directory per save, complete only once renamed into place.
+
+A save writes `<dir>/.tmp-iter_NNNNNN-<pid>/` (payload + `manifest.json` holding each file's
+SHA-256 and size), fsyncs, then renames it to `<dir>/iter_NNNNNN/`. A crash mid-save leaves only a
+`.tmp-*` folder, which `latest_checkpoint` never picks and the next save sweeps away. Loading checks
+the manifest, so a truncated or edited file is reported instead of silently loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+MANIFEST = "manifest.json"
+STATE_FILE = "state.pt"
+CKPT_RE = re.compile(r"^iter_(\d{6,})$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete or corrupt; the message names the path."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(ckpt_root: str | Path, iteration: int, state: dict[str, Any], *,
+                    extra_files: dict[str, bytes] | None = None, keep: int = 0) -> Path:
+    """Write `state` (anything torch.save takes) as `ckpt_root/iter_<iteration>` atomically.
+
+    `extra_files` are small side files (e.g. config.yaml). `keep > 0` prunes all but the newest
+    `keep` complete checkpoints after the new one is in place.
+    """
+    root = Path(ckpt_root)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / f"iter_{iteration:06d}"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        with open(tmp / STATE_FILE, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        for name, data in (extra_files or {}).items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        files = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        manifest = {"iteration": iteration, "saved_at": time.time(), "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same iteration (resume overlap): replace it whole
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep > 0:
+        for old in list_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(ckpt_root: str | Path) -> list[Path]:
+    """Checkpoint directories that have a manifest, oldest first (by iteration)."""
+    root = Path(ckpt_root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := CKPT_RE.match(p.name)) and (p / MANIFEST).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def verify_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Return the manifest if every listed file exists with its recorded size and hash."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise CheckpointError(f"{path}: no {MANIFEST}; the checkpoint is incomplete (interrupted save?)")
+    try:
+        manifest = json.loads(mpath.read_text())
+        files = manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{mpath}: unreadable manifest ({e})") from e
+    for name, info in files.items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{f}: listed in the manifest but missing")
+        if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+            raise CheckpointError(f"{f}: size or SHA-256 differs from the manifest (corrupt or edited)")
+    return manifest
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint dir as given, or for a run dir (or its checkpoints/), its latest complete one."""
+    p = Path(path).expanduser()
+    if (p / MANIFEST).is_file():
+        return p
+    for root in (p / "checkpoints", p):
+        ckpts = list_checkpoints(root)
+        if ckpts:
+            return ckpts[-1]
+    raise CheckpointError(f"{p}: not a checkpoint and holds no complete checkpoint under checkpoints/")
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Verify and load the state saved by `save_checkpoint` (path: checkpoint or run dir)."""
+    ckpt = resolve_checkpoint(path)
+    verify_checkpoint(ckpt)
+    try:
+        return torch.load(ckpt / STATE_FILE, map_location=map_location, weights_only=False)
+    except Exception as e:  # a bad pickle stream after a matching hash means a writer bug
+        raise CheckpointError(f"{ckpt / STATE_FILE}: cannot be loaded ({e})") from e
