@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sonic_ray.robots import TorchFK, load_model
+from sonic_ray.robots import TorchFK, build_spec, load_model
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,24 @@ def test_fk_float32_default_and_bad_width(g1):
     assert pos.dtype == torch.float32 and pos.shape == (30, 3)
     with pytest.raises(ValueError, match="expected 29"):
         fk(torch.zeros(3), torch.tensor([1.0, 0, 0, 0]), torch.zeros(28))
+
+
+def test_fk_handles_fixed_bodies_and_offset_joint_anchors(g1):
+    """An external description may weld extra bodies and put joint anchors off the body origin."""
+    _, robot = g1
+    spec = build_spec(robot)
+    spec.body("torso_link").add_body(name="head_link", pos=[0.01, 0.0, 0.4], quat=[0.9, 0.1, 0.3, 0.0])
+    spec.joint("left_knee_joint").pos = [0.01, -0.02, 0.03]
+    spec.joint("right_elbow_joint").ref = 0.3
+    model = spec.compile()
+    fk = TorchFK(model, dtype=torch.float64)  # no table: every body of the model, model order
+    assert "head_link" in fk.body_names and fk.num_bodies == 31
+    root_pos, root_quat, q = _random_states(robot, 16, seed=2)
+    body_pos_w, body_quat_w = fk(torch.tensor(root_pos), torch.tensor(root_quat), torch.tensor(q))
+    ref_pos, ref_quat = _mujoco_poses(model, root_pos, root_quat, q)
+    np.testing.assert_allclose(body_pos_w.numpy(), ref_pos, atol=1e-9)
+    np.testing.assert_allclose(np.abs(np.sum(body_quat_w.numpy() * ref_quat, -1)), 1.0, atol=1e-9)
+    # With the table, the output is the table's 30 bodies even though the model has 31.
+    pos30, _ = TorchFK(model, robot, dtype=torch.float64)(torch.tensor(root_pos), torch.tensor(root_quat),
+                                                         torch.tensor(q))
+    assert pos30.shape == (16, 30, 3)
