@@ -1,0 +1,156 @@
+"""Batched forward kinematics in torch, read from a compiled MjModel.
+
+Why not `mj_kinematics`: motion libraries and rewards need body poses for thousands of frames or
+envs at once, on the training device, without a round trip through MjData. The tree (parents,
+body offsets, hinge axes and anchors) is read from the model, so an external MJCF of the same
+robot works as well as ours. Same convention as MuJoCo: for a hinge, the child frame is the
+parent frame, moved by the body offset, then rotated by (q - qpos0) about the axis through the
+joint anchor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mujoco
+import numpy as np
+import torch
+
+from sonic_ray.robots.spec import PointSpec, RobotSpec
+from sonic_ray.utils.rotations import quat_apply, quat_from_axis_angle, quat_mul, quat_normalize
+
+_FREE = mujoco.mjtJoint.mjJNT_FREE
+_HINGE = mujoco.mjtJoint.mjJNT_HINGE
+
+
+class TorchFK:
+    """Body poses in the world from root pose + joint positions.
+
+    The joint_pos columns are the model's hinge joints in model order (for a model matched to a
+    RobotSpec: the spec's joint order). Output bodies are the spec's bodies in spec order, or all
+    bodies but the world when no spec is given.
+    """
+
+    def __init__(self, model: mujoco.MjModel, robot: RobotSpec | None = None, *, device="cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._parse_tree(model)
+        if robot is not None:
+            if tuple(self.joint_names) != tuple(robot.joint_names):
+                bad = next((i for i, (a, b) in enumerate(zip(self.joint_names, robot.joint_names)) if a != b),
+                           min(len(self.joint_names), len(robot.joint_names)))
+                raise ValueError(f"TorchFK: the model's hinge joints differ from robot {robot.name!r} at #{bad}: "
+                                 f"model {list(self.joint_names)[bad:bad + 1]}, "
+                                 f"robot {list(robot.joint_names)[bad:bad + 1]}")
+            names = [model.body(i).name for i in range(model.nbody)]
+            missing = [n for n in robot.body_names if n not in names]
+            if missing:
+                raise ValueError(f"TorchFK: the model lacks bodies of robot {robot.name!r}: {missing}")
+            self.body_names = tuple(robot.body_names)
+            out_ids = [names.index(n) for n in robot.body_names]
+        else:
+            self.body_names = tuple(model.body(i).name for i in range(1, model.nbody))
+            out_ids = list(range(1, model.nbody))
+        self._out_ids = out_ids
+        self.robot = robot
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def num_bodies(self) -> int:
+        return len(self.body_names)
+
+    def _parse_tree(self, model: mujoco.MjModel) -> None:
+        t = lambda a: torch.as_tensor(np.asarray(a), dtype=self.dtype, device=self.device)  # noqa: E731
+        self._parent = model.body_parentid.tolist()
+        self._local_pos = t(model.body_pos)
+        self._local_quat = t(model.body_quat)
+        self._kind: list[str] = ["world"]
+        self._hinge: dict[int, tuple[int, torch.Tensor, torch.Tensor, float]] = {}
+        hinge_ids = [j for j in range(model.njnt) if model.jnt_type[j] == _HINGE]
+        self.joint_names = tuple(model.joint(j).name for j in hinge_ids)
+        col_of = {j: c for c, j in enumerate(hinge_ids)}
+        free_seen = False
+        for b in range(1, model.nbody):
+            name = model.body(b).name
+            n, adr = int(model.body_jntnum[b]), int(model.body_jntadr[b])
+            types = [int(model.jnt_type[adr + k]) for k in range(n)]
+            if types == [_FREE]:
+                if free_seen:
+                    raise ValueError(f"TorchFK: body {name!r} has a second free joint; one floating root only")
+                free_seen = True
+                self._kind.append("root")
+            elif types == [_HINGE]:
+                self._kind.append("hinge")
+                self._hinge[b] = (col_of[adr], t(model.jnt_axis[adr]), t(model.jnt_pos[adr]),
+                                  float(model.qpos0[model.jnt_qposadr[adr]]))
+            elif not types:
+                self._kind.append("fixed")
+            else:
+                raise ValueError(f"TorchFK: body {name!r} has joints of types {types}; "
+                                 "supported are one free joint (root), one hinge, or none")
+        if not free_seen:
+            raise ValueError("TorchFK: the model has no free joint (a floating-base robot is expected)")
+
+    def forward(self, root_pos_w: torch.Tensor, root_quat_w: torch.Tensor, joint_pos: torch.Tensor):
+        """root_pos_w (..., 3), root_quat_w (..., 4) wxyz, joint_pos (..., J)
+        -> body_pos_w (..., B, 3), body_quat_w (..., B, 4).
+        """
+        if joint_pos.shape[-1] != self.num_joints:
+            raise ValueError(f"TorchFK.forward: joint_pos has {joint_pos.shape[-1]} columns, expected {self.num_joints}")
+        kw = dict(device=self.device, dtype=self.dtype)
+        root_pos_w, root_quat_w, joint_pos = (x.to(**kw) for x in (root_pos_w, root_quat_w, joint_pos))
+        batch = torch.broadcast_shapes(root_pos_w.shape[:-1], root_quat_w.shape[:-1], joint_pos.shape[:-1])
+        pos: list[torch.Tensor] = [torch.zeros(*batch, 3, **kw)]
+        quat: list[torch.Tensor] = [torch.zeros(*batch, 4, **kw)]
+        quat[0][..., 0] = 1.0
+        for b in range(1, len(self._kind)):
+            kind = self._kind[b]
+            if kind == "root":
+                pos.append(root_pos_w.expand(*batch, 3))
+                quat.append(quat_normalize(root_quat_w).expand(*batch, 4))
+                continue
+            p = self._parent[b]
+            bp = pos[p] + quat_apply(quat[p], self._local_pos[b].expand(*batch, 3))
+            bq = quat_mul(quat[p], self._local_quat[b].expand(*batch, 4))
+            if kind == "hinge":
+                col, axis, anchor, q0 = self._hinge[b]
+                qloc = quat_from_axis_angle(axis.expand(*batch, 3), joint_pos[..., col].expand(batch) - q0)
+                xanchor = bp + quat_apply(bq, anchor.expand(*batch, 3))
+                bq = quat_mul(bq, qloc)
+                bp = xanchor - quat_apply(bq, anchor.expand(*batch, 3))
+            pos.append(bp)
+            quat.append(bq)
+        body_pos_w = torch.stack([pos[i] for i in self._out_ids], dim=-2)
+        body_quat_w = torch.stack([quat[i] for i in self._out_ids], dim=-2)
+        return body_pos_w, body_quat_w
+
+    __call__ = forward
+
+    def point_table(self, points: Sequence[PointSpec]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P,) output-body indices and (P, 3) offsets for named points."""
+        try:
+            ids = [self.body_names.index(p.body) for p in points]
+        except ValueError:
+            bad = next(p for p in points if p.body not in self.body_names)
+            raise KeyError(f"TorchFK: point {bad.name!r} is on unknown body {bad.body!r}") from None
+        offsets = torch.tensor([list(p.offset) for p in points], dtype=self.dtype, device=self.device)
+        return torch.tensor(ids, dtype=torch.long, device=self.device), offsets.reshape(-1, 3)
+
+    def points(self, body_pos_w: torch.Tensor, body_quat_w: torch.Tensor, points) -> torch.Tensor:
+        """World positions (..., P, 3) of points fixed to bodies.
+
+        body_pos_w (..., B, 3), body_quat_w (..., B, 4) from `forward`; points is a sequence of
+        PointSpec or a `(body_ids (P,), offsets (P, 3))` pair from `point_table`.
+        """
+        if isinstance(points, tuple) and len(points) == 2 and torch.is_tensor(points[0]):
+            ids, offsets = points
+        else:
+            ids, offsets = self.point_table(points)
+        ids = ids.to(body_pos_w.device)
+        offsets = offsets.to(device=body_pos_w.device, dtype=body_pos_w.dtype)
+        q = body_quat_w[..., ids, :]
+        return body_pos_w[..., ids, :] + quat_apply(q, offsets.expand(*q.shape[:-1], 3))
