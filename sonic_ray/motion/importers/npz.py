@@ -26,6 +26,8 @@ def load_mjlab_npz(path, *, name: str) -> MotionClip:
             if missing:
                 raise ClipRejected(source, "keys", f"missing {missing} (found {sorted(z.files)})")
             data = {k: z[k] for k in NPZ_KEYS}
+    except ClipRejected:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise ClipRejected(source, "npz", f"cannot read: {type(e).__name__}: {e}") from None
     body_pos, body_quat = data["body_pos_w"], data["body_quat_w"]
