@@ -97,6 +97,7 @@ def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s
             if lib.device.type == "cuda":
                 torch.cuda.synchronize()
             samples.append(time.perf_counter() - t0)
+        fk_ms, fk_reason = _fk_query_ms(lib, robot_used, clip_ids, times, repeats)
         return {
             "num_clips": info["num_clips"],
             "rejected": len(report["rejected"]),
@@ -114,11 +115,31 @@ def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s
             "query_batch": query_batch,
             "query_ms_median": 1e3 * float(np.median(samples)),
             "query_ms_min": 1e3 * float(np.min(samples)),
-            "query_with_fk_ms": None,
-            "query_with_fk_reason": "robot FK (sonic_ray.robots.fk.TorchFK) not integrated into this bench yet",
+            "query_with_fk_ms": fk_ms,
+            "query_with_fk_reason": fk_reason,
             "device": str(lib.device),
             "torch_threads": torch.get_num_threads(),
         }
+
+
+def _fk_query_ms(lib: MotionLib, robot: str | None, clip_ids, times, repeats: int):
+    """Median ms of one body_state query (state + TorchFK), or (None, why not)."""
+    if robot is None:
+        return None, "no robot FK available (sonic_ray.robots not importable): synthetic joints"
+    from sonic_ray.robots.fk import TorchFK
+    from sonic_ray.robots.registry import load_model
+
+    model, spec = load_model(robot)
+    lib.fk = TorchFK(model, spec, device=lib.device)
+    lib.body_state(clip_ids, times)  # warm-up
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        lib.body_state(clip_ids, times)
+        if lib.device.type == "cuda":
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(samples)), f"TorchFK over {lib.fk.num_bodies} bodies of {robot}"
 
 
 def add_parser(subparsers) -> None:

@@ -7,12 +7,12 @@ package; tests and tools that already hold that data pass their own context func
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from sonic_ray.motion.importers import find_motion_files
 from sonic_ray.motion.importing import import_motions
@@ -24,29 +24,26 @@ RobotContext = tuple[list[str], np.ndarray | None, np.ndarray | None, Callable |
 def robot_context(robot_name: str) -> RobotContext:
     """(joint_names (J), lower (J,), upper (J,), fk or None) for `robot_name` from sonic_ray.robots.
 
-    fk(root_pos (T,3), root_quat (T,4), joint_pos (T,J)) -> body_pos_w (T,B,3), numpy in and out.
+    fk(root_pos (T,3), root_quat (T,4), joint_pos (T,J)) -> body_pos_w (T,B,3), numpy in and out,
+    bodies in the robot table's order (a file with another body count/order gets a warning).
     """
     try:
+        from sonic_ray.robots.fk import TorchFK
         from sonic_ray.robots.registry import get_robot, load_model
     except ImportError as e:
-        raise SystemExit(f"motions: robot {robot_name!r} unavailable (sonic_ray.robots not installed: {e})") from None
+        raise SystemExit(f"motions: robot {robot_name!r} unavailable (sonic_ray.robots: {e})") from None
     robot = get_robot(robot_name)
-    joint_names = list(robot.joint_names)
-    lower, upper = (np.asarray(x, dtype=np.float64) for x in robot.joint_limits)
-    try:
-        import torch
-
-        from sonic_ray.robots.fk import TorchFK
-    except ImportError:
-        return joint_names, lower, upper, None
-    fk_model = TorchFK(load_model(robot_name))
+    lower = np.array([j.lower for j in robot.joints], dtype=np.float64)
+    upper = np.array([j.upper for j in robot.joints], dtype=np.float64)
+    model, _ = load_model(robot_name)
+    fk_model = TorchFK(model, robot, dtype=torch.float64)
 
     def fk(root_pos, root_quat, joint_pos):
         with torch.no_grad():
-            args = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (root_pos, root_quat, joint_pos))
+            args = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (root_pos, root_quat, joint_pos))
             return fk_model.forward(*args)[0].numpy()
 
-    return joint_names, lower, upper, fk
+    return list(robot.joint_names), lower, upper, fk
 
 
 def add_parser(subparsers, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> None:

@@ -14,6 +14,7 @@ root and joints, which is all a simulator needs to reset, and FK keeps bodies co
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from sonic_ray.motion.store import iter_store, shard_indices, store_info
@@ -39,8 +40,48 @@ def _resample_plan(frames: np.ndarray, fps: np.ndarray, control_fps: float):
 
 
 def _lerp(x: torch.Tensor, i0: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    a = alpha.reshape(-1, *([1] * (x.dim() - 1)))
-    return x[i0] * (1 - a) + x[i0 + 1] * a
+    return torch.lerp(x[i0], x[i0 + 1], alpha.reshape(-1, *([1] * (x.dim() - 1))))
+
+
+def _load_resampled(store_path, shard, control_fps: float, load_smpl: bool):
+    """Read the shard and resample every clip to control_fps: (names, out_frames (C,), frames)
+    with frames = root_pos_w (S,3), root_quat_w (S,4), joint_pos (S,J)[, smpl_joints (S,24,3)]."""
+    clips = list(iter_store(store_path, shard=shard, smpl=load_smpl))
+    frames_n = np.array([c.num_frames for c in clips], dtype=np.int64)
+    fps = np.array([c.fps for c in clips], dtype=np.float64)
+    out_frames, i0, alpha = _resample_plan(frames_n, fps, control_fps)
+    i0, alpha = torch.as_tensor(i0), torch.as_tensor(alpha, dtype=torch.float32)
+
+    def cat(key):
+        return torch.as_tensor(np.concatenate([getattr(c, key) for c in clips]), dtype=torch.float32)
+
+    quat = cat("root_quat")
+    out = {
+        "root_pos_w": _lerp(cat("root_pos"), i0, alpha),
+        "root_quat_w": quat_slerp(quat[i0], quat[i0 + 1], alpha),
+        "joint_pos": _lerp(cat("joint_pos"), i0, alpha),
+    }
+    if load_smpl and all(c.smpl_joints is not None for c in clips):
+        out["smpl_joints"] = _lerp(cat("smpl_joints"), i0, alpha)
+    return [c.name for c in clips], out_frames, out
+
+
+def _velocities(frames: dict, out_frames: np.ndarray, control_fps: float) -> dict:
+    """Finite differences, central inside a clip and one-sided at its ends, never across clips.
+    Angular velocity is world-frame: the rotation vector of q_next * conj(q_prev) per second."""
+    start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
+    clip = np.repeat(np.arange(len(out_frames)), out_frames)
+    idx = np.arange(out_frames.sum())
+    prev = torch.as_tensor(np.maximum(idx - 1, start[clip]))
+    nxt = torch.as_tensor(np.minimum(idx + 1, start[clip] + out_frames[clip] - 1))
+    span = (nxt - prev).to(torch.float32) / control_fps  # seconds; 0 only for 1-frame clips
+    inv = torch.where(span > 0, 1.0 / span.clamp_min(1e-9), torch.zeros_like(span)).unsqueeze(-1)
+    pos, quat, joints = frames["root_pos_w"], frames["root_quat_w"], frames["joint_pos"]
+    return {
+        "root_lin_vel_w": (pos[nxt] - pos[prev]) * inv,
+        "root_ang_vel_w": quat_to_axis_angle(quat_mul(quat[nxt], quat_conj(quat[prev]))) * inv,
+        "joint_vel": (joints[nxt] - joints[prev]) * inv,
+    }
 
 
 class MotionLib:
@@ -56,59 +97,18 @@ class MotionLib:
         self.control_fps = float(control_fps)
         self.device = torch.device(device)
         self.fk = fk
-        clips = list(iter_store(store_path, shard=shard, smpl=load_smpl))
-        if not clips:
-            raise ValueError(f"{store_path}: shard {shard} holds no clips")
         info = store_info(store_path)
         self.joint_names: list[str] = info["joint_names"]
         self.store_index = torch.as_tensor(shard_indices(info["num_clips"], shard), dtype=torch.long)
-        self.names: list[str] = [c.name for c in clips]
-        frames = np.array([c.num_frames for c in clips], dtype=np.int64)
-        fps = np.array([c.fps for c in clips], dtype=np.float64)
-        out_frames, i0, alpha = _resample_plan(frames, fps, self.control_fps)
-        i0_t, a_t = torch.as_tensor(i0), torch.as_tensor(alpha, dtype=torch.float64)
-
-        def cat(key):
-            return torch.as_tensor(np.concatenate([getattr(c, key) for c in clips]), dtype=torch.float64)
-
-        root_pos = _lerp(cat("root_pos"), i0_t, a_t)
-        joint_pos = _lerp(cat("joint_pos"), i0_t, a_t)
-        quat = cat("root_quat")
-        root_quat = quat_slerp(quat[i0_t], quat[i0_t + 1], a_t)
-        smpl = None
-        if load_smpl and all(c.smpl_joints is not None for c in clips):
-            smpl = _lerp(cat("smpl_joints"), i0_t, a_t)
-        del clips, quat
-
+        if len(self.store_index) == 0:
+            raise ValueError(f"{store_path}: shard {shard} holds no clips")
+        self.names, out_frames, frames = _load_resampled(store_path, shard, self.control_fps, load_smpl)
+        pa.default_memory_pool().release_unused()  # arrow's allocator keeps freed read buffers
         self.clip_frames = torch.as_tensor(out_frames, device=self.device)
         self.clip_start = torch.as_tensor(np.concatenate(([0], np.cumsum(out_frames)[:-1])), device=self.device)
         self.clip_length_s = (self.clip_frames - 1).to(torch.float32) / self.control_fps
-        prev, nxt, span = self._neighbours(out_frames)
-        dt = span / self.control_fps  # (S,) seconds between neighbours; 0 for 1-frame clips
-        inv = torch.where(dt > 0, 1.0 / dt.clamp_min(1e-9), torch.zeros_like(dt)).unsqueeze(-1)
-        dq = quat_mul(root_quat[nxt], quat_conj(root_quat[prev]))
-        frames_f = {
-            "root_pos_w": root_pos,
-            "root_quat_w": root_quat,
-            "joint_pos": joint_pos,
-            "root_lin_vel_w": (root_pos[nxt] - root_pos[prev]) * inv,
-            "root_ang_vel_w": quat_to_axis_angle(dq) * inv,
-            "joint_vel": (joint_pos[nxt] - joint_pos[prev]) * inv,
-        }
-        if smpl is not None:
-            frames_f["smpl_joints"] = smpl
-        self._frames = {k: v.to(device=self.device, dtype=torch.float32) for k, v in frames_f.items()}
-
-    @staticmethod
-    def _neighbours(out_frames: np.ndarray):
-        """Central differences inside a clip, one-sided at its ends, never across clips."""
-        start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
-        clip = np.repeat(np.arange(len(out_frames)), out_frames)
-        idx = np.arange(out_frames.sum())
-        first, last = start[clip], start[clip] + out_frames[clip] - 1
-        prev = np.maximum(idx - 1, first)
-        nxt = np.minimum(idx + 1, last)
-        return torch.as_tensor(prev), torch.as_tensor(nxt), torch.as_tensor(nxt - prev, dtype=torch.float64)
+        frames.update(_velocities(frames, out_frames, self.control_fps))
+        self._frames = {k: v.to(device=self.device, dtype=torch.float32) for k, v in frames.items()}
 
     @property
     def num_clips(self) -> int:

@@ -232,40 +232,52 @@ def shard_indices(num_clips: int, shard: tuple[int, int] | None) -> list[int]:
     return list(range(k, num_clips, n))
 
 
-def iter_store(path, *, shard: tuple[int, int] | None = None, smpl: bool = True) -> Iterator[MotionClip]:
-    """Yield the clips of `shard` one at a time, reading one row group each (lazy)."""
+def iter_store(path, *, shard: tuple[int, int] | None = None, smpl: bool = True,
+               batch: int = 256) -> Iterator[MotionClip]:
+    """Yield the clips of `shard` in store order, reading `batch` row groups per call (lazy:
+    at most one batch of clips is decoded at a time; per-call overhead dominates single reads)."""
     path = os.fspath(path)
     pf = pq.ParquetFile(path)
     header = _read_header(pf, path)
     j = len(header["joint_names"])
     columns = [c for c in pf.schema_arrow.names if smpl or c != "smpl_joints"]
-    for i in shard_indices(pf.num_row_groups, shard):
-        row = pf.read_row_group(i, columns=columns)
-        yield _row_to_clip(row, j)
+    wanted = shard_indices(pf.num_row_groups, shard)
+    for b in range(0, len(wanted), batch):
+        table = pf.read_row_groups(wanted[b : b + batch], columns=columns)
+        yield from _table_to_clips(table, j)
 
 
-def _flat(row: pa.Table, key: str) -> np.ndarray | None:
-    col = row.column(key).combine_chunks()
-    if col.null_count:
-        return None
-    return col.values.to_numpy(zero_copy_only=False)
+def _lists(table: pa.Table, key: str) -> list[np.ndarray | None]:
+    """Per-row numpy views of a list<float32> column (None for null rows)."""
+    col = table.column(key).combine_chunks()
+    values = col.values.to_numpy(zero_copy_only=False)
+    offsets = col.offsets.to_numpy()
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    return [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(col))]
 
 
-def _row_to_clip(row: pa.Table, num_joints: int) -> MotionClip:
-    t = row.column("num_frames")[0].as_py()
-    smpl = _flat(row, "smpl_joints") if "smpl_joints" in row.column_names else None
-    return MotionClip(
-        name=row.column("name")[0].as_py(),
-        source=row.column("source")[0].as_py(),
-        format=row.column("format")[0].as_py(),
-        fps=row.column("fps")[0].as_py(),
-        root_pos=_flat(row, "root_pos").reshape(t, 3),
-        root_quat=_flat(row, "root_quat").reshape(t, 4),
-        joint_pos=_flat(row, "joint_pos").reshape(t, num_joints),
-        smpl_joints=None if smpl is None else smpl.reshape(t, 24, 3),
-        warnings=list(row.column("warnings")[0].as_py() or []),
-        fk_max_err_m=row.column("fk_max_err_m")[0].as_py(),
-    )
+def _table_to_clips(table: pa.Table, num_joints: int) -> list[MotionClip]:
+    meta = table.select(["name", "source", "format", "fps", "num_frames", "warnings", "fk_max_err_m"]).to_pylist()
+    arrays = {k: _lists(table, k) for k in _ARRAY_COLUMNS if k in table.column_names}
+    clips = []
+    for i, m in enumerate(meta):
+        t = m["num_frames"]
+        smpl = arrays["smpl_joints"][i] if "smpl_joints" in arrays else None
+        clips.append(
+            MotionClip(
+                name=m["name"],
+                source=m["source"],
+                format=m["format"],
+                fps=m["fps"],
+                root_pos=arrays["root_pos"][i].reshape(t, 3),
+                root_quat=arrays["root_quat"][i].reshape(t, 4),
+                joint_pos=arrays["joint_pos"][i].reshape(t, num_joints),
+                smpl_joints=None if smpl is None else smpl.reshape(t, 24, 3),
+                warnings=list(m["warnings"] or []),
+                fk_max_err_m=m["fk_max_err_m"],
+            )
+        )
+    return clips
 
 
 def read_store(path, *, shard: tuple[int, int] | None = None) -> tuple[list[MotionClip], dict]:

@@ -121,3 +121,33 @@ def test_import_appends_and_info_summarises(tmp_path, capsys):
     code, out = _run(["motions", "info", str(store)], capsys)
     flat = " ".join(out.split())  # rich wraps to the terminal width
     assert code == 0 and "3 clips" in flat and "lafan_csv" in flat
+
+
+def test_real_g1_fk_check_through_robot_context(tmp_path, capsys):
+    """With the robots package present: an NPZ whose bodies come from the G1 FK imports with
+    ~0 FK error, and the same file with its joint columns reversed is rejected."""
+    pytest.importorskip("sonic_ray.robots.fk")
+    import torch
+    from sonic_ray.robots.fk import TorchFK
+    from sonic_ray.robots.registry import load_model
+
+    from sonic_ray.motion.cli import robot_context
+
+    names, lower, upper, fk = robot_context("g1")
+    assert names == G1_JOINTS
+    model, spec = load_model("g1")
+    torch_fk = TorchFK(model, spec, dtype=torch.float64)
+    clip = make_clip("g1clip", fps=50.0)
+    as_t = [torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (clip.root_pos, clip.root_quat, clip.joint_pos)]
+    body_pos, body_quat = (x.numpy() for x in torch_fk.forward(*as_t))
+    write_mjlab_npz(tmp_path / "ok.npz", clip, body_pos_w=body_pos, body_quat_w=body_quat)
+    swapped = make_clip("g1swap", fps=50.0)
+    swapped.joint_pos = swapped.joint_pos[:, ::-1].copy()  # arms and legs exchanged
+    write_mjlab_npz(tmp_path / "swap.npz", swapped, body_pos_w=body_pos, body_quat_w=body_quat)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="cmd"))  # the real robot_context
+    args = parser.parse_args(["motions", "import", str(tmp_path), "--out", str(tmp_path / "s.parquet"), "--json"])
+    assert args.func(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in report["imported"]] == ["ok"] and report["imported"][0]["fk_max_err_m"] < 1e-4
+    assert report["rejected"][0]["reason"].startswith("body_pos_w: FK of root + joints")
