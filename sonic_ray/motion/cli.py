@@ -1,5 +1,7 @@
 """`sonic-ray motions import|info`: build and inspect the motion store.
 
+Heavy imports (torch, pyarrow, scipy) happen inside the commands so `sonic-ray --help` stays fast.
+
 Robot data (joint names, limits, FK) comes from `robot_context`, the one seam to the robots
 package; tests and tools that already hold that data pass their own context function to
 `add_parser(..., robot_context_fn=...)`.
@@ -12,11 +14,6 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
-import torch
-
-from sonic_ray.motion.importers import find_motion_files
-from sonic_ray.motion.importing import import_motions
-from sonic_ray.motion.store import store_info
 
 RobotContext = tuple[list[str], np.ndarray | None, np.ndarray | None, Callable | None]
 
@@ -27,6 +24,8 @@ def robot_context(robot_name: str) -> RobotContext:
     fk(root_pos (T,3), root_quat (T,4), joint_pos (T,J)) -> body_pos_w (T,B,3), numpy in and out,
     bodies in the robot table's order (a file with another body count/order gets a warning).
     """
+    import torch
+
     try:
         from sonic_ray.robots.fk import TorchFK
         from sonic_ray.robots.registry import get_robot, load_model
@@ -64,6 +63,8 @@ def add_parser(subparsers, *, robot_context_fn: Callable[[str], RobotContext] = 
 
 def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> int:
     """Exit 0 if at least one clip was imported, else 1."""
+    from sonic_ray.motion.importing import import_motions
+
     joint_names, lower, upper, fk = robot_context_fn(args.robot)
     kw = dict(out=args.out, joint_names=joint_names, lower=lower, upper=upper, fk=fk, fps=args.fps)
     if args.json:
@@ -77,6 +78,9 @@ def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_
 
 def _import_with_progress(paths, kw) -> dict:
     from rich.progress import Progress
+
+    from sonic_ray.motion.importers import find_motion_files
+    from sonic_ray.motion.importing import import_motions
 
     with Progress(transient=True) as progress:
         task = progress.add_task("importing", total=len(find_motion_files(paths)))
@@ -100,6 +104,8 @@ def _print_import(report: dict, out) -> None:
 
 
 def cmd_info(args) -> int:
+    from sonic_ray.motion.store import store_info
+
     try:
         info = store_info(args.store)
     except (OSError, ValueError) as e:
