@@ -1,0 +1,135 @@
+"""`sonic-ray motions import|info`: build and inspect the motion store.
+
+Heavy imports (torch, pyarrow, scipy) happen inside the commands so `sonic-ray --help` stays fast.
+
+Robot data (joint names, limits, FK) comes from `robot_context`, the one seam to the robots
+package; tests and tools that already hold that data pass their own context function to
+`add_parser(..., robot_context_fn=...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+RobotContext = tuple[list[str], np.ndarray | None, np.ndarray | None, Callable | None]
+
+
+def robot_context(robot_name: str) -> RobotContext:
+    """(joint_names (J), lower (J,), upper (J,), fk or None) for `robot_name` from sonic_ray.robots.
+
+    fk(root_pos (T,3), root_quat (T,4), joint_pos (T,J)) -> body_pos_w (T,B,3), numpy in and out,
+    bodies in the robot table's order (a file with another body count/order gets a warning).
+    """
+    import torch
+
+    try:
+        from sonic_ray.robots.fk import TorchFK
+        from sonic_ray.robots.registry import get_robot, load_model
+    except ImportError as e:
+        raise SystemExit(f"motions: robot {robot_name!r} unavailable (sonic_ray.robots: {e})") from None
+    robot = get_robot(robot_name)
+    lower = np.array([j.lower for j in robot.joints], dtype=np.float64)
+    upper = np.array([j.upper for j in robot.joints], dtype=np.float64)
+    model, _ = load_model(robot_name)
+    fk_model = TorchFK(model, robot, dtype=torch.float64)
+
+    def fk(root_pos, root_quat, joint_pos):
+        with torch.no_grad():
+            args = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (root_pos, root_quat, joint_pos))
+            return fk_model.forward(*args)[0].numpy()
+
+    return list(robot.joint_names), lower, upper, fk
+
+
+def add_parser(subparsers, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> None:
+    p = subparsers.add_parser("motions", help="import and inspect reference motions")
+    sub = p.add_subparsers(dest="motions_cmd", required=True)
+    imp = sub.add_parser("import", help="import motion files/folders into a store (appends)")
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
+    imp.add_argument("--out", required=True, metavar="STORE", help="motion store (.parquet), created or appended")
+    imp.add_argument("--fps", type=float, default=None, help="frame rate for files that carry none (CSV)")
+    imp.add_argument("--robot", default="g1", help="robot whose joints the motions drive (default g1)")
+    imp.add_argument("--json", action="store_true", help="print the import report as JSON")
+    imp.set_defaults(func=lambda args: cmd_import(args, robot_context_fn=robot_context_fn))
+    info = sub.add_parser("info", help="summarise a store")
+    info.add_argument("store", metavar="STORE")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+
+
+def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> int:
+    """Exit 0 if at least one clip was imported, else 1."""
+    from sonic_ray.motion.importing import import_motions
+
+    joint_names, lower, upper, fk = robot_context_fn(args.robot)
+    kw = dict(out=args.out, joint_names=joint_names, lower=lower, upper=upper, fk=fk, fps=args.fps)
+    if args.json:
+        report = import_motions(args.paths, **kw)
+        print(json.dumps({"imported": report["imported"], "rejected": report["rejected"]}))
+    else:
+        report = _import_with_progress(args.paths, kw)
+        _print_import(report, args.out)
+    return 0 if report["imported"] else 1
+
+
+def _import_with_progress(paths, kw) -> dict:
+    from rich.progress import Progress
+
+    from sonic_ray.motion.importers import find_motion_files
+    from sonic_ray.motion.importing import import_motions
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("importing", total=len(find_motion_files(paths)))
+        return import_motions(paths, on_file=lambda _path: progress.advance(task), **kw)
+
+
+def _print_import(report: dict, out) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    n_frames = sum(c["frames"] for c in report["imported"])
+    console.print(f"[green]imported {len(report['imported'])} clip(s)[/] ({n_frames} frames) into {out}")
+    if report["warnings"]:
+        console.print(f"[yellow]{len(report['warnings'])} clip(s) with warnings[/] (see `motions info`)")
+    if report["rejected"]:
+        table = Table("rejected source", "reason", title=f"{len(report['rejected'])} rejected")
+        for r in report["rejected"]:
+            table.add_row(r["source"], r["reason"])
+        console.print(table)
+
+
+def cmd_info(args) -> int:
+    from sonic_ray.motion.store import store_info
+
+    try:
+        info = store_info(args.store)
+    except (OSError, ValueError) as e:
+        print(f"motions info: {args.store}: {e}", file=sys.stderr)
+        return 1
+    warned = {c["name"]: c["warnings"] for c in info["clips"] if c["warnings"]}
+    if args.json:
+        summary = {k: v for k, v in info.items() if k != "clips"}
+        print(json.dumps({**summary, "warnings": warned}))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"{info['path']}: {info['num_clips']} clips, {info['total_duration_s'] / 60:.1f} min "
+        f"({info['total_frames']} frames), {len(info['joint_names'])} joints, schema v{info['schema_version']}"
+    )
+    table = Table("format", "clips")
+    for fmt, n in sorted(info["by_format"].items()):
+        table.add_row(fmt, str(n))
+    console.print(table)
+    for name, ws in list(warned.items())[:50]:
+        console.print(f"[yellow]{name}[/]: " + "; ".join(ws))
+    if len(warned) > 50:
+        console.print(f"... and {len(warned) - 50} more clips with warnings (use --json)")
+    return 0

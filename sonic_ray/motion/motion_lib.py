@@ -1,0 +1,160 @@
+"""Reference motions as contiguous tensors at the control rate, queried in batches.
+
+Each env runner loads its shard (clips k::n) of the store once: every clip is resampled to the
+control rate (50 Hz default; linear for positions and joints, slerp for the root rotation),
+all clips are concatenated frame-wise with per-clip start offsets, and velocities are taken by
+finite differences once, here, so a query is a gather plus one interpolation. Queries take
+(clip id, time in seconds) per env; times past a clip's end are held at its last frame.
+
+Body poses come from an optional FK object (`fk.forward(root_pos, root_quat, joint_pos) ->
+(body_pos_w, body_quat_w)`), evaluated on the interpolated state: the store holds only the
+root and joints, which is all a simulator needs to reset, and FK keeps bodies consistent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from sonic_ray.motion.store import iter_store, shard_indices, store_info
+from sonic_ray.utils.rotations import quat_conj, quat_mul, quat_slerp, quat_to_axis_angle
+
+
+def _resample_plan(frames: np.ndarray, fps: np.ndarray, control_fps: float):
+    """Source indices/weights for every control-rate sample of every clip (vectorised).
+
+    frames, fps: (C,) native frame counts and rates. Returns (out_frames (C,), i0 (S,), alpha (S,))
+    with i0 a global index into the concatenated native frames and alpha in [0, 1].
+    """
+    duration = (frames - 1) / fps
+    out_frames = np.floor(duration * control_fps + 1e-6).astype(np.int64) + 1
+    raw_start = np.concatenate(([0], np.cumsum(frames)[:-1]))
+    out_start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
+    clip = np.repeat(np.arange(len(frames)), out_frames)
+    k = np.arange(out_frames.sum()) - out_start[clip]
+    src = k / control_fps * fps[clip]
+    i0 = np.minimum(np.floor(src + 1e-9).astype(np.int64), frames[clip] - 2)
+    alpha = np.clip(src - i0, 0.0, 1.0)
+    return out_frames, raw_start[clip] + i0, alpha
+
+
+def _lerp(x: torch.Tensor, i0: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    return torch.lerp(x[i0], x[i0 + 1], alpha.reshape(-1, *([1] * (x.dim() - 1))))
+
+
+def _load_resampled(store_path, shard, control_fps: float, load_smpl: bool):
+    """Read the shard and resample every clip to control_fps: (names, out_frames (C,), frames)
+    with frames = root_pos_w (S,3), root_quat_w (S,4), joint_pos (S,J)[, smpl_joints (S,24,3)]."""
+    clips = list(iter_store(store_path, shard=shard, smpl=load_smpl))
+    frames_n = np.array([c.num_frames for c in clips], dtype=np.int64)
+    fps = np.array([c.fps for c in clips], dtype=np.float64)
+    out_frames, i0, alpha = _resample_plan(frames_n, fps, control_fps)
+    i0, alpha = torch.as_tensor(i0), torch.as_tensor(alpha, dtype=torch.float32)
+
+    def cat(key):
+        return torch.as_tensor(np.concatenate([getattr(c, key) for c in clips]), dtype=torch.float32)
+
+    quat = cat("root_quat")
+    out = {
+        "root_pos_w": _lerp(cat("root_pos"), i0, alpha),
+        "root_quat_w": quat_slerp(quat[i0], quat[i0 + 1], alpha),
+        "joint_pos": _lerp(cat("joint_pos"), i0, alpha),
+    }
+    if load_smpl and all(c.smpl_joints is not None for c in clips):
+        out["smpl_joints"] = _lerp(cat("smpl_joints"), i0, alpha)
+    return [c.name for c in clips], out_frames, out
+
+
+def _velocities(frames: dict, out_frames: np.ndarray, control_fps: float) -> dict:
+    """Finite differences, central inside a clip and one-sided at its ends, never across clips.
+    Angular velocity is world-frame: the rotation vector of q_next * conj(q_prev) per second."""
+    start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
+    clip = np.repeat(np.arange(len(out_frames)), out_frames)
+    idx = np.arange(out_frames.sum())
+    prev = torch.as_tensor(np.maximum(idx - 1, start[clip]))
+    nxt = torch.as_tensor(np.minimum(idx + 1, start[clip] + out_frames[clip] - 1))
+    span = (nxt - prev).to(torch.float32) / control_fps  # seconds; 0 only for 1-frame clips
+    inv = torch.where(span > 0, 1.0 / span.clamp_min(1e-9), torch.zeros_like(span)).unsqueeze(-1)
+    pos, quat, joints = frames["root_pos_w"], frames["root_quat_w"], frames["joint_pos"]
+    return {
+        "root_lin_vel_w": (pos[nxt] - pos[prev]) * inv,
+        "root_ang_vel_w": quat_to_axis_angle(quat_mul(quat[nxt], quat_conj(quat[prev]))) * inv,
+        "joint_vel": (joints[nxt] - joints[prev]) * inv,
+    }
+
+
+class MotionLib:
+    """A shard of the motion store on `device`, resampled to `control_fps`.
+
+    Attributes: names (C clip names), joint_names (J), clip_length_s (C,), clip_frames (C,)
+    control-rate frame counts, clip_start (C,) offsets into the concatenated frame tensors,
+    store_index (C,) each clip's index in the whole store.
+    """
+
+    def __init__(self, store_path, *, control_fps: float = 50.0, shard: tuple[int, int] | None = None,
+                 device: str | torch.device = "cpu", fk=None, load_smpl: bool = True):
+        self.control_fps = float(control_fps)
+        self.device = torch.device(device)
+        self.fk = fk
+        info = store_info(store_path)
+        self.joint_names: list[str] = info["joint_names"]
+        self.store_index = torch.as_tensor(shard_indices(info["num_clips"], shard), dtype=torch.long)
+        if len(self.store_index) == 0:
+            raise ValueError(f"{store_path}: shard {shard} holds no clips")
+        self.names, out_frames, frames = _load_resampled(store_path, shard, self.control_fps, load_smpl)
+        pa.default_memory_pool().release_unused()  # arrow's allocator keeps freed read buffers
+        self.clip_frames = torch.as_tensor(out_frames, device=self.device)
+        self.clip_start = torch.as_tensor(np.concatenate(([0], np.cumsum(out_frames)[:-1])), device=self.device)
+        self.clip_length_s = (self.clip_frames - 1).to(torch.float32) / self.control_fps
+        frames.update(_velocities(frames, out_frames, self.control_fps))
+        self._frames = {k: v.to(device=self.device, dtype=torch.float32) for k, v in frames.items()}
+
+    @property
+    def num_clips(self) -> int:
+        return len(self.names)
+
+    @property
+    def num_frames(self) -> int:
+        """Total control-rate frames held (all clips)."""
+        return int(self._frames["joint_pos"].shape[0])
+
+    @property
+    def has_smpl(self) -> bool:
+        return "smpl_joints" in self._frames
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._frames.values())
+
+    def state(self, clip_ids: torch.Tensor, times: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reference state at (clip_ids (N,) long, times (N,) seconds), interpolated between frames.
+
+        Returns root_pos_w (N,3), root_quat_w (N,4) wxyz, joint_pos (N,J), joint_vel (N,J),
+        root_lin_vel_w (N,3), root_ang_vel_w (N,3) world frame, and smpl_joints (N,24,3) when
+        every clip has them.
+        """
+        clip_ids = clip_ids.to(self.device, torch.long)
+        last = (self.clip_frames[clip_ids] - 1).to(torch.float32)
+        f = (times.to(self.device, torch.float32) * self.control_fps).clamp(min=0.0)
+        f = torch.minimum(f, last)
+        i0 = f.floor().long()
+        alpha = f - i0
+        i1 = torch.minimum(i0 + 1, last.long())
+        g0 = self.clip_start[clip_ids] + i0
+        g1 = self.clip_start[clip_ids] + i1
+        out = {}
+        for key, x in self._frames.items():
+            if key == "root_quat_w":
+                out[key] = quat_slerp(x[g0], x[g1], alpha)
+            else:
+                a = alpha.reshape(-1, *([1] * (x.dim() - 1)))
+                out[key] = torch.lerp(x[g0], x[g1], a)
+        return out
+
+    def body_state(self, clip_ids: torch.Tensor, times: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`state` plus body_pos_w (N,B,3) and body_quat_w (N,B,4) from the FK object."""
+        if self.fk is None:
+            raise RuntimeError("MotionLib.body_state needs an FK object: MotionLib(..., fk=...)")
+        out = self.state(clip_ids, times)
+        out["body_pos_w"], out["body_quat_w"] = self.fk.forward(out["root_pos_w"], out["root_quat_w"], out["joint_pos"])
+        return out
