@@ -126,12 +126,11 @@ def test_import_appends_and_info_summarises(tmp_path, capsys):
 def test_real_g1_fk_check_through_robot_context(tmp_path, capsys):
     """With the robots package present: an NPZ whose bodies come from the G1 FK imports with
     ~0 FK error, and the same file with its joint columns reversed is rejected."""
-    pytest.importorskip("sonic_ray.robots.fk")
     import torch
-    from sonic_ray.robots.fk import TorchFK
-    from sonic_ray.robots.registry import load_model
 
     from sonic_ray.motion.cli import robot_context
+    from sonic_ray.robots.fk import TorchFK
+    from sonic_ray.robots.registry import load_model
 
     names, lower, upper, fk = robot_context("g1")
     assert names == G1_JOINTS
