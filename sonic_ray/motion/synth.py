@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import mujoco
 import numpy as np
 
 from sonic_ray.motion.synth_clips import DESIGNS, Designer
@@ -78,7 +79,7 @@ def synth_all(*, fps: float = 50.0, robot: str = "g1", names=None,
     return clips
 
 
-def clip_contact_stats(model, clip: dict, *, stance_height: float = 0.01) -> dict:
+def clip_contact_stats(model: mujoco.MjModel, clip: dict, *, stance_height: float = 0.01) -> dict:
     """Foot quality of a clip, measured with MuJoCo forward kinematics on `model`.
 
     For each frame and foot: the lowest point of the foot's collision capsules (sole height) and
@@ -86,8 +87,6 @@ def clip_contact_stats(model, clip: dict, *, stance_height: float = 0.01) -> dic
     `stance_height` on both frames of a difference. Returns max_penetration_m (how far any sole
     dips below z = 0, 0 if never), max_stance_slip_mps, sole_height (T, 2), foot_xy (T, 2, 2).
     """
-    import mujoco
-
     data = mujoco.MjData(model)
     feet = [model.body(f"{s}_ankle_roll_link").id for s in ("left", "right")]
     geoms = [[g for g in range(model.ngeom) if model.geom_bodyid[g] == b

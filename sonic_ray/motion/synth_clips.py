@@ -240,12 +240,13 @@ def reach_forward(d: Designer, t):
 
 def torso_twist(d: Designer, t):
     p = d.standing(t)
-    s = np.sin(2 * np.pi * (t - 1.0) / 3.0) * envelope(t, 1.0, t[-1] - 1.0, 1.0)
+    e = envelope(t, 1.0, t[-1] - 1.0, 1.0)
+    s = np.sin(2 * np.pi * (t - 1.0) / 3.0) * e
     p.torso_rpy[:, 2] = 0.55 * s
     p.pelvis_rpy[:, 2] = 0.06 * s
     for side, sign in zip(SIDES, (1.0, -1.0)):
         d.arm(p, side, "shoulder_pitch", 0.2 + 0.5 * sign * s)
-        d.arm(p, side, "shoulder_roll", 0.3 + 0.1 * s**2)
+        d.arm(p, side, "shoulder_roll", 0.2 + 0.1 * e + 0.1 * s**2)  # arms a little out, clear of the hips
     return p
 
 
