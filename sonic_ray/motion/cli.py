@@ -59,6 +59,32 @@ def add_parser(subparsers, *, robot_context_fn: Callable[[str], RobotContext] = 
     info.add_argument("store", metavar="STORE")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
+    syn = sub.add_parser("synth", help="build the embedded synthetic G1 data set (IK, planted feet)")
+    syn.add_argument("--out", required=True, metavar="STORE", help="motion store (.parquet) to write (replaced)")
+    syn.add_argument("--fps", type=float, default=50.0, help="frame rate of the clips (default 50)")
+    syn.add_argument("--robot", default="g1")
+    syn.add_argument("--json", action="store_true", help="print the store summary as JSON")
+    syn.set_defaults(func=cmd_synth)
+
+
+def cmd_synth(args) -> int:
+    from rich.progress import Progress
+
+    from sonic_ray.motion.default_store import build_synth_store
+
+    if args.json:
+        info = build_synth_store(args.out, robot=args.robot, fps=args.fps)
+        print(json.dumps({k: info[k] for k in ("path", "num_clips", "total_duration_s", "total_frames")}, default=str))
+        return 0
+    with Progress(transient=True) as bar:
+        task = bar.add_task("synthesising clips", total=None)
+
+        def progress(i, n, name):
+            bar.update(task, completed=i, total=n, description=f"synthesising {name}")
+
+        info = build_synth_store(args.out, robot=args.robot, fps=args.fps, progress=progress)
+    print(f"wrote {info['num_clips']} clips ({info['total_duration_s']:.1f} s) to {args.out}")
+    return 0
 
 
 def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> int:
