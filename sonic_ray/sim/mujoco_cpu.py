@@ -12,8 +12,9 @@ constraint forces: cheaper than contact sensors, which would run every substep),
 `mj_kinematics`/`mj_comPos`/`mj_comVel` so poses and velocities match the post-step qpos/qvel
 (mj_step leaves them at the pre-integration state).
 
-MuJoCo resets an `MjData` by itself when its state or accelerations go bad (NaN or > 1e10); we
-detect that from `d.time` falling behind the time we expect and flag the env in `nonfinite_envs`.
+MuJoCo resets an `MjData` by itself when its state or accelerations go bad (NaN or > 1e10), which
+would hide a blow-up; we read its bad-qpos/qvel/qacc warning counters after each step and flag the
+env in `nonfinite_envs` until it is reset.
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ class MujocoCpuSim:
                 mujoco.mj_resetDataKeyframe(model, d, 0)
             _update_kinematics(model, d)
         self._alloc_buffers()
-        self._expected_time = np.zeros(num_envs)
         self._solver_reset = np.zeros(num_envs, dtype=bool)
         self._targets = np.zeros((num_envs, self.num_joints))
         bounds = np.linspace(0, num_envs, min(num_threads, num_envs) + 1).round().astype(int)
@@ -143,9 +143,8 @@ class MujocoCpuSim:
             _update_kinematics(m, d)
             self._copy_out(i)
         self._finish_velocities(lo, hi)
-        self._expected_time[lo:hi] += nstep * self.physics_dt
-        times = np.fromiter((self.datas[i].time for i in range(lo, hi)), float, hi - lo)
-        self._solver_reset[lo:hi] |= times < self._expected_time[lo:hi] - 0.5 * self.physics_dt
+        bad = _BAD_WARNINGS
+        self._solver_reset[lo:hi] |= [bool(self.datas[i].warning.number[bad].any()) for i in range(lo, hi)]
 
     def step(self, joint_targets: torch.Tensor) -> None:
         """Hold joint_targets (N,J) for `decimation` substeps in every env, then refresh `state`."""
@@ -167,6 +166,7 @@ class MujocoCpuSim:
         ids = as_index(env_ids, self.num_envs)
         n, j = len(ids), self.num_joints
         pos, quat = as_rows(root_pos, n, 3, "root_pos"), as_rows(root_quat, n, 4, "root_quat")
+        quat /= np.maximum(np.linalg.norm(quat, axis=1, keepdims=True), 1e-12)
         lin, ang = as_rows(root_lin_vel, n, 3, "root_lin_vel"), as_rows(root_ang_vel, n, 3, "root_ang_vel")
         jp, jv = as_rows(joint_pos, n, j, "joint_pos"), as_rows(joint_vel, n, j, "joint_vel")
         for k, i in enumerate(ids):
@@ -184,7 +184,6 @@ class MujocoCpuSim:
             self._tau[i] = 0.0
         for i in ids:
             self._finish_velocities(int(i), int(i) + 1)
-        self._expected_time[ids] = 0.0
         self._solver_reset[ids] = False
         self._publish()
 
@@ -277,6 +276,10 @@ class MujocoCpuSim:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
+
+
+_BAD_WARNINGS = np.array([int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                                             mujoco.mjtWarning.mjWARN_BADQACC)])
 
 
 def _update_kinematics(m: mujoco.MjModel, d: mujoco.MjData) -> None:
