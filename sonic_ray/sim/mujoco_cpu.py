@@ -13,8 +13,9 @@ constraint forces: cheaper than contact sensors, which would run every substep),
 (mj_step leaves them at the pre-integration state).
 
 MuJoCo resets an `MjData` by itself when its state or accelerations go bad (NaN or > 1e10), which
-would hide a blow-up; we read its bad-qpos/qvel/qacc warning counters after each step and flag the
-env in `nonfinite_envs` until it is reset.
+would hide a blow-up from the env. The sim steps a private copy of the model with `mjDSBL_AUTORESET`
+set, so a bad env keeps its NaN (only that env: envs share no data) and `nonfinite_envs` sees it
+with one vectorised check, at no per-step cost; `reset` clears it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class MujocoCpuSim:
     """`BatchedSim` over N `mujoco.MjData` (see sonic_ray/sim/base.py for the state conventions).
 
     model: compiled MjModel (free root joint + J one-dof joints, one position actuator each).
-    The model is shared by all envs until a randomisation hook is first used; then each env gets
+    The sim steps a private copy of `model` (auto-reset disabled), shared by all envs until a randomisation hook is first used; then each env gets
     its own copy (CPU memory: one MjModel per env).
     """
 
@@ -51,6 +52,8 @@ class MujocoCpuSim:
             raise ValueError(f"num_envs, num_threads and decimation must be >= 1, got "
                              f"{num_envs}, {num_threads}, {decimation}")
         self.layout = ModelLayout.of(model)
+        model = copy.copy(model)  # private: the caller's model keeps its options
+        model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
         self.model = model
         self.num_envs = num_envs
         self.num_joints = self.layout.num_joints
@@ -68,7 +71,6 @@ class MujocoCpuSim:
                 mujoco.mj_resetDataKeyframe(model, d, 0)
             _update_kinematics(model, d)
         self._alloc_buffers()
-        self._solver_reset = np.zeros(num_envs, dtype=bool)
         self._targets = np.zeros((num_envs, self.num_joints))
         bounds = np.linspace(0, num_envs, min(num_threads, num_envs) + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -143,8 +145,6 @@ class MujocoCpuSim:
             _update_kinematics(m, d)
             self._copy_out(i)
         self._finish_velocities(lo, hi)
-        bad = _BAD_WARNINGS
-        self._solver_reset[lo:hi] |= [bool(self.datas[i].warning.number[bad].any()) for i in range(lo, hi)]
 
     def step(self, joint_targets: torch.Tensor) -> None:
         """Hold joint_targets (N,J) for `decimation` substeps in every env, then refresh `state`."""
@@ -184,7 +184,6 @@ class MujocoCpuSim:
             self._tau[i] = 0.0
         for i in ids:
             self._finish_velocities(int(i), int(i) + 1)
-        self._solver_reset[ids] = False
         self._publish()
 
     def push(self, env_ids, lin_vel_delta) -> None:
@@ -200,11 +199,10 @@ class MujocoCpuSim:
         self._publish()
 
     def nonfinite_envs(self) -> torch.Tensor:
-        """(N,) bool on device: NaN/inf qpos/qvel, |qvel| > max_qvel, or MuJoCo reset the data itself."""
+        """(N,) bool on device: NaN/inf qpos/qvel, |qvel| > max_qvel, (auto-reset is off)."""
         qpos, qvel = torch.from_numpy(self._qpos), torch.from_numpy(self._qvel)
         bad = ~torch.isfinite(qpos).all(1) | ~torch.isfinite(qvel).all(1)
         bad |= qvel.abs().amax(1) > self.max_qvel
-        bad |= torch.from_numpy(self._solver_reset)
         return bad.to(self.device)
 
     # ---- domain randomisation ------------------------------------------------------------------
@@ -264,7 +262,7 @@ class MujocoCpuSim:
             self._models[i].body_ipos[b] = self._nominal["body_ipos"][b] + off[k]
 
     def env_model(self, env_id: int) -> mujoco.MjModel:
-        """The MjModel env_id steps with (the shared model until a hook gave it its own)."""
+        """The MjModel env_id steps with (the sim's shared copy until a hook gave it its own)."""
         return self._models[env_id]
 
     def close(self) -> None:
@@ -276,10 +274,6 @@ class MujocoCpuSim:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
-
-
-_BAD_WARNINGS = np.array([int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
-                                             mujoco.mjtWarning.mjWARN_BADQACC)])
 
 
 def _update_kinematics(m: mujoco.MjModel, d: mujoco.MjData) -> None:
