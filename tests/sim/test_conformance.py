@@ -119,7 +119,8 @@ def test_deterministic(backend, g1):
         torch.testing.assert_close(getattr(runs[0], f.name), getattr(runs[1], f.name), atol=0, rtol=0)
 
 
-def test_nonfinite_env_is_flagged_and_reset_clears_it(backend, g1):
+def test_nonfinite_env_is_flagged_and_reset_clears_it(backend, g1, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its instability warning to ./MUJOCO_LOG.TXT
     model, robot = g1
     clean, broken = build(backend, model, num_envs=3), build(backend, model, num_envs=3)
     start = standing(robot, 3, height=0.02)
