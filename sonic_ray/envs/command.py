@@ -25,9 +25,9 @@ LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
 class MotionCommand:
     """Per-env clip, frame and encoder; reference state at the current frame (N = num_envs).
 
-    After `update(robot)`: ref_* (N,·) reference at the current frame, robot_anchor_* from the
-    simulator, and ref_body_pos_rel_w / ref_body_quat_rel_w: the reference bodies re-anchored
-    onto the robot (anchor xy from the robot, height from the reference, heading turned by the
+    After `update_reference()` and `set_robot(state)`: ref_* (N,·) reference at the current frame,
+    robot_anchor_* from the simulator, and ref_body_pos_rel_w / ref_body_quat_rel_w: the
+    reference bodies re-anchored onto the robot (anchor xy from the robot, height from the reference, heading turned by the
     yaw between the two anchors), which relative body rewards compare against.
     """
 
@@ -67,6 +67,7 @@ class MotionCommand:
         self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
         self.last_frame = z()
         self._future_cache: dict[tuple[str, str], torch.Tensor] = {}
+        self._rel = None
 
     @staticmethod
     def _offsets(n: int, dt: float, fps: float) -> torch.Tensor:
@@ -99,8 +100,8 @@ class MotionCommand:
         return cached
 
     # ---- per step -----------------------------------------------------------------------------
-    def update(self, robot) -> None:
-        """Reference at the current frames, robot anchor, and the re-anchored reference bodies."""
+    def update_reference(self) -> None:
+        """Gather the reference at every env's current frame (after advancing or resetting)."""
         self._future_cache.clear()
         g, d = self.global_frame, self.table.data
         for key in ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w", "body_quat_w",
@@ -108,17 +109,41 @@ class MotionCommand:
             setattr(self, "ref_" + key, d[key][g])
         self.ref_anchor_pos_w = self.ref_body_pos_w[:, self.anchor_index]
         self.ref_anchor_quat_w = self.ref_body_quat_w[:, self.anchor_index]
+        self._rel = None
+
+    def set_robot(self, robot) -> None:
+        """Take the robot anchor from the simulator state (after physics or a reset)."""
         self.robot_anchor_pos_w = robot.body_pos_w[:, self.anchor_index]
         self.robot_anchor_quat_w = robot.body_quat_w[:, self.anchor_index]
-        delta_pos = torch.cat((self.robot_anchor_pos_w[:, :2], self.ref_anchor_pos_w[:, 2:]), dim=-1)
-        delta_q = yaw_quat(quat_mul(self.robot_anchor_quat_w, quat_conj(self.ref_anchor_quat_w)))[:, None]
-        delta_q = delta_q.expand_as(self.ref_body_quat_w)
-        self.ref_body_quat_rel_w = quat_mul(delta_q, self.ref_body_quat_w)
-        self.ref_body_pos_rel_w = delta_pos[:, None] + quat_apply(
-            delta_q, self.ref_body_pos_w - self.ref_anchor_pos_w[:, None])
+        self._rel = None
+
+    def _relative(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._rel is None:
+            delta_pos = torch.cat((self.robot_anchor_pos_w[:, :2], self.ref_anchor_pos_w[:, 2:]), dim=-1)
+            delta_q = yaw_quat(quat_mul(self.robot_anchor_quat_w, quat_conj(self.ref_anchor_quat_w)))[:, None]
+            delta_q = delta_q.expand_as(self.ref_body_quat_w)
+            pos = delta_pos[:, None] + quat_apply(delta_q, self.ref_body_pos_w - self.ref_anchor_pos_w[:, None])
+            self._rel = (pos, quat_mul(delta_q, self.ref_body_quat_w))
+        return self._rel
+
+    @property
+    def ref_body_pos_rel_w(self) -> torch.Tensor:
+        """(N,B,3) reference bodies re-anchored onto the robot (computed once per step, on use)."""
+        return self._relative()[0]
+
+    @property
+    def ref_body_quat_rel_w(self) -> torch.Tensor:
+        """(N,B,4) reference body orientations turned by the anchors' yaw difference."""
+        return self._relative()[1]
 
     def advance(self) -> None:
         self.frame = torch.minimum(self.frame + 1, self.last_frame)
+
+    def sampler_record(self, done_ids: torch.Tensor, terminated: torch.Tensor) -> None:
+        """Tell the start sampler how the episodes of done_ids (E,) ended (before advancing)."""
+        if len(done_ids):
+            self.sampler.record(self.clip[done_ids], self.start_frame[done_ids], self.frame[done_ids],
+                                terminated[done_ids])
 
     # ---- episodes -----------------------------------------------------------------------------
     def resample(self, env_ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
