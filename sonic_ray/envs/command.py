@@ -47,8 +47,8 @@ class MotionCommand:
         self.lower_body_joint_ids = torch.tensor(
             [i for i, n in enumerate(joint_names) if any(k in n for k in LOWER_BODY_JOINT_KEYWORDS)],
             dtype=torch.long, device=self.device)
-        self.joint_lower = torch.as_tensor(joint_lower, dtype=torch.float32, device=self.device)
-        self.joint_upper = torch.as_tensor(joint_upper, dtype=torch.float32, device=self.device)
+        self.joint_lower = torch.tensor(joint_lower, dtype=torch.float32, device=self.device)
+        self.joint_upper = torch.tensor(joint_upper, dtype=torch.float32, device=self.device)
         self.horizons = {
             "g1": self._offsets(num_future_frames, future_dt, table.fps),
             "smpl": self._offsets(smpl_num_future_frames, smpl_future_dt, table.fps),

@@ -61,3 +61,39 @@ def perfect_state(n: int = 4, seed: int = 0) -> SimpleNamespace:
         feet_bodies=G1.feet_bodies, end_effector_bodies=G1.end_effector_bodies,
         undesired_contact_bodies=G1.undesired_contact_bodies, num_envs=n, action_dim=j, generator=g,
     )
+
+
+def tiny_store(path, *, clips=3, seconds=(1.0, 1.6, 2.2), fps=50.0, seed=0):
+    """A small G1 store (milliseconds to write): standing clips near the default pose with small
+    joint sways and a slow root drift/turn, so physics episodes neither fall nor end at once."""
+    import numpy as np
+
+    from sonic_ray.motion.store import MotionClip, write_store
+
+    rng = np.random.default_rng(seed)
+    lo, hi, default = (np.asarray(a, dtype=np.float64) for a in (G1.joint_lower, G1.joint_upper, G1.default_joint_pos))
+    out = []
+    for c in range(clips):
+        t = np.arange(int(seconds[c % len(seconds)] * fps) + 1) / fps
+        yaw = 0.2 * t + rng.uniform(-1, 1)
+        quat = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=1)
+        root = np.stack([0.1 * t, 0.02 * np.sin(t), np.full_like(t, G1.default_root_pos[2])], axis=1)
+        sway = 0.05 * np.sin(2.0 * t[:, None] + rng.uniform(0, 6.3, G1.num_joints))
+        joints = np.clip(default + sway, lo + 0.01, hi - 0.01)
+        out.append(MotionClip(f"tiny{c}", "test", fps, root.astype(np.float32), quat.astype(np.float32),
+                              joints.astype(np.float32)))
+    write_store(path, out, joint_names=G1.joint_names)
+    return path
+
+
+def reference_table(path, device="cpu"):
+    """(ReferenceTable, TorchFK) over the store at path, with the G1's points."""
+    from sonic_ray.envs.reference import ReferenceTable
+    from sonic_ray.motion.motion_lib import MotionLib
+    from sonic_ray.robots import TorchFK, load_model
+
+    model, robot = load_model("g1")
+    fk = TorchFK(model, robot, device=device)
+    lib = MotionLib(path, control_fps=50.0, device=device)
+    return ReferenceTable(lib, fk, anchor_body=robot.anchor_body, vr_points=robot.vr_points,
+                          smpl_points=robot.smpl_keypoints, device=device), fk, lib
