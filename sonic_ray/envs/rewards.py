@@ -9,7 +9,7 @@ a term reads from `env` (the TrackingEnv, or any object with the same attributes
               ref_body_pos_rel_w (N,B,3) and ref_body_quat_rel_w (N,B,4) (the reference re-anchored
               onto the robot, BeyondMimic), body_ids(names) -> (K,) long.
   env.robot   the simulator state: joint_pos (N,J), body_pos_w (N,B,3), body_quat_w (N,B,4),
-              body_lin_vel_w / body_ang_vel_w (N,B,3), contact_force_w (N,B,3).
+              body_lin_vel_w / body_ang_vel_w (N,B,3), contact_forces (N,B,3).
   env.action, env.prev_action (N,A); env.joint_soft_lower / joint_soft_upper (J,);
   env.prev_body_lin_vel_w (N,B,3) (the previous step's robot body velocities); env.step_dt.
 
@@ -105,7 +105,7 @@ def joint_pos_limits(env) -> torch.Tensor:
 def undesired_contacts(env, threshold: float = 1.0, body_names=None) -> torch.Tensor:
     """Number of non-foot bodies pressing on something with more than `threshold` newtons. (N,)"""
     names = body_names if body_names is not None else env.undesired_contact_bodies
-    force = env.robot.contact_force_w[:, env.cmd.body_ids(names)].norm(dim=-1)
+    force = env.robot.contact_forces[:, env.cmd.body_ids(names)].norm(dim=-1)
     return (force > threshold).sum(-1).to(force.dtype)
 
 

@@ -49,7 +49,7 @@ def perfect_state(n: int = 4, seed: int = 0) -> SimpleNamespace:
         root_lin_vel_w=lin[:, 0].clone(), root_ang_vel_w=ang[:, 0].clone(),
         joint_pos=torch.tensor(G1.default_joint_pos, dtype=torch.float32).expand(n, j).clone(),
         joint_vel=torch.zeros(n, j), body_pos_w=body_pos.clone(), body_quat_w=body_quat.clone(),
-        body_lin_vel_w=lin.clone(), body_ang_vel_w=ang.clone(), contact_force_w=torch.zeros(n, b, 3),
+        body_lin_vel_w=lin.clone(), body_ang_vel_w=ang.clone(), contact_forces=torch.zeros(n, b, 3),
     )
     lo = torch.tensor(G1.joint_lower, dtype=torch.float32)
     hi = torch.tensor(G1.joint_upper, dtype=torch.float32)

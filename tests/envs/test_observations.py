@@ -1,6 +1,6 @@
 import torch
-
 from env_builders import BODY_NAMES, perfect_state, yaw
+
 from sonic_ray.envs import observations as O
 from sonic_ray.utils.rotations import quat_apply, quat_mul
 

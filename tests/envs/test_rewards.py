@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
+from env_builders import BODY_NAMES, perfect_state, yaw
 
 from sonic_ray.envs import rewards as R
 from sonic_ray.utils.rotations import quat_mul
-from env_builders import BODY_NAMES, perfect_state, yaw
 
 TRACKING = [
     ("motion_global_anchor_position_error_exp", 0.3),
@@ -106,9 +106,9 @@ def test_undesired_contacts_counts_non_feet_bodies_over_threshold():
     env = perfect_state()
     feet = BODY_NAMES.index("left_ankle_roll_link")
     knee = BODY_NAMES.index("left_knee_link")
-    env.robot.contact_force_w[:, feet, 2] = 500.0  # feet are allowed
-    env.robot.contact_force_w[0, knee, 2] = 2.0
-    env.robot.contact_force_w[1, knee, 2] = 0.5  # under threshold
+    env.robot.contact_forces[:, feet, 2] = 500.0  # feet are allowed
+    env.robot.contact_forces[0, knee, 2] = 2.0
+    env.robot.contact_forces[1, knee, 2] = 0.5  # under threshold
     torch.testing.assert_close(R.undesired_contacts(env, threshold=1.0), torch.tensor([1.0, 0.0, 0.0, 0.0]))
 
 

@@ -1,6 +1,6 @@
 import torch
-
 from env_builders import BODY_NAMES, perfect_state
+
 from sonic_ray.envs import terminations as T
 from sonic_ray.utils.rotations import quat_from_axis_angle, quat_mul
 
