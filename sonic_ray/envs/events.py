@@ -7,7 +7,7 @@ Modes: "startup" (once, all envs, at construction), "reset" (envs being reset), 
 motion command applies it (reset_pose_noise), since it perturbs the reference the env starts from.
 
 Physical randomisation goes through the simulator's hooks (the BatchedSim DR API):
-set_friction, set_restitution, set_body_com_offset, scale_body_mass, push_root_velocity.
+set_friction, set_restitution, set_com_offset, set_body_mass_scale, push (sonic_ray/sim/base.py).
 """
 
 from __future__ import annotations
@@ -51,14 +51,14 @@ def default_joint_offsets(env, env_ids, range=(-0.01, 0.01)) -> None:  # noqa: A
 def torso_com(env, env_ids, x=(0.0, 0.0), y=(0.0, 0.0), z=(0.0, 0.0), body="torso_link") -> None:
     """Shift the torso's centre of mass (m, body frame) per env."""
     n = len(env_ids)
-    offset = torch.stack([_uniform(env, (n,), r) for r in (x, y, z)], dim=-1)[:, None]
-    _hook(env, "set_body_com_offset")(env_ids, env.cmd.body_ids((body,)), offset)
+    offset = torch.stack([_uniform(env, (n,), r) for r in (x, y, z)], dim=-1)
+    _hook(env, "set_com_offset")(env_ids, int(env.cmd.body_ids((body,))[0]), offset)
 
 
 def link_mass(env, env_ids, scale=(1.0, 1.0), body_names=None) -> None:
     """Scale every link's mass (or body_names') by a factor drawn per env and body."""
     ids = env.cmd.body_ids(body_names if body_names is not None else env.cmd.body_names)
-    _hook(env, "scale_body_mass")(env_ids, ids, _uniform(env, (len(env_ids), len(ids)), scale))
+    _hook(env, "set_body_mass_scale")(env_ids, ids, _uniform(env, (len(env_ids), len(ids)), scale))
 
 
 def push_robot(env, env_ids, lin_vel_xy=(0.0, 0.0), lin_vel_z=(0.0, 0.0)) -> None:
@@ -66,7 +66,7 @@ def push_robot(env, env_ids, lin_vel_xy=(0.0, 0.0), lin_vel_z=(0.0, 0.0)) -> Non
     n = len(env_ids)
     dv = torch.stack((_uniform(env, (n,), lin_vel_xy), _uniform(env, (n,), lin_vel_xy),
                       _uniform(env, (n,), lin_vel_z)), dim=-1)
-    _hook(env, "push_root_velocity")(env_ids, dv)
+    _hook(env, "push")(env_ids, dv)
 
 
 _EVENTS = {f.__name__: f for f in (physics_material, default_joint_offsets, torso_com, link_mass, push_robot)}

@@ -60,11 +60,18 @@ def load_motions(cfg, *, shard=None, device="cpu", fk=None):
 
 
 def make_sim(cfg, model, *, num_envs: int, device):
-    """The configured simulator backend from the sonic_ray.sim registry."""
-    from sonic_ray.sim import make_sim as registry_make_sim
+    """The configured simulator backend (sonic_ray.sim's registry when it has one)."""
+    import sonic_ray.sim as sim_pkg
 
-    return registry_make_sim(cfg.sim.backend, model=model, num_envs=num_envs, num_threads=cfg.sim.num_threads,
-                             decimation=cfg.sim.decimation, device=device, warp_device=cfg.sim.warp_device)
+    kw = dict(num_envs=num_envs, num_threads=cfg.sim.num_threads, decimation=cfg.sim.decimation, device=device)
+    registry = getattr(sim_pkg, "make_sim", None)
+    if registry is not None:
+        return registry(cfg.sim.backend, model, **kw)
+    if cfg.sim.backend != "mujoco":
+        raise ValueError(f"sim.backend {cfg.sim.backend!r}: only 'mujoco' is available in this build")
+    from sonic_ray.sim.mujoco_cpu import MujocoCpuSim
+
+    return MujocoCpuSim(model, **kw)
 
 
 def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[int, int] | None = None,
