@@ -12,6 +12,7 @@ is counted (`env/nonfinite_resets`), and never raises.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from sonic_ray.envs.command import ENCODER_NAMES, MotionCommand
@@ -38,7 +39,7 @@ class TrackingEnv:
         self.max_episode_length = int(round(episode_length_s / step_dt))
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device).clone()  # noqa: E731
+        t = lambda a: torch.tensor(np.array(a), dtype=torch.float32, device=self.device)  # noqa: E731
         self.default_joint_pos, self.action_scale = t(robot.default_joint_pos), t(robot.action_scale)
         lo, hi = t(robot.joint_lower), t(robot.joint_upper)
         mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo) * soft_joint_limit_factor
