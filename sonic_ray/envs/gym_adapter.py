@@ -7,8 +7,9 @@ ENCODER_NAMES = g1, teleop, smpl). The single-env spaces drop the N. Action spac
 `Box(-inf, inf, (N, A), float32)` (unbounded: actions are offsets scaled by action_scale).
 
 Autoreset is SAME_STEP (gymnasium's AutoresetMode): the observation returned for an env whose
-episode ended is the new episode's first; its last observation is in infos["final_obs"] (an
-object array of per-env dicts, None elsewhere) with the mask infos["_final_obs"].
+episode ended is the new episode's first. For truncated envs (the ones that bootstrap) the last
+observation is in infos["final_obs"] (an object array of per-env dicts, None elsewhere) with the
+mask infos["_final_obs"]; terminated envs get none.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class GymVectorEnv(gym.vector.VectorEnv):
         a = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.env.device)
         obs, reward, terminated, truncated, info = self.env.step(a)
         infos: dict = {}
-        done = info["done_ids"].cpu().numpy()
+        done = info["truncated_ids"].cpu().numpy()
         if len(done):
             final = np.full(self.num_envs, None, dtype=object)
             fo = self._np(info["final_obs"])

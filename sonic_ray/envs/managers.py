@@ -86,25 +86,26 @@ class ObservationGroup:
         k = sum(self.term_dims.values())
         self._buf = torch.zeros(self.num_envs, self.history_length, k, device=self.device)
 
-    def compute(self, env, corrupt: bool) -> torch.Tensor:
-        """Push this step's frame for every env and return (N, H*k)."""
+    def compute(self, env, corrupt: bool, reset_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Push this step's frame for every env and return (N, H*k). Envs in reset_ids start a new
+        episode: all H slots of their history become this frame."""
         x = self._frame(env, corrupt)
         if self.history_length == 1:
             return x
         self._buf[:, self._ptr] = x
         self._ptr = (self._ptr + 1) % self.history_length
+        if reset_ids is not None and len(reset_ids):
+            self._buf[reset_ids] = x[reset_ids, None]
         return self._ordered()
 
-    def refresh(self, env, env_ids: torch.Tensor, out: torch.Tensor, corrupt: bool) -> torch.Tensor:
-        """After resetting env_ids: their rows of `out` become the new episode's first observation
-        (history filled with it); other envs keep what `compute` gave them this step."""
+    def peek(self, env, env_ids: torch.Tensor, corrupt: bool) -> torch.Tensor:
+        """(E, H*k) what `compute` would return for env_ids now, without pushing the history:
+        the final observation of episodes about to be reset."""
         x = self._frame(env, corrupt)[env_ids]
         if self.history_length == 1:
-            out[env_ids] = x
-            return out
-        self._buf[env_ids] = x[:, None]
-        out[env_ids] = self._buf[env_ids].reshape(len(env_ids), -1)
-        return out
+            return x
+        hist = self._ordered().reshape(self.num_envs, self.history_length, -1)[env_ids]
+        return torch.cat((hist[:, 1:], x[:, None]), dim=1).reshape(len(env_ids), -1)
 
     def _ordered(self) -> torch.Tensor:
         if self._ptr == 0:
@@ -118,13 +119,11 @@ class ObservationManager:
     def __init__(self, groups: dict[str, ObservationGroup]):
         self.groups = groups
 
-    def compute(self, env, corrupt: bool = True) -> dict[str, torch.Tensor]:
-        return {k: g.compute(env, corrupt) for k, g in self.groups.items()}
+    def compute(self, env, corrupt: bool = True, reset_ids=None) -> dict[str, torch.Tensor]:
+        return {k: g.compute(env, corrupt, reset_ids) for k, g in self.groups.items()}
 
-    def refresh(self, env, env_ids, obs: dict, corrupt: bool = True) -> dict[str, torch.Tensor]:
-        for k, g in self.groups.items():
-            obs[k] = g.refresh(env, env_ids, obs[k], corrupt)
-        return obs
+    def peek(self, env, env_ids, corrupt: bool = True) -> dict[str, torch.Tensor]:
+        return {k: g.peek(env, env_ids, corrupt) for k, g in self.groups.items()}
 
     def dims(self) -> dict[str, int]:
         return {k: g.dim for k, g in self.groups.items()}

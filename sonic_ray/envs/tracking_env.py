@@ -3,10 +3,9 @@
 One step (mjlab/BeyondMimic order): interval events (pushes); actions -> PD targets
 (default pose + default-joint offsets + action_scale * action) -> simulator (decimation
 inside); terminations and rewards against the reference frame the policy was shown; the command
-advances one frame; observations of every env (for envs that ended: their FINAL observation,
-kept in info for bootstrapping truncations); ended envs are reset (new clip/start/encoder, sim
-reset to the noisy reference pose) and their rows replaced by the new episode's first
-observation. A simulator blow-up (non-finite state) ends that env as terminated with reward 0,
+advances one frame; truncated envs' FINAL observation is kept in info (for bootstrapping); ended
+envs are reset (new clip/start/encoder, sim reset to the noisy reference pose); then every env's
+observation (a reset env's history is filled with its new episode's first frame). A simulator blow-up (non-finite state) ends that env as terminated with reward 0,
 is counted (`env/nonfinite_resets`), and never raises.
 """
 
@@ -75,8 +74,7 @@ class TrackingEnv:
         """Reset every env to a freshly drawn episode; returns the first observation."""
         ids = torch.arange(self.num_envs, device=self.device)
         self._reset_envs(ids)
-        self.obs = self.obs_manager.compute(self, self.corruption)
-        self.obs = self.obs_manager.refresh(self, ids, self.obs, self.corruption)  # fill histories
+        self.obs = self.obs_manager.compute(self, self.corruption, reset_ids=ids)
         self.obs[ENCODER_INDEX_KEY] = self.cmd.encoder_index.clone()
         return self.obs
 
@@ -84,8 +82,9 @@ class TrackingEnv:
         """actions (N, A) -> obs dict, reward (N,), terminated (N,) bool, truncated (N,) bool, info.
 
         info: "done_ids" (E,) long envs whose episode ended this step (they are already reset);
-        "final_obs" {key: (E, k)} their last observation (bootstrap truncations from it);
-        "episode_length" (E,) long their lengths in steps; "nonfinite_ids" (K,) long envs whose
+        "truncated_ids" (E',) long the truncated ones (clip end, time-out) and "final_obs"
+        {key: (E', k)} their last observation, to bootstrap from (terminated episodes need none,
+        so none is computed); "episode_length" (E,) long lengths of the ended episodes; "nonfinite_ids" (K,) long envs whose
         simulation blew up (terminated, reward 0). Aggregates: `metrics()`.
         """
         if actions.shape != (self.num_envs, self.action_dim):
@@ -112,18 +111,16 @@ class TrackingEnv:
         self.cmd.sampler_record(done_ids, terminated)
         self.cmd.advance()
         self.cmd.update_reference()
-        obs = self.obs_manager.compute(self, self.corruption)
-        info = {"done_ids": done_ids, "nonfinite_ids": bad}
+        info = {"done_ids": done_ids, "nonfinite_ids": bad, "final_obs": {}}
+        info["truncated_ids"] = trunc_ids = torch.nonzero(truncated).squeeze(-1)
+        if len(trunc_ids):  # only truncated episodes bootstrap: their last observation, before reset
+            info["final_obs"] = self.obs_manager.peek(self, trunc_ids, self.corruption)
+            info["final_obs"][ENCODER_INDEX_KEY] = self.cmd.encoder_index[trunc_ids].clone()
+        info["episode_length"] = self.episode_length[done_ids].clone()
         if len(done_ids):
-            info["final_obs"] = {k: torch.nan_to_num(v[done_ids]) for k, v in obs.items()}
-            info["final_obs"][ENCODER_INDEX_KEY] = self.cmd.encoder_index[done_ids].clone()
-            info["episode_length"] = self.episode_length[done_ids].clone()
             self._end_episodes(done_ids, terminated, truncated)
             self._reset_envs(done_ids)
-            obs = self.obs_manager.refresh(self, done_ids, obs, self.corruption)
-        else:
-            info["final_obs"] = {}
-            info["episode_length"] = done_ids
+        obs = self.obs_manager.compute(self, self.corruption, reset_ids=done_ids)
         obs[ENCODER_INDEX_KEY] = self.cmd.encoder_index.clone()
         self.obs = obs
         return obs, reward, terminated, truncated, info
