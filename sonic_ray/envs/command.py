@@ -105,7 +105,7 @@ class MotionCommand:
         self._future_cache.clear()
         g, d = self.global_frame, self.table.data
         for key in ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w", "body_quat_w",
-                    "body_lin_vel_w", "body_ang_vel_w", "vr_pos_w", "vr_quat_w"):
+                    "body_lin_vel_w", "body_ang_vel_w", "vr_pos_local", "vr_ori_local"):
             setattr(self, "ref_" + key, d[key][g])
         self.ref_anchor_pos_w = self.ref_body_pos_w[:, self.anchor_index]
         self.ref_anchor_quat_w = self.ref_body_quat_w[:, self.anchor_index]

@@ -13,9 +13,6 @@ import torch
 
 from sonic_ray.utils.rotations import quat_apply_inverse, quat_conj, quat_mul, quat_to_tan_norm
 
-# Joints the teleop encoder receives as a command: the legs (the VR points drive the upper body).
-LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
-
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
@@ -99,12 +96,9 @@ def motion_anchor_ori_b_multi_future(env) -> torch.Tensor:
 # ---- SMPL encoder -----------------------------------------------------------------------------
 def smpl_joints_multi_future(env) -> torch.Tensor:
     """The 24 SMPL joints at the Fs future frames, each frame in its own root frame (pelvis joint
-    at the origin, root heading and tilt removed): the body pose a human source provides,
-    independent of where it stands. (N, Fs*24*3)"""
-    pts = env.cmd.future("smpl_joints_w", "smpl")  # (N, Fs, 24, 3)
-    root_q = env.cmd.future("root_quat_w", "smpl")  # (N, Fs, 4)
-    rel = pts - pts[:, :, :1]
-    return _flat(quat_apply_inverse(root_q[:, :, None].expand(*rel.shape[:-1], 4), rel))
+    at the origin, root rotation removed): the body pose a human source provides, independent of
+    where it stands (precomputed per frame by the ReferenceTable). (N, Fs*24*3)"""
+    return _flat(env.cmd.future("smpl_joints_local", "smpl"))
 
 
 def smpl_root_ori_b_multi_future(env) -> torch.Tensor:
@@ -123,11 +117,9 @@ def command_lower_body(env) -> torch.Tensor:
 def vr_3point_pos_local(env) -> torch.Tensor:
     """Reference head and hand points in the reference anchor frame (what a VR rig measures
     relative to the body). (N, 9)"""
-    c = env.cmd
-    rel = c.ref_vr_pos_w - c.ref_anchor_pos_w[:, None]
-    return _flat(quat_apply_inverse(c.ref_anchor_quat_w[:, None].expand(*rel.shape[:-1], 4), rel))
+    return _flat(env.cmd.ref_vr_pos_local)
 
 
 def vr_3point_ori_local(env) -> torch.Tensor:
     """Orientations of the head and hand points' bodies in the reference anchor frame. (N, 18)"""
-    return _flat(quat_to_tan_norm(_rel_quat(env.cmd.ref_anchor_quat_w, env.cmd.ref_vr_quat_w)))
+    return _flat(env.cmd.ref_vr_ori_local)

@@ -17,7 +17,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sonic_ray.utils.rotations import quat_conj, quat_mul, quat_to_axis_angle
+from sonic_ray.utils.rotations import (
+    quat_apply_inverse,
+    quat_conj,
+    quat_mul,
+    quat_to_axis_angle,
+    quat_to_tan_norm,
+)
 
 
 def finite_diff_index(clip_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,7 +54,9 @@ class ReferenceTable:
 
     Keys of `data`: root_pos_w (S,3), root_quat_w (S,4), root_lin_vel_w, root_ang_vel_w (S,3),
     joint_pos, joint_vel (S,J), body_pos_w, body_lin_vel_w, body_ang_vel_w (S,B,3), body_quat_w
-    (S,B,4), anchor_quat_w (S,4), vr_pos_w (S,P,3), vr_quat_w (S,P,4), smpl_joints_w (S,24,3).
+    (S,B,4), anchor_quat_w (S,4), vr_pos_w (S,P,3), vr_quat_w (S,P,4), smpl_joints_w (S,24,3), and
+    the robot-independent tokenizer features smpl_joints_local (S,24,3), vr_pos_local (S,P,3),
+    vr_ori_local (S,P,6) (see `_local_frames`).
     SMPL joints come from the store when every clip has them, else from the robot's
     `smpl_keypoints` (points on the robot, an approximate correspondence).
     clip_start / clip_frames (C,) long index clips into the S frames.
@@ -85,7 +93,21 @@ class ReferenceTable:
         self.data = {k: torch.cat(v) for k, v in parts.items()}
         self.data["body_lin_vel_w"], self.data["body_ang_vel_w"] = body_velocities(
             self.data["body_pos_w"], self.data["body_quat_w"], frames_np, self.fps)
+        self._local_frames(anchor)
         self.body_names = tuple(fk.body_names)
+
+    def _local_frames(self, anchor: int) -> None:
+        """Reference-only features the tokenizers read, once per frame instead of once per step:
+        SMPL joints in their own root frame (pelvis joint at the origin, root rotation removed),
+        VR points' positions and orientations (6-D) in the reference anchor frame."""
+        d = self.data
+        rel = d["smpl_joints_w"] - d["smpl_joints_w"][:, :1]
+        root_q = d["root_quat_w"][:, None].expand(*rel.shape[:-1], 4)
+        d["smpl_joints_local"] = quat_apply_inverse(root_q, rel)
+        a_pos, a_quat = d["body_pos_w"][:, anchor], d["body_quat_w"][:, anchor]
+        aq = a_quat[:, None].expand_as(d["vr_quat_w"])
+        d["vr_pos_local"] = quat_apply_inverse(aq, d["vr_pos_w"] - a_pos[:, None])
+        d["vr_ori_local"] = quat_to_tan_norm(quat_mul(quat_conj(aq), d["vr_quat_w"]))
 
     @property
     def num_clips(self) -> int:

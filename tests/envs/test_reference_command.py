@@ -129,3 +129,21 @@ def test_sampler_uniform_and_bin_counts():
     s2 = UniformStartSampler(frames, bin_size_frames=50)
     s2.load_state_dict(state)
     assert torch.equal(s2.bin_failures, s.bin_failures)
+
+
+def test_precomputed_local_features_match_their_definition(table):
+    tab = table[0]
+    d = tab.data
+    g = torch.arange(0, tab.num_frames, 7)
+    a = tab.body_names.index(G1.anchor_body)
+    from sonic_ray.utils.rotations import quat_apply_inverse
+
+    q = d["body_quat_w"][g, a][:, None].expand(-1, 3, 4)
+    vr = quat_apply_inverse(q, d["vr_pos_w"][g] - d["body_pos_w"][g, a][:, None])
+    torch.testing.assert_close(d["vr_pos_local"][g], vr)
+    pelvis = d["smpl_joints_w"][g, :1]
+    rq = d["root_quat_w"][g][:, None].expand(-1, 24, 4)
+    torch.testing.assert_close(d["smpl_joints_local"][g], quat_apply_inverse(rq, d["smpl_joints_w"][g] - pelvis))
+    # the head point rides 35 cm above the torso origin: in the anchor frame it is straight up
+    torch.testing.assert_close(d["vr_pos_local"][g, 0], torch.tensor([0.0, 0.0, 0.35]).expand(len(g), 3),
+                               atol=1e-5, rtol=0)
