@@ -135,3 +135,20 @@ def test_demo_preset_episode_with_random_actions(tmp_path):
     m = env.metrics()
     assert m["env/episodes"] > 0 and m["env/episode_length"] > 0
     assert any(k.startswith("reward/") for k in m) and total.abs().sum() > 0
+
+
+def test_event_levels_gate_terms_and_run_on_mujoco(store):
+    off = make_env(cfg_for(store, "demo", "env.events.level=0"), num_envs=2)
+    assert off.event_manager.active == []
+    env = make_env(cfg_for(store, "demo", "env.events.level=4",
+                           "env.events.terms.push_robot.interval_range_s=[0.02,0.02]"), num_envs=2)
+    assert set(env.event_manager.active) == {"physics_material", "default_joint_offsets", "torso_com",
+                                             "push_robot", "link_mass"}
+    assert (env.joint_offsets.abs() <= 0.01).all() and env.joint_offsets.abs().sum() > 0
+    torso = env.cmd.body_ids(("torso_link",))[0] + 1  # MuJoCo body index (world is 0)
+    nominal = env.sim.model.body_ipos[torso]
+    assert not np.allclose(env.sim.env_model(0).body_ipos[torso], nominal)
+    obs, r, te, tr, info = env.step(torch.zeros(2, env.action_dim))  # a push fires every step
+    assert torch.isfinite(r).all()
+    with pytest.raises(ValueError, match="level"):
+        make_env(cfg_for(store, "demo", "env.events.level=5"), num_envs=2)
