@@ -1,0 +1,191 @@
+"""The motion command: which clip and frame each env follows, and the reference quantities the
+MDP terms read.
+
+Time is kept in whole control-rate frames: the env steps at the rate the ReferenceTable was
+resampled to, so each step's reference is one gather, never an interpolation. Order within a
+step (mjlab/BeyondMimic): the observation shows frame f, the action is rewarded and checked
+against frame f once physics has run, then the command advances to f + 1.
+
+Future frames: horizon "g1" is num_future_frames frames spaced future_dt apart, horizon "smpl"
+is smpl_num_future_frames spaced smpl_future_dt; both start at the current frame (offset 0) and
+are held at the clip's last frame.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sonic_ray.utils.rotations import quat_apply, quat_conj, quat_from_axis_angle, quat_mul, yaw_quat
+
+# Encoder order of the universal token model (sonic_ray.models.keys.ENCODER_NAMES).
+ENCODER_NAMES = ("g1", "teleop", "smpl")
+LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
+
+
+class MotionCommand:
+    """Per-env clip, frame and encoder; reference state at the current frame (N = num_envs).
+
+    After `update_reference()` and `set_robot(state)`: ref_* (N,·) reference at the current frame,
+    robot_anchor_* from the simulator, and ref_body_pos_rel_w / ref_body_quat_rel_w: the
+    reference bodies re-anchored onto the robot (anchor xy from the robot, height from the reference, heading turned by the
+    yaw between the two anchors), which relative body rewards compare against.
+    """
+
+    def __init__(self, table, sampler, *, num_envs: int, anchor_body: str, joint_names,
+                 joint_lower, joint_upper, step_dt: float, num_future_frames: int = 10,
+                 future_dt: float = 0.1, smpl_num_future_frames: int = 10, smpl_future_dt: float = 0.02,
+                 encoder_sample_probs: dict[str, float] | None = None,
+                 reset_pose_noise: dict[str, list[float]] | None = None, device="cpu"):
+        self.table, self.sampler, self.num_envs = table, sampler, int(num_envs)
+        self.device = torch.device(device)
+        if abs(step_dt * table.fps - 1.0) > 1e-6:
+            raise ValueError(f"MotionCommand: the env steps every {step_dt} s but the motions are at "
+                             f"{table.fps} fps; motions.control_fps must equal 1 / (sim.timestep * sim.decimation)")
+        self.body_names = tuple(table.body_names)
+        self.anchor_index = self.body_names.index(anchor_body)
+        self._body_id_cache: dict[tuple, torch.Tensor] = {}
+        self.lower_body_joint_ids = torch.tensor(
+            [i for i, n in enumerate(joint_names) if any(k in n for k in LOWER_BODY_JOINT_KEYWORDS)],
+            dtype=torch.long, device=self.device)
+        self.joint_lower = torch.tensor(joint_lower, dtype=torch.float32, device=self.device)
+        self.joint_upper = torch.tensor(joint_upper, dtype=torch.float32, device=self.device)
+        self.horizons = {
+            "g1": self._offsets(num_future_frames, future_dt, table.fps),
+            "smpl": self._offsets(smpl_num_future_frames, smpl_future_dt, table.fps),
+        }
+        probs = dict(encoder_sample_probs or {n: 1.0 for n in ENCODER_NAMES})
+        unknown = set(probs) - set(ENCODER_NAMES)
+        if unknown or any(v < 0 for v in probs.values()) or sum(probs.values()) <= 0:
+            raise ValueError(f"encoder_sample_probs {probs}: keys must be among {ENCODER_NAMES}, "
+                             "values >= 0 with a positive sum")
+        self.encoder_probs = torch.tensor([float(probs.get(n, 0.0)) for n in ENCODER_NAMES], device=self.device)
+        self.reset_pose_noise = {k: (float(v[0]), float(v[1])) for k, v in (reset_pose_noise or {}).items()}
+        bad = set(self.reset_pose_noise) - {"root_pos", "root_rpy", "joint_pos"}
+        if bad:
+            raise ValueError(f"reset_pose_noise: unknown keys {sorted(bad)}; known: root_pos, root_rpy, joint_pos")
+        z = lambda: torch.zeros(self.num_envs, dtype=torch.long, device=self.device)  # noqa: E731
+        self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
+        self.last_frame = z()
+        self._future_cache: dict[tuple[str, str], torch.Tensor] = {}
+        self._rel = None
+
+    @staticmethod
+    def _offsets(n: int, dt: float, fps: float) -> torch.Tensor:
+        return torch.round(torch.arange(n, dtype=torch.float64) * dt * fps).long()
+
+    # ---- lookups ------------------------------------------------------------------------------
+    def body_ids(self, names) -> torch.Tensor:
+        """(K,) indices of bodies by name (cached: terms call this every step)."""
+        key = tuple(names)
+        ids = self._body_id_cache.get(key)
+        if ids is None:
+            missing = [n for n in key if n not in self.body_names]
+            if missing:
+                raise KeyError(f"unknown bodies {missing}; the robot has {list(self.body_names)}")
+            ids = torch.tensor([self.body_names.index(n) for n in key], dtype=torch.long, device=self.device)
+            self._body_id_cache[key] = ids
+        return ids
+
+    @property
+    def global_frame(self) -> torch.Tensor:
+        return self.table.clip_start[self.clip] + self.frame
+
+    def future(self, key: str, horizon: str = "g1") -> torch.Tensor:
+        """Reference `key` (a ReferenceTable key) at the horizon's future frames: (N, F, ...)."""
+        cached = self._future_cache.get((key, horizon))
+        if cached is None:
+            f = torch.minimum(self.frame[:, None] + self.horizons[horizon].to(self.device), self.last_frame[:, None])
+            cached = self.table.data[key][self.table.clip_start[self.clip][:, None] + f]
+            self._future_cache[(key, horizon)] = cached
+        return cached
+
+    # ---- per step -----------------------------------------------------------------------------
+    def update_reference(self) -> None:
+        """Gather the reference at every env's current frame (after advancing or resetting)."""
+        self._future_cache.clear()
+        g, d = self.global_frame, self.table.data
+        for key in ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w", "body_quat_w",
+                    "body_lin_vel_w", "body_ang_vel_w", "vr_pos_local", "vr_ori_local"):
+            setattr(self, "ref_" + key, d[key][g])
+        self.ref_anchor_pos_w = self.ref_body_pos_w[:, self.anchor_index]
+        self.ref_anchor_quat_w = self.ref_body_quat_w[:, self.anchor_index]
+        self._rel = None
+
+    def set_robot(self, robot) -> None:
+        """Take the robot anchor from the simulator state (after physics or a reset)."""
+        self.robot_anchor_pos_w = robot.body_pos_w[:, self.anchor_index]
+        self.robot_anchor_quat_w = robot.body_quat_w[:, self.anchor_index]
+        self._rel = None
+
+    def _relative(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._rel is None:
+            delta_pos = torch.cat((self.robot_anchor_pos_w[:, :2], self.ref_anchor_pos_w[:, 2:]), dim=-1)
+            delta_q = yaw_quat(quat_mul(self.robot_anchor_quat_w, quat_conj(self.ref_anchor_quat_w)))[:, None]
+            delta_q = delta_q.expand_as(self.ref_body_quat_w)
+            pos = delta_pos[:, None] + quat_apply(delta_q, self.ref_body_pos_w - self.ref_anchor_pos_w[:, None])
+            self._rel = (pos, quat_mul(delta_q, self.ref_body_quat_w))
+        return self._rel
+
+    @property
+    def ref_body_pos_rel_w(self) -> torch.Tensor:
+        """(N,B,3) reference bodies re-anchored onto the robot (computed once per step, on use)."""
+        return self._relative()[0]
+
+    @property
+    def ref_body_quat_rel_w(self) -> torch.Tensor:
+        """(N,B,4) reference body orientations turned by the anchors' yaw difference."""
+        return self._relative()[1]
+
+    def advance(self) -> None:
+        self.frame = torch.minimum(self.frame + 1, self.last_frame)
+
+    def sampler_record(self, done_ids: torch.Tensor, terminated: torch.Tensor) -> None:
+        """Tell the start sampler how the episodes of done_ids (E,) ended (before advancing)."""
+        if len(done_ids):
+            self.sampler.record(self.clip[done_ids], self.start_frame[done_ids], self.frame[done_ids],
+                                terminated[done_ids])
+
+    # ---- episodes -----------------------------------------------------------------------------
+    def resample(self, env_ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """New clip, start frame and encoder for env_ids (E,); returns the reset state (E,·) for
+        the simulator: the reference at the start frame with reset_pose_noise applied."""
+        n = int(env_ids.numel())
+        clip, start = self.sampler.sample(n, generator)
+        clip, start = clip.to(self.device), start.to(self.device)
+        self.clip[env_ids], self.frame[env_ids], self.start_frame[env_ids] = clip, start, start
+        self.last_frame[env_ids] = self.table.clip_frames[clip] - 1
+        self.encoder_index[env_ids] = torch.multinomial(self.encoder_probs, n, replacement=True,
+                                                        generator=generator)
+        self._future_cache.clear()
+        g = self.table.clip_start[clip] + start
+        d = self.table.data
+        state = {k: d[k][g].clone() for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
+                                              "joint_pos", "joint_vel")}
+        self._add_noise(state, generator)
+        return state
+
+    def _uniform(self, shape, lo_hi, generator) -> torch.Tensor:
+        lo, hi = lo_hi
+        return lo + (hi - lo) * torch.rand(shape, generator=generator, device=self.device)
+
+    def _add_noise(self, state: dict, generator: torch.Generator) -> None:
+        n = state["root_pos_w"].shape[0]
+        noise = self.reset_pose_noise
+        if "root_pos" in noise:
+            state["root_pos_w"] += self._uniform((n, 3), noise["root_pos"], generator)
+        if "root_rpy" in noise:
+            # World-frame roll, pitch, then yaw applied on top of the reference: q' = qz qy qx q.
+            rpy = self._uniform((n, 3), noise["root_rpy"], generator)
+            axes = torch.eye(3, device=self.device)
+            q = state["root_quat_w"]
+            for k in range(3):
+                q = quat_mul(quat_from_axis_angle(axes[k].expand(n, 3), rpy[:, k]), q)
+            state["root_quat_w"] = q
+        if "joint_pos" in noise:
+            j = state["joint_pos"] + self._uniform(state["joint_pos"].shape, noise["joint_pos"], generator)
+            state["joint_pos"] = torch.maximum(torch.minimum(j, self.joint_upper), self.joint_lower)
+
+    def episode_seconds_left(self) -> torch.Tensor:
+        """(N,) seconds of reference left after the current frame."""
+        return (self.last_frame - self.frame).to(torch.float32) / self.table.fps
+

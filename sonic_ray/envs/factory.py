@@ -1,0 +1,101 @@
+"""`make_env(cfg)`: the one place that unpacks a SonicConfig into a TrackingEnv.
+
+It loads the robot model, the runner's MotionLib shard (the configured store, or the embedded
+synthetic set cached at motions.synth_cache), builds the reference table and start sampler,
+creates the simulator backend through the sonic_ray.sim registry, and passes plain keyword
+arguments down. Below this function nothing sees the config object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from sonic_ray.envs.command import ENCODER_NAMES
+from sonic_ray.envs.reference import ReferenceTable
+from sonic_ray.envs.sampler import UniformStartSampler
+from sonic_ray.envs.tracking_env import TrackingEnv
+
+
+def _plain(x):
+    """Config dataclasses / OmegaConf nodes -> plain dicts and lists."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: _plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(x, DictConfig | ListConfig):
+            return OmegaConf.to_container(x, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a core dependency
+        pass
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    return x
+
+
+def observation_groups(obs_cfg) -> dict[str, dict]:
+    """Config observations -> {obs key: group dict}: policy, critic, tokenizer_<encoder>."""
+    obs = _plain(obs_cfg)
+    groups = {"policy": obs["policy"], "critic": obs["critic"]}
+    for name, g in obs.get("tokenizer", {}).items():
+        if name not in ENCODER_NAMES:
+            raise ValueError(f"env.observations.tokenizer.{name}: unknown encoder; expected one of {ENCODER_NAMES}")
+        groups[f"tokenizer_{name}"] = g
+    for key, g in groups.items():
+        if not g.get("terms"):
+            raise ValueError(f"env.observations: group {key!r} has no terms")
+    return groups
+
+
+def load_motions(cfg, *, shard=None, device="cpu", fk=None):
+    """The MotionLib of this runner's shard: motions.store, or the synthetic set when empty."""
+    from sonic_ray.motion.default_store import ensure_synth_store
+    from sonic_ray.motion.motion_lib import MotionLib
+
+    path = cfg.motions.store or ensure_synth_store(cfg.motions.synth_cache, robot=cfg.robot.name)
+    return MotionLib(path, control_fps=cfg.motions.control_fps, shard=shard, device=device, fk=fk)
+
+
+def make_sim(cfg, model, *, num_envs: int, device):
+    """The configured simulator backend (sonic_ray.sim's registry when it has one)."""
+    import sonic_ray.sim as sim_pkg
+
+    kw = dict(num_envs=num_envs, num_threads=cfg.sim.num_threads, decimation=cfg.sim.decimation, device=device)
+    registry = getattr(sim_pkg, "make_sim", None)
+    if registry is not None:
+        return registry(cfg.sim.backend, model, **kw)
+    if cfg.sim.backend != "mujoco":
+        raise ValueError(f"sim.backend {cfg.sim.backend!r}: only 'mujoco' is available in this build")
+    from sonic_ray.sim.mujoco_cpu import MujocoCpuSim
+
+    return MujocoCpuSim(model, **kw)
+
+
+def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[int, int] | None = None,
+             device=None, eval_mode: bool = False) -> TrackingEnv:
+    """A TrackingEnv for `cfg` (a SonicConfig). num_envs/device default to cfg.env.num_envs /
+    cfg.device; shard (k, n) selects clips k::n of the store; eval_mode uses eval_terminations."""
+    from sonic_ray.robots import TorchFK, load_model
+
+    device = torch.device(device if device is not None else cfg.device)
+    n = int(num_envs if num_envs is not None else cfg.env.num_envs)
+    model, robot = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
+    fk = TorchFK(model, robot, device=device)
+    motions = load_motions(cfg, shard=shard, device=device)
+    table = ReferenceTable(motions, fk, anchor_body=robot.anchor_body, vr_points=robot.vr_points,
+                           smpl_points=robot.smpl_keypoints, device=device)
+    mc = cfg.env.commands.motion
+    sampler = UniformStartSampler(table.clip_frames, bin_size_frames=mc.bin_size_frames, device=device)
+    command = {k: _plain(getattr(mc, k)) for k in ("num_future_frames", "future_dt", "smpl_num_future_frames",
+                                                    "smpl_future_dt", "encoder_sample_probs", "reset_pose_noise")}
+    sim = make_sim(cfg, model, num_envs=n, device=device)
+    terminations = cfg.env.eval_terminations if eval_mode else cfg.env.terminations
+    return TrackingEnv(
+        sim=sim, robot=robot, table=table, sampler=sampler, num_envs=n,
+        step_dt=cfg.sim.timestep * cfg.sim.decimation, episode_length_s=cfg.env.episode_length_s,
+        observations=observation_groups(cfg.env.observations), rewards=_plain(cfg.env.rewards),
+        terminations=_plain(terminations), events=_plain(cfg.env.events.terms), event_level=cfg.env.events.level,
+        command=command, seed=seed, device=device)

@@ -1,0 +1,121 @@
+"""Every control-rate frame of a MotionLib shard with body poses AND body velocities, precomputed.
+
+Why precompute: MotionLib's `body_state` gives poses only (FK per query). Rewards need body
+velocities and the critic/tokenizers need future frames, every step, for every env. Running FK
+per step (plus FK at t+dt for velocities) costs a Python loop over the bodies per call; a
+gather from a table costs one indexing op. So FK runs once here over all frames, and body
+velocities are finite differences of those poses (central inside a clip, one-sided at its ends,
+never across clips; angular velocity is the world-frame rotation vector of
+q[next] * conj(q[prev]) per second), the same scheme MotionLib uses for the root.
+
+Memory: about 4 * (13 B + 2 J + 24*3 + 30) bytes per frame (≈ 1.9 kB for the G1): 1 hour of
+motion at 50 Hz is ≈ 340 MB. A runner holds only its shard.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sonic_ray.utils.rotations import (
+    quat_apply_inverse,
+    quat_conj,
+    quat_mul,
+    quat_to_axis_angle,
+    quat_to_tan_norm,
+)
+
+
+def finite_diff_index(clip_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """prev, next (S,) frame indices and span (S,) in frames for clip-local central differences."""
+    start = np.concatenate(([0], np.cumsum(clip_frames)[:-1]))
+    clip = np.repeat(np.arange(len(clip_frames)), clip_frames)
+    idx = np.arange(int(clip_frames.sum()))
+    prev = np.maximum(idx - 1, start[clip])
+    nxt = np.minimum(idx + 1, start[clip] + clip_frames[clip] - 1)
+    return prev, nxt, nxt - prev
+
+
+def body_velocities(body_pos_w: torch.Tensor, body_quat_w: torch.Tensor, clip_frames: np.ndarray,
+                    fps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S,B,3) linear and angular world velocities from (S,B,3) positions and (S,B,4) quaternions."""
+    prev, nxt, span = finite_diff_index(clip_frames)
+    dev = body_pos_w.device
+    prev, nxt = torch.as_tensor(prev, device=dev), torch.as_tensor(nxt, device=dev)
+    span_t = torch.as_tensor(span, dtype=body_pos_w.dtype, device=dev)
+    inv = torch.where(span_t > 0, fps / span_t.clamp_min(1), torch.zeros_like(span_t))[:, None, None]
+    lin = (body_pos_w[nxt] - body_pos_w[prev]) * inv
+    ang = quat_to_axis_angle(quat_mul(body_quat_w[nxt], quat_conj(body_quat_w[prev]))) * inv
+    return lin, ang
+
+
+class ReferenceTable:
+    """All frames of `motion_lib` at its control rate, as (S, ...) tensors on `device`.
+
+    Keys of `data`: root_pos_w (S,3), root_quat_w (S,4), root_lin_vel_w, root_ang_vel_w (S,3),
+    joint_pos, joint_vel (S,J), body_pos_w, body_lin_vel_w, body_ang_vel_w (S,B,3), body_quat_w
+    (S,B,4), anchor_quat_w (S,4), vr_pos_w (S,P,3), vr_quat_w (S,P,4), smpl_joints_w (S,24,3), and
+    the robot-independent tokenizer features smpl_joints_local (S,24,3), vr_pos_local (S,P,3),
+    vr_ori_local (S,P,6) (see `_local_frames`).
+    SMPL joints come from the store when every clip has them, else from the robot's
+    `smpl_keypoints` (points on the robot, an approximate correspondence).
+    clip_start / clip_frames (C,) long index clips into the S frames.
+    """
+
+    def __init__(self, motion_lib, fk, *, anchor_body: str, vr_points, smpl_points, device="cpu",
+                 chunk: int = 8192):
+        self.device = torch.device(device)
+        self.fps = float(motion_lib.control_fps)
+        frames_np = motion_lib.clip_frames.cpu().numpy().astype(np.int64)
+        self.clip_frames = torch.as_tensor(frames_np, device=self.device)
+        self.clip_start = torch.as_tensor(np.concatenate(([0], np.cumsum(frames_np)[:-1])), device=self.device)
+        clip = torch.as_tensor(np.repeat(np.arange(len(frames_np)), frames_np))
+        local = torch.as_tensor(np.arange(int(frames_np.sum())) - np.repeat(self.clip_start.cpu().numpy(), frames_np))
+        parts: dict[str, list[torch.Tensor]] = {}
+        vr_table = fk.point_table(vr_points)
+        smpl_table = fk.point_table(smpl_points)
+        anchor = fk.body_names.index(anchor_body)
+        vr_body_ids = vr_table[0]
+        for s in range(0, len(clip), chunk):
+            c, t = clip[s:s + chunk], local[s:s + chunk].to(torch.float32) / self.fps
+            st = motion_lib.state(c, t)
+            bp, bq = fk.forward(st["root_pos_w"], st["root_quat_w"], st["joint_pos"])
+            st["body_pos_w"], st["body_quat_w"] = bp, bq
+            st["anchor_quat_w"] = bq[:, anchor]
+            st["vr_pos_w"] = fk.points(bp, bq, vr_table)
+            st["vr_quat_w"] = bq[:, vr_body_ids.to(bq.device)]
+            if "smpl_joints" in st:
+                st["smpl_joints_w"] = st.pop("smpl_joints")
+            else:
+                st["smpl_joints_w"] = fk.points(bp, bq, smpl_table)
+            for k, v in st.items():
+                parts.setdefault(k, []).append(v.to(self.device, torch.float32))
+        self.data = {k: torch.cat(v) for k, v in parts.items()}
+        self.data["body_lin_vel_w"], self.data["body_ang_vel_w"] = body_velocities(
+            self.data["body_pos_w"], self.data["body_quat_w"], frames_np, self.fps)
+        self._local_frames(anchor)
+        self.body_names = tuple(fk.body_names)
+
+    def _local_frames(self, anchor: int) -> None:
+        """Reference-only features the tokenizers read, once per frame instead of once per step:
+        SMPL joints in their own root frame (pelvis joint at the origin, root rotation removed),
+        VR points' positions and orientations (6-D) in the reference anchor frame."""
+        d = self.data
+        rel = d["smpl_joints_w"] - d["smpl_joints_w"][:, :1]
+        root_q = d["root_quat_w"][:, None].expand(*rel.shape[:-1], 4)
+        d["smpl_joints_local"] = quat_apply_inverse(root_q, rel)
+        a_pos, a_quat = d["body_pos_w"][:, anchor], d["body_quat_w"][:, anchor]
+        aq = a_quat[:, None].expand_as(d["vr_quat_w"])
+        d["vr_pos_local"] = quat_apply_inverse(aq, d["vr_pos_w"] - a_pos[:, None])
+        d["vr_ori_local"] = quat_to_tan_norm(quat_mul(quat_conj(aq), d["vr_quat_w"]))
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.clip_frames.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.data["joint_pos"].shape[0])
+
+    def nbytes(self) -> int:
+        return sum(v.numel() * v.element_size() for v in self.data.values())

@@ -1,0 +1,184 @@
+"""TrackingEnv: N robots following reference motions in a batched simulator. Torch in and out.
+
+One step (mjlab/BeyondMimic order): interval events (pushes); actions -> PD targets
+(default pose + default-joint offsets + action_scale * action) -> simulator (decimation
+inside); terminations and rewards against the reference frame the policy was shown; the command
+advances one frame; truncated envs' FINAL observation is kept in info (for bootstrapping); ended
+envs are reset (new clip/start/encoder, sim reset to the noisy reference pose); then every env's
+observation (a reset env's history is filled with its new episode's first frame). A simulator blow-up (non-finite state) ends that env as terminated with reward 0,
+is counted (`env/nonfinite_resets`), and never raises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sonic_ray.envs.command import ENCODER_NAMES, MotionCommand
+from sonic_ray.envs.events import EventManager
+from sonic_ray.envs.managers import ObservationGroup, ObservationManager, RewardManager, TerminationManager
+
+ENCODER_INDEX_KEY = "encoder_index"
+
+
+class TrackingEnv:
+    """Batched motion tracking MDP.
+
+    Obs dict: one (N, k) float tensor per observation group key ("policy", "critic",
+    "tokenizer_g1", "tokenizer_smpl", "tokenizer_teleop") plus "encoder_index" (N,) long (index
+    into ENCODER_NAMES, drawn per env per episode).
+    """
+
+    def __init__(self, *, sim, robot, table, sampler, num_envs: int, step_dt: float, episode_length_s: float,
+                 observations: dict, rewards: dict, terminations: dict, events: dict | None = None,
+                 event_level: int = 0, command: dict | None = None, soft_joint_limit_factor: float = 0.9,
+                 seed: int = 0, device="cpu"):
+        self.device = torch.device(device)
+        self.num_envs, self.step_dt, self.sim, self.spec = int(num_envs), float(step_dt), sim, robot
+        self.max_episode_length = int(round(episode_length_s / step_dt))
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed))
+        t = lambda a: torch.tensor(np.array(a), dtype=torch.float32, device=self.device)  # noqa: E731
+        self.default_joint_pos, self.action_scale = t(robot.default_joint_pos), t(robot.action_scale)
+        lo, hi = t(robot.joint_lower), t(robot.joint_upper)
+        mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo) * soft_joint_limit_factor
+        self.joint_soft_lower, self.joint_soft_upper = mid - half, mid + half
+        self.feet_bodies, self.end_effector_bodies = robot.feet_bodies, robot.end_effector_bodies
+        self.undesired_contact_bodies = robot.undesired_contact_bodies
+        self.action_dim = robot.num_joints
+        n, a = self.num_envs, self.action_dim
+        self.action = torch.zeros(n, a, device=self.device)
+        self.prev_action = torch.zeros(n, a, device=self.device)
+        self.joint_offsets = torch.zeros(n, a, device=self.device)
+        self.episode_length = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.cmd = MotionCommand(table, sampler, num_envs=n, anchor_body=robot.anchor_body,
+                                 joint_names=robot.joint_names, joint_lower=robot.joint_lower,
+                                 joint_upper=robot.joint_upper, step_dt=step_dt, device=self.device,
+                                 **(command or {}))
+        self.obs_manager = ObservationManager({
+            key: ObservationGroup(key, g["terms"], history_length=g.get("history_length", 1),
+                                  enable_corruption=g.get("enable_corruption", False), num_envs=n,
+                                  device=self.device)
+            for key, g in observations.items()})
+        self.reward_manager = RewardManager(rewards, step_dt=step_dt, num_envs=n, device=self.device)
+        self.termination_manager = TerminationManager(terminations, device=self.device)
+        self.event_manager = EventManager(events or {}, level=event_level, num_envs=n, step_dt=step_dt,
+                                          device=self.device)
+        self.corruption = True
+        self._stats = {"episodes": 0, "length_sum": 0, "nonfinite": 0, "terminated": 0, "truncated": 0}
+        self.event_manager.startup(self)
+        self.obs = self.reset()
+
+    # ---- public API -------------------------------------------------------------------------
+    def reset(self) -> dict[str, torch.Tensor]:
+        """Reset every env to a freshly drawn episode; returns the first observation."""
+        ids = torch.arange(self.num_envs, device=self.device)
+        self._reset_envs(ids)
+        self.obs = self.obs_manager.compute(self, self.corruption, reset_ids=ids)
+        self.obs[ENCODER_INDEX_KEY] = self.cmd.encoder_index.clone()
+        return self.obs
+
+    def step(self, actions: torch.Tensor):
+        """actions (N, A) -> obs dict, reward (N,), terminated (N,) bool, truncated (N,) bool, info.
+
+        info: "done_ids" (E,) long envs whose episode ended this step (they are already reset);
+        "truncated_ids" (E',) long the truncated ones (clip end, time-out) and "final_obs"
+        {key: (E', k)} their last observation, to bootstrap from (terminated episodes need none,
+        so none is computed); "episode_length" (E,) long lengths of the ended episodes; "nonfinite_ids" (K,) long envs whose
+        simulation blew up (terminated, reward 0). Aggregates: `metrics()`.
+        """
+        if actions.shape != (self.num_envs, self.action_dim):
+            raise ValueError(f"TrackingEnv.step: actions of shape {tuple(actions.shape)}, "
+                             f"expected ({self.num_envs}, {self.action_dim})")
+        self.event_manager.interval(self)
+        self.prev_action = self.action
+        self.action = torch.nan_to_num(actions.to(self.device, torch.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        self.prev_body_lin_vel_w = self.robot.body_lin_vel_w.clone()
+        targets = self.default_joint_pos + self.joint_offsets + self.action_scale * self.action
+        self.sim.step(targets)
+        self.episode_length += 1
+        bad = self._as_ids(self.sim.nonfinite_envs())
+        self.cmd.set_robot(self.robot)
+        terminated, truncated = self.termination_manager.compute(self)
+        reward, vals = self.reward_manager.compute(self)
+        if len(bad):
+            terminated[bad], truncated[bad] = True, False
+            vals[:, bad] = 0.0
+            reward[bad] = 0.0
+            self._stats["nonfinite"] += len(bad)
+        self.reward_manager.accumulate(vals)
+        done_ids = torch.nonzero(terminated | truncated).squeeze(-1)
+        self.cmd.sampler_record(done_ids, terminated)
+        self.cmd.advance()
+        self.cmd.update_reference()
+        info = {"done_ids": done_ids, "nonfinite_ids": bad, "final_obs": {}}
+        info["truncated_ids"] = trunc_ids = torch.nonzero(truncated).squeeze(-1)
+        if len(trunc_ids):  # only truncated episodes bootstrap: their last observation, before reset
+            info["final_obs"] = self.obs_manager.peek(self, trunc_ids, self.corruption)
+            info["final_obs"][ENCODER_INDEX_KEY] = self.cmd.encoder_index[trunc_ids].clone()
+        info["episode_length"] = self.episode_length[done_ids].clone()
+        if len(done_ids):
+            self._end_episodes(done_ids, terminated, truncated)
+            self._reset_envs(done_ids)
+        obs = self.obs_manager.compute(self, self.corruption, reset_ids=done_ids)
+        obs[ENCODER_INDEX_KEY] = self.cmd.encoder_index.clone()
+        self.obs = obs
+        return obs, reward, terminated, truncated, info
+
+    def obs_dims(self) -> dict[str, int]:
+        """Width of each observation group (encoder_index: 1, an integer per env)."""
+        return {**self.obs_manager.dims(), ENCODER_INDEX_KEY: 1}
+
+    def metrics(self) -> dict[str, float]:
+        """Aggregates since the last call: env/episode_length (mean, steps), env/episodes,
+        env/terminated, env/truncated, env/nonfinite_resets, reward/<term> (mean episode sum),
+        termination/<term> (counts)."""
+        s = self._stats
+        out = {"env/episodes": float(s["episodes"]), "env/terminated": float(s["terminated"]),
+               "env/truncated": float(s["truncated"]), "env/nonfinite_resets": float(s["nonfinite"])}
+        if s["episodes"]:
+            out["env/episode_length"] = s["length_sum"] / s["episodes"]
+        out.update(self.reward_manager.pop_metrics())
+        out.update(self.termination_manager.pop_metrics())
+        self._stats = dict.fromkeys(s, 0)
+        return out
+
+    @property
+    def robot(self):
+        return self.sim.state
+
+    @property
+    def encoder_names(self) -> tuple[str, ...]:
+        return ENCODER_NAMES
+
+    def close(self) -> None:
+        close = getattr(self.sim, "close", None)
+        if close is not None:
+            close()
+
+    # ---- internals --------------------------------------------------------------------------
+    def _as_ids(self, x) -> torch.Tensor:
+        x = torch.as_tensor(x, device=self.device)
+        if x.dtype == torch.bool:
+            return torch.nonzero(x).squeeze(-1)
+        return x.to(torch.long).reshape(-1)
+
+    def _end_episodes(self, ids, terminated, truncated) -> None:
+        self._stats["episodes"] += len(ids)
+        self._stats["length_sum"] += int(self.episode_length[ids].sum())
+        self._stats["terminated"] += int(terminated[ids].sum())
+        self._stats["truncated"] += int(truncated[ids].sum())
+        self.reward_manager.episodes_ended(ids)
+
+    def _reset_envs(self, ids: torch.Tensor) -> None:
+        state = self.cmd.resample(ids, self.generator)
+        self.sim.reset(ids, root_pos=state["root_pos_w"], root_quat=state["root_quat_w"],
+                       root_lin_vel=state["root_lin_vel_w"], root_ang_vel=state["root_ang_vel_w"],
+                       joint_pos=state["joint_pos"], joint_vel=state["joint_vel"])
+        self.episode_length[ids] = 0
+        self.action[ids] = 0.0
+        self.prev_action[ids] = 0.0
+        self.event_manager.reset(self, ids)
+        self.cmd.update_reference()
+        self.cmd.set_robot(self.robot)
+        self.prev_body_lin_vel_w = self.robot.body_lin_vel_w.clone()

@@ -1,0 +1,154 @@
+"""TrackingEnv on real MuJoCo (small N, a tiny store written per module)."""
+
+import numpy as np
+import pytest
+import torch
+from env_builders import tiny_store
+
+from sonic_ray.config import config_dir, load_config
+from sonic_ray.envs.factory import make_env
+from sonic_ray.envs.gym_adapter import GymVectorEnv
+from sonic_ray.envs.tracking_env import ENCODER_INDEX_KEY
+
+EXPERIMENTS = sorted(p.stem for p in (config_dir() / "exp").glob("*.yaml"))
+GROUPS = ("policy", "critic", "tokenizer_g1", "tokenizer_smpl", "tokenizer_teleop")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return str(tiny_store(tmp_path_factory.mktemp("motions") / "tiny.parquet"))
+
+
+def cfg_for(store, exp="demo", *extra):
+    # Every preset runs here on MuJoCo CPU (the release preset names CUDA + Warp for GPU clusters).
+    return load_config([f"+exp={exp}", f"motions.store={store}", "device=cpu", "sim.backend=mujoco", *extra])
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_obs_shapes_per_group_for_every_preset(store, exp):
+    env = make_env(cfg_for(store, exp), num_envs=3)
+    obs = env.reset()
+    dims = env.obs_dims()
+    assert set(obs) == set(GROUPS) | {ENCODER_INDEX_KEY}
+    for k in GROUPS:
+        assert obs[k].shape == (3, dims[k]) and obs[k].dtype == torch.float32 and torch.isfinite(obs[k]).all()
+    assert obs[ENCODER_INDEX_KEY].shape == (3,)
+    cfg = cfg_for(store, exp)
+    hist = cfg.env.observations.policy.history_length
+    assert dims["policy"] % hist == 0
+    obs, r, te, tr, info = env.step(torch.zeros(3, env.action_dim))
+    assert r.shape == te.shape == tr.shape == (3,)
+    env.close()
+
+
+def test_policy_history_is_a_ring_of_past_frames(store):
+    env = make_env(cfg_for(store, "demo", "env.observations.policy.enable_corruption=false"), num_envs=2)
+    obs0 = env.reset()["policy"].reshape(2, 10, -1)
+    assert torch.equal(obs0[:, 0], obs0[:, -1])  # a fresh episode's history repeats its first frame
+    frames = [obs0[:, -1]]
+    for _ in range(3):
+        obs, *_ , info = env.step(0.05 * torch.ones(2, env.action_dim))
+        if len(info["done_ids"]):
+            pytest.skip("an episode ended during the history check")
+        frames.append(obs["policy"].reshape(2, 10, -1)[:, -1])
+    hist = obs["policy"].reshape(2, 10, -1)
+    torch.testing.assert_close(hist[:, -4:], torch.stack(frames, 1))
+
+
+def test_peek_is_the_observation_compute_would_give(store):
+    env = make_env(cfg_for(store, "demo", "env.observations.policy.enable_corruption=false"), num_envs=3)
+    env.step(torch.zeros(3, env.action_dim))
+    ids = torch.tensor([0, 2])
+    peeked = env.obs_manager.peek(env, ids, corrupt=False)
+    full = env.obs_manager.compute(env, corrupt=False)
+    for k in GROUPS:
+        torch.testing.assert_close(peeked[k], full[k][ids])
+
+
+def test_clip_end_is_a_truncation_and_final_obs_is_kept(store):
+    cfg = cfg_for(store, "demo", "env.events.level=0")
+    env = make_env(cfg, num_envs=4)
+    env.cmd.frame = env.cmd.last_frame - 2  # the last frame is tracked on the third step
+    env.cmd.update_reference()
+    env.cmd.set_robot(env.robot)
+    zero = torch.zeros(4, env.action_dim)
+    for _ in range(2):
+        _, _, te, tr, info = env.step(zero)
+        assert not tr.any()
+    _, _, te, tr, info = env.step(zero)
+    ended = te | tr
+    assert tr[~te].all() and ended.all()
+    assert set(info["done_ids"].tolist()) == set(range(4))
+    trunc = info["truncated_ids"]
+    assert set(trunc.tolist()) == set(torch.nonzero(tr).squeeze(-1).tolist())
+    for k in GROUPS:
+        assert info["final_obs"][k].shape == (len(trunc), env.obs_dims()[k])
+    assert (env.episode_length == 0).all() and (env.cmd.frame < env.cmd.last_frame).all()
+    m = env.metrics()
+    assert m["termination/motion_clip_end"] == 4 and m["env/episodes"] == 4
+    assert m["env/truncated"] + m["env/terminated"] == 4
+
+
+def test_time_out_truncates(store):
+    env = make_env(cfg_for(store, "demo", "env.episode_length_s=0.06"), num_envs=2)
+    for _ in range(3):
+        _, _, te, tr, info = env.step(torch.zeros(2, env.action_dim))
+    assert (tr | te).all() and tr[~te].all()
+
+
+def test_blow_up_resets_the_env_and_is_counted(store):
+    env = make_env(cfg_for(store, "demo"), num_envs=3)
+    for _ in range(2):
+        env.step(torch.zeros(3, env.action_dim))
+    # A state MuJoCo cannot integrate, written into env 1's MjData: it resets the data itself and
+    # the backend flags the env (a direct write: a real blow-up is not reproducible on demand).
+    env.sim.datas[1].qvel[6] = float("nan")
+    obs, r, te, tr, info = env.step(torch.zeros(3, env.action_dim))
+    assert info["nonfinite_ids"].tolist() == [1]
+    assert te[1] and not tr[1] and r[1] == 0 and torch.isfinite(r).all()
+    assert all(torch.isfinite(v.float()).all() for v in obs.values())
+    assert 1 in info["done_ids"].tolist()
+    assert not env.sim.nonfinite_envs().any()
+    assert env.metrics()["env/nonfinite_resets"] == 1
+
+
+def test_gym_adapter_numpy_round_trip(store):
+    venv = GymVectorEnv(make_env(cfg_for(store, "smoke"), num_envs=2))
+    obs, _ = venv.reset(seed=3)
+    assert venv.observation_space.contains(obs)
+    obs, r, te, tr, infos = venv.step(np.zeros((2, venv.single_action_space.shape[0]), np.float32))
+    assert isinstance(r, np.ndarray) and r.shape == (2,) and obs["policy"].dtype == np.float32
+    venv.close()
+
+
+@pytest.mark.slow
+def test_demo_preset_episode_with_random_actions(tmp_path):
+    """The demo preset on the synthetic motion set (built here), random actions, 120 steps."""
+    cfg = load_config(["+exp=demo", f"motions.synth_cache={tmp_path / 'synth.parquet'}"])
+    env = make_env(cfg, num_envs=8, seed=1)
+    g = torch.Generator().manual_seed(0)
+    total = torch.zeros(8)
+    for _ in range(120):
+        obs, r, te, tr, info = env.step(0.2 * torch.randn(8, env.action_dim, generator=g))
+        assert torch.isfinite(r).all() and not (te & tr).any()
+        total += r
+    m = env.metrics()
+    assert m["env/episodes"] > 0 and m["env/episode_length"] > 0
+    assert any(k.startswith("reward/") for k in m) and total.abs().sum() > 0
+
+
+def test_event_levels_gate_terms_and_run_on_mujoco(store):
+    off = make_env(cfg_for(store, "demo", "env.events.level=0"), num_envs=2)
+    assert off.event_manager.active == []
+    env = make_env(cfg_for(store, "demo", "env.events.level=4",
+                           "env.events.terms.push_robot.interval_range_s=[0.02,0.02]"), num_envs=2)
+    assert set(env.event_manager.active) == {"physics_material", "default_joint_offsets", "torso_com",
+                                             "push_robot", "link_mass"}
+    assert (env.joint_offsets.abs() <= 0.01).all() and env.joint_offsets.abs().sum() > 0
+    torso = env.cmd.body_ids(("torso_link",))[0] + 1  # MuJoCo body index (world is 0)
+    nominal = env.sim.model.body_ipos[torso]
+    assert not np.allclose(env.sim.env_model(0).body_ipos[torso], nominal)
+    obs, r, te, tr, info = env.step(torch.zeros(2, env.action_dim))  # a push fires every step
+    assert torch.isfinite(r).all()
+    with pytest.raises(ValueError, match="level"):
+        make_env(cfg_for(store, "demo", "env.events.level=5"), num_envs=2)
