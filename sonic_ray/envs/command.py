@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import torch
 
+from sonic_ray.models.keys import ENCODER_NAMES  # encoder_index values index this tuple
 from sonic_ray.utils.rotations import quat_apply, quat_conj, quat_from_axis_angle, quat_mul, yaw_quat
 
-# Encoder order of the universal token model (sonic_ray.models.keys.ENCODER_NAMES).
-ENCODER_NAMES = ("g1", "teleop", "smpl")
 LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
 
 

@@ -1,0 +1,127 @@
+"""Actor (universal token module + diagonal Gaussian) and critic (MLP over normalised privileged obs).
+
+`evaluate` runs everything a PPO + aux loss needs in one forward (DDP requires every parameter
+to be used inside one forward call). The critic's normaliser is updated explicitly by the trainer,
+once per batch, never inside forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from sonic_ray.models import keys as K
+from sonic_ray.models.mlp import mlp
+from sonic_ray.models.normalizer import RunningNormalizer
+from sonic_ray.models.universal_token import UniversalTokenModule
+
+Obs = Mapping[str, torch.Tensor]
+
+
+class ActorCritic(nn.Module):
+    # Parts an inference-only copy (env runners, export) leaves out.
+    NON_INFERENCE_ATTRIBUTES = ("critic", "critic_normalizer", "token.kin_decoder")
+
+    def __init__(self, *, encoder_input_dims: Mapping[str, int], encoder_hidden: Mapping[str, Sequence[int]],
+                 fsq_levels: Sequence[int], num_tokens: int, proprio_dim: int, action_dim: int,
+                 dyn_decoder_hidden: Sequence[int], kin_decoder_hidden: Sequence[int], kin_output_dim: int,
+                 critic_obs_dim: int, critic_hidden: Sequence[int], activation: str = "silu",
+                 critic_activation: str | None = None, residual_mode: str = "none",
+                 init_noise_std: float = 0.05, min_std: float = 0.001, max_std: float = 0.5):
+        super().__init__()
+        if not 0 < min_std <= init_noise_std <= max_std:
+            raise ValueError(f"need 0 < min_std <= init_noise_std <= max_std, got {min_std}, {init_noise_std}, {max_std}")
+        self.token = UniversalTokenModule(
+            encoder_input_dims=encoder_input_dims, encoder_hidden=encoder_hidden, fsq_levels=fsq_levels,
+            num_tokens=num_tokens, proprio_dim=proprio_dim, action_dim=action_dim,
+            dyn_decoder_hidden=dyn_decoder_hidden, kin_decoder_hidden=kin_decoder_hidden,
+            kin_output_dim=kin_output_dim, activation=activation, residual_mode=residual_mode)
+        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_noise_std)))
+        self.min_std, self.max_std = min_std, max_std
+        self.critic_normalizer = RunningNormalizer(critic_obs_dim)
+        self.critic = mlp(critic_obs_dim, critic_hidden, 1, activation=critic_activation or activation)
+
+    # ---- parameters ----------------------------------------------------------------------
+    def actor_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.token.parameters()
+        yield self.log_std
+
+    def critic_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.critic.parameters()
+
+    # ---- actor -----------------------------------------------------------------------------
+    @property
+    def std(self) -> torch.Tensor:
+        """(A,) clamped action noise."""
+        return self.log_std.exp().clamp(self.min_std, self.max_std)
+
+    def act_inference(self, obs: Obs, latent_residual: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic action mean (N,A); touches neither the critic nor the g1_kin decoder."""
+        token = self.token.tokenize(self.token.encode_routed(obs), latent_residual)
+        return self.token.action_mean(token, obs[K.POLICY])
+
+    def act(self, obs: Obs, latent_residual: torch.Tensor | None = None):
+        """Sample: -> actions (N,A), logp (N,), mean (N,A), std (A,)."""
+        mean = self.act_inference(obs, latent_residual)
+        std = self.std
+        actions = mean + std * torch.randn_like(mean)
+        return actions, gaussian_logp(actions, mean, std), mean, std
+
+    # ---- training forward ----------------------------------------------------------------
+    def evaluate(self, obs: Obs, actions: torch.Tensor, latent_residual: torch.Tensor | None = None) -> dict:
+        """One forward for the losses: logp/entropy of `actions`, value, and the aux-loss tensors.
+
+        Returns logp (N,), entropy (N,), mean (N,A), std (A,), value (N,), latents {name: (N,D)},
+        kin_pred (N,G) (g1_kin decoding of each row's routed token), reencoded_smpl (N,D) (the g1
+        encoder applied to the g1_kin decoding of the smpl token; None without both encoders).
+        """
+        latents = self.token.encode_all(obs)
+        routed = self.token.route(latents, obs[K.ENCODER_INDEX])
+        token = self.token.tokenize(routed, latent_residual)
+        mean = self.token.action_mean(token, obs[K.POLICY])
+        std = self.std
+        out = {"logp": gaussian_logp(actions, mean, std), "entropy": gaussian_entropy(std).expand(mean.shape[0]),
+               "mean": mean, "std": std, "value": self.value(obs), "latents": latents,
+               "kin_pred": self.token.kin_decoder(token), "reencoded_smpl": None}
+        if "smpl" in latents and "g1" in latents:
+            smpl_recon = self.token.kin_decoder(self.token.fsq(latents["smpl"]))
+            out["reencoded_smpl"] = self.token.encoders["g1"](smpl_recon)
+        return out
+
+    # ---- critic ---------------------------------------------------------------------------
+    def value_from_critic_obs(self, critic_obs: torch.Tensor) -> torch.Tensor:
+        """(M, C) -> (M,)."""
+        return self.critic(self.critic_normalizer(critic_obs)).squeeze(-1)
+
+    def value(self, obs: Obs) -> torch.Tensor:
+        return self.value_from_critic_obs(obs[K.CRITIC])
+
+    @torch.no_grad()
+    def update_critic_normalizer(self, critic_obs: torch.Tensor,
+                                 reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Merge a batch (M,C) into the critic's statistics; `reduce_fn` sums raw moments across learners."""
+        x = critic_obs.detach().to(torch.float64).reshape(-1, critic_obs.shape[-1])
+        packed = torch.cat((torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device),
+                            x.sum(0), (x * x).sum(0)))
+        if reduce_fn is not None:
+            packed = reduce_fn(packed)
+        dim = x.shape[-1]
+        count, s1, s2 = packed[0], packed[1: 1 + dim], packed[1 + dim:]
+        mean = s1 / count
+        m2 = (s2 - count * mean * mean).clamp_min(0.0)
+        self.critic_normalizer.update_from_moments(count, mean.to(self.critic_normalizer.mean.device),
+                                                   m2.to(self.critic_normalizer.mean.device))
+
+
+def gaussian_logp(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Diagonal Gaussian log-density summed over the last dim. (N,A),(N,A),(A,) -> (N,)."""
+    var = std * std
+    return (-((x - mean) ** 2) / (2 * var) - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def gaussian_entropy(std: torch.Tensor) -> torch.Tensor:
+    """Entropy of a diagonal Gaussian with std (..., A) -> (...)."""
+    return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(std)).sum(-1)

@@ -1,0 +1,94 @@
+"""From a shipped rollout to the flat tensors a PPO update consumes (values, GAE, returns).
+
+Runs where the critic lives (the learner): env runners hold an inference-only policy, so values
+are computed here, once per update, for the T*N steps, the bootstrap observations and the final
+observations of truncated episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from sonic_ray.models import keys as K
+from sonic_ray.ppo import rollout as R
+from sonic_ray.ppo.gae import compute_gae
+
+# Keys of the flat training batch (rows = T*N); observations are grouped under OBS as a dict.
+OBS = "obs"
+ADVANTAGES = "advantages"
+RETURNS = "returns"
+VALUES = "values"
+
+
+def _t(a: np.ndarray, device) -> torch.Tensor:
+    return torch.as_tensor(a, device=device)
+
+
+def next_values_from(values: torch.Tensor, last_values: torch.Tensor, final_values: torch.Tensor,
+                     final_index: torch.Tensor) -> torch.Tensor:
+    """V(s_{t+1}) per step. values (T,N), last_values (N,), final_values (K,), final_index (K,) -> (T,N).
+
+    Within an episode the next state's value is the next row's value. After a truncation at step t
+    the next row belongs to a new episode, so the truncated episode's own final state is used.
+    (After a termination the next value is multiplied by zero in GAE, whatever it is.)
+    """
+    next_values = torch.cat((values[1:], last_values.unsqueeze(0)), dim=0)
+    flat = next_values.reshape(-1).clone()
+    flat[final_index] = final_values
+    return flat.view_as(values)
+
+
+def training_tensors(data: dict[str, np.ndarray], *, value_fn: Callable[[torch.Tensor], torch.Tensor],
+                     gamma: float, lam: float, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Flat (T*N rows) tensors for PPO: obs groups, actions, old logp/mean/std, values, advantages, returns.
+
+    `value_fn(critic_obs (M,C)) -> (M,)` is the critic (with its normaliser), called without grad.
+    """
+    rewards = _t(data[R.REWARDS], device).float()
+    T, N = rewards.shape
+    critic_obs = _t(data[R.OBS_PREFIX + K.CRITIC], device).float()
+    with torch.no_grad():
+        everything = torch.cat((critic_obs.reshape(T * N, -1), _t(data[R.LAST_CRITIC_OBS], device).float(),
+                                _t(data[R.FINAL_CRITIC_OBS], device).float()))
+        v = value_fn(everything).reshape(-1)
+    values = v[: T * N].view(T, N)
+    last_values = v[T * N: T * N + N]
+    final_values = v[T * N + N:]
+    final_index = _t(data[R.FINAL_INDEX], device).long()
+    next_values = next_values_from(values, last_values, final_values, final_index)
+    terminated = _t(data[R.TERMINATED], device).bool()
+    truncated = _t(data[R.TRUNCATED], device).bool() & ~terminated
+    advantages, returns = compute_gae(rewards, values, terminated, truncated, next_values, gamma=gamma, lam=lam)
+    out = {}
+    for key, arr in data.items():
+        if key.startswith(R.OBS_PREFIX):
+            name = key[len(R.OBS_PREFIX):]
+            x = _t(arr, device)
+            x = x.long() if name == K.ENCODER_INDEX else x.float()
+            out[key] = x.reshape((T * N,) + tuple(x.shape[2:]))
+    A = data[R.ACTIONS].shape[-1]
+    out[R.ACTIONS] = _t(data[R.ACTIONS], device).float().reshape(T * N, A)
+    out[R.LOGP] = _t(data[R.LOGP], device).float().reshape(T * N)
+    out[R.ACTION_MEAN] = _t(data[R.ACTION_MEAN], device).float().reshape(T * N, A)
+    out[R.ACTION_STD] = _t(data[R.ACTION_STD], device).float().expand(T * N, A)
+    out[VALUES] = values.reshape(-1)
+    out[ADVANTAGES] = advantages.reshape(-1)
+    out[RETURNS] = returns.reshape(-1)
+    return out
+
+
+def minibatch(data: dict[str, torch.Tensor], idx: torch.Tensor, *, normalize_advantage: bool) -> dict:
+    """Rows `idx` of the flat batch, observation groups gathered under OBS as a dict."""
+    mb: dict = {OBS: {}}
+    for key, value in data.items():
+        if key.startswith(R.OBS_PREFIX):
+            mb[OBS][key[len(R.OBS_PREFIX):]] = value[idx]
+        else:
+            mb[key] = value[idx]
+    if normalize_advantage:
+        adv = mb[ADVANTAGES]
+        mb[ADVANTAGES] = (adv - adv.mean()) / (adv.std() + 1e-8)
+    return mb

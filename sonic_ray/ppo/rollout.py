@@ -1,0 +1,166 @@
+"""Rollout collection into flat numpy arrays, shared by the Ray env runner and the in-process trainer.
+
+A rollout is T steps of N envs stored time-major in preallocated arrays (no per-env episode
+objects). What the learner needs beyond the per-step arrays:
+- `last_critic_obs` (N,C): the critic observation after the final step, to bootstrap step T-1;
+- `final_critic_obs` (K,C) with `final_index` (K,) = t*N + n: the critic observation an env
+  reached when its episode was *truncated* at step t (before autoreset replaced it). Terminated
+  steps need no bootstrap, so their final observations are not shipped.
+Encoder indices travel as int8 and flags as bool: bytes per transition stay close to the floats
+the learner really needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from sonic_ray.models import keys as K
+
+OBS_PREFIX = "obs/"
+ACTIONS = "actions"
+LOGP = "logp"
+ACTION_MEAN = "action_mean"
+ACTION_STD = "action_std"
+REWARDS = "rewards"
+TERMINATED = "terminated"
+TRUNCATED = "truncated"
+LAST_CRITIC_OBS = "last_critic_obs"
+FINAL_CRITIC_OBS = "final_critic_obs"
+FINAL_INDEX = "final_index"
+
+
+@dataclass
+class FlatBatch:
+    """A T x N rollout (or a slice of its envs) as numpy arrays, plus episode metrics.
+
+    A plain object on purpose: RLlib flattens dicts it receives as batches, and numpy arrays inside
+    an object still travel zero-copy through Ray's object store.
+    """
+
+    data: dict[str, np.ndarray]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_steps(self) -> int:
+        return self.data[REWARDS].shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        return self.data[REWARDS].shape[1]
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.data.values())
+
+
+def _np(x: torch.Tensor, dtype=None) -> np.ndarray:
+    a = x.detach().to("cpu").numpy()
+    return a.astype(dtype, copy=False) if dtype is not None else a
+
+
+class RolloutCollector:
+    """Steps a batched env with a policy for `num_steps` and fills preallocated arrays.
+
+    `act_fn(obs) -> (actions (N,A), logp (N,), mean (N,A), std (A,) or (N,A))` runs under no_grad.
+    The env follows the TrackingEnv contract: `step(actions) -> (obs, reward, terminated, truncated,
+    info)` with autoreset; `info["truncated_ids"]` lists the envs truncated this step (never also
+    terminated) and `info["final_obs"]` their observations before the reset.
+    """
+
+    def __init__(self, env, act_fn: Callable, num_steps: int):
+        self.env = env
+        self.act_fn = act_fn
+        self.num_steps = num_steps
+        self.obs = None
+
+    def collect(self) -> FlatBatch:
+        env, T = self.env, self.num_steps
+        if self.obs is None:
+            self.obs = env.reset()
+        buf: dict[str, np.ndarray] = {}
+        finals, final_index = [], []
+        for t in range(T):
+            obs = self.obs
+            with torch.no_grad():
+                actions, logp, mean, std = self.act_fn(obs)
+            next_obs, reward, terminated, truncated, info = env.step(actions)
+            step = {OBS_PREFIX + k: v for k, v in obs.items()}
+            step.update({ACTIONS: actions, LOGP: logp, ACTION_MEAN: mean, REWARDS: reward,
+                         TERMINATED: terminated, TRUNCATED: truncated})
+            for key, value in step.items():
+                arr = _np(value, np.int8 if key == OBS_PREFIX + K.ENCODER_INDEX else None)
+                if key not in buf:
+                    buf[key] = np.empty((T,) + arr.shape, dtype=arr.dtype)
+                buf[key][t] = arr
+            trunc_ids = info["truncated_ids"]
+            if len(trunc_ids):
+                finals.append(_np(info["final_obs"][K.CRITIC]))
+                final_index.append(_np(t * env.num_envs + trunc_ids))
+            self.obs = next_obs
+        buf[ACTION_STD] = _np(std).reshape(-1, actions.shape[-1])[0]
+        buf[LAST_CRITIC_OBS] = _np(self.obs[K.CRITIC])
+        critic_dim = buf[LAST_CRITIC_OBS].shape[-1]
+        buf[FINAL_CRITIC_OBS] = np.concatenate(finals) if finals else np.zeros((0, critic_dim), np.float32)
+        buf[FINAL_INDEX] = np.concatenate(final_index).astype(np.int64) if final_index else np.zeros(0, np.int64)
+        return FlatBatch(buf, env.metrics())
+
+
+def split_envs(batch: FlatBatch, num_parts: int) -> list[FlatBatch]:
+    """Split a rollout along the env axis into `num_parts` contiguous slices (one per learner)."""
+    if num_parts == 1:
+        return [batch]
+    N = batch.num_envs
+    if N < num_parts:
+        raise ValueError(f"cannot split {N} envs across {num_parts} learners: need num_envs >= num_learners")
+    bounds = np.linspace(0, N, num_parts + 1).astype(int)
+    t_of = batch.data[FINAL_INDEX] // N
+    n_of = batch.data[FINAL_INDEX] % N
+    parts = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        d = {}
+        for key, arr in batch.data.items():
+            if key in (ACTION_STD,):
+                d[key] = arr
+            elif key in (FINAL_CRITIC_OBS, FINAL_INDEX):
+                continue
+            elif key == LAST_CRITIC_OBS:
+                d[key] = arr[lo:hi]
+            else:
+                d[key] = arr[:, lo:hi]
+        sel = (n_of >= lo) & (n_of < hi)
+        d[FINAL_CRITIC_OBS] = batch.data[FINAL_CRITIC_OBS][sel]
+        d[FINAL_INDEX] = t_of[sel] * (hi - lo) + (n_of[sel] - lo)
+        parts.append(FlatBatch(d, batch.metrics if lo == 0 else {}))
+    return parts
+
+
+def concat_envs(batches: list[FlatBatch]) -> FlatBatch:
+    """Inverse of `split_envs`: join rollouts of the same T along the env axis."""
+    if len(batches) == 1:
+        return batches[0]
+    out: dict[str, np.ndarray] = {}
+    offset = 0
+    finals, index = [], []
+    T = batches[0].num_steps
+    N_total = sum(b.num_envs for b in batches)
+    for b in batches:
+        fi = b.data[FINAL_INDEX]
+        t_of, n_of = fi // b.num_envs, fi % b.num_envs
+        finals.append(b.data[FINAL_CRITIC_OBS])
+        index.append(t_of * N_total + n_of + offset)
+        offset += b.num_envs
+    for key in batches[0].data:
+        if key == ACTION_STD:
+            out[key] = batches[0].data[key]
+        elif key == LAST_CRITIC_OBS:
+            out[key] = np.concatenate([b.data[key] for b in batches], axis=0)
+        elif key not in (FINAL_CRITIC_OBS, FINAL_INDEX):
+            out[key] = np.concatenate([b.data[key] for b in batches], axis=1)
+    out[FINAL_CRITIC_OBS] = np.concatenate(finals)
+    out[FINAL_INDEX] = np.concatenate(index)
+    assert out[REWARDS].shape == (T, N_total)
+    return FlatBatch(out, {})

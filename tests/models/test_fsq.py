@@ -1,0 +1,46 @@
+import itertools
+
+import pytest
+import torch
+
+from sonic_ray.models.fsq import FSQ
+
+
+def test_codebook_count_by_enumeration():
+    fsq = FSQ([3, 4, 2], num_tokens=1)
+    assert fsq.codebook_size == 24
+    x = torch.linspace(-1.3, 1.3, 41)
+    grid = torch.tensor(list(itertools.product(x, x, x)))
+    codes = {tuple(c) for c in fsq(grid).tolist()}
+    assert len(codes) == 24
+    idx = fsq.codes_to_indices(fsq(grid))
+    assert idx.shape == (len(grid), 1) and set(idx.flatten().tolist()) == set(range(24))
+
+
+def test_values_per_dimension_and_idempotence():
+    fsq = FSQ([5, 2], num_tokens=2)
+    q = fsq(torch.randn(1000, 4) * 2)
+    assert set(q[:, 0].tolist()) <= {-1.0, -0.5, 0.0, 0.5, 1.0}
+    assert set(q[:, 1].tolist()) <= {-1.0, 1.0}
+    torch.testing.assert_close(fsq(q), q)
+
+
+def test_straight_through_gradient_is_identity():
+    fsq = FSQ([8, 8, 8], num_tokens=1)
+    x = (torch.randn(16, 3) * 3).requires_grad_()
+    w = torch.randn(16, 3)
+    (fsq(x) * w).sum().backward()
+    torch.testing.assert_close(x.grad, w)
+
+
+@pytest.mark.parametrize("levels", [[1, 4], [], [8, 0]])
+def test_bad_levels_rejected(levels):
+    with pytest.raises(ValueError, match="levels"):
+        FSQ(levels)
+
+
+def test_release_size_codebook_is_too_large_for_indices_but_quantizes():
+    fsq = FSQ([32] * 32, num_tokens=2)
+    assert fsq(torch.randn(2, 64)).shape == (2, 64)
+    with pytest.raises(ValueError, match="int64"):
+        fsq.codes_to_indices(torch.zeros(1, 64))
