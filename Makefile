@@ -30,11 +30,9 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check sonic_ray tests
 
-# Until distributed training lands, the demo composes and validates the demo preset (the only
-# part of the pipeline that exists yet) and says so.
+# The main job: distributed training (local Ray) on the embedded synthetic motions, CPU MuJoCo.
 demo: setup
-	@echo "sonic-ray demo: training is not built yet; showing the validated +exp=demo configuration."
-	$(VENV)/bin/sonic-ray config show +exp=demo
+	$(VENV)/bin/sonic-ray train +exp=demo $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

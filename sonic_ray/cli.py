@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "sonic_ray.config.cli",
     "sonic_ray.motion.cli",
+    "sonic_ray.train.cli",
     "sonic_ray.bench",
 )
 

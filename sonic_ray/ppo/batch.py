@@ -7,6 +7,7 @@ observations of truncated episodes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -23,7 +24,13 @@ RETURNS = "returns"
 VALUES = "values"
 
 
-def _t(a: np.ndarray, device) -> torch.Tensor:
+def as_tensor(a: np.ndarray, device) -> torch.Tensor:
+    """Zero-copy where possible. Arrays from Ray's object store are read-only; nothing here writes
+    to them (every derived tensor is a new one), so torch's non-writable warning is silenced."""
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.as_tensor(a, device=device)
     return torch.as_tensor(a, device=device)
 
 
@@ -47,33 +54,33 @@ def training_tensors(data: dict[str, np.ndarray], *, value_fn: Callable[[torch.T
 
     `value_fn(critic_obs (M,C)) -> (M,)` is the critic (with its normaliser), called without grad.
     """
-    rewards = _t(data[R.REWARDS], device).float()
+    rewards = as_tensor(data[R.REWARDS], device).float()
     T, N = rewards.shape
-    critic_obs = _t(data[R.OBS_PREFIX + K.CRITIC], device).float()
+    critic_obs = as_tensor(data[R.OBS_PREFIX + K.CRITIC], device).float()
     with torch.no_grad():
-        everything = torch.cat((critic_obs.reshape(T * N, -1), _t(data[R.LAST_CRITIC_OBS], device).float(),
-                                _t(data[R.FINAL_CRITIC_OBS], device).float()))
+        everything = torch.cat((critic_obs.reshape(T * N, -1), as_tensor(data[R.LAST_CRITIC_OBS], device).float(),
+                                as_tensor(data[R.FINAL_CRITIC_OBS], device).float()))
         v = value_fn(everything).reshape(-1)
     values = v[: T * N].view(T, N)
     last_values = v[T * N: T * N + N]
     final_values = v[T * N + N:]
-    final_index = _t(data[R.FINAL_INDEX], device).long()
+    final_index = as_tensor(data[R.FINAL_INDEX], device).long()
     next_values = next_values_from(values, last_values, final_values, final_index)
-    terminated = _t(data[R.TERMINATED], device).bool()
-    truncated = _t(data[R.TRUNCATED], device).bool() & ~terminated
+    terminated = as_tensor(data[R.TERMINATED], device).bool()
+    truncated = as_tensor(data[R.TRUNCATED], device).bool() & ~terminated
     advantages, returns = compute_gae(rewards, values, terminated, truncated, next_values, gamma=gamma, lam=lam)
     out = {}
     for key, arr in data.items():
         if key.startswith(R.OBS_PREFIX):
             name = key[len(R.OBS_PREFIX):]
-            x = _t(arr, device)
+            x = as_tensor(arr, device)
             x = x.long() if name == K.ENCODER_INDEX else x.float()
             out[key] = x.reshape((T * N,) + tuple(x.shape[2:]))
     A = data[R.ACTIONS].shape[-1]
-    out[R.ACTIONS] = _t(data[R.ACTIONS], device).float().reshape(T * N, A)
-    out[R.LOGP] = _t(data[R.LOGP], device).float().reshape(T * N)
-    out[R.ACTION_MEAN] = _t(data[R.ACTION_MEAN], device).float().reshape(T * N, A)
-    out[R.ACTION_STD] = _t(data[R.ACTION_STD], device).float().expand(T * N, A)
+    out[R.ACTIONS] = as_tensor(data[R.ACTIONS], device).float().reshape(T * N, A)
+    out[R.LOGP] = as_tensor(data[R.LOGP], device).float().reshape(T * N)
+    out[R.ACTION_MEAN] = as_tensor(data[R.ACTION_MEAN], device).float().reshape(T * N, A)
+    out[R.ACTION_STD] = as_tensor(data[R.ACTION_STD], device).float().expand(T * N, A)
     out[VALUES] = values.reshape(-1)
     out[ADVANTAGES] = advantages.reshape(-1)
     out[RETURNS] = returns.reshape(-1)

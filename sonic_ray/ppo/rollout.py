@@ -106,7 +106,9 @@ class RolloutCollector:
         critic_dim = buf[LAST_CRITIC_OBS].shape[-1]
         buf[FINAL_CRITIC_OBS] = np.concatenate(finals) if finals else np.zeros((0, critic_dim), np.float32)
         buf[FINAL_INDEX] = np.concatenate(final_index).astype(np.int64) if final_index else np.zeros(0, np.int64)
-        return FlatBatch(buf, env.metrics())
+        metrics = env.metrics()
+        metrics["reward/total"] = float(buf[REWARDS].mean())  # per step, weights x dt applied
+        return FlatBatch(buf, metrics)
 
 
 def split_envs(batch: FlatBatch, num_parts: int) -> list[FlatBatch]:

@@ -52,7 +52,7 @@ class InProcessTrainer:
         self.iteration += 1
         steps = batch.num_steps * batch.num_envs
         stats.update(batch.metrics)
-        stats.update({"iteration": self.iteration, "reward/total": float(batch.data["rewards"].mean()),
+        stats.update({"iteration": self.iteration,
                       "perf/env_steps": steps, "perf/time_sample_s": t1 - t0, "perf/time_learn_s": t2 - t1,
                       "perf/env_steps_per_s": steps / (t2 - t0)})
         return stats

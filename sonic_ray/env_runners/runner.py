@@ -1,0 +1,107 @@
+"""The RLlib env runner: one batched TrackingEnv plus an inference copy of the policy.
+
+`sample_refs(num_learners)` collects T x N steps into flat numpy arrays, splits them along the env
+axis into one slice per learner and puts each slice in the object store from here, so the driver
+only handles small refs (numpy leaves the store zero-copy on the learner side). No per-env episode
+objects exist anywhere on this path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray.rllib.core import COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.env.env_runner import EnvRunner
+from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
+
+from sonic_ray.config.compose import to_typed
+from sonic_ray.envs.factory import make_env
+from sonic_ray.learners.rl_module import SonicRLModule
+from sonic_ray.ppo.rollout import RolloutCollector, split_envs
+
+SONIC_CFG_KEY = "sonic"  # env_config key: the whole validated SonicConfig as a plain dict
+
+
+def runner_seed(seed: int, worker_index: int) -> int:
+    """Distinct, reproducible seed per runner (a replaced runner gets its predecessor's seed)."""
+    return int(np.random.SeedSequence([seed, worker_index]).generate_state(1)[0])
+
+
+class SonicEnvRunner(EnvRunner):
+    def __init__(self, *, config, **kwargs):
+        super().__init__(config=config, **kwargs)
+        from omegaconf import OmegaConf
+
+        self.cfg = to_typed(OmegaConf.create(config.env_config[SONIC_CFG_KEY]))
+        index = self.worker_index or 0
+        workers = max(self.num_workers, 1)
+        self.seed = runner_seed(self.cfg.seed, index)
+        torch.manual_seed(self.seed)
+        self._weights_seq_no = 0
+        self._spaces = None
+        self.env = None
+        self.module = None
+        self.collector = None
+        if index > 0:  # the driver-side local runner (index 0) holds no env
+            shard = (max(index - 1, 0), workers)
+            self.env = make_env(self.cfg, seed=self.seed, shard=shard, device=self.cfg.device)
+            spec = RLModuleSpec(module_class=SonicRLModule, model_config=config.rl_module_spec.model_config,
+                                observation_space=config.observation_space, action_space=config.action_space,
+                                inference_only=True)
+            self.module = spec.build().to(self.cfg.device)
+            self.collector = RolloutCollector(self.env, self._act, self.cfg.algo.num_steps_per_env)
+
+    def _act(self, obs: dict[str, torch.Tensor]):
+        return self.module.ac.act(obs)
+
+    # ---- sampling --------------------------------------------------------------------------
+    def sample(self, **kwargs):
+        return self.collector.collect()
+
+    def sample_refs(self, num_learners: int) -> tuple[list[ray.ObjectRef], dict[str, Any]]:
+        t0 = time.perf_counter()
+        batch = self.collector.collect()
+        t1 = time.perf_counter()
+        refs = [ray.put(part) for part in split_envs(batch, num_learners)]
+        metrics = dict(batch.metrics)
+        steps = batch.num_steps * batch.num_envs
+        metrics.update({"perf/runner_sample_s": t1 - t0, "perf/runner_put_s": time.perf_counter() - t1,
+                        "perf/runner_env_steps": steps, "perf/bytes_per_transition": batch.nbytes() / steps})
+        self.num_env_steps_sampled_lifetime += steps
+        return refs, metrics
+
+    def get_metrics(self) -> dict:
+        return {}
+
+    # ---- RLlib plumbing ----------------------------------------------------------------------
+    def assert_healthy(self) -> None:
+        if self.env is not None:
+            assert self.module is not None, "env runner has an env but no policy"
+
+    def get_spaces(self):
+        return {DEFAULT_MODULE_ID: (self.config.observation_space, self.config.action_space)}
+
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
+        state = {WEIGHTS_SEQ_NO: self._weights_seq_no}
+        if self.module is not None:
+            state[COMPONENT_RL_MODULE] = self.module.get_state()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        if COMPONENT_RL_MODULE in state and self.module is not None:
+            weights = state[COMPONENT_RL_MODULE]
+            if isinstance(weights, ray.ObjectRef):
+                weights = ray.get(weights)
+            if DEFAULT_MODULE_ID in weights:
+                weights = weights[DEFAULT_MODULE_ID]
+            self.module.set_state(weights)
+        self._weights_seq_no = state.get(WEIGHTS_SEQ_NO, self._weights_seq_no)
+
+    def stop(self) -> None:
+        if self.env is not None and hasattr(self.env, "close"):
+            self.env.close()

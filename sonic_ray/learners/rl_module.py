@@ -1,0 +1,59 @@
+"""RLlib wrapper around the Ray-free ActorCritic: translation only, no math of its own.
+
+`model_config[MODEL_KWARGS]` holds the ActorCritic keyword arguments (built by `sonic_ray.algorithm`). The
+inference-only copy on env runners drops the critic, its normaliser and the g1_kin decoder, so
+weight syncs ship only what acting needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from sonic_ray.models.actor_critic import ActorCritic
+from sonic_ray.ppo.batch import OBS
+
+FWD_EVAL = "sonic_eval"
+MODEL_KWARGS = "sonic_actor_critic"  # model_config key holding ActorCritic's keyword arguments  # forward_train output key holding ActorCritic.evaluate's dict
+
+
+class SonicRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
+    def setup(self) -> None:
+        kwargs: dict[str, Any] = dict(self.model_config[MODEL_KWARGS])
+        self.ac = ActorCritic(**kwargs)
+        if self.inference_only:
+            for name in self.get_non_inference_attributes():
+                obj, attr = self._resolve(name)
+                if hasattr(obj, attr):
+                    delattr(obj, attr)
+
+    def _resolve(self, dotted: str):
+        parts = dotted.split(".")
+        obj = self
+        for p in parts[:-1]:
+            obj = getattr(obj, p)
+        return obj, parts[-1]
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return [f"ac.{name}" for name in ActorCritic.NON_INFERENCE_ATTRIBUTES]
+
+    def _forward_inference(self, batch: dict, **kwargs) -> dict:
+        return {Columns.ACTIONS: self.ac.act_inference(batch[OBS])}
+
+    def _forward_exploration(self, batch: dict, **kwargs) -> dict:
+        actions, logp, mean, std = self.ac.act(batch[OBS])
+        return {Columns.ACTIONS: actions, Columns.ACTION_LOGP: logp, "mean": mean, "std": std}
+
+    def _forward(self, batch: dict, **kwargs) -> dict:
+        return self._forward_inference(batch)
+
+    def _forward_train(self, batch: dict, **kwargs) -> dict:
+        """Everything the losses need in ONE forward, so DDP sees every parameter used."""
+        return {FWD_EVAL: self.ac.evaluate(batch[OBS], batch[Columns.ACTIONS])}
+
+    def compute_values(self, batch: dict, embeddings: Any = None) -> torch.Tensor:
+        return self.ac.value(batch[OBS])

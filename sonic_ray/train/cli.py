@@ -1,0 +1,31 @@
+"""`sonic-ray train [OVERRIDES...]`: train on Ray (local by default, or the cluster at RAY_ADDRESS)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sonic_ray.config.cli import OVERRIDES_HELP
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a universal token policy with RLlib on Ray")
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + "; run_dir=PATH, resume=PATH, ray.address=auto")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sonic_ray.config.compose import load_config
+
+    cfg = load_config(args.overrides)  # fails before any Ray process starts
+    from sonic_ray.train.driver import Trainer
+
+    trainer = Trainer(cfg)
+    try:
+        last = trainer.run()
+    finally:
+        trainer.close()
+    print(f"run dir: {trainer.run_dir}", file=sys.stderr)
+    keys = ("iteration", "env/episode_length", "reward/total", "perf/env_steps_per_s")
+    print(" ".join(f"{k}={last.get(k)}" for k in keys))
+    return 0
