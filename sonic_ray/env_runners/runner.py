@@ -42,6 +42,8 @@ class SonicEnvRunner(EnvRunner):
         workers = max(self.num_workers, 1)
         self.seed = runner_seed(self.cfg.seed, index)
         torch.manual_seed(self.seed)
+        # The runner's CPUs go to MuJoCo's stepping threads; torch's own pool would fight them.
+        torch.set_num_threads(1)
         self._weights_seq_no = 0
         self._spaces = None
         self.env = None

@@ -34,6 +34,9 @@ class SonicLearner(PPOTorchLearner):
         self.hp: dict[str, Any] = dict(self.config.learner_config_dict[ALGO_KEY])
         self.actor_lr = float(self.hp["actor_lr"])
         self._last_stats: dict[str, torch.Tensor] = {}
+        # One intra-op thread per CPU this learner was given: more oversubscribes the node's cores
+        # (the env runners step MuJoCo on their own), which costs far more than it gains.
+        torch.set_num_threads(max(1, int(self.config.num_cpus_per_learner or 1)))
         super().build()
 
     # ---- optimisers -----------------------------------------------------------------------
