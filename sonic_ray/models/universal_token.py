@@ -40,6 +40,11 @@ class UniversalTokenModule(nn.Module):
             n: mlp(encoder_input_dims[n], encoder_hidden[n], self.latent_dim, activation=activation)
             for n in self.encoder_names})
         self.dyn_decoder = mlp(self.latent_dim + proprio_dim, dyn_decoder_hidden, action_dim, activation=activation)
+        # Action head starts near zero (CleanRL's 0.01-gain policy head): the first policy holds the
+        # default pose under PD instead of flailing, so early episodes last long enough to learn from.
+        with torch.no_grad():
+            self.dyn_decoder[-1].weight.mul_(0.01)
+            self.dyn_decoder[-1].bias.zero_()
         self.kin_decoder = mlp(self.latent_dim, kin_decoder_hidden, kin_output_dim, activation=activation)
         # encoder_index (position in K.ENCODER_NAMES) -> row of the stacked latents (-1: not built)
         lookup = [self.encoder_names.index(n) if n in self.encoder_names else -1 for n in K.ENCODER_NAMES]
