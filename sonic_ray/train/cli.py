@@ -18,11 +18,14 @@ def _train(args: argparse.Namespace) -> int:
     from sonic_ray.config.compose import load_config
 
     cfg = load_config(args.overrides)  # fails before any Ray process starts
-    from sonic_ray.train.driver import Trainer
+    from sonic_ray.train.driver import Trainer, TrainingStopped
 
     trainer = Trainer(cfg)
     try:
         last = trainer.run()
+    except TrainingStopped as e:
+        print(f"sonic-ray train: {e}", file=sys.stderr)
+        return 1
     finally:
         trainer.close()
     print(f"run dir: {trainer.run_dir}", file=sys.stderr)

@@ -17,7 +17,7 @@ import torch
 
 from sonic_ray.config.compose import to_yaml
 from sonic_ray.config.schema import SonicConfig
-from sonic_ray.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from sonic_ray.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from sonic_ray.train.metrics import MetricsLog, plot_learning_curves, read_metrics
 from sonic_ray.train.progress import ProgressView
 from sonic_ray.train.wandb_log import WandbLogger
@@ -51,6 +51,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+
+
+class TrainingStopped(RuntimeError):
+    """Training could not go on (a learner died, or an iteration failed); names the last checkpoint."""
 
 
 class Trainer:
@@ -118,7 +122,15 @@ class Trainer:
         live = None if cfg.logging.progress else False
         with ProgressView(title=title, max_iterations=cfg.algo.max_iterations, live=live) as view:
             while self.iteration < cfg.algo.max_iterations:
-                last = self.step()
+                try:
+                    last = self.step()
+                except Exception as e:  # env runner failures are absorbed by RLlib; this is the rest
+                    ckpts = list_checkpoints(self.run_dir / "checkpoints")
+                    where = f"last complete checkpoint: {ckpts[-1]}" if ckpts else "no checkpoint was saved yet"
+                    raise TrainingStopped(
+                        f"training stopped during iteration {self.iteration + 1} "
+                        f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+                        f"{where}; continue with resume={self.run_dir}") from e
                 view.update(last)
                 if self.iteration % cfg.algo.save_interval == 0 or self.iteration == cfg.algo.max_iterations:
                     self.save()
@@ -135,7 +147,10 @@ class Trainer:
     def close(self) -> None:
         self.metrics_log.close()
         self.wandb.finish()
-        self.algo.stop()
+        try:
+            self.algo.stop()
+        except Exception as e:  # a dead learner cannot be stopped cleanly; its run dir is intact
+            print(f"sonic-ray: stopping the algorithm failed ({type(e).__name__}: {e})")
 
 
 def _scalar(v: Any) -> Any:

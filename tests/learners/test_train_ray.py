@@ -82,3 +82,19 @@ def test_two_learners_train_data_parallel(local_ray, tmp_path):
     a, b = [s.get() for s in states]
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)  # DDP kept the replicas identical
+
+
+def test_learner_failure_stops_with_a_clear_message_and_a_loadable_checkpoint(local_ray, tmp_path):
+    from sonic_ray.train.driver import TrainingStopped
+
+    tr = _trainer(tmp_path, "algo.max_iterations=3", "algo.save_interval=1", "ray.num_learners=1")
+    try:
+        tr.step()
+        tr.save()
+        learner_actor = tr.algo.learner_group._worker_manager.actors()[0]
+        local_ray.kill(learner_actor, no_restart=True)
+        with pytest.raises(TrainingStopped, match=r"iteration 2 .*last complete checkpoint: .*iter_000001"):
+            tr.run()
+    finally:
+        tr.close()
+    assert load_checkpoint(tmp_path)["iteration"] == 1
