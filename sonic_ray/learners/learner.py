@@ -22,7 +22,7 @@ from sonic_ray.learners.rl_module import FWD_EVAL
 from sonic_ray.ppo import rollout as R
 from sonic_ray.ppo.batch import as_tensor, minibatch, training_tensors
 from sonic_ray.ppo.losses import losses_from_evaluation
-from sonic_ray.ppo.update import adapt_lr, minibatch_indices
+from sonic_ray.ppo.update import adam, adapt_lr, minibatch_indices
 
 ALGO_KEY = "sonic_algo"  # learner_config_dict key: the AlgoConfig fields + aux coefficients
 ACTOR_OPT = "actor"
@@ -45,10 +45,10 @@ class SonicLearner(PPOTorchLearner):
         actor_params = list(ac.actor_parameters())
         critic_params = list(ac.critic_parameters())
         self.register_optimizer(module_id=module_id, optimizer_name=ACTOR_OPT,
-                                optimizer=torch.optim.Adam(actor_params, lr=self.hp["actor_lr"]),
+                                optimizer=adam(actor_params, self.hp["actor_lr"]),
                                 params=actor_params, lr_or_lr_schedule=self.hp["actor_lr"])
         self.register_optimizer(module_id=module_id, optimizer_name=CRITIC_OPT,
-                                optimizer=torch.optim.Adam(critic_params, lr=self.hp["critic_lr"]),
+                                optimizer=adam(critic_params, self.hp["critic_lr"]),
                                 params=critic_params, lr_or_lr_schedule=self.hp["critic_lr"])
 
     def _set_actor_lr(self, lr: float) -> None:
