@@ -56,6 +56,22 @@ class SonicLearner(PPOTorchLearner):
         for group in opt.param_groups:
             group["lr"] = lr
 
+    def apply_gradients(self, gradients_dict) -> None:
+        """RLlib's apply step, with its per-tensor finiteness checks (two `isfinite(g).all()` per
+        parameter per minibatch: ~15% of a demo-sized update on CPU) replaced by one fused check.
+        All norms finite means every gradient is finite, and RLlib would then assign the gradients
+        as they are and step every optimiser: that is what happens here. Anything else (a nan/inf,
+        an overflowing norm, grad scalers or lr schedulers) takes RLlib's own path unchanged."""
+        grads = [g for g in gradients_dict.values() if g is not None]
+        plain = self._grad_scalers is None and not self._lr_scheduler_classes
+        if not (plain and grads and bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())):
+            return super().apply_gradients(gradients_dict)
+        for pid, grad in gradients_dict.items():
+            self._params[pid].grad = grad
+        for module_id, optimizer_names in self._module_optimizers.items():
+            for name in optimizer_names:
+                self.get_optimizer(module_id, name).step()
+
     # ---- loss ----------------------------------------------------------------------------
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out) -> torch.Tensor:
         total, stats = losses_from_evaluation(
