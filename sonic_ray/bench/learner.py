@@ -127,11 +127,12 @@ def bench_ours(cfg, obs_dims, action_dim, batch: R.FlatBatch, ac, *, device, rep
     gen = torch.Generator().manual_seed(0)
     times = _timed(lambda: updater.update(data, generator=gen), device, repeats)
     rows = data[R.ACTIONS].shape[0]
-    obs = {k[len(R.OBS_PREFIX):]: v[:256] for k, v in data.items() if k.startswith(R.OBS_PREFIX)}
+    n = min(rows, 256)
+    obs = {k[len(R.OBS_PREFIX):]: v[:n] for k, v in data.items() if k.startswith(R.OBS_PREFIX)}
 
     def fwd():
-        ac.evaluate(obs, data[R.ACTIONS][:256])
-        return 256
+        ac.evaluate(obs, data[R.ACTIONS][:n])
+        return n
 
     sec = statistics.median(times)
     return {"seconds": sec, "seconds_all": times, "samples_per_s": algo["num_learning_epochs"] * rows / sec,
