@@ -22,7 +22,7 @@ from sonic_ray.learners.rl_module import FWD_EVAL
 from sonic_ray.ppo import rollout as R
 from sonic_ray.ppo.batch import as_tensor, minibatch, training_tensors
 from sonic_ray.ppo.losses import losses_from_evaluation
-from sonic_ray.ppo.update import adapt_lr, minibatch_indices
+from sonic_ray.ppo.update import adam, adapt_lr, minibatch_indices
 
 ALGO_KEY = "sonic_algo"  # learner_config_dict key: the AlgoConfig fields + aux coefficients
 ACTOR_OPT = "actor"
@@ -45,16 +45,32 @@ class SonicLearner(PPOTorchLearner):
         actor_params = list(ac.actor_parameters())
         critic_params = list(ac.critic_parameters())
         self.register_optimizer(module_id=module_id, optimizer_name=ACTOR_OPT,
-                                optimizer=torch.optim.Adam(actor_params, lr=self.hp["actor_lr"]),
+                                optimizer=adam(actor_params, self.hp["actor_lr"]),
                                 params=actor_params, lr_or_lr_schedule=self.hp["actor_lr"])
         self.register_optimizer(module_id=module_id, optimizer_name=CRITIC_OPT,
-                                optimizer=torch.optim.Adam(critic_params, lr=self.hp["critic_lr"]),
+                                optimizer=adam(critic_params, self.hp["critic_lr"]),
                                 params=critic_params, lr_or_lr_schedule=self.hp["critic_lr"])
 
     def _set_actor_lr(self, lr: float) -> None:
         opt = self.get_optimizer(DEFAULT_MODULE_ID, ACTOR_OPT)
         for group in opt.param_groups:
             group["lr"] = lr
+
+    def apply_gradients(self, gradients_dict) -> None:
+        """RLlib's apply step, with its per-tensor finiteness checks (two `isfinite(g).all()` per
+        parameter per minibatch: ~15% of a demo-sized update on CPU) replaced by one fused check.
+        All norms finite means every gradient is finite, and RLlib would then assign the gradients
+        as they are and step every optimiser: that is what happens here. Anything else (a nan/inf,
+        an overflowing norm, grad scalers or lr schedulers) takes RLlib's own path unchanged."""
+        grads = [g for g in gradients_dict.values() if g is not None]
+        plain = self._grad_scalers is None and not self._lr_scheduler_classes
+        if not (plain and grads and bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())):
+            return super().apply_gradients(gradients_dict)
+        for pid, grad in gradients_dict.items():
+            self._params[pid].grad = grad
+        for module_id, optimizer_names in self._module_optimizers.items():
+            for name in optimizer_names:
+                self.get_optimizer(module_id, name).step()
 
     # ---- loss ----------------------------------------------------------------------------
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out) -> torch.Tensor:

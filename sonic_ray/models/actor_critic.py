@@ -84,12 +84,31 @@ class ActorCritic(nn.Module):
         mean = self.token.action_mean(token, obs[K.POLICY])
         std = self.std
         out = {"logp": gaussian_logp(actions, mean, std), "entropy": gaussian_entropy(std).expand(mean.shape[0]),
-               "mean": mean, "std": std, "value": self.value(obs), "latents": latents,
-               "kin_pred": self.token.kin_decoder(token), "reencoded_smpl": None}
+               "mean": mean, "std": std, "value": self.value(obs), "latents": latents, "reencoded_smpl": None}
         if "smpl" in latents and "g1" in latents:
-            smpl_recon = self.token.kin_decoder(self.token.fsq(latents["smpl"]))
+            out["kin_pred"], smpl_recon = self._kin_decode_with_smpl(token, latents["smpl"], obs[K.ENCODER_INDEX],
+                                                                     plain_fsq=latent_residual is None)
             out["reencoded_smpl"] = self.token.encoders["g1"](smpl_recon)
+        else:
+            out["kin_pred"] = self.token.kin_decoder(token)
         return out
+
+    def _kin_decode_with_smpl(self, token: torch.Tensor, smpl_latent: torch.Tensor, encoder_index: torch.Tensor,
+                              *, plain_fsq: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """g1_kin decodings of each row's routed token (N,G) and of every row's smpl token (N,G), in ONE
+        decoder pass. Rows routed to smpl (without a residual) have routed token == smpl token, so they
+        are decoded once and shared: same values and gradients, a third less of the second pass."""
+        smpl_token = self.token.fsq(smpl_latent)
+        n = token.shape[0]
+        if plain_fsq or self.token.residual_mode == "none":
+            others = torch.nonzero(encoder_index.reshape(-1) != K.ENCODER_NAMES.index("smpl")).flatten()
+            decoded = self.token.kin_decoder(torch.cat((smpl_token, token[others])))
+            # position in `decoded` of each row's routed decoding: its smpl decoding unless re-decoded
+            where = torch.arange(n, device=token.device)
+            where[others] = n + torch.arange(len(others), device=token.device)
+            return decoded[where], decoded[:n]
+        decoded = self.token.kin_decoder(torch.cat((token, smpl_token)))
+        return decoded[:n], decoded[n:]
 
     # ---- critic ---------------------------------------------------------------------------
     def value_from_critic_obs(self, critic_obs: torch.Tensor) -> torch.Tensor:

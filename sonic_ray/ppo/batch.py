@@ -92,9 +92,9 @@ def minibatch(data: dict[str, torch.Tensor], idx: torch.Tensor, *, normalize_adv
     mb: dict = {OBS: {}}
     for key, value in data.items():
         if key.startswith(R.OBS_PREFIX):
-            mb[OBS][key[len(R.OBS_PREFIX):]] = value[idx]
+            mb[OBS][key[len(R.OBS_PREFIX):]] = value.index_select(0, idx)
         else:
-            mb[key] = value[idx]
+            mb[key] = value.index_select(0, idx)  # cheaper than value[idx] on CPU
     if normalize_advantage:
         adv = mb[ADVANTAGES]
         mb[ADVANTAGES] = (adv - adv.mean()) / (adv.std() + 1e-8)

@@ -110,3 +110,30 @@ def test_inference_attributes_exist():
         for part in name.split("."):
             obj = getattr(obj, part)
         assert isinstance(obj, torch.nn.Module)
+
+
+@pytest.mark.parametrize("mode", ["none", "post_quant"])
+def test_shared_kin_decoding_equals_two_separate_passes(mode):
+    """evaluate decodes routed and smpl tokens in one pass (sharing smpl-routed rows): values and
+    gradients must equal decoding each separately."""
+    torch.manual_seed(0)
+    ac = small_ac(residual_mode=mode)
+    obs = make_obs()
+    residual = 0.1 * torch.randn(9, ac.token.latent_dim) if mode != "none" else None
+    actions = torch.randn(9, 4)
+    ev = ac.evaluate(obs, actions, residual)
+    (ev["kin_pred"].square().sum() + ev["reencoded_smpl"].square().sum()).backward()
+    fast = {n: p.grad.clone() for n, p in ac.named_parameters() if p.grad is not None}
+    ac.zero_grad()
+    tok = ac.token
+    latents = tok.encode_all(obs)
+    token = tok.tokenize(tok.route(latents, obs[K.ENCODER_INDEX]), residual)
+    kin_pred = tok.kin_decoder(token)
+    reencoded = tok.encoders["g1"](tok.kin_decoder(tok.fsq(latents["smpl"])))
+    torch.testing.assert_close(ev["kin_pred"], kin_pred)
+    torch.testing.assert_close(ev["reencoded_smpl"], reencoded)
+    (kin_pred.square().sum() + reencoded.square().sum()).backward()
+    slow = {n: p.grad for n, p in ac.named_parameters() if p.grad is not None}
+    assert set(fast) == set(slow)
+    for name in slow:
+        torch.testing.assert_close(fast[name], slow[name], msg=name)

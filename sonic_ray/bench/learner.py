@@ -1,0 +1,257 @@
+"""`sonic-ray bench learner`: PPO update throughput, ours against rsl_rl's PPO, in one run.
+
+For each size ("demo", "sonic_release") both learners update on the same T x N rollout through
+5 epochs x 4 minibatches (the preset's `algo`); throughput is samples/s = epochs * rows / seconds
+of one `update`, the median of 3 after one warm-up update.
+
+- Observation sizes are the real ones: the demo config's env is probed once (MuJoCo CPU). The
+  release size keeps those observations and takes its network sizes from `+exp=sonic_release`.
+- Ours: `ActorCritic` from `actor_critic_kwargs(cfg, ...)` and `PPOUpdater` on the flat batch that
+  `training_tensors` makes from a random `FlatBatch`-shaped rollout (3 encoders on every row, FSQ,
+  g1_dyn, g1_kin, the smpl->g1 re-encoding, critic, all aux losses, two Adam optimisers).
+- rsl_rl 5.5.1: its stock PPO (one Adam, adaptive KL, clipped value loss) with an actor MLP of our
+  g1_dyn sizes over [policy, tokenizer_g1] and a critic MLP of our critic sizes, filled with the same
+  observations and rewards through its own `act`/`process_env_step`/`compute_returns`.
+
+Ours does more work per row (the encoders, the kin decoder twice, the re-encoding), so beside the
+raw `over_rsl_rl` the JSON gives forward multiply-accumulates per row of both (`macs_per_row`) and
+`over_rsl_rl_per_mac` (throughput in MACs/s, ours over theirs): the raw ratio is the price of the
+token module and aux losses, the per-MAC ratio how efficiently each runs its own network.
+torch runs 1 thread by default: on a shared 2-core box more threads swing timings by 10x.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from torch import nn
+
+from sonic_ray.models import keys as K
+from sonic_ray.ppo import rollout as R
+
+SIZES = {"demo": "demo", "sonic_release": "sonic_release"}  # size -> exp preset holding its network sizes
+DEFAULT_ENVS = {"demo": 128, "sonic_release": 16}
+UPDATER_KEYS = ("actor_lr", "critic_lr", "lr_min", "lr_max", "desired_kl", "schedule", "num_learning_epochs",
+                "num_mini_batches", "clip_param", "value_loss_coef", "entropy_coef", "use_clipped_value_loss",
+                "max_grad_norm", "normalize_advantage")
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device, repeats: int) -> list[float]:
+    """One warm-up call, then `repeats` timed calls."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def probe_dims(overrides=()) -> tuple[dict[str, int], int]:
+    """Observation dims and action dim of the demo env (MuJoCo CPU, one env)."""
+    from sonic_ray.config import load_config
+    from sonic_ray.train.build import probe_env
+
+    return probe_env(load_config(["+exp=demo", "sim.backend=mujoco", "device=cpu", *overrides]))
+
+
+def macs_per_row(model: nn.Module, forward) -> int:
+    """Multiply-accumulates of the Linear layers in one `forward()` call, divided by its rows."""
+    total, rows = 0, []
+
+    def hook(mod, inp, out):
+        nonlocal total
+        total += inp[0].shape[0] * mod.in_features * mod.out_features
+        rows.append(inp[0].shape[0])
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        with torch.no_grad():
+            n = forward()
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total // n)
+
+
+def make_rollout(ac, obs_dims: dict[str, int], *, num_steps: int, num_envs: int, seed: int) -> R.FlatBatch:
+    """A T x N rollout shaped like `RolloutCollector`'s: random observations, actions from `ac`, a few
+    terminations and truncations (with their final critic observations)."""
+    T, N = num_steps, num_envs
+    g = np.random.default_rng(seed)
+    data = {}
+    for name, dim in obs_dims.items():
+        if name == K.ENCODER_INDEX:
+            data[R.OBS_PREFIX + name] = g.integers(0, len(K.ENCODER_NAMES), (T, N)).astype(np.int8)
+        else:
+            data[R.OBS_PREFIX + name] = g.standard_normal((T, N, dim), dtype=np.float32)
+    obs = {k[len(R.OBS_PREFIX):]: torch.as_tensor(v.reshape(T * N, *v.shape[2:])) for k, v in data.items()}
+    obs[K.ENCODER_INDEX] = obs[K.ENCODER_INDEX].long()
+    with torch.no_grad():
+        actions, logp, mean, std = ac.act(obs)
+    A = actions.shape[-1]
+    data.update({R.ACTIONS: actions.numpy().reshape(T, N, A), R.LOGP: logp.numpy().reshape(T, N),
+                 R.ACTION_MEAN: mean.numpy().reshape(T, N, A), R.ACTION_STD: std.numpy().reshape(A),
+                 R.REWARDS: g.standard_normal((T, N), dtype=np.float32) * 0.1,
+                 R.TERMINATED: g.random((T, N)) < 0.01, R.LAST_CRITIC_OBS: g.standard_normal(
+                     (N, obs_dims[K.CRITIC]), dtype=np.float32)})
+    truncated = (g.random((T, N)) < 0.01) & ~data[R.TERMINATED]
+    data[R.TRUNCATED] = truncated
+    data[R.FINAL_INDEX] = np.flatnonzero(truncated).astype(np.int64)
+    data[R.FINAL_CRITIC_OBS] = g.standard_normal((len(data[R.FINAL_INDEX]), obs_dims[K.CRITIC]), dtype=np.float32)
+    return R.FlatBatch(data)
+
+
+def bench_ours(cfg, obs_dims, action_dim, batch: R.FlatBatch, ac, *, device, repeats: int) -> dict:
+    from sonic_ray.ppo.batch import training_tensors
+    from sonic_ray.ppo.update import PPOUpdater
+
+    algo = asdict(cfg.algo)
+    crit = torch.as_tensor(batch.data[R.OBS_PREFIX + K.CRITIC], device=device)
+    ac.update_critic_normalizer(crit.reshape(-1, crit.shape[-1]))
+    data = training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam,
+                            device=device)
+    updater = PPOUpdater(ac, aux_coefs=asdict(cfg.aux_losses), **{k: algo[k] for k in UPDATER_KEYS})
+    gen = torch.Generator().manual_seed(0)
+    times = _timed(lambda: updater.update(data, generator=gen), device, repeats)
+    rows = data[R.ACTIONS].shape[0]
+    n = min(rows, 256)
+    obs = {k[len(R.OBS_PREFIX):]: v[:n] for k, v in data.items() if k.startswith(R.OBS_PREFIX)}
+
+    def fwd():
+        ac.evaluate(obs, data[R.ACTIONS][:n])
+        return n
+
+    sec = statistics.median(times)
+    return {"seconds": sec, "seconds_all": times, "samples_per_s": algo["num_learning_epochs"] * rows / sec,
+            "params": sum(p.numel() for p in ac.parameters()), "macs_per_row": macs_per_row(ac, fwd)}
+
+
+def bench_rsl_rl(cfg, kw: dict, batch: R.FlatBatch, *, device, repeats: int) -> dict:
+    from rsl_rl.algorithms import PPO
+    from rsl_rl.models import MLPModel
+    from rsl_rl.storage import RolloutStorage
+    from tensordict import TensorDict
+
+    T, N = batch.num_steps, batch.num_envs
+    d = batch.data
+    groups = {"actor": [K.POLICY, K.TOKENIZER_G1], "critic": [K.CRITIC]}
+
+    def obs_at(t):
+        src = {k: d[R.OBS_PREFIX + k][t] if t < T else None for k in (K.POLICY, K.TOKENIZER_G1, K.CRITIC)}
+        if t == T:  # bootstrap observation: reuse the last step's actor obs, the shipped critic obs
+            src = {K.POLICY: d[R.OBS_PREFIX + K.POLICY][-1], K.TOKENIZER_G1: d[R.OBS_PREFIX + K.TOKENIZER_G1][-1],
+                   K.CRITIC: d[R.LAST_CRITIC_OBS]}
+        return TensorDict({k: torch.as_tensor(v, device=device) for k, v in src.items()}, batch_size=[N], device=device)
+
+    obs = obs_at(0)
+    dist = {"class_name": "rsl_rl.modules.distribution:GaussianDistribution", "init_std": kw["init_noise_std"],
+            "std_type": "log"}
+    act = kw["activation"] if kw["activation"] != "silu" else "swish"
+    actor = MLPModel(obs, groups, "actor", kw["action_dim"], kw["dyn_decoder_hidden"], act, distribution_cfg=dist)
+    critic = MLPModel(obs, groups, "critic", 1, kw["critic_hidden"], act, obs_normalization=True)
+    storage = RolloutStorage("rl", N, T, obs, [kw["action_dim"]], device)
+    a = cfg.algo
+    alg = PPO(actor, critic, storage, num_learning_epochs=a.num_learning_epochs, num_mini_batches=a.num_mini_batches,
+              clip_param=a.clip_param, gamma=a.gamma, lam=a.lam, value_loss_coef=a.value_loss_coef,
+              entropy_coef=a.entropy_coef, learning_rate=a.actor_lr, max_grad_norm=a.max_grad_norm,
+              use_clipped_value_loss=a.use_clipped_value_loss, schedule=a.schedule, desired_kl=a.desired_kl,
+              device=device)
+    with torch.no_grad():
+        for t in range(T):
+            alg.act(obs)
+            obs = obs_at(t + 1)
+            dones = torch.as_tensor(d[R.TERMINATED][t] | d[R.TRUNCATED][t], device=device).long()
+            alg.process_env_step(obs, torch.as_tensor(d[R.REWARDS][t], device=device), dones, {})
+        alg.compute_returns(obs)
+    times = _timed(alg.update, device, repeats)  # storage.clear() keeps the data: updates repeat
+    flat = obs_at(0)
+
+    def fwd():
+        actor(flat, stochastic_output=True)
+        critic(flat)
+        return N
+
+    sec = statistics.median(times)
+    params = sum(p.numel() for p in actor.parameters()) + sum(p.numel() for p in critic.parameters())
+    return {"seconds": sec, "seconds_all": times, "samples_per_s": a.num_learning_epochs * T * N / sec,
+            "params": params, "macs_per_row": macs_per_row(nn.ModuleList([actor, critic]), fwd)}
+
+
+def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict | None = None, device: str = "cpu",
+        threads: int = 1, repeats: int = 3, seed: int = 0, **_) -> dict:
+    """Both learners at each size -> {size: {ours, rsl_rl, over_rsl_rl, over_rsl_rl_per_mac, rows}, meta}."""
+    from sonic_ray.config import load_config
+    from sonic_ray.models.actor_critic import ActorCritic
+    from sonic_ray.models.factory import actor_critic_kwargs
+
+    if threads:
+        torch.set_num_threads(threads)
+    envs = dict(DEFAULT_ENVS, **(num_envs or {}))
+    obs_dims, action_dim = probe_dims()
+    result = {"bench": "learner", "meta": {"device": str(device), "torch_threads": torch.get_num_threads(),
+                                          "num_steps": num_steps, "num_envs": {s: envs[s] for s in sizes},
+                                          "obs_dims": obs_dims, "action_dim": action_dim, "repeats": repeats,
+                                          "timing": "median of repeats after 1 warm-up update",
+                                          "note": "timings are noisy when other processes share the CPU cores"}}
+    for size in sizes:
+        cfg = load_config([f"+exp={SIZES[size]}", "sim.backend=mujoco", "device=cpu"])
+        result["meta"].setdefault("epochs", cfg.algo.num_learning_epochs)
+        result["meta"].setdefault("minibatches", cfg.algo.num_mini_batches)
+        kw = actor_critic_kwargs(cfg, obs_dims=obs_dims, action_dim=action_dim)
+        torch.manual_seed(seed)
+        ac = ActorCritic(**kw).to(device)
+        batch = make_rollout(ac, obs_dims, num_steps=num_steps, num_envs=envs[size], seed=seed)
+        ours = bench_ours(cfg, obs_dims, action_dim, batch, ac, device=device, repeats=repeats)
+        try:
+            rsl = bench_rsl_rl(cfg, kw, batch, device=device, repeats=repeats)
+        except ImportError as e:  # rsl-rl-lib is a dev extra
+            rsl = {"error": f"rsl_rl unavailable: {e}"}
+        entry = {"rows": batch.num_steps * batch.num_envs, "num_envs": envs[size], "ours": ours, "rsl_rl": rsl}
+        if "samples_per_s" in rsl:
+            entry["over_rsl_rl"] = ours["samples_per_s"] / rsl["samples_per_s"]
+            entry["over_rsl_rl_per_mac"] = entry["over_rsl_rl"] * ours["macs_per_row"] / rsl["macs_per_row"]
+        result[size] = entry
+    return result
+
+
+def _main(args) -> int:
+    num_envs = {k: v for k, v in (("demo", args.demo_envs), ("sonic_release", args.release_envs)) if v}
+    out = run(sizes=tuple(args.sizes), num_steps=args.num_steps, num_envs=num_envs, device=args.device,
+              threads=args.threads, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for size in args.sizes:
+        e = out[size]
+        rsl = e["rsl_rl"].get("samples_per_s", float("nan"))
+        print(f"{size:14s} rows={e['rows']:6d}  ours {e['ours']['samples_per_s']:9.0f}/s  rsl_rl {rsl:9.0f}/s  "
+              f"ratio {e.get('over_rsl_rl', float('nan')):.2f}  per-MAC {e.get('over_rsl_rl_per_mac', float('nan')):.2f}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("learner", help="PPO update samples/s: ours vs rsl_rl at demo and release sizes")
+    p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    p.add_argument("--num-steps", type=int, default=24, help="T steps per env in the batch")
+    p.add_argument("--demo-envs", type=int, default=0, help=f"N envs at demo size (default {DEFAULT_ENVS['demo']})")
+    p.add_argument("--release-envs", type=int, default=0,
+                   help=f"N envs at sonic_release size (default {DEFAULT_ENVS['sonic_release']})")
+    p.add_argument("--repeats", type=int, default=3, help="timed updates per learner (median reported)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: steadier on shared CPUs; 0 keeps torch's default)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_main)
