@@ -16,7 +16,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,export,video,fsq]"
+	$(PY) -m pip install -q -e ".[dev,export,video,fsq,warp]"
 	touch $(STAMP)
 
 setup: $(STAMP)
