@@ -22,6 +22,7 @@ SIM_BACKENDS = ("mujoco", "mujoco_warp")
 WANDB_MODES = ("offline", "online", "disabled")
 ACTIVATIONS = ("silu", "elu", "relu", "tanh", "gelu")
 EVENT_MODES = ("startup", "reset", "interval")
+TUNE_SCHEDULERS = ("asha", "fifo")
 
 
 class ConfigError(ValueError):
@@ -144,3 +145,17 @@ def validate(cfg: SonicConfig) -> None:
     for k in ("cpus_per_env_runner", "gpus_per_env_runner", "cpus_per_learner", "gpus_per_learner"):
         _check(getattr(ray, k) >= 0, f"ray.{k}", ">= 0", getattr(ray, k))
     _check(cfg.logging.wandb_mode in WANDB_MODES, "logging.wandb_mode", f"one of {WANDB_MODES}", cfg.logging.wandb_mode)
+    validate_tune(cfg)
+
+
+def validate_tune(cfg: SonicConfig) -> None:
+    t = cfg.tune
+    _check(t.mode in ("max", "min"), "tune.mode", "'max' or 'min'", t.mode)
+    _check(t.scheduler in TUNE_SCHEDULERS, "tune.scheduler", f"one of {TUNE_SCHEDULERS}", t.scheduler)
+    _check(bool(t.metric), "tune.metric", "a metric key such as reward/total", t.metric)
+    for k, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2), ("max_concurrent_trials", 1)):
+        _check(getattr(t, k) >= low, f"tune.{k}", f"an integer >= {low}", getattr(t, k))
+    if t.search_space:
+        from sonic_ray.tune.space import parse_search_space
+
+        parse_search_space(t.search_space, cfg)

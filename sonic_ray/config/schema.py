@@ -220,6 +220,31 @@ class LoggingConfig:
 
 
 @dataclass
+class TuneConfig:
+    """`sonic-ray tune`: what to sweep and how to stop trials early (ignored by `train`).
+
+    `search_space` maps a dotted config key to how it is swept; each trial is the composed config
+    with those keys replaced. A spec is one of:
+      {grid: [v1, v2, ...]}        every value, one trial each (grids multiply)
+      {choice: [v1, v2, ...]}      one value drawn per trial
+      {uniform: [lo, hi]}, {loguniform: [lo, hi]}, {randint: [lo, hi]} (hi exclusive)
+      {fsq: {levels_per_dim: [L, ...], num_dims: [D, ...]}}  (for actor_critic.quantizer.levels:
+                                   the grid of every [L] * D list)
+    """
+
+    search_space: dict[str, Any] = field(default_factory=dict)
+    num_samples: int = 1  # repeats of the whole space (random specs draw anew each time)
+    # Reported per iteration; ASHA and best.yaml rank on it. eval/success_rate once evaluation runs.
+    metric: str = "reward/total"
+    mode: str = "max"  # max | min
+    scheduler: str = "asha"  # asha (early stopping) | fifo (every trial runs to the end)
+    grace_period: int = 1  # ASHA: iterations before a trial can be stopped
+    reduction_factor: int = 2  # ASHA: keep the best 1/reduction_factor at each rung
+    max_concurrent_trials: int = 1
+    seed: int | None = None  # seed of random specs (None: fresh draws)
+
+
+@dataclass
 class SonicConfig:
     experiment: str = "default"
     seed: int = 0
@@ -236,3 +261,4 @@ class SonicConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)

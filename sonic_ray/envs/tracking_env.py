@@ -17,6 +17,7 @@ import torch
 from sonic_ray.envs.command import ENCODER_NAMES, MotionCommand
 from sonic_ray.envs.events import EventManager
 from sonic_ray.envs.managers import ObservationGroup, ObservationManager, RewardManager, TerminationManager
+from sonic_ray.envs.sampler import start_entropy
 
 ENCODER_INDEX_KEY = "encoder_index"
 
@@ -131,13 +132,18 @@ class TrackingEnv:
 
     def metrics(self) -> dict[str, float]:
         """Aggregates since the last call: env/episode_length (mean, steps), env/episodes,
-        env/terminated, env/truncated, env/nonfinite_resets, reward/<term> (mean episode sum),
-        termination/<term> (counts)."""
+        env/terminated, env/truncated, env/success_rate (episodes that ended without a failure:
+        truncated / episodes), env/nonfinite_resets, reward/<term> (mean episode sum),
+        termination/<term> (counts), sampler/entropy (the start sampler's, when it offers one)."""
         s = self._stats
         out = {"env/episodes": float(s["episodes"]), "env/terminated": float(s["terminated"]),
                "env/truncated": float(s["truncated"]), "env/nonfinite_resets": float(s["nonfinite"])}
         if s["episodes"]:
             out["env/episode_length"] = s["length_sum"] / s["episodes"]
+            out["env/success_rate"] = s["truncated"] / s["episodes"]
+        entropy = start_entropy(self.cmd.sampler)
+        if entropy is not None:
+            out["sampler/entropy"] = entropy
         out.update(self.reward_manager.pop_metrics())
         out.update(self.termination_manager.pop_metrics())
         self._stats = dict.fromkeys(s, 0)

@@ -6,9 +6,11 @@ view, W&B (driver only) and the Ray metrics gauges. Everything below it takes ex
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from sonic_ray.train.progress import ProgressView
 from sonic_ray.train.wandb_log import WandbLogger
 
 CHECKPOINT_FORMAT = 1
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's entrypoint
 
 
 def default_run_dir(cfg: SonicConfig) -> Path:
@@ -30,14 +33,17 @@ def default_run_dir(cfg: SonicConfig) -> Path:
 
 
 def init_ray(cfg: SonicConfig) -> None:
-    """Join `ray.address` / RAY_ADDRESS when given (or inside a job); else start a local Ray."""
+    """Join `ray.address` when given; inside a `ray job submit` job or with RAY_ADDRESS set, a plain
+    `ray.init()` (it reads the address, the job's runtime env and the auth token from the job's
+    environment); else start a local Ray."""
     import ray
 
     if ray.is_initialized():
         return
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, log_to_driver=True)
+    elif os.environ.get("RAY_ADDRESS") or os.environ.get(RAY_JOB_ENV):
+        ray.init(log_to_driver=True)
     else:
         ray.init(include_dashboard=cfg.ray.include_dashboard, log_to_driver=True,
                  runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
@@ -63,12 +69,13 @@ class Trainer:
     def __init__(self, cfg: SonicConfig, *, run_dir: str | Path | None = None):
         from sonic_ray.train.build import build_algorithm
 
-        self.cfg = cfg
         resume_from = None
         if cfg.resume:
             resume_from = resolve_checkpoint(cfg.resume)
         self.run_dir = Path(run_dir or cfg.run_dir or (resume_from.parents[1] if resume_from else default_run_dir(cfg)))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The run dir is recorded in the config (config.yaml, env runners' gauge labels).
+        self.cfg = cfg = dataclasses.replace(cfg, run_dir=str(self.run_dir))
         (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         init_ray(cfg)
         self.algo = build_algorithm(cfg)
@@ -79,9 +86,9 @@ class Trainer:
         self.wandb = WandbLogger(run_dir=self.run_dir, mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
                                  entity=cfg.logging.wandb_entity, name=self.run_dir.name,
                                  config=_plain(cfg))
-        from sonic_ray.train.gauges import TrainingGauges
+        from sonic_ray.train.gauges import TrainingGauges, run_name
 
-        self.gauges = TrainingGauges(run=self.run_dir.name)
+        self.gauges = TrainingGauges(run=run_name(str(self.run_dir), cfg.experiment))
 
     # ---- checkpoints --------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -115,7 +122,9 @@ class Trainer:
         self.gauges.publish(metrics)
         return metrics
 
-    def run(self) -> dict[str, Any]:
+    def run(self, on_iteration: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Iterate to `algo.max_iterations` (checkpoints, curves); `on_iteration(metrics)` after each
+        (Tune reports from it)."""
         cfg = self.cfg
         last: dict[str, Any] = {}
         title = f"sonic-ray train: {cfg.experiment} -> {self.run_dir}"
@@ -136,6 +145,8 @@ class Trainer:
                     self.save()
                 if cfg.callbacks.plot_learning_curves and self.iteration % 10 == 0:
                     self.plot()
+                if on_iteration is not None:
+                    on_iteration(last)
         self.plot()
         return last
 
