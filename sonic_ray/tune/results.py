@@ -21,7 +21,6 @@ from omegaconf import OmegaConf
 
 from sonic_ray.config.compose import ConfigError, config_dir
 from sonic_ray.config.schema import SonicConfig
-from sonic_ray.tune.space import NOT_SWEPT
 
 # Final metrics written per trial (when reported), after the tune metric itself.
 RESULT_KEYS = ("reward/total", "env/episode_length", "env/success_rate", "perf/env_steps_per_s",
@@ -143,7 +142,7 @@ def preset_yaml(*, overrides: Sequence[str], trial_cfg: SonicConfig, params: dic
         prefix, key, value = _split_override(text)
         if prefix == "~":
             raise ConfigError(f"override '{text}': deleting keys cannot be written into a preset")
-        if key.split(".")[0] in NOT_SWEPT or key == "experiment":
+        if key in ("run_dir", "resume", "experiment"):  # per run; the preset names its own experiment
             continue
         if _is_group(key):
             if key == "exp":
