@@ -144,6 +144,9 @@ def validate(cfg: SonicConfig) -> None:
     _check(ray.num_learners >= 0, "ray.num_learners", "an integer >= 0", ray.num_learners)
     for k in ("cpus_per_env_runner", "gpus_per_env_runner", "cpus_per_learner", "gpus_per_learner"):
         _check(getattr(ray, k) >= 0, f"ray.{k}", ">= 0", getattr(ray, k))
+    for k in ("custom_resources_per_env_runner", "custom_resources_per_learner"):
+        for name, amount in getattr(ray, k).items():
+            _check(amount >= 0, f"ray.{k}.{name}", "an amount >= 0", amount)
     _check(cfg.logging.wandb_mode in WANDB_MODES, "logging.wandb_mode", f"one of {WANDB_MODES}", cfg.logging.wandb_mode)
     validate_tune(cfg)
 

@@ -201,6 +201,10 @@ class RayConfig:
     gpus_per_env_runner: float = 0.0
     cpus_per_learner: float = 1.0
     gpus_per_learner: float = 0.0
+    # Extra Ray resources each env runner / learner requests, to pin a role to the node group that
+    # advertises them (deploy/ray/kuberay: CPU simulation nodes advertise `sonic_sim`).
+    custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
+    custom_resources_per_learner: dict[str, float] = field(default_factory=dict)
     include_dashboard: bool = False
 
 
