@@ -14,7 +14,8 @@ from sonic_ray.train.gauges import GAUGES, PROMETHEUS_PREFIX, RUNNER_GAUGES
 
 DEPLOY = REPO / "deploy"
 KUBERAY = DEPLOY / "ray" / "kuberay"
-DOCS_WITH_COMMANDS = (DEPLOY_README, REPO / "docs" / "SCALING.md", KUBERAY / "raycluster.yaml", KUBERAY / "rayjob.yaml")
+DOCS_WITH_COMMANDS = (REPO / "README.md", DEPLOY_README, REPO / "docs" / "SCALING.md", KUBERAY / "raycluster.yaml",
+                      KUBERAY / "rayjob.yaml")
 
 
 def _load(path):
@@ -33,9 +34,13 @@ def check_sonic_ray_command(command: str) -> None:
     args = shlex.split(command)
     assert args[0] in scripts, f"{command}: {args[0]} is not a console script of the package"
     assert args[1] in _subcommands(), f"{command}: no subcommand {args[1]}"
-    overrides = [re.sub(r"\$(\w+)", r"/tmp/\1", a) for a in args[2:]]  # shell variables -> some path
+    # Shell variables -> some path; usage placeholders ([OVERRIDES...]) dropped.
+    overrides = [re.sub(r"\$(\w+)", r"/tmp/\1", a) for a in args[2:] if not re.fullmatch(r"\[[A-Z.]+\]", a)]
     for o in overrides:
         m = re.match(r"\+exp=(\w+)$", o)
+        if m and m.group(1).endswith("_best"):  # the preset `sonic-ray tune` writes (best.yaml), copied in
+            assert (config_dir() / "exp" / f"{m.group(1)[:-5]}.yaml").is_file(), f"{command}: no sweep preset"
+            return
         if m:
             assert (config_dir() / "exp" / f"{m.group(1)}.yaml").is_file(), f"{command}: no preset {o}"
     load_config(overrides)
