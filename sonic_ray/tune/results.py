@@ -50,10 +50,14 @@ def _cell(v: Any) -> Any:
 
 
 def best_row(rows: Sequence[TrialRow], metric: str, mode: str) -> TrialRow | None:
-    """The trial with the best final `metric` among those that did not fail (None if none did)."""
+    """The trial with the best final `metric` among those that ran the most iterations and did not
+    fail (None if none reported it). A trial ASHA stopped early is compared at fewer iterations than
+    the survivors, so it cannot win on an early, not yet comparable value."""
     scored = [r for r in rows if r.status != "error" and _finite(r.metrics.get(metric))]
     if not scored:
         return None
+    longest = max(r.iterations for r in scored)
+    scored = [r for r in scored if r.iterations == longest]
     key = (lambda r: float(r.metrics[metric])) if mode == "max" else (lambda r: -float(r.metrics[metric]))
     return max(scored, key=key)
 

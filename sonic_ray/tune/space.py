@@ -3,6 +3,8 @@
 A search space maps a dotted config key to a spec (see `TuneConfig`). Keys may also be given as
 nested mappings (what a command-line `+tune.search_space.algo.actor_lr={loguniform:[1e-5,1e-3]}`
 produces): a mapping whose only key is a spec kind is a spec, anything above it is the key path.
+A key given both ways keeps the spec that comes last (a command-line `+tune.search_space...`
+override replaces the preset's).
 """
 
 from __future__ import annotations

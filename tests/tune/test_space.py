@@ -107,8 +107,12 @@ def test_results_table_and_best_row(tmp_path):
     rows = [TrialRow("a_00000", "completed", {LEVELS_KEY: [8, 8]}, 3, {"reward/total": 0.2, "model/codebook_size": 64.0}, "r/a"),
             TrialRow("a_00001", "stopped early", {LEVELS_KEY: [5, 5, 5]}, 2, {"reward/total": 0.3}, "r/b"),
             TrialRow("a_00002", "error", {LEVELS_KEY: [4]}, 0, {"reward/total": 0.9}, "r/c", error="boom")]
-    assert best_row(rows, "reward/total", "max").trial_id == "a_00001"  # errors never win
-    assert best_row(rows, "reward/total", "min").trial_id == "a_00000"
+    # Errors never win; a trial stopped early (2 iterations) does not beat one that ran 3.
+    assert best_row(rows, "reward/total", "max").trial_id == "a_00000"
+    assert best_row(rows[1:], "reward/total", "max").trial_id == "a_00001"
+    better = TrialRow("a_00003", "completed", {LEVELS_KEY: [3, 3]}, 3, {"reward/total": 0.25}, "r/d")
+    assert best_row([*rows, better], "reward/total", "max").trial_id == "a_00003"
+    assert best_row([*rows, better], "reward/total", "min").trial_id == "a_00000"
     assert best_row(rows, "eval/success_rate", "max") is None
     write_results_csv(tmp_path / "results.csv", rows, [LEVELS_KEY], "reward/total")
     table = read_results_csv(tmp_path / "results.csv")
