@@ -47,7 +47,9 @@ def test_tune_smoke_trials_build_different_fsq_quantizers(ray_2cpus, tmp_path, m
     assert (run_dir / "results.png").stat().st_size > 0
 
     # best.yaml is an experiment preset that composes to the best trial's config.
-    best = max(rows, key=lambda r: float(r["reward/total"]))
+    longest = max(int(r["iterations"]) for r in rows)  # ASHA-stopped trials cannot win
+    best = max((r for r in rows if int(r["iterations"]) == longest), key=lambda r: float(r["reward/total"]))
+    assert f"Best trial {best['trial_id']} " in (run_dir / "best.yaml").read_text()
     configs = tmp_path / "configs"
     shutil.copytree(config_dir(), configs)
     shutil.copy(run_dir / "best.yaml", configs / "exp" / "tune_smoke_best.yaml")
