@@ -149,7 +149,9 @@ def _fit(cfg: SonicConfig, specs: Sequence[Spec], base_yaml: str, run_dir: Path,
     tuner = tune.Tuner(
         trainable, param_space=param_space(specs),
         tune_config=tune.TuneConfig(metric=t.metric, mode=t.mode, scheduler=scheduler, search_alg=search_alg,
-                                    num_samples=t.num_samples, max_concurrent_trials=t.max_concurrent_trials),
+                                    num_samples=t.num_samples,
+                                    # a seeded generator limits concurrency itself (Tune ignores this then)
+                                    max_concurrent_trials=None if search_alg else t.max_concurrent_trials),
         run_config=tune.RunConfig(name="sweep", storage_path=str(run_dir / TUNE_STORAGE_DIR), verbose=1,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
