@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -146,4 +147,5 @@ class LocalHead:
                     pass
         if hasattr(self, "log"):
             self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)  # token, session dirs and logs of this head
         return leftovers
