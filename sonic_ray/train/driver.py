@@ -85,9 +85,12 @@ class Trainer:
 
     # ---- checkpoints --------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        from sonic_ray.learners.rl_module import MODEL_KWARGS
+
         return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration,
                 "learner": self.algo.learner_group.get_state(), "rng": rng_state(),
-                "config_yaml": to_yaml(self.cfg)}
+                "config_yaml": to_yaml(self.cfg),
+                "model_kwargs": dict(self.algo.config.rl_module_spec.model_config[MODEL_KWARGS])}
 
     def save(self) -> Path:
         return save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.state(),
