@@ -31,13 +31,23 @@ def config_from_state(state: dict[str, Any], overrides: Sequence[str] = (), *, s
     (a leading `+`/`++` is accepted and ignored: every key must exist in the schema)."""
     if "config_yaml" not in state:
         raise CheckpointError(f"{source}: no config_yaml in the checkpoint state (not a sonic-ray training checkpoint?)")
-    base = OmegaConf.create(state["config_yaml"])
+    base = _migrate(OmegaConf.create(state["config_yaml"]))
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides {bad}: expected key=value")
     if overrides:
         base = OmegaConf.merge(base, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     return to_typed(base)
+
+
+def _migrate(base):
+    """Configs saved before `algo.eval_interval` moved to `callbacks.eval_interval`."""
+    algo = base.get("algo")
+    if algo is not None and "eval_interval" in algo:
+        interval = algo.pop("eval_interval")
+        if base.get("callbacks") is not None and "eval_interval" not in base.callbacks:
+            base.callbacks.eval_interval = interval
+    return base
 
 
 def model_kwargs_for(cfg: SonicConfig) -> dict[str, Any]:
