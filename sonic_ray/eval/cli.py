@@ -48,12 +48,14 @@ def _eval_kwargs(args) -> dict:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import torch
     from rich.console import Console
 
     from sonic_ray.eval.monitor import evaluate
     from sonic_ray.eval.pipeline import plan_evaluation
     from sonic_ray.train.checkpoint import CheckpointError
 
+    torch.set_num_threads(1)  # the policy is small; the CPU steps MuJoCo and renders
     console = Console(stderr=True)
     try:
         plan = plan_evaluation(args.checkpoint, args.overrides, **_eval_kwargs(args))
@@ -84,7 +86,7 @@ def _print_summary(console, metrics: dict, out_dir: Path) -> None:
     def fmt(v):
         return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    for key in ("success_rate", *ERROR_KEYS, "num_clips"):
+    for key in ("success_rate", *ERROR_KEYS, "completed_mean", "mpjpe_l_mm_all", "num_clips"):
         table.add_row(key, fmt(metrics.get(key)), *(fmt(metrics["per_encoder"][e].get(key)) for e in encs))
     console.print(table)
     extra = f", render {metrics['render_fps']} frames/s" if metrics.get("render_fps") else ""
@@ -93,8 +95,11 @@ def _print_summary(console, metrics: dict, out_dir: Path) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
+    import torch
+
     from sonic_ray.eval.monitor import Monitor
 
+    torch.set_num_threads(1)
     try:
         mon = Monitor(args.experiment_dir, overrides=args.overrides, every_n=args.every_n,
                       render=0 if args.render is None else args.render, progress=not args.no_progress,

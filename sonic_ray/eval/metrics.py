@@ -115,6 +115,10 @@ def _summary(rows: list[dict]) -> dict:
     out: dict = {"success_rate": float(np.mean([bool(r["success"]) for r in rows])) if rows else None}
     for key in ERROR_KEYS:
         out[key] = _nanmean([r.get(key) for r in ok])
+    # Early in training every clip fails; these two still move: how much of each clip was tracked
+    # (rows from the runner carry `completed`) and the local error over all clips up to their end.
+    out["completed_mean"] = _nanmean([r.get("completed") for r in rows])
+    out["mpjpe_l_mm_all"] = _nanmean([r.get("mpjpe_l_mm") for r in rows])
     out["num_clips"] = len(rows)
     out["num_success"] = len(ok)
     return out
@@ -125,7 +129,8 @@ def summarize(rows: list[dict]) -> dict:
 
     success_rate is over ALL rows; every error is the mean over SUCCESSFUL rows only (SONIC and
     PHC report tracking errors on the clips the policy completed; a fall's error mostly measures
-    the fall), NaN errors skipped; None when no row qualifies. num_clips counts rows: a clip
+    the fall), NaN errors skipped; None when no row qualifies. Over all rows also:
+    completed_mean (mean fraction of each clip tracked) and mpjpe_l_mm_all. num_clips counts rows: a clip
     evaluated with two encoders counts once per encoder. per_encoder: the same, per encoder.
     """
     out = _summary(rows)

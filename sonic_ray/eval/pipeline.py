@@ -20,7 +20,7 @@ from sonic_ray.train.checkpoint import CKPT_RE, load_checkpoint, resolve_checkpo
 
 EVAL_DIR = "eval"
 LOGGED_KEYS = ("success_rate", "mpjpe_g_mm", "mpjpe_l_mm", "mpjpe_pa_mm", "vel_err", "acc_err", "err_legs_mm",
-               "err_vr3_mm", "err_upper_other_mm", "err_feet_mm", "num_clips")
+               "err_vr3_mm", "err_upper_other_mm", "err_feet_mm", "completed_mean", "mpjpe_l_mm_all", "num_clips")
 
 
 @dataclass

@@ -124,7 +124,7 @@ def _fmt(v) -> str:
 
 def render_report(metrics: dict, rows: Sequence[dict], videos: dict[str, str], *, title: str) -> str:
     """The report page. videos: {video file name relative to the page: caption}."""
-    keys = ["success_rate", *ERROR_KEYS, "num_clips", "num_success"]
+    keys = ["success_rate", *ERROR_KEYS, "completed_mean", "mpjpe_l_mm_all", "num_clips", "num_success"]
     encs = list(metrics.get("per_encoder", {}))
     head = "".join(f"<th>{html.escape(e)}</th>" for e in encs)
     body = "".join(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sonic_ray.train.progress import ProgressView
 from sonic_ray.train.wandb_log import WandbLogger
 
 CHECKPOINT_FORMAT = 1
+FINAL_EVAL_WAIT_S = 600.0  # at the end of training, how long to wait for evaluations still running
 
 
 def default_run_dir(cfg: SonicConfig) -> Path:
@@ -79,9 +81,17 @@ class Trainer:
         self.wandb = WandbLogger(run_dir=self.run_dir, mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
                                  entity=cfg.logging.wandb_entity, name=self.run_dir.name,
                                  config=_plain(cfg))
+        if self.wandb.run is not None:  # evaluations plot against the iteration they evaluated
+            self.wandb.run.define_metric("eval/iteration")
+            self.wandb.run.define_metric("eval/*", step_metric="eval/iteration")
         from sonic_ray.train.gauges import TrainingGauges
 
         self.gauges = TrainingGauges(run=self.run_dir.name)
+        self.evals = None
+        if cfg.callbacks.eval_interval > 0:
+            from sonic_ray.eval.tasks import BackgroundEvaluation
+
+            self.evals = BackgroundEvaluation()
 
     # ---- checkpoints --------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -113,6 +123,7 @@ class Trainer:
         self.iteration += 1
         metrics = {"iteration": self.iteration, "time": time.time()}
         metrics.update({k: _scalar(v) for k, v in result.get(SONIC_METRICS, {}).items()})
+        metrics.update(self._poll_evals())
         self.metrics_log.write(metrics)
         self.wandb.log(metrics, step=self.iteration)
         self.gauges.publish(metrics)
@@ -135,8 +146,12 @@ class Trainer:
                         f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
                         f"{where}; continue with resume={self.run_dir}") from e
                 view.update(last)
-                if self.iteration % cfg.algo.save_interval == 0 or self.iteration == cfg.algo.max_iterations:
-                    self.save()
+                evaluate = cfg.callbacks.eval_interval > 0 and self.iteration % cfg.callbacks.eval_interval == 0
+                if (self.iteration % cfg.algo.save_interval == 0 or self.iteration == cfg.algo.max_iterations
+                        or evaluate):
+                    path = self.save()
+                    if evaluate:
+                        self._submit_eval(path)
                 if cfg.callbacks.plot_learning_curves and self.iteration % 10 == 0:
                     self.plot()
         self.plot()
@@ -147,13 +162,59 @@ class Trainer:
             plot_learning_curves(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "learning_curves.png",
                                  title=self.run_dir.name)
 
+    # ---- evaluation beside training ----------------------------------------------------
+    def _submit_eval(self, checkpoint: Path) -> None:
+        """Launch Ray tasks evaluating `checkpoint`; never blocks, never stops training."""
+        from sonic_ray.eval.pipeline import EVAL_DIR, plan_evaluation
+
+        try:
+            plan = plan_evaluation(checkpoint)
+            self.evals.submit(plan, self.run_dir / EVAL_DIR / checkpoint.name, render=self.cfg.callbacks.eval_render)
+        except Exception as e:
+            print(f"sonic-ray train: evaluation of {checkpoint.name} could not start ({type(e).__name__}: {e}); "
+                  "training continues", file=sys.stderr)
+
+    def _poll_evals(self, wait_s: float | None = None) -> dict[str, Any]:
+        """`eval/*` metrics of evaluations that finished since the last poll (the newest wins)."""
+        if not self.evals:
+            return {}
+        from sonic_ray.eval.pipeline import log_metrics
+
+        results = self.evals.poll() if wait_s is None else self.evals.wait(wait_s)
+        out: dict[str, Any] = {}
+        for r in sorted(results, key=lambda r: r.iteration):
+            if r.metrics is None:
+                print(f"sonic-ray train: evaluation of iteration {r.iteration} failed ({r.error}); training continues",
+                      file=sys.stderr)
+                out["eval/failures"] = out.get("eval/failures", 0) + 1
+            else:
+                out.update(log_metrics(r.metrics))
+        return out
+
+    def _drain_evals(self) -> None:
+        """After training: wait for evaluations still running and log them with the last iteration."""
+        if not self.evals:
+            return
+        metrics = self._poll_evals(wait_s=FINAL_EVAL_WAIT_S)
+        if len(self.evals):
+            print(f"sonic-ray train: {len(self.evals)} evaluation(s) still running after {FINAL_EVAL_WAIT_S:.0f} s; "
+                  f"not logged (run `sonic-ray eval --checkpoint {self.run_dir}`)", file=sys.stderr)
+        if metrics:
+            record = {"iteration": self.iteration, "time": time.time(), **metrics}
+            self.metrics_log.write(record)
+            self.wandb.log(record, step=self.iteration)
+            self.gauges.publish(record)
+
     def close(self) -> None:
-        self.metrics_log.close()
-        self.wandb.finish()
         try:
             self.algo.stop()
         except Exception as e:  # a dead learner cannot be stopped cleanly; its run dir is intact
             print(f"sonic-ray: stopping the algorithm failed ({type(e).__name__}: {e})")
+        try:  # the algorithm's CPUs are free now for evaluations still queued
+            self._drain_evals()
+        finally:
+            self.metrics_log.close()
+            self.wandb.finish()
 
 
 def _scalar(v: Any) -> Any:

@@ -133,4 +133,6 @@ def test_summarize_means_over_successful_clips_and_per_encoder():
     assert s["per_encoder"]["g1"]["num_clips"] == 3
     assert s["per_encoder"]["smpl"] == {**s["per_encoder"]["smpl"], "success_rate": 0.0, "mpjpe_g_mm": None,
                                         "num_clips": 1}
+    assert s["mpjpe_l_mm_all"] == pytest.approx((5 + 15 + 250 + 45) / 4)  # every clip, failed ones too
+    assert s["completed_mean"] is None  # clip_metrics rows alone carry no `completed`
     assert summarize([])["success_rate"] is None
