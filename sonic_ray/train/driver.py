@@ -123,7 +123,10 @@ class Trainer:
         self.iteration += 1
         metrics = {"iteration": self.iteration, "time": time.time()}
         metrics.update({k: _scalar(v) for k, v in result.get(SONIC_METRICS, {}).items()})
-        metrics.update(self._poll_evals())
+        evals = self._poll_evals()
+        for older in evals[:-1]:  # rare: several finished since the last iteration; W&B gets the newest
+            self.metrics_log.write({"iteration": self.iteration, "time": metrics["time"], **older})
+        metrics.update(evals[-1] if evals else {})
         self.metrics_log.write(metrics)
         self.wandb.log(metrics, step=self.iteration)
         self.gauges.publish(metrics)
@@ -174,35 +177,37 @@ class Trainer:
             print(f"sonic-ray train: evaluation of {checkpoint.name} could not start ({type(e).__name__}: {e}); "
                   "training continues", file=sys.stderr)
 
-    def _poll_evals(self, wait_s: float | None = None) -> dict[str, Any]:
-        """`eval/*` metrics of evaluations that finished since the last poll (the newest wins)."""
+    def _poll_evals(self, wait_s: float | None = None) -> list[dict[str, Any]]:
+        """`eval/*` metrics of each evaluation that finished since the last poll, oldest first
+        (a failed one: its message printed, `eval/failures` 1)."""
         if not self.evals:
-            return {}
+            return []
         from sonic_ray.eval.pipeline import log_metrics
 
         results = self.evals.poll() if wait_s is None else self.evals.wait(wait_s)
-        out: dict[str, Any] = {}
+        out = []
         for r in sorted(results, key=lambda r: r.iteration):
             if r.metrics is None:
                 print(f"sonic-ray train: evaluation of iteration {r.iteration} failed ({r.error}); training continues",
                       file=sys.stderr)
-                out["eval/failures"] = out.get("eval/failures", 0) + 1
+                out.append({"eval/failures": 1, "eval/iteration": r.iteration})
             else:
-                out.update(log_metrics(r.metrics))
+                out.append(log_metrics(r.metrics))
         return out
 
     def _drain_evals(self) -> None:
         """After training: wait for evaluations still running and log them with the last iteration."""
         if not self.evals:
             return
-        metrics = self._poll_evals(wait_s=FINAL_EVAL_WAIT_S)
+        results = self._poll_evals(wait_s=FINAL_EVAL_WAIT_S)
         if len(self.evals):
             print(f"sonic-ray train: {len(self.evals)} evaluation(s) still running after {FINAL_EVAL_WAIT_S:.0f} s; "
                   f"not logged (run `sonic-ray eval --checkpoint {self.run_dir}`)", file=sys.stderr)
-        if metrics:
+        for metrics in results:
             record = {"iteration": self.iteration, "time": time.time(), **metrics}
             self.metrics_log.write(record)
-            self.wandb.log(record, step=self.iteration)
+            if self.wandb.run is not None:  # no explicit step: W&B plots eval/* against eval/iteration
+                self.wandb.run.log(metrics)
             self.gauges.publish(record)
 
     def close(self) -> None:
