@@ -75,6 +75,17 @@ def _add_grid(mujoco, scene, center_xy: np.ndarray) -> None:
             scene.ngeom += 1
 
 
+def _renderer(mujoco, model, width: int, height: int):
+    try:
+        return mujoco.Renderer(model, height=height, width=width)
+    except Exception as e:
+        backend = os.environ.get("MUJOCO_GL", "glfw")
+        raise RuntimeError(
+            f"offscreen rendering is unavailable (MUJOCO_GL={backend}: {type(e).__name__}: {e}); install Mesa's "
+            "EGL (Debian: apt-get install libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libopengl0; `make setup` "
+            "does it as root) or set MUJOCO_GL=osmesa with libosmesa6") from e
+
+
 def render_frames(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, *, width: int = 480, height: int = 360,
                   stride: int = 1, distance: float = 3.0, azimuth: float = 135.0, elevation: float = -15.0,
                   track_body: str = "pelvis"):
@@ -98,7 +109,7 @@ def render_frames(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, *, width:
     robot, ref = mujoco.MjData(model), mujoco.MjData(model)
     opt, cam = _scene_options(mujoco), _camera(mujoco, distance, azimuth, elevation)
     pert = mujoco.MjvPerturb()
-    with mujoco.Renderer(model, height=height, width=width) as renderer:
+    with _renderer(mujoco, model, width, height) as renderer:
         scene = renderer.scene
         scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
