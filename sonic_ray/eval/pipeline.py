@@ -57,16 +57,23 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, encoders: Sequence[str] | None = None,
                     num_envs: int | None = None, max_tasks: int | None = None, clips_per_task: int | None = None,
-                    max_clips: int | None = None) -> EvalPlan:
+                    max_clips: int | None = None, cfg: SonicConfig | None = None) -> EvalPlan:
     """Resolve and verify the checkpoint (CheckpointError if it is missing or corrupt), read its
-    config and size the evaluation; unset arguments default to the config's callbacks.eval_*."""
+    config and size the evaluation; unset arguments default to the config's callbacks.eval_*.
+    With `cfg` (the training driver: it is the checkpoint's config) nothing is loaded here, so
+    planning costs the store's footer only; the tasks verify the checkpoint when they load it."""
     from sonic_ray.eval.policy import config_from_state
     from sonic_ray.motion.default_store import ensure_synth_store
     from sonic_ray.motion.store import store_info
 
     path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path, map_location="cpu")
-    cfg = config_from_state(state, overrides, source=str(path))
+    m = CKPT_RE.match(path.name)
+    if cfg is None:
+        state = load_checkpoint(path, map_location="cpu")
+        cfg = config_from_state(state, overrides, source=str(path))
+        iteration = int(state.get("iteration", int(m.group(1)) if m else 0))
+    else:
+        iteration = int(m.group(1)) if m else 0
     cb = cfg.callbacks
     encs = list(encoders or cb.eval_encoders)
     bad = [e for e in encs if e not in cfg.actor_critic.encoders]
@@ -78,8 +85,6 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     n = min(total, limit) if limit > 0 else total
     per_task = int(clips_per_task or cb.eval_clips_per_task)
     tasks = max(1, min(int(max_tasks or cb.eval_max_tasks), math.ceil(n / max(per_task, 1))))
-    m = CKPT_RE.match(path.name)
-    iteration = int(state.get("iteration", int(m.group(1)) if m else 0))
     return EvalPlan(checkpoint=path, iteration=iteration, cfg=cfg, overrides=list(overrides), encoders=encs,
                     num_envs=int(num_envs or cb.eval_num_envs), num_clips=n, max_clips=limit if limit > 0 else 0,
                     num_tasks=tasks)

@@ -171,7 +171,7 @@ class Trainer:
         from sonic_ray.eval.pipeline import EVAL_DIR, plan_evaluation
 
         try:
-            plan = plan_evaluation(checkpoint)
+            plan = plan_evaluation(checkpoint, cfg=self.cfg)
             self.evals.submit(plan, self.run_dir / EVAL_DIR / checkpoint.name, render=self.cfg.callbacks.eval_render)
         except Exception as e:
             print(f"sonic-ray train: evaluation of {checkpoint.name} could not start ({type(e).__name__}: {e}); "
