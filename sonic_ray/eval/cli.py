@@ -51,8 +51,7 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from sonic_ray.eval.monitor import evaluate
-    from sonic_ray.eval.pipeline import plan_evaluation
+    from sonic_ray.eval.pipeline import evaluate_plan, plan_evaluation
     from sonic_ray.train.checkpoint import CheckpointError
 
     torch.set_num_threads(1)  # the policy is small; the CPU steps MuJoCo and renders
@@ -66,7 +65,7 @@ def _eval(args: argparse.Namespace) -> int:
     render = plan.cfg.callbacks.eval_render if args.render is None else args.render
     console.print(f"sonic-ray eval: {plan.checkpoint} ({plan.num_clips} clips x {len(plan.encoders)} encoder(s), "
                   f"{plan.num_tasks} task(s), {plan.num_envs} envs) -> {out_dir}")
-    metrics = evaluate(plan, out_dir, render=render, progress=not args.no_progress)
+    metrics = evaluate_plan(plan, out_dir, render=render, progress=not args.no_progress)
     _print_summary(console, metrics, out_dir)
     return 0
 

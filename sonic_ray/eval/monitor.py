@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sonic_ray.eval.pipeline import EVAL_DIR, log_metrics, plan_evaluation
+from sonic_ray.eval.pipeline import EVAL_DIR, evaluate_plan, log_metrics, plan_evaluation
 from sonic_ray.eval.report import atomic_write
 from sonic_ray.train.checkpoint import CKPT_RE, CheckpointError, list_checkpoints
 
@@ -102,7 +102,7 @@ class Monitor:
         t0 = time.perf_counter()
         try:
             plan = plan_evaluation(path, self.overrides, **self.eval_kwargs)
-            metrics = evaluate(plan, plan.default_out_dir(), render=self.render, progress=self.progress)
+            metrics = evaluate_plan(plan, plan.default_out_dir(), render=self.render, progress=self.progress)
         except CheckpointError as e:
             msg = f"corrupt or incomplete checkpoint, skipped: {e}"
             self.console.print(f"[red]monitor: {path.name}: {msg}[/red]")
@@ -143,19 +143,6 @@ class Monitor:
             logger.finish()
         except Exception as e:  # W&B trouble never stops the monitor
             self.console.print(f"[yellow]monitor: W&B logging failed: {type(e).__name__}: {e}[/yellow]")
-
-
-def evaluate(plan, out_dir: Path, *, render: int, progress: bool) -> dict:
-    """In this process for one chunk; as Ray tasks (joining or starting Ray) for several."""
-    if plan.num_tasks == 1:
-        from sonic_ray.eval.pipeline import evaluate_checkpoint_local
-
-        return evaluate_checkpoint_local(plan, out_dir, render=render, progress=progress)
-    from sonic_ray.eval.tasks import evaluate_checkpoint
-    from sonic_ray.train.driver import init_ray
-
-    init_ray(plan.cfg)
-    return evaluate_checkpoint(plan, out_dir, render=render, progress=progress)
 
 
 def _mm(v) -> str:

@@ -9,7 +9,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +36,6 @@ class EvalPlan:
     num_clips: int  # clips to evaluate (per encoder)
     max_clips: int  # evaluate store clips with index < max_clips (0: all)
     num_tasks: int  # chunk k of num_tasks evaluates shard (k, num_tasks) of the store
-    extra: dict = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -142,7 +141,7 @@ def render_worst(cfg: SonicConfig, worst: Sequence[ClipTrajectory], videos_dir: 
 def output_meta(plan: EvalPlan, out: EvalOutput) -> dict:
     return {"checkpoint": str(plan.checkpoint), "iteration": plan.iteration, "encoders": list(plan.encoders),
             "num_tasks": plan.num_tasks, "eval_seconds": round(out.seconds, 3), "env_steps": out.env_steps,
-            "env_steps_per_s": round(out.env_steps / out.seconds, 1) if out.seconds > 0 else None, **plan.extra}
+            "env_steps_per_s": round(out.env_steps / out.seconds, 1) if out.seconds > 0 else None}
 
 
 def log_metrics(metrics: dict) -> dict[str, float]:
@@ -163,6 +162,18 @@ def evaluate_checkpoint_local(plan: EvalPlan, out_dir: str | Path, *, render: in
         outs = [run_chunk(plan, k, keep_worst=render, on_clip=lambda _row: advance(1)) for k in range(plan.num_tasks)]
     out = merge_outputs(outs, render)
     return finish(plan, out, out_dir, render=render, progress=progress, stride=stride)
+
+
+def evaluate_plan(plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progress: bool = True) -> dict:
+    """Evaluate and write out_dir: in this process for one chunk; as Ray tasks for several
+    (joining RAY_ADDRESS / ray.address, or starting a local Ray, when Ray is not up yet)."""
+    if plan.num_tasks == 1:
+        return evaluate_checkpoint_local(plan, out_dir, render=render, progress=progress)
+    from sonic_ray.eval.tasks import evaluate_checkpoint
+    from sonic_ray.train.driver import init_ray
+
+    init_ray(plan.cfg)
+    return evaluate_checkpoint(plan, out_dir, render=render, progress=progress)
 
 
 def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int, progress: bool = True,
