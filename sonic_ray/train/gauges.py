@@ -12,6 +12,8 @@ GAUGES = {
     "sonic_success_rate": "env/success_rate",
     "sonic_learner_time_s": "perf/time_learn_s",
     "sonic_iteration": "iteration",
+    "sonic_eval_success_rate": "eval/success_rate",
+    "sonic_eval_mpjpe_l_mm": "eval/mpjpe_l_mm",
 }
 
 
