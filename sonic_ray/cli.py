@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "sonic_ray.motion.cli",
     "sonic_ray.train.cli",
     "sonic_ray.tune.cli",
+    "sonic_ray.eval.cli",
     "sonic_ray.bench",
 )
 

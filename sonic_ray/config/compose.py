@@ -138,7 +138,16 @@ def validate(cfg: SonicConfig) -> None:
         _check(getattr(algo, k) > 0, f"algo.{k}", "> 0", getattr(algo, k))
     _check(algo.max_iterations > 0, "algo.max_iterations", "an integer > 0", algo.max_iterations)
     _check(algo.save_interval > 0, "algo.save_interval", "an integer > 0", algo.save_interval)
-    _check(algo.eval_interval >= 0, "algo.eval_interval", "an integer >= 0 (0 disables)", algo.eval_interval)
+    cb = cfg.callbacks
+    _check(cb.eval_interval >= 0, "callbacks.eval_interval", "an integer >= 0 (0 disables)", cb.eval_interval)
+    for i, enc in enumerate(cb.eval_encoders):
+        _check(enc in ac.encoders, f"callbacks.eval_encoders[{i}]", f"an encoder of actor_critic.encoders {sorted(ac.encoders)}", enc)
+    _check(len(cb.eval_encoders) > 0, "callbacks.eval_encoders", "at least one encoder", cb.eval_encoders)
+    for k in ("eval_num_envs", "eval_clips_per_task", "eval_max_tasks"):
+        _check(getattr(cb, k) >= 1, f"callbacks.{k}", "an integer >= 1", getattr(cb, k))
+    for k in ("eval_max_clips", "eval_render"):
+        _check(getattr(cb, k) >= 0, f"callbacks.{k}", "an integer >= 0", getattr(cb, k))
+    _check(cb.eval_cpus_per_task > 0, "callbacks.eval_cpus_per_task", "> 0", cb.eval_cpus_per_task)
 
     _check(ray.num_env_runners >= 1, "ray.num_env_runners", "an integer >= 1", ray.num_env_runners)
     _check(ray.num_learners >= 0, "ray.num_learners", "an integer >= 0", ray.num_learners)

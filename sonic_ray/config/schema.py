@@ -33,8 +33,7 @@ class SimConfig:
     backend: str = "mujoco"  # mujoco | mujoco_warp
     timestep: float = 0.005
     decimation: int = 4
-    num_threads: int = 1
-    warp_device: str = "cpu"
+    num_threads: int = 1  # MuJoCo CPU stepping threads (the warp backend runs on `device`)
 
 
 @dataclass
@@ -188,7 +187,6 @@ class AlgoConfig:
     normalize_advantage: bool = True
     max_iterations: int = 100
     save_interval: int = 500
-    eval_interval: int = 0  # 0: no evaluation during training
 
 
 @dataclass
@@ -212,6 +210,16 @@ class RayConfig:
 class CallbacksConfig:
     checkpoint_keep: int = 5  # keep the newest K checkpoints (0 keeps all)
     plot_learning_curves: bool = True
+    # Evaluation (sonic_ray.eval): every eval_interval iterations during training (0: never) as Ray
+    # tasks that do not block training; `sonic-ray eval` / `monitor` use the other keys as defaults.
+    eval_interval: int = 0
+    eval_encoders: list[str] = field(default_factory=lambda: ["g1"])
+    eval_num_envs: int = 64  # envs per evaluation task
+    eval_clips_per_task: int = 256  # fan out into one Ray task per this many clips ...
+    eval_max_tasks: int = 8  # ... but at most this many tasks
+    eval_cpus_per_task: float = 1.0
+    eval_max_clips: int = 0  # evaluate the first N clips of the store (0: all)
+    eval_render: int = 0  # videos of the K worst clips (during training; the CLIs take --render)
 
 
 @dataclass

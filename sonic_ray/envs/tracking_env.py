@@ -126,6 +126,19 @@ class TrackingEnv:
         self.obs = obs
         return obs, reward, terminated, truncated, info
 
+    def start_evaluation(self, sampler, *, encoder: str, max_episode_length: int) -> dict[str, torch.Tensor]:
+        """Switch to evaluation and reset every env: episodes start where `sampler` (a StartSampler,
+        e.g. given clips from frame 0) says, every episode uses `encoder`, observations carry no
+        noise, and an episode may last `max_episode_length` steps (set it past the longest clip so
+        only a failure or the clip's end stops it). Returns the first observation."""
+        if encoder not in ENCODER_NAMES:
+            raise ValueError(f"start_evaluation: unknown encoder {encoder!r}; expected one of {ENCODER_NAMES}")
+        self.cmd.sampler = sampler
+        self.cmd.encoder_probs = torch.tensor([float(n == encoder) for n in ENCODER_NAMES], device=self.device)
+        self.corruption = False
+        self.max_episode_length = int(max_episode_length)
+        return self.reset()
+
     def obs_dims(self) -> dict[str, int]:
         """Width of each observation group (encoder_index: 1, an integer per env)."""
         return {**self.obs_manager.dims(), ENCODER_INDEX_KEY: 1}

@@ -20,7 +20,11 @@ GAUGES = {
     "sonic_learner_time_s": "perf/time_learn_s",
     "sonic_sampler_entropy": "sampler/entropy",
     "sonic_iteration": "iteration",
+    "sonic_eval_success_rate": "eval/success_rate",
+    "sonic_eval_mpjpe_l_mm": "eval/mpjpe_l_mm",
 }
+# Published only when evaluation runs during training (callbacks.eval_interval > 0).
+EVAL_GAUGES = tuple(name for name, key in GAUGES.items() if key.startswith("eval/"))
 # What an env runner publishes about itself (its env-steps/s is its sampling rate alone).
 RUNNER_GAUGES = ("sonic_env_steps_per_s", "sonic_reward", "sonic_episode_length", "sonic_success_rate",
                  "sonic_sampler_entropy")
