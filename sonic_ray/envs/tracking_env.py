@@ -143,6 +143,42 @@ class TrackingEnv:
         self._stats = dict.fromkeys(s, 0)
         return out
 
+    # ---- snapshot (exact resume) -------------------------------------------------------------
+    _TENSORS = ("action", "prev_action", "joint_offsets", "episode_length", "prev_body_lin_vel_w")
+
+    def state_dict(self) -> dict:
+        """Everything the following steps depend on: the env's RNG, the simulator snapshot, episode
+        buffers (clips, frames, actions, step counters, observation histories, reward sums, event
+        timers), the start sampler, pending metrics and the current observation. A fresh env of the
+        same config that loads it steps exactly like this one."""
+        get = getattr(self.sim, "get_state", None)
+        if get is None:
+            raise NotImplementedError(f"{type(self.sim).__name__} cannot snapshot its state (no get_state)")
+        return {"num_envs": self.num_envs, "generator": self.generator.get_state(), "sim": get(),
+                "env": {k: getattr(self, k).clone() for k in self._TENSORS},
+                "cmd": self.cmd.state_dict(), "observations": self.obs_manager.state_dict(),
+                "rewards": self.reward_manager.state_dict(), "terminations": self.termination_manager.state_dict(),
+                "events": self.event_manager.state_dict(), "stats": dict(self._stats),
+                "obs": {k: v.clone() for k, v in self.obs.items()}, "corruption": self.corruption}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["num_envs"]) != self.num_envs:
+            raise ValueError(f"env state for {state['num_envs']} envs, this env has {self.num_envs} "
+                             "(env.num_envs changed since the checkpoint?)")
+        self.generator.set_state(state["generator"])
+        self.sim.set_state(state["sim"])
+        for k, v in state["env"].items():
+            setattr(self, k, v.clone().to(self.device))
+        self.cmd.load_state_dict(state["cmd"])
+        self.obs_manager.load_state_dict(state["observations"])
+        self.reward_manager.load_state_dict(state["rewards"])
+        self.termination_manager.load_state_dict(state["terminations"])
+        self.event_manager.load_state_dict(state["events"])
+        self._stats = dict(state["stats"])
+        self.obs = {k: v.clone().to(self.device) for k, v in state["obs"].items()}
+        self.corruption = bool(state["corruption"])
+        self.cmd.set_robot(self.robot)
+
     @property
     def robot(self):
         return self.sim.state
