@@ -93,6 +93,7 @@ class BinnedStartSampler:
         self.global_bins = torch.as_tensor(np.asarray(global_bins), dtype=torch.long, device=self.device)
         if self.global_bins.shape != (self.num_bins,):
             raise ValueError(f"global_bins: shape {tuple(self.global_bins.shape)}, expected ({self.num_bins},)")
+        self._global_bins_np = self.global_bins.cpu().numpy()
         zeros = lambda dtype=torch.long: torch.zeros(self.num_bins, dtype=dtype, device=self.device)  # noqa: E731
         self.bin_episodes, self.bin_visits, self.bin_failures = zeros(), zeros(), zeros()
         self._new_visits, self._new_failures = zeros(), zeros()
@@ -129,11 +130,11 @@ class BinnedStartSampler:
 
     def set_rates(self, global_rates) -> None:
         """Capped failure rates of every global bin (K_global,); keeps this sampler's bins."""
-        rates = torch.as_tensor(np.asarray(global_rates), dtype=torch.float32)
-        if rates.ndim != 1 or (len(self.global_bins) and int(self.global_bins.max()) >= len(rates)):
-            raise ValueError(f"set_rates: {tuple(rates.shape)} rates do not cover this sampler's global bins "
-                             f"(max id {int(self.global_bins.max())}); a different motion store or bin size?")
-        self.bin_rates = rates.to(self.device)[self.global_bins]
+        rates = np.asarray(global_rates)  # may be a read-only array straight from Ray's object store
+        if rates.ndim != 1 or int(self._global_bins_np.max()) >= len(rates):
+            raise ValueError(f"set_rates: {rates.shape} rates do not cover this sampler's global bins "
+                             f"(max id {int(self._global_bins_np.max())}); a different motion store or bin size?")
+        self.bin_rates = torch.from_numpy(rates[self._global_bins_np].astype(np.float32)).to(self.device)
 
     # ---- distribution and metrics -------------------------------------------------------------
     def probabilities(self) -> torch.Tensor:
