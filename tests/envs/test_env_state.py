@@ -29,10 +29,12 @@ def _run(env, steps: int, seed: int) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampler", ["adaptive", "uniform"])
-def test_snapshot_restores_bit_identical_steps(store, sampler):
-    # Every randomisation on (per-env models, default-joint offsets) and pushes every few steps.
+@pytest.mark.parametrize("sampler,threads", [("adaptive", 2), ("uniform", 1)])
+def test_snapshot_restores_bit_identical_steps(store, sampler, threads):
+    # Every randomisation on (per-env models, default-joint offsets) and pushes every few steps;
+    # two stepping threads: each env's MjData is stepped by one thread, whichever runs first.
     cfg = load_config(["+exp=demo", f"motions.store={store}", "device=cpu", "env.events.level=4",
+                       f"sim.num_threads={threads}",
                        "env.events.terms.push_robot.interval_range_s=[0.04,0.1]", "env.episode_length_s=0.3",
                        f"env.commands.motion.sampler={sampler}", "env.commands.motion.pre_failure_window_s=0.2"])
     env = make_env(cfg, num_envs=5, seed=3)
