@@ -89,9 +89,9 @@ class SonicPPO(PPO):
 
         self._sampler_rates = self.sampler_stats.set_state.remote(state["sampler_stats"])
         refs = {i: ray.put(st) for i, st in state["runners"].items()}  # each runner fetches only its own
-        indices = self.env_runner_group.foreach_env_runner(
-            lambda r: (r.set_runner_state(refs.get(r.worker_index)), r.worker_index)[1], local_env_runner=False)
-        return [i for i in indices if i not in refs]
+        applied = self.env_runner_group.foreach_env_runner(
+            lambda r: (r.worker_index, r.set_runner_state(refs.get(r.worker_index))), local_env_runner=False)
+        return [i for i, ok in applied if not ok]
 
     def stop(self) -> None:
         import ray

@@ -98,17 +98,19 @@ class SonicEnvRunner(EnvRunner):
                 "env": self.env.state_dict(), "collector_started": self.collector.obs is not None,
                 "env_steps_lifetime": int(self.num_env_steps_sampled_lifetime)}
 
-    def set_runner_state(self, state) -> None:
+    def set_runner_state(self, state) -> bool:
+        """Restore `get_runner_state()` (or its ObjectRef); -> False when there was none to restore."""
         if isinstance(state, ray.ObjectRef):
             state = ray.get(state)
         if not state or self.env is None:
-            return
+            return False
         self.env.load_state_dict(state["env"])
         self.collector.obs = self.env.obs if state["collector_started"] else None
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.num_env_steps_sampled_lifetime = state.get("env_steps_lifetime", 0)
+        return True
 
     def get_metrics(self) -> dict:
         return {}
