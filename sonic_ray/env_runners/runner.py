@@ -33,6 +33,17 @@ def runner_seed(seed: int, worker_index: int) -> int:
     return int(np.random.SeedSequence([seed, worker_index]).generate_state(1)[0])
 
 
+def _to_cpu(x):
+    """Nested dicts/lists/tuples with every tensor moved to the CPU."""
+    if torch.is_tensor(x):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_to_cpu(v) for v in x)
+    return x
+
+
 class SonicEnvRunner(EnvRunner):
     def __init__(self, *, config, **kwargs):
         super().__init__(config=config, **kwargs)
@@ -95,7 +106,8 @@ class SonicEnvRunner(EnvRunner):
             return {}
         return {"worker_index": self.worker_index,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-                "env": self.env.state_dict(), "collector_started": self.collector.obs is not None,
+                "env": _to_cpu(self.env.state_dict()),  # the driver (and checkpoint) may have no GPU
+                "collector_started": self.collector.obs is not None,
                 "env_steps_lifetime": int(self.num_env_steps_sampled_lifetime)}
 
     def set_runner_state(self, state) -> bool:
