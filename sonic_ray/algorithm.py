@@ -16,8 +16,10 @@ from omegaconf import OmegaConf
 from ray.rllib.algorithms.ppo import PPO, PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from sonic_ray.config.compose import to_typed
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.env_runners.runner import SONIC_CFG_KEY, SonicEnvRunner
+from sonic_ray.env_runners.sampler_actor import SamplerStatsActor
 from sonic_ray.learners.learner import ALGO_KEY, SonicLearner
 from sonic_ray.learners.rl_module import MODEL_KWARGS, SonicRLModule
 
@@ -29,22 +31,39 @@ class SonicPPO(PPO):
     def get_default_config(cls) -> PPOConfig:
         return PPOConfig(algo_class=cls)
 
+    def setup(self, config) -> None:
+        super().setup(config)
+        from sonic_ray.envs.factory import global_num_bins
+
+        cfg = to_typed(OmegaConf.create(self.config.env_config[SONIC_CFG_KEY]))
+        mc = cfg.env.commands.motion
+        self.sampler_stats = SamplerStatsActor.remote(global_num_bins(cfg), smoothing=mc.rate_smoothing,
+                                                      cap_multiple=mc.failure_rate_cap)
+        self._sampler_rates = None  # ObjectRef of the rates the next sample call applies
+
     def training_step(self) -> None:
+        # Only this iteration's metrics: RLlib would report a key logged in an earlier iteration but
+        # not in this one (e.g. no episode ended) as NaN, so a resumed run's rows would differ.
+        self.metrics.delete(SONIC_METRICS, key_error=False)
         num_learners = max(self.config.num_learners, 1)
+        rates = self._sampler_rates
         t0 = time.perf_counter()
         replies = self.env_runner_group.foreach_env_runner(
-            lambda r: r.sample_refs(num_learners), local_env_runner=False, healthy_only=True)
+            lambda r: r.sample_refs(num_learners, rates), local_env_runner=False, healthy_only=True)
         t1 = time.perf_counter()
         if not replies:  # every runner failed: RLlib restarts them before the next iteration
             self.metrics.log_value((SONIC_METRICS, "env/no_healthy_runners"), 1, window=1)
             return
+        # Failure counts to the aggregator, not waited on: the rates it returns ride along with the
+        # next iteration's sample call (computed while the learners work).
+        self._sampler_rates = self.sampler_stats.update.remote([report for *_, report in replies])
         # Learner-major order: ShardObjectRefIterator hands learner i the i-th contiguous chunk.
-        refs = [ref for i in range(num_learners) for runner_refs, _ in replies for ref in [runner_refs[i]]]
+        refs = [ref for i in range(num_learners) for runner_refs, *_ in replies for ref in [runner_refs[i]]]
         learner_results = self.learner_group.update(batch_refs=refs)
         t2 = time.perf_counter()
         self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
         t3 = time.perf_counter()
-        runner_metrics = [m for _, m in replies]
+        runner_metrics = [m for _, m, _ in replies]
         steps = sum(m["perf/runner_env_steps"] for m in runner_metrics)
         stats = _mean_dicts(learner_results if isinstance(learner_results, list) else [learner_results])
         stats.update(_aggregate_runner_metrics(runner_metrics))
@@ -52,6 +71,36 @@ class SonicPPO(PPO):
                       "perf/env_steps": steps, "perf/env_steps_per_s": steps / max(t3 - t0, 1e-9),
                       "perf/num_healthy_runners": len(replies)})
         self.metrics.log_dict({(SONIC_METRICS, k): float(v) for k, v in stats.items()}, window=1)
+
+
+    # ---- exact resume: state beyond the learners -------------------------------------------
+    def sonic_state(self) -> dict[str, Any]:
+        """The aggregator's failure stats and every env runner's RunnerState, keyed by worker index."""
+        import ray
+
+        runners = self.env_runner_group.foreach_env_runner(
+            lambda r: (r.worker_index, r.get_runner_state()), local_env_runner=False)
+        return {"sampler_stats": ray.get(self.sampler_stats.get_state.remote()),
+                "runners": {int(i): st for i, st in runners if st}}
+
+    def set_sonic_state(self, state: dict[str, Any]) -> list[int]:
+        """Restore `sonic_state()`; -> worker indices that found no saved state (they start fresh)."""
+        import ray
+
+        self._sampler_rates = self.sampler_stats.set_state.remote(state["sampler_stats"])
+        refs = {i: ray.put(st) for i, st in state["runners"].items()}  # each runner fetches only its own
+        applied = self.env_runner_group.foreach_env_runner(
+            lambda r: (r.worker_index, r.set_runner_state(refs.get(r.worker_index))), local_env_runner=False)
+        return [i for i, ok in applied if not ok]
+
+    def stop(self) -> None:
+        import ray
+
+        try:
+            ray.kill(self.sampler_stats)
+        except Exception:  # already gone with the cluster
+            pass
+        super().stop()
 
 
 def _mean_dicts(dicts: list[dict]) -> dict[str, float]:

@@ -23,6 +23,7 @@ WANDB_MODES = ("offline", "online", "disabled")
 ACTIVATIONS = ("silu", "elu", "relu", "tanh", "gelu")
 EVENT_MODES = ("startup", "reset", "interval")
 TUNE_SCHEDULERS = ("asha", "fifo")
+START_SAMPLERS = ("uniform", "adaptive")
 
 
 class ConfigError(ValueError):
@@ -118,6 +119,14 @@ def validate(cfg: SonicConfig) -> None:
         _check(mlp.activation in ACTIVATIONS, f"{key}.activation", f"one of {ACTIVATIONS}", mlp.activation)
     _check(0 < ac.min_std <= ac.init_noise_std <= ac.max_std, "actor_critic.init_noise_std",
            f"min_std ({ac.min_std}) <= init_noise_std <= max_std ({ac.max_std}), all > 0", ac.init_noise_std)
+
+    mc, key = env.commands.motion, "env.commands.motion"
+    _check(mc.sampler in START_SAMPLERS, f"{key}.sampler", f"one of {START_SAMPLERS}", mc.sampler)
+    _check(mc.bin_size_frames >= 1, f"{key}.bin_size_frames", "an integer >= 1", mc.bin_size_frames)
+    _check(mc.failure_rate_cap > 0, f"{key}.failure_rate_cap", "> 0 (a multiple of the mean rate)", mc.failure_rate_cap)
+    _check(0 <= mc.uniform_ratio <= 1, f"{key}.uniform_ratio", "a share in [0, 1]", mc.uniform_ratio)
+    _check(mc.pre_failure_window_s >= 0, f"{key}.pre_failure_window_s", ">= 0 seconds", mc.pre_failure_window_s)
+    _check(0 < mc.rate_smoothing <= 1, f"{key}.rate_smoothing", "an EMA weight in (0, 1]", mc.rate_smoothing)
 
     probs = env.commands.motion.encoder_sample_probs
     key = "env.commands.motion.encoder_sample_probs"

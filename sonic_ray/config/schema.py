@@ -96,12 +96,16 @@ class MotionCommandConfig:
         default_factory=lambda: {"g1": 1.0, "teleop": 1.0, "smpl": 1.0}
     )
     reset_pose_noise: dict[str, list[float]] = field(default_factory=dict)
-    # Adaptive start-frame sampling (SONIC): bins of frames, failure-rate cap, uniform share.
+    # Start-frame sampling (sonic_ray/envs/sampler.py): "uniform" over frames, or SONIC's "adaptive"
+    # (bins of frames weighted by their failure rate, capped at failure_rate_cap x the mean rate,
+    # mixed with a uniform share, start moved back 0..pre_failure_window_s before the failure bin).
+    sampler: str = "adaptive"
     bin_size_frames: int = 50
     failure_rate_cap: float = 200.0
     uniform_ratio: float = 0.1
-    max_window_shift_frames: int = 200
-    adaptive: bool = True
+    pre_failure_window_s: float = 4.0
+    # EMA weight of one iteration's failure counts (BeyondMimic: 0.001 per step ~ 0.02 per iteration).
+    rate_smoothing: float = 0.02
 
 
 @dataclass

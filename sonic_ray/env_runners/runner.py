@@ -8,6 +8,7 @@ objects exist anywhere on this path.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -30,6 +31,17 @@ SONIC_CFG_KEY = "sonic"  # env_config key: the whole validated SonicConfig as a 
 def runner_seed(seed: int, worker_index: int) -> int:
     """Distinct, reproducible seed per runner (a replaced runner gets its predecessor's seed)."""
     return int(np.random.SeedSequence([seed, worker_index]).generate_state(1)[0])
+
+
+def _to_cpu(x):
+    """Nested dicts/lists/tuples with every tensor moved to the CPU."""
+    if torch.is_tensor(x):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_to_cpu(v) for v in x)
+    return x
 
 
 class SonicEnvRunner(EnvRunner):
@@ -66,18 +78,53 @@ class SonicEnvRunner(EnvRunner):
     def sample(self, **kwargs):
         return self.collector.collect()
 
-    def sample_refs(self, num_learners: int) -> tuple[list[ray.ObjectRef], dict[str, Any]]:
+    def sample_refs(self, num_learners: int, sampler_rates=None) -> tuple[list[ray.ObjectRef], dict[str, Any], dict]:
+        """Collect T x N steps; -> (one ref per learner, metrics, start-sampler report).
+
+        sampler_rates: the aggregator's capped failure rates of every global bin (an ObjectRef,
+        ready by now: it was launched during the previous learner update), or None to keep the
+        current ones. The report holds the failure counts gathered in this rollout."""
         t0 = time.perf_counter()
+        sampler = self.env.cmd.sampler
+        if sampler_rates is not None:
+            sampler.set_rates(ray.get(sampler_rates) if isinstance(sampler_rates, ray.ObjectRef) else sampler_rates)
         batch = self.collector.collect()
         t1 = time.perf_counter()
         refs = [ray.put(part) for part in split_envs(batch, num_learners)]
         metrics = dict(batch.metrics)
+        metrics.update(sampler.metrics())
         steps = batch.num_steps * batch.num_envs
         metrics.update({"perf/runner_sample_s": t1 - t0, "perf/runner_put_s": time.perf_counter() - t1,
                         "perf/runner_env_steps": steps, "perf/bytes_per_transition": batch.nbytes() / steps})
         self.num_env_steps_sampled_lifetime += steps
         self._publish_gauges(metrics, steps / max(t1 - t0, 1e-9))
-        return refs, metrics
+        return refs, metrics, sampler.pop_report()
+
+    # ---- exact resume ------------------------------------------------------------------------
+    def get_runner_state(self) -> dict[str, Any]:
+        """RunnerState: this process's RNGs (the policy samples actions from torch's global one),
+        the env snapshot (simulator, episodes, histories, sampler) and whether rollouts started."""
+        if self.env is None:
+            return {}
+        return {"worker_index": self.worker_index,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "env": _to_cpu(self.env.state_dict()),  # the driver (and checkpoint) may have no GPU
+                "collector_started": self.collector.obs is not None,
+                "env_steps_lifetime": int(self.num_env_steps_sampled_lifetime)}
+
+    def set_runner_state(self, state) -> bool:
+        """Restore `get_runner_state()` (or its ObjectRef); -> False when there was none to restore."""
+        if isinstance(state, ray.ObjectRef):
+            state = ray.get(state)
+        if not state or self.env is None:
+            return False
+        self.env.load_state_dict(state["env"])
+        self.collector.obs = self.env.obs if state["collector_started"] else None
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.num_env_steps_sampled_lifetime = state.get("env_steps_lifetime", 0)
+        return True
 
     def _publish_gauges(self, metrics: dict[str, Any], steps_per_s: float) -> None:
         from sonic_ray.train.gauges import RUNNER_GAUGES, TrainingGauges, run_name

@@ -144,6 +144,20 @@ class MotionCommand:
             self.sampler.record(self.clip[done_ids], self.start_frame[done_ids], self.frame[done_ids],
                                 terminated[done_ids])
 
+    # ---- snapshot -----------------------------------------------------------------------------
+    _STATE = ("clip", "frame", "start_frame", "encoder_index", "last_frame")
+
+    def state_dict(self) -> dict:
+        return {**{k: getattr(self, k).clone() for k in self._STATE}, "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Episode state and sampler counts; the reference is re-gathered (call set_robot after)."""
+        for k in self._STATE:
+            setattr(self, k, state[k].clone().to(self.device))
+        self.sampler.load_state_dict(state["sampler"])
+        self._future_cache.clear()
+        self.update_reference()
+
     # ---- episodes -----------------------------------------------------------------------------
     def resample(self, env_ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """New clip, start frame and encoder for env_ids (E,); returns the reset state (E,·) for

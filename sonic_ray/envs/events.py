@@ -108,6 +108,12 @@ class EventManager:
         for _, fn, params, _ in self.terms["reset"]:
             fn(env, env_ids, **params)
 
+    def state_dict(self) -> dict:
+        return {"timers": self._timers.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._timers.copy_(state["timers"])
+
     def interval(self, env) -> None:
         if not self.terms["interval"]:
             return

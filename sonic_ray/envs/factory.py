@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from sonic_ray.envs.command import ENCODER_NAMES
 from sonic_ray.envs.reference import ReferenceTable
-from sonic_ray.envs.sampler import UniformStartSampler
+from sonic_ray.envs.sampler import AdaptiveStartSampler, UniformStartSampler, bins_per_clip, global_bin_ids
 from sonic_ray.envs.tracking_env import TrackingEnv
 
 
@@ -52,11 +53,9 @@ def observation_groups(obs_cfg) -> dict[str, dict]:
 
 def load_motions(cfg, *, shard=None, device="cpu", fk=None):
     """The MotionLib of this runner's shard: motions.store, or the synthetic set when empty."""
-    from sonic_ray.motion.default_store import ensure_synth_store
     from sonic_ray.motion.motion_lib import MotionLib
 
-    path = cfg.motions.store or ensure_synth_store(cfg.motions.synth_cache, robot=cfg.robot.name)
-    return MotionLib(path, control_fps=cfg.motions.control_fps, shard=shard, device=device, fk=fk)
+    return MotionLib(motion_store_path(cfg), control_fps=cfg.motions.control_fps, shard=shard, device=device, fk=fk)
 
 
 def make_sim(cfg, model, *, num_envs: int, device):
@@ -76,6 +75,41 @@ def make_sim(cfg, model, *, num_envs: int, device):
     return MujocoCpuSim(model, **kw)
 
 
+def motion_store_path(cfg) -> str:
+    """motions.store, or the embedded synthetic set (built once into motions.synth_cache)."""
+    from sonic_ray.motion.default_store import ensure_synth_store
+
+    return cfg.motions.store or ensure_synth_store(cfg.motions.synth_cache, robot=cfg.robot.name)
+
+
+def global_num_bins(cfg) -> int:
+    """Start-sampler bins over the whole motion store (the aggregator's table size)."""
+    from sonic_ray.motion.motion_lib import store_control_frames
+
+    frames = store_control_frames(motion_store_path(cfg), cfg.motions.control_fps)
+    return int(bins_per_clip(frames, cfg.env.commands.motion.bin_size_frames).sum())
+
+
+def make_sampler(cfg, table: ReferenceTable, *, device="cpu"):
+    """The configured start sampler over the table's clips, its bins numbered in the store's layout."""
+    from sonic_ray.motion.motion_lib import store_control_frames
+
+    mc = cfg.env.commands.motion
+    frames = store_control_frames(motion_store_path(cfg), cfg.motions.control_fps)
+    local = table.clip_frames.cpu().numpy()
+    if not np.array_equal(frames[table.store_index.numpy()], local):
+        raise ValueError(f"{motion_store_path(cfg)}: the footer's clip lengths do not match the loaded clips "
+                         "(store changed while loading?)")
+    kw = dict(bin_size_frames=mc.bin_size_frames, device=device,
+              global_bins=global_bin_ids(frames, table.store_index.numpy(), mc.bin_size_frames))
+    if mc.sampler == "uniform":
+        return UniformStartSampler(table.clip_frames, **kw)
+    if mc.sampler == "adaptive":
+        window = int(round(mc.pre_failure_window_s * cfg.motions.control_fps))
+        return AdaptiveStartSampler(table.clip_frames, uniform_ratio=mc.uniform_ratio, window_frames=window, **kw)
+    raise ValueError(f"env.commands.motion.sampler: {mc.sampler!r}, expected 'uniform' or 'adaptive'")
+
+
 def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[int, int] | None = None,
              device=None, eval_mode: bool = False) -> TrackingEnv:
     """A TrackingEnv for `cfg` (a SonicConfig). num_envs/device default to cfg.env.num_envs /
@@ -89,8 +123,8 @@ def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[in
     motions = load_motions(cfg, shard=shard, device=device)
     table = ReferenceTable(motions, fk, anchor_body=robot.anchor_body, vr_points=robot.vr_points,
                            smpl_points=robot.smpl_keypoints, device=device)
+    sampler = make_sampler(cfg, table, device=device)
     mc = cfg.env.commands.motion
-    sampler = UniformStartSampler(table.clip_frames, bin_size_frames=mc.bin_size_frames, device=device)
     command = {k: _plain(getattr(mc, k)) for k in ("num_future_frames", "future_dt", "smpl_num_future_frames",
                                                     "smpl_future_dt", "encoder_sample_probs", "reset_pose_noise")}
     sim = make_sim(cfg, model, num_envs=n, device=device)

@@ -107,6 +107,17 @@ class ObservationGroup:
         hist = self._ordered().reshape(self.num_envs, self.history_length, -1)[env_ids]
         return torch.cat((hist[:, 1:], x[:, None]), dim=1).reshape(len(env_ids), -1)
 
+    def state_dict(self) -> dict:
+        return {"buf": None if self._buf is None else self._buf.clone(), "ptr": self._ptr}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["buf"] is not None:
+            if self._buf is None or self._buf.shape != state["buf"].shape:
+                raise ValueError(f"observation group {self.name!r}: history of shape {tuple(state['buf'].shape)}, "
+                                 f"expected {None if self._buf is None else tuple(self._buf.shape)}")
+            self._buf.copy_(state["buf"])
+        self._ptr = int(state["ptr"])
+
     def _ordered(self) -> torch.Tensor:
         if self._ptr == 0:
             return self._buf.reshape(self.num_envs, -1)
@@ -127,6 +138,13 @@ class ObservationManager:
 
     def dims(self) -> dict[str, int]:
         return {k: g.dim for k, g in self.groups.items()}
+
+    def state_dict(self) -> dict:
+        return {k: g.state_dict() for k, g in self.groups.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, g in self.groups.items():
+            g.load_state_dict(state[k])
 
 
 class RewardManager:
@@ -164,6 +182,14 @@ class RewardManager:
             self._ended += int(len(env_ids))
             self.episode_sums[:, env_ids] = 0.0
 
+    def state_dict(self) -> dict:
+        return {"episode_sums": self.episode_sums.clone(), "ended_sums": self._ended_sums.clone(), "ended": self._ended}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.episode_sums.copy_(state["episode_sums"])
+        self._ended_sums.copy_(state["ended_sums"])
+        self._ended = int(state["ended"])
+
     def pop_metrics(self) -> dict[str, float]:
         if self._ended == 0:
             return {}
@@ -197,6 +223,12 @@ class TerminationManager:
         terminated = hits[self._fail_ids].any(0)
         truncated = hits[self._to_ids].any(0) & ~terminated
         return terminated, truncated
+
+    def state_dict(self) -> dict:
+        return {"counts": self.counts.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counts.copy_(state["counts"])
 
     def pop_metrics(self) -> dict[str, float]:
         out = {f"termination/{t}": float(c) for (t, *_), c in zip(self.terms, self.counts.tolist())}

@@ -68,6 +68,7 @@ class ReferenceTable:
         self.fps = float(motion_lib.control_fps)
         frames_np = motion_lib.clip_frames.cpu().numpy().astype(np.int64)
         self.clip_frames = torch.as_tensor(frames_np, device=self.device)
+        self.store_index = motion_lib.store_index.cpu()  # (C,) each clip's index in the whole store
         self.clip_start = torch.as_tensor(np.concatenate(([0], np.cumsum(frames_np)[:-1])), device=self.device)
         clip = torch.as_tensor(np.repeat(np.arange(len(frames_np)), frames_np))
         local = torch.as_tensor(np.arange(int(frames_np.sum())) - np.repeat(self.clip_start.cpu().numpy(), frames_np))

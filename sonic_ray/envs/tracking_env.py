@@ -17,7 +17,6 @@ import torch
 from sonic_ray.envs.command import ENCODER_NAMES, MotionCommand
 from sonic_ray.envs.events import EventManager
 from sonic_ray.envs.managers import ObservationGroup, ObservationManager, RewardManager, TerminationManager
-from sonic_ray.envs.sampler import start_entropy
 
 ENCODER_INDEX_KEY = "encoder_index"
 
@@ -147,20 +146,54 @@ class TrackingEnv:
         """Aggregates since the last call: env/episode_length (mean, steps), env/episodes,
         env/terminated, env/truncated, env/success_rate (episodes that ended without a failure:
         truncated / episodes), env/nonfinite_resets, reward/<term> (mean episode sum),
-        termination/<term> (counts), sampler/entropy (the start sampler's, when it offers one)."""
+        termination/<term> (counts). The start sampler reports its own sampler/* metrics
+        (`sampler.metrics()`, merged in by the env runner and the in-process trainer)."""
         s = self._stats
         out = {"env/episodes": float(s["episodes"]), "env/terminated": float(s["terminated"]),
                "env/truncated": float(s["truncated"]), "env/nonfinite_resets": float(s["nonfinite"])}
         if s["episodes"]:
             out["env/episode_length"] = s["length_sum"] / s["episodes"]
             out["env/success_rate"] = s["truncated"] / s["episodes"]
-        entropy = start_entropy(self.cmd.sampler)
-        if entropy is not None:
-            out["sampler/entropy"] = entropy
         out.update(self.reward_manager.pop_metrics())
         out.update(self.termination_manager.pop_metrics())
         self._stats = dict.fromkeys(s, 0)
         return out
+
+    # ---- snapshot (exact resume) -------------------------------------------------------------
+    _TENSORS = ("action", "prev_action", "joint_offsets", "episode_length", "prev_body_lin_vel_w")
+
+    def state_dict(self) -> dict:
+        """Everything the following steps depend on: the env's RNG, the simulator snapshot, episode
+        buffers (clips, frames, actions, step counters, observation histories, reward sums, event
+        timers), the start sampler, pending metrics and the current observation. A fresh env of the
+        same config that loads it steps exactly like this one."""
+        get = getattr(self.sim, "get_state", None)
+        if get is None:
+            raise NotImplementedError(f"{type(self.sim).__name__} cannot snapshot its state (no get_state)")
+        return {"num_envs": self.num_envs, "generator": self.generator.get_state(), "sim": get(),
+                "env": {k: getattr(self, k).clone() for k in self._TENSORS},
+                "cmd": self.cmd.state_dict(), "observations": self.obs_manager.state_dict(),
+                "rewards": self.reward_manager.state_dict(), "terminations": self.termination_manager.state_dict(),
+                "events": self.event_manager.state_dict(), "stats": dict(self._stats),
+                "obs": {k: v.clone() for k, v in self.obs.items()}, "corruption": self.corruption}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["num_envs"]) != self.num_envs:
+            raise ValueError(f"env state for {state['num_envs']} envs, this env has {self.num_envs} "
+                             "(env.num_envs changed since the checkpoint?)")
+        self.generator.set_state(state["generator"])
+        self.sim.set_state(state["sim"])
+        for k, v in state["env"].items():
+            setattr(self, k, v.clone().to(self.device))
+        self.cmd.load_state_dict(state["cmd"])
+        self.obs_manager.load_state_dict(state["observations"])
+        self.reward_manager.load_state_dict(state["rewards"])
+        self.termination_manager.load_state_dict(state["terminations"])
+        self.event_manager.load_state_dict(state["events"])
+        self._stats = dict(state["stats"])
+        self.obs = {k: v.clone().to(self.device) for k, v in state["obs"].items()}
+        self.corruption = bool(state["corruption"])
+        self.cmd.set_robot(self.robot)
 
     @property
     def robot(self):

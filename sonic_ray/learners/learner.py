@@ -9,8 +9,10 @@ compute_loss_for_module -> gradients -> grad clip -> apply), which carries DDP w
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 import torch.distributed as dist
@@ -148,9 +150,16 @@ class SonicLearner(PPOTorchLearner):
     def get_state(self, *args, **kwargs):
         state = super().get_state(*args, **kwargs)
         state["sonic_actor_lr"] = self.actor_lr
+        # Minibatch shuffling draws from this process's torch RNG: an exact resume needs it.
+        state["sonic_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                              "python": random.getstate()}
         return state
 
     def set_state(self, state) -> None:
         super().set_state(state)
         if "sonic_actor_lr" in state:
             self.actor_lr = float(state["sonic_actor_lr"])
+        if "sonic_rng" in state:
+            torch.set_rng_state(state["sonic_rng"]["torch"])
+            np.random.set_state(state["sonic_rng"]["numpy"])
+            random.setstate(state["sonic_rng"]["python"])

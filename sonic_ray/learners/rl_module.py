@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
@@ -57,3 +58,24 @@ class SonicRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     def compute_values(self, batch: dict, embeddings: Any = None) -> torch.Tensor:
         return self.ac.value(batch[OBS])
+
+    def get_state(self, *args, **kwargs):
+        """RLlib's state turns float64 tensors into float32 arrays (and 0-d ones into floats); the
+        critic normaliser keeps its statistics in float64, and a resumed run is exact only if they
+        travel unrounded: those entries are replaced by exact float64 copies."""
+        state = super().get_state(*args, **kwargs)
+        for key, value in self.state_dict().items():
+            if key in state and value.dtype == torch.float64:
+                state[key] = value.detach().cpu().numpy().copy()
+        return state
+
+    def set_state(self, state) -> None:
+        """RLlib's loader casts float64 arrays to float32: float64 entries are copied exactly."""
+        super().set_state(state)
+        own = self.state_dict()
+        with torch.no_grad():
+            for key, value in state.items():
+                target = own.get(key)
+                if target is not None and target.dtype == torch.float64:
+                    target.copy_(torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value,
+                                                 dtype=torch.float64))

@@ -21,14 +21,27 @@ from sonic_ray.motion.store import iter_store, shard_indices, store_info
 from sonic_ray.utils.rotations import quat_conj, quat_mul, quat_slerp, quat_to_axis_angle
 
 
+def control_rate_frames(frames: np.ndarray, fps: np.ndarray, control_fps: float) -> np.ndarray:
+    """(C,) frames of each clip once resampled to control_fps (native frames, fps: (C,))."""
+    duration = (np.asarray(frames, dtype=np.float64) - 1) / np.asarray(fps, dtype=np.float64)
+    return np.floor(duration * control_fps + 1e-6).astype(np.int64) + 1
+
+
+def store_control_frames(store_path, control_fps: float) -> np.ndarray:
+    """(C_all,) control-rate frames of every clip of the store, from its footer only (no clip data):
+    the layout the adaptive sampler's global bins are numbered in."""
+    clips = store_info(store_path)["clips"]
+    return control_rate_frames(np.array([c["frames"] for c in clips]), np.array([c["fps"] for c in clips]),
+                               control_fps)
+
+
 def _resample_plan(frames: np.ndarray, fps: np.ndarray, control_fps: float):
     """Source indices/weights for every control-rate sample of every clip (vectorised).
 
     frames, fps: (C,) native frame counts and rates. Returns (out_frames (C,), i0 (S,), alpha (S,))
     with i0 a global index into the concatenated native frames and alpha in [0, 1].
     """
-    duration = (frames - 1) / fps
-    out_frames = np.floor(duration * control_fps + 1e-6).astype(np.int64) + 1
+    out_frames = control_rate_frames(frames, fps, control_fps)
     raw_start = np.concatenate(([0], np.cumsum(frames)[:-1]))
     out_start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
     clip = np.repeat(np.arange(len(frames)), out_frames)

@@ -12,6 +12,7 @@ from dataclasses import asdict
 import torch
 
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.envs.sampler_stats import FailureStats
 from sonic_ray.models.actor_critic import ActorCritic
 from sonic_ray.models.factory import actor_critic_kwargs
 from sonic_ray.ppo.batch import training_tensors
@@ -21,7 +22,7 @@ from sonic_ray.ppo.update import PPOUpdater
 
 class InProcessTrainer:
     def __init__(self, cfg: SonicConfig, *, num_envs: int | None = None, seed: int | None = None):
-        from sonic_ray.envs.factory import make_env
+        from sonic_ray.envs.factory import global_num_bins, make_env
 
         self.cfg = cfg
         seed = cfg.seed if seed is None else seed
@@ -36,12 +37,19 @@ class InProcessTrainer:
                                  "num_learning_epochs", "num_mini_batches", "clip_param", "value_loss_coef",
                                  "entropy_coef", "use_clipped_value_loss", "max_grad_norm", "normalize_advantage")})
         self.collector = RolloutCollector(self.env, self.ac.act, cfg.algo.num_steps_per_env)
+        mc = cfg.env.commands.motion
+        self.sampler_stats = FailureStats(global_num_bins(cfg), smoothing=mc.rate_smoothing,
+                                          cap_multiple=mc.failure_rate_cap)
         self.iteration = 0
 
     def iterate(self) -> dict[str, float]:
         """One iteration: sample T x N steps, update; -> metrics (env, reward, losses, perf)."""
         t0 = time.perf_counter()
+        sampler = self.env.cmd.sampler
         batch = self.collector.collect()
+        batch.metrics.update(sampler.metrics())
+        self.sampler_stats.update([sampler.pop_report()])  # what the Ray aggregator does across runners
+        sampler.set_rates(self.sampler_stats.rates())
         t1 = time.perf_counter()
         critic_obs = torch.as_tensor(batch.data[OBS_PREFIX + "critic"], device=self.device)
         self.ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]))

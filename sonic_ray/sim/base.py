@@ -103,6 +103,12 @@ class BatchedSim(Protocol):
     def nonfinite_envs(self) -> torch.Tensor:
         """(N,) bool: NaN/inf state, |qvel| above the limit, or the solver gave up, since the last reset."""
 
+    def get_state(self) -> dict:
+        """A snapshot of everything the next `step` depends on (for exact resume); plain arrays."""
+
+    def set_state(self, state: dict) -> None:
+        """Restore a `get_state()` snapshot: the following steps equal those after the snapshot."""
+
 
 # ---- helpers shared by backends --------------------------------------------------------------------
 

@@ -198,6 +198,55 @@ class MujocoCpuSim:
             self._finish_velocities(int(i), int(i) + 1)
         self._publish()
 
+    # ---- snapshot (exact resume) ---------------------------------------------------------------
+    _BUFFERS = ("_qpos", "_qvel", "_xpos", "_xquat", "_cvel", "_com", "_xpos64", "_lin", "_ang", "_cfrc", "_tau")
+    _MODEL_FIELDS = ("geom_friction", "geom_solref", "body_mass", "body_inertia", "body_ipos")
+
+    def get_state(self) -> dict:
+        """Everything the next `step` depends on, per env: MuJoCo's integration state (time, qpos,
+        qvel, act, solver warm start, ctrl, applied forces), the last step's cfrc_ext and
+        qfrc_actuator (read by `push`), the published buffers, and randomised model fields."""
+        spec = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+        size = mujoco.mj_stateSize(self.model, spec)
+        physics = np.empty((self.num_envs, size))
+        for i, (m, d) in enumerate(zip(self._models, self.datas)):
+            mujoco.mj_getState(m, d, physics[i], spec)
+        own = [i for i, m in enumerate(self._models) if m is not self.model]
+        return {
+            "backend": "mujoco", "spec": spec, "physics": physics,
+            "cfrc_ext": np.stack([d.cfrc_ext.copy() for d in self.datas]),
+            "qfrc_actuator": np.stack([d.qfrc_actuator.copy() for d in self.datas]),
+            "buffers": {k: getattr(self, k).copy() for k in self._BUFFERS},
+            "own_models": np.array(own, dtype=np.int64),
+            "model_fields": {f: np.stack([getattr(self._models[i], f).copy() for i in own]) if own else None
+                             for f in self._MODEL_FIELDS},
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Restore a `get_state()` snapshot taken from a sim of the same model and num_envs."""
+        spec = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+        physics = state["physics"]
+        if state.get("backend") != "mujoco" or int(state["spec"]) != spec or physics.shape != (
+                self.num_envs, mujoco.mj_stateSize(self.model, spec)):
+            raise ValueError(f"sim state: backend {state.get('backend')!r}, physics {physics.shape}; expected "
+                             f"'mujoco' with ({self.num_envs}, {mujoco.mj_stateSize(self.model, spec)}) "
+                             "(a different robot model or num_envs?)")
+        own = [int(i) for i in state["own_models"]]
+        self._models = [self.model] * self.num_envs
+        if own:
+            self._own_models(np.array(own))
+            for f in self._MODEL_FIELDS:
+                for k, i in enumerate(own):
+                    getattr(self._models[i], f)[:] = state["model_fields"][f][k]
+        for i, (m, d) in enumerate(zip(self._models, self.datas)):
+            mujoco.mj_setState(m, d, physics[i], spec)
+            _update_kinematics(m, d)  # derived poses as the last step left them (same qpos/qvel)
+            d.cfrc_ext[:] = state["cfrc_ext"][i]
+            d.qfrc_actuator[:] = state["qfrc_actuator"][i]
+        for k in self._BUFFERS:
+            getattr(self, k)[:] = state["buffers"][k]
+        self._publish()
+
     def nonfinite_envs(self) -> torch.Tensor:
         """(N,) bool on device: NaN/inf qpos/qvel, |qvel| > max_qvel, (auto-reset is off)."""
         qpos, qvel = torch.from_numpy(self._qpos), torch.from_numpy(self._qvel)

@@ -179,6 +179,36 @@ class MujocoWarpSim:
             self._mjw.com_vel(self.wm, self.wd)
         self._finish_velocities()
 
+    # ---- snapshot (exact resume) ---------------------------------------------------------------
+    _STATE_FIELDS = ("time", "qpos", "qvel", "act", "ctrl", "qacc_warmstart", "qfrc_applied", "xfrc_applied",
+                     "cfrc_ext", "qfrc_actuator")
+
+    def get_state(self) -> dict:
+        """Integration state of every world (time, qpos, qvel, act, ctrl, warm start, applied forces),
+        the last step's cfrc_ext / qfrc_actuator, and the per-world model fields (randomisation)."""
+        wp, wd = self._wp, self.wd
+        fields = {f: wp.to_torch(getattr(wd, f)).detach().cpu().clone() for f in self._STATE_FIELDS
+                  if getattr(wd, f, None) is not None}
+        return {"backend": "mujoco_warp", "data": fields,
+                "model": {f: t.detach().cpu().clone() for f, t in self._model_t.items()}}
+
+    def set_state(self, state: dict) -> None:
+        """Restore a `get_state()` snapshot taken from a sim of the same model and num_envs."""
+        if state.get("backend") != "mujoco_warp":
+            raise ValueError(f"sim state from backend {state.get('backend')!r}, expected 'mujoco_warp'")
+        wp, wd = self._wp, self.wd
+        for f, v in state["data"].items():
+            dst = wp.to_torch(getattr(wd, f))
+            if tuple(dst.shape) != tuple(v.shape):
+                raise ValueError(f"sim state {f}: shape {tuple(v.shape)}, expected {tuple(dst.shape)} "
+                                 "(a different robot model or num_envs?)")
+            dst.copy_(v.to(dst.device))
+        for f, v in state["model"].items():
+            self._model_t[f].copy_(v.to(self._model_t[f].device))
+        with wp.ScopedDevice(self._wp_device):
+            self._post_step_kinematics()
+        self._finish_velocities()
+
     def nonfinite_envs(self) -> torch.Tensor:
         """(N,) bool: NaN/inf qpos/qvel or |qvel| > max_qvel (warp does not reset bad worlds itself)."""
         qpos, qvel = self._t["qpos"], self._t["qvel"]

@@ -25,7 +25,7 @@ from sonic_ray.train.metrics import MetricsLog, plot_learning_curves, read_metri
 from sonic_ray.train.progress import ProgressView
 from sonic_ray.train.wandb_log import WandbLogger
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: + env runner and sampler state
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's entrypoint
 FINAL_EVAL_WAIT_S = 600.0  # at the end of training, how long to wait for evaluations still running
 
@@ -102,11 +102,15 @@ class Trainer:
 
     # ---- checkpoints --------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly: learner state (weights, optimisers,
+        normaliser, lr, learner RNG), the aggregator's failure stats and every env runner's
+        RunnerState (env RNG, simulator, episodes, histories, sampler, policy RNG), driver RNG;
+        plus the model's keyword arguments, so evaluation and export rebuild it without Ray."""
         from sonic_ray.learners.rl_module import MODEL_KWARGS
 
         return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration,
-                "learner": self.algo.learner_group.get_state(), "rng": rng_state(),
-                "config_yaml": to_yaml(self.cfg),
+                "learner": self.algo.learner_group.get_state(), "algo": self.algo.sonic_state(),
+                "rng": rng_state(), "config_yaml": to_yaml(self.cfg),
                 "model_kwargs": dict(self.algo.config.rl_module_spec.model_config[MODEL_KWARGS])}
 
     def save(self) -> Path:
@@ -119,6 +123,13 @@ class Trainer:
         self.algo.learner_group.set_state(state["learner"])
         self.algo.env_runner_group.sync_weights(from_worker_or_learner_group=self.algo.learner_group,
                                                 inference_only=True)
+        if "algo" in state:
+            fresh = self.algo.set_sonic_state(state["algo"])
+            if fresh:
+                print(f"sonic-ray: env runners {fresh} have no saved state in {path} (more runners than "
+                      "when it was saved?); they start fresh episodes")
+        else:  # format 1: learner only
+            print(f"sonic-ray: {path} holds no env runner state (format 1); runners start fresh episodes")
         set_rng_state(state["rng"])
         self.iteration = int(state["iteration"])
 

@@ -113,24 +113,6 @@ def test_bad_rate_and_probs_are_errors(table):
         make_command(table, reset_pose_noise={"root_vel": [0, 1]})
 
 
-def test_sampler_uniform_and_bin_counts():
-    frames = torch.tensor([101, 11, 1])
-    s = UniformStartSampler(frames, bin_size_frames=50)
-    assert s.num_bins == 3 + 1 + 1 and s.bin_offset.tolist() == [0, 3, 4]
-    clip, start = s.sample(20000, torch.Generator().manual_seed(0))
-    assert (start < torch.clamp(frames[clip] - 1, min=1)).all()
-    share = torch.bincount(clip, minlength=3).float() / 20000
-    assert abs(share[0] - 100 / 111) < 0.02 and share[2] > 0  # frames with a successor, 1-frame clip too
-    s.record(torch.tensor([0, 0, 1]), torch.tensor([10, 60, 0]), torch.tensor([70, 100, 5]),
-             torch.tensor([True, False, True]))
-    assert s.bin_episodes.tolist() == [1, 1, 0, 1, 0]
-    assert s.bin_failures.tolist() == [0, 1, 0, 1, 0]
-    state = s.state_dict()
-    s2 = UniformStartSampler(frames, bin_size_frames=50)
-    s2.load_state_dict(state)
-    assert torch.equal(s2.bin_failures, s.bin_failures)
-
-
 def test_precomputed_local_features_match_their_definition(table):
     tab = table[0]
     d = tab.data
