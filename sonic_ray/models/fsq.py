@@ -36,12 +36,17 @@ class FSQ(nn.Module):
         """Distinct codes per token: the product of the levels."""
         return math.prod(self.levels)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z (..., D) -> quantized (..., D) in [-1, 1], D = num_tokens * len(levels)."""
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """The forward value alone, without the straight-through trick: z (..., D) -> codes (..., D).
+        Inference and ONNX export use this (Clip, Round and affine ops only), so an exported token
+        is exactly on the grid instead of z + (q - z) rounded once more."""
         steps = self._steps.to(z.dtype)
         k = torch.round((z.clamp(-1.0, 1.0) + 1.0) * 0.5 * steps)
-        q = k * 2.0 / steps - 1.0
-        return z + (q - z).detach()
+        return k * 2.0 / steps - 1.0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z (..., D) -> quantized (..., D) in [-1, 1], D = num_tokens * len(levels); gradient 1."""
+        return z + (self.quantize(z) - z).detach()
 
     def codes_to_indices(self, q: torch.Tensor) -> torch.Tensor:
         """Quantized (..., D) -> integer code index per token (..., num_tokens)."""
