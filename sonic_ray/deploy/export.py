@@ -246,7 +246,7 @@ def compare(spec: Spec, model_bytes: bytes, feed: dict[str, np.ndarray], skip: t
 # ---- metadata --------------------------------------------------------------------------------------
 def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
     """Per-group layouts (terms with their widths, from the deployment terms on a probe state) for
-    every actor-side group (policy, tokenizer_*), and the command metadata (horizons, leg joints)."""
+    every observation group of the config, and the command metadata (horizons, leg joints)."""
     from sonic_ray.envs.command import LOWER_BODY_JOINT_KEYWORDS
     from sonic_ray.envs.factory import _plain, observation_groups
 
@@ -271,8 +271,6 @@ def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
     probe = Inputs(state, probe_ref, 0, np.zeros(j), DeployContext.from_metadata(meta_like))
     layouts = {}
     for key, g in observation_groups(cfg.env.observations).items():
-        if key == K.CRITIC:
-            continue
         terms = []
         for name, t in _plain(g["terms"]).items():
             if t.get("params"):
@@ -288,14 +286,16 @@ def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
     return layouts, command
 
 
-def base_metadata(cfg, robot, layouts: dict, command: dict, fsq, info: dict) -> dict:
+def base_metadata(cfg, robot, layouts: dict, command: dict, info: dict) -> dict:
+    """Metadata shared by every file of one export ("all_layouts" is dropped per file)."""
     from sonic_ray.envs.factory import _plain
 
+    q = cfg.actor_critic.quantizer
     dt = cfg.sim.timestep * cfg.sim.decimation
     meta = {"format": onnx_meta.FORMAT, **onnx_meta.robot_metadata(robot),
             "control_hz": 1.0 / dt, "control_dt": dt, "physics_dt": cfg.sim.timestep,
             "decimation": cfg.sim.decimation, "command": command,
-            "fsq": {"levels": list(fsq.levels), "num_tokens": fsq.num_tokens, "dim": fsq.dim},
+            "fsq": {"levels": list(q.levels), "num_tokens": q.num_tokens, "dim": len(q.levels) * q.num_tokens},
             "normalizers": "none: the actor reads raw observations (only the critic normalises; it is not exported)",
             "action": "joint_pos_target = default_joint_pos + action_scale * action (per joint, joint_names order)",
             "eval_terminations": _plain(cfg.env.eval_terminations), "source": info, "all_layouts": layouts}
@@ -352,7 +352,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tol: float
     obs_dims, _ = _obs_dims({k: v for k, v in ac.state_dict().items()})
     layouts, command = observation_layouts(cfg, robot)
     check_layouts(layouts, obs_dims, info["checkpoint"])
-    base = base_metadata(cfg, robot, layouts, command, ac.token.fsq, info)
+    base = base_metadata(cfg, robot, layouts, command, info)
     specs = export_specs(ac, obs_dims)
     models = []
     for i, spec in enumerate(specs):
