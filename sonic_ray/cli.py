@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "sonic_ray.config.cli",
     "sonic_ray.motion.cli",
     "sonic_ray.train.cli",
+    "sonic_ray.deploy.cli",
     "sonic_ray.bench",
 )
 

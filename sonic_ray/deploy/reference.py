@@ -175,3 +175,20 @@ def vr_targets_from_reference(ref: Reference, meta: Mapping) -> dict[str, np.nda
         out[f"{name}_pos"] = ref.data["vr_pos_w"][:, k]
         out[f"{name}_quat"] = ref.data["body_quat_w"][:, b]
     return out
+
+
+def load_references(store: str | Path, meta: Mapping, clips: Sequence[str | int] | None = None) -> list[Reference]:
+    """References of `clips` of a motion store at the metadata's control rate, with the metadata's
+    robot (model from `sonic_ray.robots`, checked against the metadata's joint order)."""
+    from sonic_ray.motion.motion_lib import MotionLib
+    from sonic_ray.robots import load_model
+
+    store = Path(store)
+    if not store.is_file():
+        raise FileNotFoundError(f"{store}: motion store not found")
+    model, robot = load_model(meta["robot"])
+    if list(robot.joint_names) != list(meta["joint_names"]):
+        raise ValueError(f"robot {meta['robot']!r}: joints {list(robot.joint_names)} differ from the ONNX "
+                         f"metadata's {list(meta['joint_names'])}")
+    lib = MotionLib(store, control_fps=float(meta["control_hz"]))
+    return motion_references(lib, TorchFK(model, robot), meta, clips)
