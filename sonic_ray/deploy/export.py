@@ -345,7 +345,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tol: float
     log = log or (lambda _msg: None)
     torch.set_num_threads(1)
     cfg, ac, info = load_policy(checkpoint)
-    non_finite = [n for n, p in ac.token.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    non_finite = [f"token.{n}" for n, p in ac.token.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
     if non_finite:
         raise ExportMismatch(f"{info['checkpoint']}: weights hold NaN/inf in {non_finite[:5]}; nothing exported")
     robot = get_robot(cfg.robot.name)

@@ -49,3 +49,42 @@ def deployment_metadata(cfg) -> dict:
     robot = get_robot(cfg.robot.name)
     layouts, command = observation_layouts(cfg, robot)
     return json.loads(json.dumps(_jsonable(base_metadata(cfg, robot, layouts, command, info={}))))
+
+
+def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
+    """A checkpoint in the format `sonic-ray train` saves (driver.Trainer.state): the RLModule
+    weights under learner/learner/rl_module/default_policy as numpy arrays keyed `ac.<name>`, and
+    config_yaml. The model is sized by a real one-env probe, as training sizes it; its action head
+    is scaled up by `action_gain` (undoing the 0.01 start) so outputs and motions are not tiny."""
+    import torch
+
+    from sonic_ray.config.compose import to_yaml
+    from sonic_ray.envs.factory import make_env
+    from sonic_ray.models.actor_critic import ActorCritic
+    from sonic_ray.models.factory import actor_critic_kwargs
+    from sonic_ray.train.checkpoint import save_checkpoint
+
+    env = make_env(cfg, num_envs=1, seed=0)
+    try:
+        kwargs = actor_critic_kwargs(cfg, obs_dims=env.obs_dims(), action_dim=env.action_dim)
+    finally:
+        env.close()
+    torch.manual_seed(seed)
+    ac = ActorCritic(**kwargs)
+    with torch.no_grad():
+        ac.token.dyn_decoder[-1].weight.mul_(action_gain)
+        ac.critic_normalizer.update(torch.randn(32, kwargs["critic_obs_dim"]))
+    weights = {f"ac.{k}": v.detach().numpy().copy() for k, v in ac.state_dict().items()}
+    weights["ac.critic_normalizer.count"] = float(weights["ac.critic_normalizer.count"])  # RLlib saves a float
+    state = {"format": 1, "iteration": 7, "rng": {}, "config_yaml": to_yaml(cfg),
+             "learner": {"learner": {"rl_module": {"default_policy": weights}, "weights_seq_no": 7}}}
+    return save_checkpoint(root, 7, state, extra_files={"config.yaml": to_yaml(cfg).encode()}), ac
+
+
+def state_layout(state) -> dict:
+    """The structure of a checkpoint state: key paths down to the module weights, with types/shapes."""
+    import numpy as np
+
+    weights = state["learner"]["learner"]["rl_module"]["default_policy"]
+    return {"top": sorted(k for k in state if k != "rng"),
+            "weights": {k: (type(v).__name__, tuple(np.shape(v))) for k, v in weights.items()}}
