@@ -82,9 +82,10 @@ def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
 
 
 def state_layout(state) -> dict:
-    """The structure of a checkpoint state: key paths down to the module weights, with types/shapes."""
+    """What export reads from a checkpoint state: config_yaml, iteration and the module weights
+    (key path, names, types, shapes). Other keys may come and go."""
     import numpy as np
 
     weights = state["learner"]["learner"]["rl_module"]["default_policy"]
-    return {"top": sorted(k for k in state if k != "rng"),
+    return {"top": sorted(k for k in ("config_yaml", "iteration", "learner") if k in state),
             "weights": {k: (type(v).__name__, tuple(np.shape(v))) for k, v in weights.items()}}
