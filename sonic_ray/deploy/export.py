@@ -21,6 +21,7 @@ comparison (a 1-ulp difference there legitimately flips a level); their count is
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 from collections.abc import Callable
@@ -248,7 +249,7 @@ def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
     """Per-group layouts (terms with their widths, from the deployment terms on a probe state) for
     every observation group of the config, and the command metadata (horizons, leg joints)."""
     from sonic_ray.envs.command import LOWER_BODY_JOINT_KEYWORDS
-    from sonic_ray.envs.factory import _plain, observation_groups
+    from sonic_ray.envs.factory import observation_groups
 
     mc = cfg.env.commands.motion
     fps = float(cfg.motions.control_fps)
@@ -272,7 +273,7 @@ def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
     layouts = {}
     for key, g in observation_groups(cfg.env.observations).items():
         terms = []
-        for name, t in _plain(g["terms"]).items():
+        for name, t in g["terms"].items():
             if t.get("params"):
                 raise ValueError(f"env.observations: term {name!r} of group {key!r} has params {t['params']}; "
                                  "the deployment terms take none")
@@ -288,8 +289,6 @@ def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
 
 def base_metadata(cfg, robot, layouts: dict, command: dict, info: dict) -> dict:
     """Metadata shared by every file of one export ("all_layouts" is dropped per file)."""
-    from sonic_ray.envs.factory import _plain
-
     q = cfg.actor_critic.quantizer
     dt = cfg.sim.timestep * cfg.sim.decimation
     meta = {"format": onnx_meta.FORMAT, **onnx_meta.robot_metadata(robot),
@@ -298,7 +297,7 @@ def base_metadata(cfg, robot, layouts: dict, command: dict, info: dict) -> dict:
             "fsq": {"levels": list(q.levels), "num_tokens": q.num_tokens, "dim": len(q.levels) * q.num_tokens},
             "normalizers": "none: the actor reads raw observations (only the critic normalises; it is not exported)",
             "action": "joint_pos_target = default_joint_pos + action_scale * action (per joint, joint_names order)",
-            "eval_terminations": _plain(cfg.env.eval_terminations), "source": info, "all_layouts": layouts}
+            "eval_terminations": {k: dataclasses.asdict(v) for k, v in cfg.env.eval_terminations.items()}, "source": info, "all_layouts": layouts}
     return meta
 
 
