@@ -37,6 +37,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from sonic_ray.deploy.export import ExportMismatch, export_checkpoint
     from sonic_ray.train.checkpoint import CheckpointError
 
+    if args.tol < 0 or args.batch < 1:
+        print(f"sonic-ray export: --tol must be >= 0 and --batch >= 1, got {args.tol}, {args.batch}", file=sys.stderr)
+        return 2
     try:
         report = export_checkpoint(args.checkpoint, args.out, tol=args.tol, batch=args.batch, seed=args.seed,
                                    log=print)
@@ -55,6 +58,11 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
     from sonic_ray.deploy.onnx_meta import MetadataError, read_metadata
     from sonic_ray.deploy.reference import load_references, vr_reference
 
+    for flag, value in (("--obs-delay-steps", args.obs_delay_steps), ("--obs-noise", args.obs_noise),
+                        ("--render", args.render)):
+        if value < 0:
+            print(f"sonic-ray sim2sim: {flag} must be >= 0, got {value}", file=sys.stderr)
+            return 2
     try:
         meta = read_metadata(args.onnx)
         if args.vr_targets:
