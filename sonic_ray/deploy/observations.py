@@ -123,9 +123,9 @@ class Reference:
     naming the key. Future frames are held at the last frame, as in training.
     """
 
-    def __init__(self, data: Mapping[str, np.ndarray], *, name: str = "reference"):
+    def __init__(self, data: Mapping[str, np.ndarray], *, name: str = "reference", index: int | None = None):
         self.data = {k: np.asarray(v, dtype=np.float64) for k, v in data.items()}
-        self.name = name
+        self.name, self.index = name, index  # index: the clip's position in its motion store, if any
         lengths = {k: v.shape[0] for k, v in self.data.items()}
         if not lengths or len(set(lengths.values())) != 1:
             raise ValueError(f"{name}: every array needs the same number of frames, got {lengths}")

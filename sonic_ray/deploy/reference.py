@@ -86,7 +86,7 @@ def motion_references(motion_lib, fk: TorchFK, meta: Mapping, clips: Sequence[st
                     vr_pos_local=_np(quat_apply_inverse(aq, vr_pos_w - a_pos[:, None])),
                     vr_ori_local=_np(quat_to_tan_norm(quat_mul(quat_conj(aq), vr_quat_w))))
         data["body_lin_vel_w"] = clip_velocities(data["body_pos_w"], motion_lib.control_fps)
-        out.append(Reference(data, name=str(motion_lib.names[i])))
+        out.append(Reference(data, name=str(motion_lib.names[i]), index=int(motion_lib.store_index[i])))
     return out
 
 

@@ -207,7 +207,7 @@ def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Pa
         names = VR_POINT_NAMES if "body_pos_w" not in ref.data else sim.body_names
         row = clip_metrics(r.robot_pos_w, r.ref_pos_w, fps=fps, failed=r.failed, body_names=list(names),
                            encoder=str(meta["encoder"]))
-        row.update(clip=r.name, clip_index=k, clip_frames=r.ref_frames, completed=len(r.robot_pos_w) / r.ref_frames,
+        row.update(clip=r.name, clip_index=k if ref.index is None else ref.index, clip_frames=r.ref_frames, completed=len(r.robot_pos_w) / r.ref_frames,
                    failure=r.failure)
         rows.append(row)
         runs.append((row, r))
