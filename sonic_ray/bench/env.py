@@ -18,13 +18,20 @@ import time
 import torch
 
 
-def _time(fn, steps: int, warmup: int) -> float:
+def _time(fn, steps: int, warmup: int, device: torch.device) -> float:
     for _ in range(warmup):
         fn()
+    _sync(device)
     t = time.perf_counter()
     for _ in range(steps):
         fn()
+    _sync(device)
     return time.perf_counter() - t
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 0.1, seed: int = 0) -> dict:
@@ -32,26 +39,29 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
     from sonic_ray.envs.factory import make_env
 
     env = make_env(cfg, num_envs=num_envs, seed=seed)
+    dev = env.device
     try:
         g = torch.Generator().manual_seed(seed)
-        actions = [action_std * torch.randn(num_envs, env.action_dim, generator=g) for _ in range(8)]
+        actions = [(action_std * torch.randn(num_envs, env.action_dim, generator=g)).to(dev) for _ in range(8)]
         targets = [env.default_joint_pos + env.action_scale * a for a in actions]
         k = iter(range(10**9))
-        phys_s = _time(lambda: env.sim.step(targets[next(k) % 8]), steps, warmup)
+        phys_s = _time(lambda: env.sim.step(targets[next(k) % 8]), steps, warmup, dev)
         env.reset()
-        env_s = _time(lambda: env.step(actions[next(k) % 8]), steps, warmup)
+        env_s = _time(lambda: env.step(actions[next(k) % 8]), steps, warmup, dev)
         resets = env.metrics().get("env/episodes", 0.0)
     finally:
         env.close()
     phys, full = num_envs * steps / phys_s, num_envs * steps / env_s
-    return {"num_envs": num_envs, "threads": int(cfg.sim.num_threads), "physics_steps_per_s": phys,
+    return {"num_envs": num_envs, "threads": int(cfg.sim.num_threads), "backend": cfg.sim.backend,
+            "device": str(dev), "physics_steps_per_s": phys,
             "env_steps_per_s": full, "env_over_physics": full / phys,
             "env_ms_per_step": 1e3 * env_s / steps, "physics_ms_per_step": 1e3 * phys_s / steps,
             "episodes_ended": resets}
 
 
 def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 10, exp: str = "demo",
-        store: str | None = None, overrides=(), torch_threads: int = 1, **_) -> dict:
+        store: str | None = None, overrides=(), torch_threads: int = 1, backend: str = "mujoco",
+        device: str = "cpu", **_) -> dict:
     from sonic_ray.config import load_config
 
     # The simulator's threads own the cores; torch's own intra-op pool competing with them made
@@ -60,7 +70,7 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
     points = []
     for n in num_envs:
         for t in threads:
-            ov = [f"+exp={exp}", f"sim.num_threads={t}", "device=cpu", "sim.backend=mujoco", *overrides]
+            ov = [f"+exp={exp}", f"sim.num_threads={t}", f"device={device}", f"sim.backend={backend}", *overrides]
             if store:
                 ov.append(f"motions.store={store}")
             points.append(measure(load_config(ov), num_envs=n, steps=steps, warmup=warmup))
@@ -71,7 +81,7 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
         if t_hi != t_lo:
             scale[str(n)] = {"env": by_t[t_hi]["env_steps_per_s"] / by_t[t_lo]["env_steps_per_s"],
                              "physics": by_t[t_hi]["physics_steps_per_s"] / by_t[t_lo]["physics_steps_per_s"]}
-    return {"bench": "env", "exp": exp, "steps": steps, "points": points,
+    return {"bench": "env", "exp": exp, "backend": backend, "device": device, "steps": steps, "points": points,
             f"scale_{t_hi}_over_{t_lo}": scale,
             "min_env_over_physics": min(p["env_over_physics"] for p in points),
             "note": "timings are noisy when other processes share the CPU cores"}
@@ -79,7 +89,8 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
 
 def _main(args) -> int:
     out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), steps=args.steps, warmup=args.warmup,
-              exp=args.exp, store=args.store)
+              exp=args.exp, store=args.store, backend=args.backend, device=args.device,
+              overrides=tuple(args.overrides))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -100,5 +111,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--exp", default="demo")
     p.add_argument("--store", default=None, help="motion store (default: the config's, or the synthetic set)")
+    p.add_argument("--backend", default="mujoco", choices=["mujoco", "mujoco_warp"],
+                   help="simulator backend (threads only matter for mujoco)")
+    p.add_argument("--device", default="cpu", help="torch device of the env (and of warp: cpu or cuda:N)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("overrides", nargs="*", help="config overrides (key=value)")
     p.set_defaults(func=_main)

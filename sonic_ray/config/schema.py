@@ -33,8 +33,7 @@ class SimConfig:
     backend: str = "mujoco"  # mujoco | mujoco_warp
     timestep: float = 0.005
     decimation: int = 4
-    num_threads: int = 1
-    warp_device: str = "cpu"
+    num_threads: int = 1  # MuJoCo CPU stepping threads (the warp backend runs on `device`)
 
 
 @dataclass

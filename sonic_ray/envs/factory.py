@@ -63,7 +63,9 @@ def make_sim(cfg, model, *, num_envs: int, device):
     """The configured simulator backend (sonic_ray.sim's registry when it has one)."""
     import sonic_ray.sim as sim_pkg
 
-    kw = dict(num_envs=num_envs, num_threads=cfg.sim.num_threads, decimation=cfg.sim.decimation, device=device)
+    kw = dict(num_envs=num_envs, decimation=cfg.sim.decimation, device=device)
+    if cfg.sim.backend == "mujoco":  # CPU stepping threads; warp parallelises over worlds itself
+        kw["num_threads"] = cfg.sim.num_threads
     registry = getattr(sim_pkg, "make_sim", None)
     if registry is not None:
         return registry(cfg.sim.backend, model, **kw)

@@ -152,3 +152,27 @@ def test_event_levels_gate_terms_and_run_on_mujoco(store):
     assert torch.isfinite(r).all()
     with pytest.raises(ValueError, match="level"):
         make_env(cfg_for(store, "demo", "env.events.level=5"), num_envs=2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("mujoco_warp" not in __import__("sonic_ray.sim", fromlist=["x"]).available_backends(),
+                    reason="mujoco_warp / warp-lang not installed (the `warp` extra)")
+def test_env_on_the_warp_backend_matches_cpu_mujoco(store):
+    """The same env on MuJoCo Warp (warp's cpu device here, CUDA on a GPU node) and on CPU MuJoCo:
+    same seed, same actions -> the same observations and rewards for the first steps, within
+    float32 solver differences."""
+    envs = {b: make_env(load_config(["+exp=demo", f"motions.store={store}", "device=cpu", f"sim.backend={b}",
+                                     "env.observations.policy.enable_corruption=false",
+                                     "env.observations.critic.enable_corruption=false",
+                                     "env.commands.motion.reset_pose_noise={}"]), num_envs=2, seed=3)
+            for b in ("mujoco", "mujoco_warp")}
+    obs = {b: e.reset() for b, e in envs.items()}
+    torch.testing.assert_close(obs["mujoco_warp"]["policy"], obs["mujoco"]["policy"], atol=1e-4, rtol=1e-4)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        a = 0.1 * torch.randn(2, envs["mujoco"].action_dim, generator=g)
+        out = {b: e.step(a) for b, e in envs.items()}
+        torch.testing.assert_close(out["mujoco_warp"][1], out["mujoco"][1], atol=2e-3, rtol=2e-2)
+        torch.testing.assert_close(out["mujoco_warp"][0]["policy"], out["mujoco"][0]["policy"], atol=5e-2, rtol=5e-2)
+    for e in envs.values():
+        e.close()
