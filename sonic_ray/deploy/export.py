@@ -79,7 +79,7 @@ def load_policy(checkpoint: str | Path):
     """
     from omegaconf import OmegaConf
 
-    from sonic_ray.config.compose import to_typed
+    from sonic_ray.config.compose import ConfigError, to_typed
     from sonic_ray.models.actor_critic import ActorCritic
     from sonic_ray.models.factory import actor_critic_kwargs
     from sonic_ray.train.checkpoint import load_checkpoint, resolve_checkpoint
@@ -88,7 +88,11 @@ def load_policy(checkpoint: str | Path):
     state = load_checkpoint(path)
     if "config_yaml" not in state:
         raise ValueError(f"{path}: state.pt has no config_yaml")
-    cfg = to_typed(OmegaConf.create(state["config_yaml"]))
+    try:
+        cfg = to_typed(OmegaConf.create(state["config_yaml"]))
+    except ConfigError as e:
+        raise ValueError(f"{path}: its config_yaml does not fit this sonic-ray's config schema "
+                         f"(saved by another version?): {e}") from e
     sd = _module_weights(state, str(path))
     obs_dims, action_dim = _obs_dims(sd)
     ac = ActorCritic(**actor_critic_kwargs(cfg, obs_dims=obs_dims, action_dim=action_dim))
