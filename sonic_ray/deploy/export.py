@@ -10,7 +10,7 @@ Files written to the output folder (each carrying the metadata of `onnx_meta.py`
 
 Normalisers: the actor reads raw observations (only the critic normalises, and the critic is not
 exported), so there is nothing to bake in; the metadata says so. FSQ exports through
-`FSQ.quantize` (Clip, Round, affine ops): the straight-through `z + (q - z).detach()` is a training
+`FSQ.quantize` (Clip, Min, Round, Div): the straight-through `z + (q - z).detach()` is a training
 device whose forward value is q, so the exported graph computes q itself.
 
 Every model is run through ONNX Runtime on seeded random inputs and compared with torch before
@@ -197,10 +197,8 @@ def ort_session(model_bytes_or_path, *, threads: int = 1):
 
 def near_fsq_boundary(fsq, latent: torch.Tensor, margin: float = BOUNDARY_MARGIN) -> torch.Tensor:
     """(N,) rows with a latent dimension within `margin` levels of a rounding boundary."""
-    steps = fsq._steps.to(latent.dtype)
-    u = (latent.clamp(-1.0, 1.0) + 1.0) * 0.5 * steps
-    near = ((u - u.floor()) - 0.5).abs() < margin
-    return (near & (latent.abs() < 1.0)).any(-1)
+    u = fsq.level_coordinate(latent)  # clamped values land on integers, never near a boundary
+    return (((u - u.floor()) - 0.5).abs() < margin).any(-1)
 
 
 def random_inputs(spec: Spec, ac, *, batch: int, seed: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
@@ -209,9 +207,8 @@ def random_inputs(spec: Spec, ac, *, batch: int, seed: int) -> tuple[dict[str, n
     feed, skip = {}, torch.zeros(batch, dtype=torch.bool)
     for name, width, _ in spec.inputs:
         if name == "token":
-            steps = ac.token.fsq._steps
-            k = torch.floor(torch.rand(batch, width, generator=g) * (steps + 1)).clamp(max=steps)
-            feed[name] = (k * 2.0 / steps - 1.0).numpy()
+            # codes of every level, ends included: uniform latents past the code range, quantized
+            feed[name] = ac.token.fsq.quantize(2.4 * torch.rand(batch, width, generator=g) - 1.2).numpy()
         else:
             feed[name] = torch.randn(batch, width, generator=g).numpy()
     if spec.encoder is not None:

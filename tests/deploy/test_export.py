@@ -66,9 +66,8 @@ def test_onnx_equals_the_actor_critic_on_every_encoder_path(exported):
             want_action = ac.act_inference(routed).numpy()
             latent = ac.token.encoders[enc](obs[key])
             token = ac.token.fsq(latent)
-        steps = ac.token.fsq._steps
-        u = (latent.clamp(-1, 1) + 1) * 0.5 * steps
-        keep = ~(((u - u.floor() - 0.5).abs() < 1e-4) & (latent.abs() < 1)).any(-1).numpy()
+        u = ac.token.fsq.level_coordinate(latent)
+        keep = ~((u - u.floor() - 0.5).abs() < 1e-4).any(-1).numpy()
         action = _session(out / f"policy_{enc}.onnx").run(None, {key: obs[key].numpy(), K.POLICY: obs[K.POLICY].numpy()})[0]
         lat_o, tok_o = _session(out / f"encoder_{enc}.onnx").run(None, {key: obs[key].numpy()})
         diffs = [np.abs(action - want_action)[keep].max(), np.abs(lat_o - latent.numpy()).max(),
@@ -88,11 +87,11 @@ def test_fsq_exports_as_plain_forward_math_with_round(exported):
     for name in ("encoder_g1.onnx", "policy_smpl.onnx"):
         ops = {node.op_type for node in onnx.load(str(out / name)).graph.node}
         assert "Round" in ops and "Clip" in ops
-        assert ops <= {"Gemm", "Sigmoid", "Mul", "Add", "Sub", "Div", "Clip", "Round", "Concat", "Constant"}, ops
+        assert ops <= {"Gemm", "Sigmoid", "Mul", "Add", "Sub", "Div", "Clip", "Min", "Round", "Concat", "Constant"}, ops
     tokens = _session(out / "encoder_teleop.onnx").run(None, {"tokenizer_teleop": np.random.default_rng(0).normal(
         size=(16, ac.token.encoders["teleop"][0].in_features)).astype(np.float32) * 3})[1]
-    levels = (tokens + 1.0) * 0.5 * ac.token.fsq._steps.numpy()
-    np.testing.assert_allclose(levels, np.round(levels), atol=1e-5)  # exactly on the grid
+    k = ac.token.fsq.level_coordinate(torch.from_numpy(tokens)).round()
+    np.testing.assert_array_equal(tokens, (k / ac.token.fsq._half).numpy())  # codes, bit for bit
 
 
 def test_metadata_round_trip_matches_robot_and_config(exported):

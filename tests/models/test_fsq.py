@@ -20,9 +20,21 @@ def test_codebook_count_by_enumeration():
 def test_values_per_dimension_and_idempotence():
     fsq = FSQ([5, 2], num_tokens=2)
     q = fsq(torch.randn(1000, 4) * 2)
-    assert set(q[:, 0].tolist()) <= {-1.0, -0.5, 0.0, 0.5, 1.0}
-    assert set(q[:, 1].tolist()) <= {-1.0, 1.0}
+    assert set(q[:, 0].tolist()) == {-1.0, -0.5, 0.0, 0.5, 1.0}  # odd: h = 2, k = -2..2
+    assert set(q[:, 1].tolist()) == {-1.0, 0.0}  # even: h = 1, k = -1..0
     torch.testing.assert_close(fsq(q), q)
+
+
+def test_zero_is_a_code_for_every_level_count():
+    """Latents near zero (a fresh encoder) sit at a code's centre: small moves keep the code."""
+    for levels in ([2], [3], [4], [7], [8], [32]):
+        fsq = FSQ(levels)
+        h = levels[0] // 2
+        z = torch.tensor([[0.0], [0.4 / h], [-0.4 / h]])
+        assert fsq(z).abs().max() == 0.0, levels
+        codes = fsq(torch.linspace(-2, 2, 4001)[:, None]).unique()
+        # L codes k / h, k = -h .. L-1-h (8 levels: -4/4 .. 3/4)
+        torch.testing.assert_close(codes, torch.arange(-h, levels[0] - h, dtype=torch.float32) / h)
 
 
 def test_straight_through_gradient_is_identity():
@@ -52,5 +64,5 @@ def test_quantize_is_the_forward_value_on_the_grid():
     z = torch.randn(64, fsq.dim, generator=torch.Generator().manual_seed(0)) * 1.5
     q = fsq.quantize(z)
     torch.testing.assert_close(q, fsq(z), atol=1e-6, rtol=0)
-    k = ((q + 1) * 0.5 * fsq._steps).round()
-    torch.testing.assert_close(q, k * 2.0 / fsq._steps - 1.0, atol=0, rtol=0)  # a grid value, bit for bit
+    k = fsq.level_coordinate(q).round()
+    torch.testing.assert_close(q, k / fsq._half, atol=0, rtol=0)  # a code, bit for bit
