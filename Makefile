@@ -7,7 +7,25 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sonic-ray-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint demo bench clean
+.PHONY: setup system-deps test test-fast lint demo bench clean
+
+# Evaluation videos render offscreen with MuJoCo on Mesa's software EGL/OpenGL. When those libraries
+# are missing, install them with apt-get, but only as root on a machine that has apt-get; anywhere
+# else print what is needed and carry on (everything but video rendering works without them).
+RENDER_PKGS := libegl1 libegl-mesa0 libgl1 libglx-mesa0 libgl1-mesa-dri libopengl0
+RENDER_LIBS := libEGL.so.1 libEGL_mesa.so.0 libOpenGL.so.0 libGL.so.1
+
+system-deps:
+	@missing=""; for lib in $(RENDER_LIBS); do ldconfig -p 2>/dev/null | grep -q "$$lib" || missing="$$missing $$lib"; done; \
+	ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || missing="$$missing swrast_dri.so"; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "missing$$missing: installing the offscreen rendering libraries $(RENDER_PKGS)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(RENDER_PKGS) >/dev/null) || echo "warning: apt-get could not install $(RENDER_PKGS); evaluation videos will not render"; \
+	else \
+	  echo "note: missing$$missing; evaluation videos need $(RENDER_PKGS) (not root or no apt-get: not installed)"; \
+	fi
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +37,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[dev,export,video,fsq,warp]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: system-deps $(STAMP)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

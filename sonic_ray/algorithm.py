@@ -93,10 +93,12 @@ def to_algorithm_config(cfg: SonicConfig, *, observation_space, action_space, mo
                      env_config={SONIC_CFG_KEY: OmegaConf.to_container(OmegaConf.structured(cfg))})
         .env_runners(env_runner_cls=SonicEnvRunner, num_env_runners=r.num_env_runners,
                      num_cpus_per_env_runner=r.cpus_per_env_runner, num_gpus_per_env_runner=r.gpus_per_env_runner,
+                     custom_resources_per_env_runner=dict(r.custom_resources_per_env_runner),
                      rollout_fragment_length=cfg.algo.num_steps_per_env, create_env_on_local_worker=False,
                      sample_timeout_s=600.0)
         .learners(num_learners=r.num_learners, num_cpus_per_learner=r.cpus_per_learner,
                   num_gpus_per_learner=r.gpus_per_learner, learner_class=SonicLearner,
+                  custom_resources_per_learner=dict(r.custom_resources_per_learner),
                   learner_config_dict={ALGO_KEY: algo_hyperparameters(cfg)})
         .training(lr=cfg.algo.actor_lr, gamma=cfg.algo.gamma, lambda_=cfg.algo.lam,
                   grad_clip=cfg.algo.max_grad_norm, grad_clip_by="global_norm")

@@ -13,6 +13,8 @@ COMMAND_MODULES = (
     "sonic_ray.config.cli",
     "sonic_ray.motion.cli",
     "sonic_ray.train.cli",
+    "sonic_ray.tune.cli",
+    "sonic_ray.eval.cli",
     "sonic_ray.deploy.cli",
     "sonic_ray.bench",
 )

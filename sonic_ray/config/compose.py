@@ -22,6 +22,7 @@ SIM_BACKENDS = ("mujoco", "mujoco_warp")
 WANDB_MODES = ("offline", "online", "disabled")
 ACTIVATIONS = ("silu", "elu", "relu", "tanh", "gelu")
 EVENT_MODES = ("startup", "reset", "interval")
+TUNE_SCHEDULERS = ("asha", "fifo")
 
 
 class ConfigError(ValueError):
@@ -137,10 +138,36 @@ def validate(cfg: SonicConfig) -> None:
         _check(getattr(algo, k) > 0, f"algo.{k}", "> 0", getattr(algo, k))
     _check(algo.max_iterations > 0, "algo.max_iterations", "an integer > 0", algo.max_iterations)
     _check(algo.save_interval > 0, "algo.save_interval", "an integer > 0", algo.save_interval)
-    _check(algo.eval_interval >= 0, "algo.eval_interval", "an integer >= 0 (0 disables)", algo.eval_interval)
+    cb = cfg.callbacks
+    _check(cb.eval_interval >= 0, "callbacks.eval_interval", "an integer >= 0 (0 disables)", cb.eval_interval)
+    for i, enc in enumerate(cb.eval_encoders):
+        _check(enc in ac.encoders, f"callbacks.eval_encoders[{i}]", f"an encoder of actor_critic.encoders {sorted(ac.encoders)}", enc)
+    _check(len(cb.eval_encoders) > 0, "callbacks.eval_encoders", "at least one encoder", cb.eval_encoders)
+    for k in ("eval_num_envs", "eval_clips_per_task", "eval_max_tasks"):
+        _check(getattr(cb, k) >= 1, f"callbacks.{k}", "an integer >= 1", getattr(cb, k))
+    for k in ("eval_max_clips", "eval_render"):
+        _check(getattr(cb, k) >= 0, f"callbacks.{k}", "an integer >= 0", getattr(cb, k))
+    _check(cb.eval_cpus_per_task > 0, "callbacks.eval_cpus_per_task", "> 0", cb.eval_cpus_per_task)
 
     _check(ray.num_env_runners >= 1, "ray.num_env_runners", "an integer >= 1", ray.num_env_runners)
     _check(ray.num_learners >= 0, "ray.num_learners", "an integer >= 0", ray.num_learners)
     for k in ("cpus_per_env_runner", "gpus_per_env_runner", "cpus_per_learner", "gpus_per_learner"):
         _check(getattr(ray, k) >= 0, f"ray.{k}", ">= 0", getattr(ray, k))
+    for k in ("custom_resources_per_env_runner", "custom_resources_per_learner"):
+        for name, amount in getattr(ray, k).items():
+            _check(amount >= 0, f"ray.{k}.{name}", "an amount >= 0", amount)
     _check(cfg.logging.wandb_mode in WANDB_MODES, "logging.wandb_mode", f"one of {WANDB_MODES}", cfg.logging.wandb_mode)
+    validate_tune(cfg)
+
+
+def validate_tune(cfg: SonicConfig) -> None:
+    t = cfg.tune
+    _check(t.mode in ("max", "min"), "tune.mode", "'max' or 'min'", t.mode)
+    _check(t.scheduler in TUNE_SCHEDULERS, "tune.scheduler", f"one of {TUNE_SCHEDULERS}", t.scheduler)
+    _check(bool(t.metric), "tune.metric", "a metric key such as reward/total", t.metric)
+    for k, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2), ("max_concurrent_trials", 1)):
+        _check(getattr(t, k) >= low, f"tune.{k}", f"an integer >= {low}", getattr(t, k))
+    if t.search_space:
+        from sonic_ray.tune.space import parse_search_space
+
+        parse_search_space(t.search_space, cfg)

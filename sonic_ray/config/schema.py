@@ -187,7 +187,6 @@ class AlgoConfig:
     normalize_advantage: bool = True
     max_iterations: int = 100
     save_interval: int = 500
-    eval_interval: int = 0  # 0: no evaluation during training
 
 
 @dataclass
@@ -200,6 +199,10 @@ class RayConfig:
     gpus_per_env_runner: float = 0.0
     cpus_per_learner: float = 1.0
     gpus_per_learner: float = 0.0
+    # Extra Ray resources each env runner / learner requests, to pin a role to the node group that
+    # advertises them (deploy/ray/kuberay: CPU simulation nodes advertise `sonic_sim`).
+    custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
+    custom_resources_per_learner: dict[str, float] = field(default_factory=dict)
     include_dashboard: bool = False
 
 
@@ -207,6 +210,16 @@ class RayConfig:
 class CallbacksConfig:
     checkpoint_keep: int = 5  # keep the newest K checkpoints (0 keeps all)
     plot_learning_curves: bool = True
+    # Evaluation (sonic_ray.eval): every eval_interval iterations during training (0: never) as Ray
+    # tasks that do not block training; `sonic-ray eval` / `monitor` use the other keys as defaults.
+    eval_interval: int = 0
+    eval_encoders: list[str] = field(default_factory=lambda: ["g1"])
+    eval_num_envs: int = 64  # envs per evaluation task
+    eval_clips_per_task: int = 256  # fan out into one Ray task per this many clips ...
+    eval_max_tasks: int = 8  # ... but at most this many tasks
+    eval_cpus_per_task: float = 1.0
+    eval_max_clips: int = 0  # evaluate the first N clips of the store (0: all)
+    eval_render: int = 0  # videos of the K worst clips (during training; the CLIs take --render)
 
 
 @dataclass
@@ -216,6 +229,31 @@ class LoggingConfig:
     wandb_entity: str | None = None
     log_interval: int = 1
     progress: bool = True
+
+
+@dataclass
+class TuneConfig:
+    """`sonic-ray tune`: what to sweep and how to stop trials early (ignored by `train`).
+
+    `search_space` maps a dotted config key to how it is swept; each trial is the composed config
+    with those keys replaced. A spec is one of:
+      {grid: [v1, v2, ...]}        every value, one trial each (grids multiply)
+      {choice: [v1, v2, ...]}      one value drawn per trial
+      {uniform: [lo, hi]}, {loguniform: [lo, hi]}, {randint: [lo, hi]} (hi exclusive)
+      {fsq: {levels_per_dim: [L, ...], num_dims: [D, ...]}}  (for actor_critic.quantizer.levels:
+                                   the grid of every [L] * D list)
+    """
+
+    search_space: dict[str, Any] = field(default_factory=dict)
+    num_samples: int = 1  # repeats of the whole space (random specs draw anew each time)
+    # Reported per iteration; ASHA and best.yaml rank on it. eval/success_rate once evaluation runs.
+    metric: str = "reward/total"
+    mode: str = "max"  # max | min
+    scheduler: str = "asha"  # asha (early stopping) | fifo (every trial runs to the end)
+    grace_period: int = 1  # ASHA: iterations before a trial can be stopped
+    reduction_factor: int = 2  # ASHA: keep the best 1/reduction_factor at each rung
+    max_concurrent_trials: int = 1
+    seed: int | None = None  # seed of random specs (None: fresh draws)
 
 
 @dataclass
@@ -235,3 +273,4 @@ class SonicConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)

@@ -83,8 +83,9 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
         result = sim2sim.run(args.onnx, refs, out_dir=out, obs_delay_steps=args.obs_delay_steps,
                              obs_noise=args.obs_noise, render=args.render, seed=args.seed,
                              on_clip=lambda row: bar.advance(task))
-    s, speed = result["summary"], result["speed"]
-    print(f"{s['num_clips']} clips, success rate {s['success_rate']:.3f}, mpjpe_g {s.get('mpjpe_g_mm')} mm; "
+    m, speed = result["metrics"], result["speed"]
+    mpjpe = "n/a (no clip completed)" if m.get("mpjpe_g_mm") is None else f"{m['mpjpe_g_mm']:.1f} mm"
+    print(f"{m['num_clips']} clips, success rate {m['success_rate']:.3f}, MPJPE global {mpjpe}; "
           f"{speed['steps_per_s']:.0f} steps/s ({speed['realtime_factor']:.1f}x real time)")
     print(f"wrote {out / 'metrics.json'}")
     return 0

@@ -46,17 +46,8 @@ class ExportMismatch(RuntimeError):
 
 
 # ---- checkpoint -> policy --------------------------------------------------------------------------
-def _module_weights(state: dict, source: str) -> dict[str, torch.Tensor]:
-    try:
-        weights = state["learner"]["learner"]["rl_module"]["default_policy"]
-    except (KeyError, TypeError):
-        raise ValueError(f"{source}: state.pt has no learner/learner/rl_module/default_policy weights "
-                         "(not a `sonic-ray train` checkpoint?)") from None
-    return {k.removeprefix("ac."): torch.as_tensor(np.asarray(v)) for k, v in weights.items() if k.startswith("ac.")}
-
-
 def _obs_dims(sd: dict[str, torch.Tensor]) -> tuple[dict[str, int], int]:
-    """Observation widths and action dim, read off the weight shapes (no env needed)."""
+    """Observation widths and action dim, read off an ActorCritic's weight shapes."""
     def last_linear(prefix: str) -> str:
         idx = max(int(k.split(".")[-2]) for k in sd if k.startswith(prefix) and k.endswith(".weight"))
         return f"{prefix}{idx}.weight"
@@ -71,36 +62,20 @@ def _obs_dims(sd: dict[str, torch.Tensor]) -> tuple[dict[str, int], int]:
     return dims, int(sd["log_std"].shape[0])
 
 
-def load_policy(checkpoint: str | Path):
-    """(cfg, ActorCritic in eval mode, info) from a `sonic-ray train` checkpoint (or run dir), no Ray.
-
-    Sizes come from the weights; the config comes from the checkpoint's own `config_yaml`.
-    info: {"checkpoint": path, "iteration": int, "experiment": str}.
-    """
-    from omegaconf import OmegaConf
-
-    from sonic_ray.config.compose import ConfigError, to_typed
-    from sonic_ray.models.actor_critic import ActorCritic
-    from sonic_ray.models.factory import actor_critic_kwargs
+def load_for_export(checkpoint: str | Path):
+    """(cfg, ActorCritic in eval mode, info) from a checkpoint or run dir (its latest), through
+    `sonic_ray.eval.policy` (the one Ray-free loader). info: checkpoint path, iteration, experiment."""
+    from sonic_ray.config.compose import ConfigError
+    from sonic_ray.eval.policy import policy_from_state
     from sonic_ray.train.checkpoint import load_checkpoint, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
-    if "config_yaml" not in state:
-        raise ValueError(f"{path}: state.pt has no config_yaml")
     try:
-        cfg = to_typed(OmegaConf.create(state["config_yaml"]))
+        cfg, ac = policy_from_state(state, source=str(path))
     except ConfigError as e:
         raise ValueError(f"{path}: its config_yaml does not fit this sonic-ray's config schema "
                          f"(saved by another version?): {e}") from e
-    sd = _module_weights(state, str(path))
-    obs_dims, action_dim = _obs_dims(sd)
-    ac = ActorCritic(**actor_critic_kwargs(cfg, obs_dims=obs_dims, action_dim=action_dim))
-    try:
-        ac.load_state_dict(sd)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the model its config describes ({e})") from e
-    ac.eval()
     return cfg, ac, {"checkpoint": str(path), "iteration": int(state.get("iteration", -1)),
                      "experiment": cfg.experiment}
 
@@ -344,12 +319,12 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tol: float
 
     log = log or (lambda _msg: None)
     torch.set_num_threads(1)
-    cfg, ac, info = load_policy(checkpoint)
+    cfg, ac, info = load_for_export(checkpoint)
     non_finite = [f"token.{n}" for n, p in ac.token.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
     if non_finite:
         raise ExportMismatch(f"{info['checkpoint']}: weights hold NaN/inf in {non_finite[:5]}; nothing exported")
     robot = get_robot(cfg.robot.name)
-    obs_dims, _ = _obs_dims({k: v for k, v in ac.state_dict().items()})
+    obs_dims, _ = _obs_dims(ac.state_dict())
     layouts, command = observation_layouts(cfg, robot)
     check_layouts(layouts, obs_dims, info["checkpoint"])
     base = base_metadata(cfg, robot, layouts, command, info)

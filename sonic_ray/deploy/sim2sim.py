@@ -15,6 +15,9 @@ MuJoCo's position actuators for `decimation` substeps.
 Recording follows `sonic-ray eval`: row t pairs the robot at the t-th observation (the reset state
 for t = 0) with the reference frame that observation shows; failures are the metadata's
 evaluation terminations, checked after each step against the frame just tracked (as in training).
+Metrics, videos and the output folder are `sonic_ray.eval`'s (clip_metrics, render_clip,
+write_outputs: metrics.json, clips.parquet, report.html, videos/), so a sim2sim folder reads like an
+eval folder; metrics.json's "sim2sim" entry holds the settings and the loop's speed.
 """
 
 from __future__ import annotations
@@ -190,43 +193,52 @@ class Sim2Sim:
 
 
 def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Path | None = None,
-        obs_delay_steps: int = 0, obs_noise: float = 0.0, render: int = 0, width: int = 480, height: int = 360,
+        obs_delay_steps: int = 0, obs_noise: float = 0.0, render: int = 0, width: int = 480, height: int = 352,
         seed: int = 0, on_clip: Callable[[dict], None] | None = None) -> dict:
-    """Run every reference, write metrics.json (sonic-ray eval's format), sim2sim.json (settings and
-    speed) and videos/<clip>.mp4 of the `render` worst clips into out_dir; returns the summary."""
-    from sonic_ray.deploy.evalkit import clip_metrics, render_clip, summarize, worst_first
-    from sonic_ray.deploy.onnx_meta import write_json_atomic
+    """Run every reference; with out_dir, write what `sonic-ray eval` writes (metrics.json with
+    this run's settings and speed, clips.parquet, report.html, videos/ of the `render` worst
+    clips). Returns {"metrics": metrics.json content, "rows": per-clip rows, "speed": ...}."""
+    from sonic_ray.eval.metrics import clip_metrics, summarize
+    from sonic_ray.eval.report import VIDEOS_DIR, video_name, write_outputs
+    from sonic_ray.eval.runner import worst_first_key
+    from sonic_ray.eval.video import render_clip
 
     policy = OnnxPolicy(onnx_path)
     sim = Sim2Sim(policy, obs_delay_steps=obs_delay_steps, obs_noise=obs_noise, seed=seed)
-    meta, fps = policy.meta, float(policy.meta["control_hz"])
+    meta, fps, encoder = policy.meta, float(policy.meta["control_hz"]), str(policy.meta["encoder"])
     rows, runs = [], []
     t0 = time.perf_counter()
     for k, ref in enumerate(references):
         r = sim.run_clip(ref)
         names = VR_POINT_NAMES if "body_pos_w" not in ref.data else sim.body_names
         row = clip_metrics(r.robot_pos_w, r.ref_pos_w, fps=fps, failed=r.failed, body_names=list(names),
-                           encoder=str(meta["encoder"]))
-        row.update(clip=r.name, clip_index=k if ref.index is None else ref.index, clip_frames=r.ref_frames, completed=len(r.robot_pos_w) / r.ref_frames,
-                   failure=r.failure)
+                           encoder=encoder)
+        row.update(clip=r.name, clip_index=k if ref.index is None else ref.index, clip_frames=r.ref_frames,
+                   completed=len(r.robot_pos_w) / r.ref_frames, failure=r.failure)
         rows.append(row)
         runs.append((row, r))
         if on_clip is not None:
             on_clip(row)
     wall = time.perf_counter() - t0
     steps = sum(r.timing["steps"] for _, r in runs)
-    summary = summarize(rows)
-    speed = {"steps": steps, "wall_s": wall, "steps_per_s": steps / max(wall, 1e-9),
-             "realtime_factor": steps / fps / max(wall, 1e-9),
-             "policy_ms_per_step": 1e3 * sum(r.timing["policy_s"] for _, r in runs) / max(steps, 1),
-             "physics_ms_per_step": 1e3 * sum(r.timing["physics_s"] for _, r in runs) / max(steps, 1)}
-    if out_dir is not None:
-        out = Path(out_dir)
-        write_json_atomic(summary, out / "metrics.json")
-        write_json_atomic({"onnx": str(onnx_path), "encoder": meta["encoder"], "obs_delay_steps": obs_delay_steps,
-                           "obs_noise": obs_noise, "control_hz": fps, "physics_dt": meta["physics_dt"],
-                           "speed": speed, "clips": rows}, out / "sim2sim.json")
-        for _row, r in sorted(runs, key=lambda x: worst_first(x[0]))[: max(0, int(render))]:
-            render_clip(sim.model, r.robot_qpos, r.ref_qpos, out / "videos" / f"{r.name}.mp4", fps=fps,
-                        width=width, height=height)
-    return {"summary": summary, "rows": rows, "speed": speed}
+    speed = {"steps": steps, "wall_s": round(wall, 3), "steps_per_s": round(steps / max(wall, 1e-9), 1),
+             "realtime_factor": round(steps / fps / max(wall, 1e-9), 2),
+             "policy_ms_per_step": round(1e3 * sum(r.timing["policy_s"] for _, r in runs) / max(steps, 1), 4),
+             "physics_ms_per_step": round(1e3 * sum(r.timing["physics_s"] for _, r in runs) / max(steps, 1), 4)}
+    run_meta = {"sim2sim": {"onnx": str(onnx_path), "obs_delay_steps": obs_delay_steps, "obs_noise": obs_noise,
+                            "physics_dt": meta["physics_dt"], "control_hz": fps, "source": meta.get("source"),
+                            "speed": speed},
+                "encoders": [encoder], "eval_seconds": round(wall, 3), "env_steps": steps,
+                "env_steps_per_s": speed["steps_per_s"]}
+    if out_dir is None:
+        return {"metrics": {**summarize(rows), **run_meta}, "rows": rows, "speed": speed}
+    out, videos = Path(out_dir), {}
+    for row, r in sorted(runs, key=lambda x: worst_first_key(x[0]))[: max(0, int(render))]:
+        name = video_name(r.name, encoder, several_encoders=False)
+        render_clip(sim.model, r.robot_qpos, r.ref_qpos, out / VIDEOS_DIR / name, fps=fps, width=width, height=height)
+        outcome = "failed" if not row["success"] else "succeeded"
+        videos[name] = (f"{r.name} [{encoder}]: {outcome} after {row['num_frames']}/{row['clip_frames']} frames, "
+                        f"MPJPE global {row['mpjpe_g_mm']:.0f} mm")
+    metrics = write_outputs(out, rows, meta=run_meta, videos=videos,
+                            title=f"sonic-ray sim2sim: {Path(onnx_path).name}")
+    return {"metrics": metrics, "rows": rows, "speed": speed}

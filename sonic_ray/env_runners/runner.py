@@ -45,6 +45,7 @@ class SonicEnvRunner(EnvRunner):
         # The runner's CPUs go to MuJoCo's stepping threads; torch's own pool would fight them.
         torch.set_num_threads(1)
         self._weights_seq_no = 0
+        self._gauges = None  # created on first sample (a Ray metric per runner, tagged run/runner)
         self._spaces = None
         self.env = None
         self.module = None
@@ -75,7 +76,16 @@ class SonicEnvRunner(EnvRunner):
         metrics.update({"perf/runner_sample_s": t1 - t0, "perf/runner_put_s": time.perf_counter() - t1,
                         "perf/runner_env_steps": steps, "perf/bytes_per_transition": batch.nbytes() / steps})
         self.num_env_steps_sampled_lifetime += steps
+        self._publish_gauges(metrics, steps / max(t1 - t0, 1e-9))
         return refs, metrics
+
+    def _publish_gauges(self, metrics: dict[str, Any], steps_per_s: float) -> None:
+        from sonic_ray.train.gauges import RUNNER_GAUGES, TrainingGauges, run_name
+
+        if self._gauges is None:
+            self._gauges = TrainingGauges(run=run_name(self.cfg.run_dir, self.cfg.experiment),
+                                          runner=str(self.worker_index), names=RUNNER_GAUGES)
+        self._gauges.publish({**metrics, "perf/env_steps_per_s": steps_per_s})
 
     def get_metrics(self) -> dict:
         return {}

@@ -51,6 +51,7 @@ class UniformStartSampler:
         self._valid_end = torch.cumsum(valid, 0)
         self._valid_start = self._valid_end - valid
         self._total = int(self._valid_end[-1])
+        self._bin_probs: torch.Tensor | None = None
 
     def bin_of(self, clip_ids: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return self.bin_offset[clip_ids] + frames // self.bin_size_frames
@@ -65,6 +66,15 @@ class UniformStartSampler:
                                      torch.ones_like(clip_ids, dtype=torch.long))
         self.bin_failures.index_add_(0, self.bin_of(clip_ids, end_frames), failed.to(torch.long))
 
+    def bin_probabilities(self) -> torch.Tensor:
+        """(K,) probability that an episode starts in each bin: its share of the valid start frames."""
+        if self._bin_probs is None:  # fixed for this sampler: computed once
+            frames = torch.arange(self._total, device=self.device)
+            clip = torch.searchsorted(self._valid_end, frames, right=True)
+            bins = self.bin_of(clip, frames - self._valid_start[clip])
+            self._bin_probs = torch.bincount(bins, minlength=self.num_bins).to(torch.float64) / self._total
+        return self._bin_probs
+
     def state_dict(self) -> dict:
         return {"bin_episodes": self.bin_episodes.cpu(), "bin_failures": self.bin_failures.cpu()}
 
@@ -74,3 +84,19 @@ class UniformStartSampler:
                 raise ValueError(f"sampler state {k}: shape {tuple(state[k].shape)}, expected "
                                  f"{tuple(getattr(self, k).shape)} (a different motion shard?)")
             getattr(self, k).copy_(state[k])
+
+
+def start_entropy(sampler) -> float | None:
+    """Normalised entropy of the sampler's start-bin distribution: 1 = uniform over bins, 0 = one bin.
+
+    A dashboard reading: an adaptive sampler that concentrates on a few hard bins drives it down.
+    None when the sampler offers no `bin_probabilities()` or has a single bin."""
+    probs = getattr(sampler, "bin_probabilities", None)
+    if probs is None:
+        return None
+    p = probs().to(torch.float64)
+    if p.numel() < 2:
+        return None
+    p = p / p.sum()
+    nz = p[p > 0]
+    return float(-(nz * nz.log()).sum() / torch.log(torch.tensor(float(p.numel()), dtype=torch.float64)))

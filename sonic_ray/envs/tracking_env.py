@@ -17,6 +17,7 @@ import torch
 from sonic_ray.envs.command import ENCODER_NAMES, MotionCommand
 from sonic_ray.envs.events import EventManager
 from sonic_ray.envs.managers import ObservationGroup, ObservationManager, RewardManager, TerminationManager
+from sonic_ray.envs.sampler import start_entropy
 
 ENCODER_INDEX_KEY = "encoder_index"
 
@@ -125,19 +126,37 @@ class TrackingEnv:
         self.obs = obs
         return obs, reward, terminated, truncated, info
 
+    def start_evaluation(self, sampler, *, encoder: str, max_episode_length: int) -> dict[str, torch.Tensor]:
+        """Switch to evaluation and reset every env: episodes start where `sampler` (a StartSampler,
+        e.g. given clips from frame 0) says, every episode uses `encoder`, observations carry no
+        noise, and an episode may last `max_episode_length` steps (set it past the longest clip so
+        only a failure or the clip's end stops it). Returns the first observation."""
+        if encoder not in ENCODER_NAMES:
+            raise ValueError(f"start_evaluation: unknown encoder {encoder!r}; expected one of {ENCODER_NAMES}")
+        self.cmd.sampler = sampler
+        self.cmd.encoder_probs = torch.tensor([float(n == encoder) for n in ENCODER_NAMES], device=self.device)
+        self.corruption = False
+        self.max_episode_length = int(max_episode_length)
+        return self.reset()
+
     def obs_dims(self) -> dict[str, int]:
         """Width of each observation group (encoder_index: 1, an integer per env)."""
         return {**self.obs_manager.dims(), ENCODER_INDEX_KEY: 1}
 
     def metrics(self) -> dict[str, float]:
         """Aggregates since the last call: env/episode_length (mean, steps), env/episodes,
-        env/terminated, env/truncated, env/nonfinite_resets, reward/<term> (mean episode sum),
-        termination/<term> (counts)."""
+        env/terminated, env/truncated, env/success_rate (episodes that ended without a failure:
+        truncated / episodes), env/nonfinite_resets, reward/<term> (mean episode sum),
+        termination/<term> (counts), sampler/entropy (the start sampler's, when it offers one)."""
         s = self._stats
         out = {"env/episodes": float(s["episodes"]), "env/terminated": float(s["terminated"]),
                "env/truncated": float(s["truncated"]), "env/nonfinite_resets": float(s["nonfinite"])}
         if s["episodes"]:
             out["env/episode_length"] = s["length_sum"] / s["episodes"]
+            out["env/success_rate"] = s["truncated"] / s["episodes"]
+        entropy = start_entropy(self.cmd.sampler)
+        if entropy is not None:
+            out["sampler/entropy"] = entropy
         out.update(self.reward_manager.pop_metrics())
         out.update(self.termination_manager.pop_metrics())
         self._stats = dict.fromkeys(s, 0)

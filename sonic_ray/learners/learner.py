@@ -133,6 +133,9 @@ class SonicLearner(PPOTorchLearner):
         out["ppo/actor_lr"] = self.actor_lr
         out["ppo/critic_lr"] = float(hp["critic_lr"])
         out["learner/rows"] = rows
+        fsq = ac.token.fsq  # what was built (a sweep over FSQ levels checks its trials differ here)
+        out["model/codebook_size"] = float(fsq.codebook_size)
+        out["model/token_dim"] = float(fsq.dim)
         return out
 
     def _sum_across_learners(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,12 @@ view, W&B (driver only) and the Ray metrics gauges. Everything below it takes ex
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ from sonic_ray.train.progress import ProgressView
 from sonic_ray.train.wandb_log import WandbLogger
 
 CHECKPOINT_FORMAT = 1
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's entrypoint
+FINAL_EVAL_WAIT_S = 600.0  # at the end of training, how long to wait for evaluations still running
 
 
 def default_run_dir(cfg: SonicConfig) -> Path:
@@ -30,14 +35,17 @@ def default_run_dir(cfg: SonicConfig) -> Path:
 
 
 def init_ray(cfg: SonicConfig) -> None:
-    """Join `ray.address` / RAY_ADDRESS when given (or inside a job); else start a local Ray."""
+    """Join `ray.address` when given; inside a `ray job submit` job or with RAY_ADDRESS set, a plain
+    `ray.init()` (it reads the address, the job's runtime env and the auth token from the job's
+    environment); else start a local Ray."""
     import ray
 
     if ray.is_initialized():
         return
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, log_to_driver=True)
+    elif os.environ.get("RAY_ADDRESS") or os.environ.get(RAY_JOB_ENV):
+        ray.init(log_to_driver=True)
     else:
         ray.init(include_dashboard=cfg.ray.include_dashboard, log_to_driver=True,
                  runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
@@ -63,12 +71,13 @@ class Trainer:
     def __init__(self, cfg: SonicConfig, *, run_dir: str | Path | None = None):
         from sonic_ray.train.build import build_algorithm
 
-        self.cfg = cfg
         resume_from = None
         if cfg.resume:
             resume_from = resolve_checkpoint(cfg.resume)
         self.run_dir = Path(run_dir or cfg.run_dir or (resume_from.parents[1] if resume_from else default_run_dir(cfg)))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The run dir is recorded in the config (config.yaml, env runners' gauge labels).
+        self.cfg = cfg = dataclasses.replace(cfg, run_dir=str(self.run_dir))
         (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         init_ray(cfg)
         self.algo = build_algorithm(cfg)
@@ -79,15 +88,26 @@ class Trainer:
         self.wandb = WandbLogger(run_dir=self.run_dir, mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
                                  entity=cfg.logging.wandb_entity, name=self.run_dir.name,
                                  config=_plain(cfg))
-        from sonic_ray.train.gauges import TrainingGauges
+        if self.wandb.run is not None:  # evaluations plot against the iteration they evaluated
+            self.wandb.run.define_metric("eval/iteration")
+            self.wandb.run.define_metric("eval/*", step_metric="eval/iteration")
+        from sonic_ray.train.gauges import TrainingGauges, run_name
 
-        self.gauges = TrainingGauges(run=self.run_dir.name)
+        self.gauges = TrainingGauges(run=run_name(str(self.run_dir), cfg.experiment))
+        self.evals = None
+        if cfg.callbacks.eval_interval > 0:
+            from sonic_ray.eval.tasks import BackgroundEvaluation
+
+            self.evals = BackgroundEvaluation()
 
     # ---- checkpoints --------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        from sonic_ray.learners.rl_module import MODEL_KWARGS
+
         return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration,
                 "learner": self.algo.learner_group.get_state(), "rng": rng_state(),
-                "config_yaml": to_yaml(self.cfg)}
+                "config_yaml": to_yaml(self.cfg),
+                "model_kwargs": dict(self.algo.config.rl_module_spec.model_config[MODEL_KWARGS])}
 
     def save(self) -> Path:
         return save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.state(),
@@ -110,12 +130,18 @@ class Trainer:
         self.iteration += 1
         metrics = {"iteration": self.iteration, "time": time.time()}
         metrics.update({k: _scalar(v) for k, v in result.get(SONIC_METRICS, {}).items()})
+        evals = self._poll_evals()
+        for older in evals[:-1]:  # rare: several finished since the last iteration; W&B gets the newest
+            self.metrics_log.write({"iteration": self.iteration, "time": metrics["time"], **older})
+        metrics.update(evals[-1] if evals else {})
         self.metrics_log.write(metrics)
         self.wandb.log(metrics, step=self.iteration)
         self.gauges.publish(metrics)
         return metrics
 
-    def run(self) -> dict[str, Any]:
+    def run(self, on_iteration: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Iterate to `algo.max_iterations` (checkpoints, curves); `on_iteration(metrics)` after each
+        (Tune reports from it)."""
         cfg = self.cfg
         last: dict[str, Any] = {}
         title = f"sonic-ray train: {cfg.experiment} -> {self.run_dir}"
@@ -132,10 +158,16 @@ class Trainer:
                         f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
                         f"{where}; continue with resume={self.run_dir}") from e
                 view.update(last)
-                if self.iteration % cfg.algo.save_interval == 0 or self.iteration == cfg.algo.max_iterations:
-                    self.save()
+                evaluate = cfg.callbacks.eval_interval > 0 and self.iteration % cfg.callbacks.eval_interval == 0
+                if (self.iteration % cfg.algo.save_interval == 0 or self.iteration == cfg.algo.max_iterations
+                        or evaluate):
+                    path = self.save()
+                    if evaluate:
+                        self._submit_eval(path)
                 if cfg.callbacks.plot_learning_curves and self.iteration % 10 == 0:
                     self.plot()
+                if on_iteration is not None:
+                    on_iteration(last)
         self.plot()
         return last
 
@@ -144,13 +176,61 @@ class Trainer:
             plot_learning_curves(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "learning_curves.png",
                                  title=self.run_dir.name)
 
+    # ---- evaluation beside training ----------------------------------------------------
+    def _submit_eval(self, checkpoint: Path) -> None:
+        """Launch Ray tasks evaluating `checkpoint`; never blocks, never stops training."""
+        from sonic_ray.eval.pipeline import EVAL_DIR, plan_evaluation
+
+        try:
+            plan = plan_evaluation(checkpoint, cfg=self.cfg)
+            self.evals.submit(plan, self.run_dir / EVAL_DIR / checkpoint.name, render=self.cfg.callbacks.eval_render)
+        except Exception as e:
+            print(f"sonic-ray train: evaluation of {checkpoint.name} could not start ({type(e).__name__}: {e}); "
+                  "training continues", file=sys.stderr)
+
+    def _poll_evals(self, wait_s: float | None = None) -> list[dict[str, Any]]:
+        """`eval/*` metrics of each evaluation that finished since the last poll, oldest first
+        (a failed one: its message printed, `eval/failures` 1)."""
+        if not self.evals:
+            return []
+        from sonic_ray.eval.pipeline import log_metrics
+
+        results = self.evals.poll() if wait_s is None else self.evals.wait(wait_s)
+        out = []
+        for r in sorted(results, key=lambda r: r.iteration):
+            if r.metrics is None:
+                print(f"sonic-ray train: evaluation of iteration {r.iteration} failed ({r.error}); training continues",
+                      file=sys.stderr)
+                out.append({"eval/failures": 1, "eval/iteration": r.iteration})
+            else:
+                out.append(log_metrics(r.metrics))
+        return out
+
+    def _drain_evals(self) -> None:
+        """After training: wait for evaluations still running and log them with the last iteration."""
+        if not self.evals:
+            return
+        results = self._poll_evals(wait_s=FINAL_EVAL_WAIT_S)
+        if len(self.evals):
+            print(f"sonic-ray train: {len(self.evals)} evaluation(s) still running after {FINAL_EVAL_WAIT_S:.0f} s; "
+                  f"not logged (run `sonic-ray eval --checkpoint {self.run_dir}`)", file=sys.stderr)
+        for metrics in results:
+            record = {"iteration": self.iteration, "time": time.time(), **metrics}
+            self.metrics_log.write(record)
+            if self.wandb.run is not None:  # no explicit step: W&B plots eval/* against eval/iteration
+                self.wandb.run.log(metrics)
+            self.gauges.publish(record)
+
     def close(self) -> None:
-        self.metrics_log.close()
-        self.wandb.finish()
         try:
             self.algo.stop()
         except Exception as e:  # a dead learner cannot be stopped cleanly; its run dir is intact
             print(f"sonic-ray: stopping the algorithm failed ({type(e).__name__}: {e})")
+        try:  # the algorithm's CPUs are free now for evaluations still queued
+            self._drain_evals()
+        finally:
+            self.metrics_log.close()
+            self.wandb.finish()
 
 
 def _scalar(v: Any) -> Any:

@@ -20,6 +20,8 @@ SHOWN = (
     ("reward/total", "reward (per step)", "{:.4f}"),
     ("env/episode_length", "episode length", "{:.1f}"),
     ("env/success_rate", "success", "{:.1%}"),
+    ("eval/success_rate", "eval success", "{:.1%}"),
+    ("eval/mpjpe_l_mm", "eval MPJPE local (mm)", "{:.1f}"),
     ("loss/policy", "loss/policy", "{:.4f}"),
     ("loss/value", "loss/value", "{:.4f}"),
     ("loss/aux_total", "loss/aux", "{:.4f}"),

@@ -53,8 +53,8 @@ def deployment_metadata(cfg) -> dict:
 
 def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
     """A checkpoint in the format `sonic-ray train` saves (driver.Trainer.state): the RLModule
-    weights under learner/learner/rl_module/default_policy as numpy arrays keyed `ac.<name>`, and
-    config_yaml. The model is sized by a real one-env probe, as training sizes it; its action head
+    weights under learner/learner/rl_module/default_policy as numpy arrays keyed `ac.<name>`,
+    config_yaml and model_kwargs. The model is sized by a real one-env probe, as training sizes it; its action head
     is scaled up by `action_gain` (undoing the 0.01 start) so outputs and motions are not tiny."""
     import torch
 
@@ -76,7 +76,7 @@ def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
         ac.critic_normalizer.update(torch.randn(32, kwargs["critic_obs_dim"]))
     weights = {f"ac.{k}": v.detach().numpy().copy() for k, v in ac.state_dict().items()}
     weights["ac.critic_normalizer.count"] = float(weights["ac.critic_normalizer.count"])  # RLlib saves a float
-    state = {"format": 1, "iteration": 7, "rng": {}, "config_yaml": to_yaml(cfg),
+    state = {"format": 1, "iteration": 7, "rng": {}, "config_yaml": to_yaml(cfg), "model_kwargs": kwargs,
              "learner": {"learner": {"rl_module": {"default_policy": weights}, "weights_seq_no": 7}}}
     return save_checkpoint(root, 7, state, extra_files={"config.yaml": to_yaml(cfg).encode()}), ac
 
@@ -87,5 +87,6 @@ def state_layout(state) -> dict:
     import numpy as np
 
     weights = state["learner"]["learner"]["rl_module"]["default_policy"]
-    return {"top": sorted(k for k in ("config_yaml", "iteration", "learner") if k in state),
+    return {"top": sorted(k for k in ("config_yaml", "iteration", "learner", "model_kwargs") if k in state),
+            "model_kwargs": sorted(state.get("model_kwargs", {})),
             "weights": {k: (type(v).__name__, tuple(np.shape(v))) for k, v in weights.items()}}

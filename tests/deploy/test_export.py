@@ -11,7 +11,7 @@ import torch
 from deploy_builders import config, deployment_metadata, short_store, write_checkpoint
 
 from sonic_ray.cli import main
-from sonic_ray.deploy.export import ExportMismatch, compare, export_checkpoint, export_specs, load_policy
+from sonic_ray.deploy.export import ExportMismatch, compare, export_checkpoint, export_specs, load_for_export
 from sonic_ray.deploy.onnx_meta import FORMAT, MetadataError, read_metadata
 from sonic_ray.models import keys as K
 from sonic_ray.robots import G1
@@ -161,9 +161,9 @@ def test_cli_prints_the_difference_and_fails_on_nan_weights(exported, tmp_path, 
     assert not (tmp_path / "bad_out").exists()
 
 
-def test_load_policy_rebuilds_the_saved_model(exported):
+def test_the_checkpoint_loads_back_as_the_saved_model(exported):
     _, ckpt, ac, *_ = exported
-    cfg2, ac2, info = load_policy(ckpt)
+    cfg2, ac2, info = load_for_export(ckpt)
     for k, v in ac.state_dict().items():
         torch.testing.assert_close(ac2.state_dict()[k], v, msg=k)
     assert info["iteration"] == 7 and cfg2.experiment == "smoke"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from deploy_builders import config, short_store, write_checkpoint
@@ -101,12 +102,16 @@ def test_cli_on_two_clips_writes_metrics_and_a_video(deployed, tmp_path, capsys)
                  "--clips", "short0", "2", "--out", str(out), "--render", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_clips"] == 2 and 0.0 <= metrics["success_rate"] <= 1.0
-    info = json.loads((out / "sim2sim.json").read_text())
-    assert [c["clip"] for c in info["clips"]] == ["short0", "short2"] and info["speed"]["steps_per_s"] > 0
+    assert metrics["per_encoder"]["g1"]["num_clips"] == 2 and metrics["encoders"] == ["g1"]
+    speed = metrics["sim2sim"]["speed"]
+    assert speed["steps_per_s"] > 0 and metrics["sim2sim"]["obs_delay_steps"] == 0
+    rows = pq.read_table(out / "clips.parquet").to_pylist()
+    assert [r["clip"] for r in rows] == ["short0", "short2"] and [r["clip_index"] for r in rows] == [0, 2]
     videos = list((out / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
+    assert f"videos/{videos[0].name}" in (out / "report.html").read_text()
     assert "steps/s" in capsys.readouterr().out
-    print("sim2sim speed:", info["speed"])
+    print("sim2sim speed:", speed)
 
 
 def test_observation_delay_shows_the_state_k_steps_old(deployed):
@@ -167,8 +172,9 @@ def test_vr_targets_drive_the_teleop_policy_like_the_clip(deployed, tmp_path, ca
     out = tmp_path / "vr_run"
     assert main(["sim2sim", "--onnx", str(onnx_dir / "policy_teleop.onnx"), "--vr-targets", str(tmp_path / "vr.npz"),
                  "--out", str(out)]) == 0
-    rows = json.loads((out / "sim2sim.json").read_text())["clips"]
+    rows = pq.read_table(out / "clips.parquet").to_pylist()
     assert len(rows) == 1 and rows[0]["clip"] == "vr" and rows[0]["encoder"] == "teleop"
+    assert rows[0]["num_frames"] >= 1 and rows[0]["mpjpe_g_mm"] >= 0  # robot VR points vs the targets
     assert json.loads((out / "metrics.json").read_text())["num_clips"] == 1
     assert main(["sim2sim", "--onnx", str(onnx_dir / "policy_g1.onnx"), "--vr-targets", str(tmp_path / "vr.npz")]) == 2
     assert "drives the teleop encoder" in capsys.readouterr().err

@@ -87,6 +87,8 @@ def test_clip_end_is_a_truncation_and_final_obs_is_kept(store):
     m = env.metrics()
     assert m["termination/motion_clip_end"] == 4 and m["env/episodes"] == 4
     assert m["env/truncated"] + m["env/terminated"] == 4
+    assert m["env/success_rate"] == m["env/truncated"] / 4  # ended without a failure
+    assert 0.0 < m["sampler/entropy"] <= 1.0
 
 
 def test_time_out_truncates(store):

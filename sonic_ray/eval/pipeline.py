@@ -1,0 +1,211 @@
+"""Evaluating a checkpoint end to end, Ray-free: plan the chunks, evaluate a chunk, merge chunks,
+render the worst clips, write the output directory. `sonic_ray.eval.tasks` runs the same chunks
+as Ray tasks; `evaluate_checkpoint_local` runs them in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sonic_ray.config.schema import SonicConfig
+from sonic_ray.eval.runner import ClipTrajectory, EvalOutput, evaluate_policy, worst_first_key
+from sonic_ray.train.checkpoint import CKPT_RE, load_checkpoint, resolve_checkpoint
+
+EVAL_DIR = "eval"
+LOGGED_KEYS = ("success_rate", "mpjpe_g_mm", "mpjpe_l_mm", "mpjpe_pa_mm", "vel_err", "acc_err", "err_legs_mm",
+               "err_vr3_mm", "err_upper_other_mm", "err_feet_mm", "completed_mean", "mpjpe_l_mm_all", "num_clips")
+
+
+@dataclass
+class EvalPlan:
+    """What to evaluate: a resolved checkpoint, its config (with overrides), and the chunking."""
+
+    checkpoint: Path
+    iteration: int
+    cfg: SonicConfig
+    overrides: list[str]
+    encoders: list[str]
+    num_envs: int
+    num_clips: int  # clips to evaluate (per encoder)
+    max_clips: int  # evaluate store clips with index < max_clips (0: all)
+    num_tasks: int  # chunk k of num_tasks evaluates shard (k, num_tasks) of the store
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir_of(self.checkpoint)
+
+    def default_out_dir(self) -> Path:
+        return self.run_dir / EVAL_DIR / self.checkpoint.name
+
+    def shard(self, k: int) -> tuple[int, int] | None:
+        return None if self.num_tasks == 1 else (k, self.num_tasks)
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """<run>/checkpoints/iter_N -> <run> (a checkpoint elsewhere: its parent)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parents[1] if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, encoders: Sequence[str] | None = None,
+                    num_envs: int | None = None, max_tasks: int | None = None, clips_per_task: int | None = None,
+                    max_clips: int | None = None, cfg: SonicConfig | None = None) -> EvalPlan:
+    """Resolve and verify the checkpoint (CheckpointError if it is missing or corrupt), read its
+    config and size the evaluation; unset arguments default to the config's callbacks.eval_*.
+    With `cfg` (the training driver: it is the checkpoint's config) nothing is loaded here, so
+    planning costs the store's footer only; the tasks verify the checkpoint when they load it."""
+    from sonic_ray.eval.policy import config_from_state
+    from sonic_ray.motion.default_store import ensure_synth_store
+    from sonic_ray.motion.store import store_info
+
+    path = resolve_checkpoint(checkpoint)
+    m = CKPT_RE.match(path.name)
+    if cfg is None:
+        state = load_checkpoint(path, map_location="cpu")
+        cfg = config_from_state(state, overrides, source=str(path))
+        iteration = int(state.get("iteration", int(m.group(1)) if m else 0))
+    else:
+        iteration = int(m.group(1)) if m else 0
+    cb = cfg.callbacks
+    encs = list(encoders or cb.eval_encoders)
+    bad = [e for e in encs if e not in cfg.actor_critic.encoders]
+    if bad:
+        raise ValueError(f"encoders {bad}: the policy has encoders {sorted(cfg.actor_critic.encoders)}")
+    store = cfg.motions.store or ensure_synth_store(cfg.motions.synth_cache, robot=cfg.robot.name)
+    total = store_info(store)["num_clips"]
+    limit = int(cb.eval_max_clips if max_clips is None else max_clips)
+    n = min(total, limit) if limit > 0 else total
+    per_task = int(clips_per_task or cb.eval_clips_per_task)
+    tasks = max(1, min(int(max_tasks or cb.eval_max_tasks), math.ceil(n / max(per_task, 1))))
+    return EvalPlan(checkpoint=path, iteration=iteration, cfg=cfg, overrides=list(overrides), encoders=encs,
+                    num_envs=int(num_envs or cb.eval_num_envs), num_clips=n, max_clips=limit if limit > 0 else 0,
+                    num_tasks=tasks)
+
+
+def run_chunk(plan: EvalPlan, k: int, *, keep_worst: int = 0, device: str | None = None,
+              on_clip: Callable[[dict], None] | None = None) -> EvalOutput:
+    """Evaluate chunk k of the plan in this process (what one Ray task does)."""
+    from sonic_ray.eval.policy import load_policy
+    from sonic_ray.eval.runner import store_clip_names
+
+    dev = device or ("cuda" if plan.cfg.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
+    cfg, policy = load_policy(plan.checkpoint, plan.overrides, device=dev)
+    shard = plan.shard(k)
+    clip_ids = None
+    if plan.max_clips:
+        _, store_idx = store_clip_names(cfg, shard)
+        clip_ids = [i for i, s in enumerate(store_idx) if s < plan.max_clips]
+    return evaluate_policy(cfg, policy, encoders=plan.encoders, shard=shard, clip_ids=clip_ids,
+                           num_envs=plan.num_envs, device=dev, seed=cfg.seed, keep_worst=keep_worst, on_clip=on_clip)
+
+
+def merge_outputs(outputs: Sequence[EvalOutput], keep_worst: int) -> EvalOutput:
+    rows = [r for o in outputs for r in o.rows]
+    rows.sort(key=lambda r: (r["clip_index"], r["encoder"]))
+    worst = sorted((w for o in outputs for w in o.worst), key=lambda w: worst_first_key(w.row))[:keep_worst]
+    return EvalOutput(rows=rows, worst=worst, env_steps=sum(o.env_steps for o in outputs),
+                      seconds=max((o.seconds for o in outputs), default=0.0))
+
+
+def render_worst(cfg: SonicConfig, worst: Sequence[ClipTrajectory], videos_dir: Path, *, several_encoders: bool,
+                 width: int = 480, height: int = 352, stride: int = 1,
+                 on_video: Callable[[str, float], None] | None = None) -> dict[str, str]:
+    """MP4s of `worst` into videos_dir; returns {file name: caption}. on_video(name, seconds)."""
+    from sonic_ray.eval.report import video_name
+    from sonic_ray.eval.video import render_clip
+    from sonic_ray.robots import load_model
+
+    model, _ = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
+    out = {}
+    for tr in worst:
+        r = tr.row
+        name = video_name(r["clip"], r["encoder"], several_encoders=several_encoders)
+        t0 = time.perf_counter()
+        render_clip(model, tr.robot_qpos, tr.ref_qpos, videos_dir / name, fps=tr.fps, width=width, height=height,
+                    stride=stride)
+        outcome = "failed" if not r["success"] else "succeeded"
+        out[name] = (f"{r['clip']} [{r['encoder']}]: {outcome} after {r['num_frames']}/{r['clip_frames']} frames, "
+                     f"MPJPE global {r['mpjpe_g_mm']:.0f} mm")
+        if on_video is not None:
+            on_video(name, time.perf_counter() - t0)
+    return out
+
+
+def output_meta(plan: EvalPlan, out: EvalOutput) -> dict:
+    return {"checkpoint": str(plan.checkpoint), "iteration": plan.iteration, "encoders": list(plan.encoders),
+            "num_tasks": plan.num_tasks, "eval_seconds": round(out.seconds, 3), "env_steps": out.env_steps,
+            "env_steps_per_s": round(out.env_steps / out.seconds, 1) if out.seconds > 0 else None}
+
+
+def log_metrics(metrics: dict) -> dict[str, float]:
+    """metrics.json content -> flat `eval/*` keys for metrics.jsonl, W&B and gauges."""
+    out = {f"eval/{k}": metrics[k] for k in LOGGED_KEYS if metrics.get(k) is not None}
+    for enc, m in metrics.get("per_encoder", {}).items():
+        if len(metrics["per_encoder"]) > 1:
+            out.update({f"eval/{enc}/{k}": m[k] for k in LOGGED_KEYS if m.get(k) is not None})
+    out["eval/iteration"] = metrics.get("iteration")
+    return out
+
+
+def evaluate_checkpoint_local(plan: EvalPlan, out_dir: str | Path, *, render: int = 0,
+                              progress: bool = True, stride: int = 1) -> dict:
+    """Evaluate every chunk in this process, render the `render` worst clips, write out_dir.
+    Returns the metrics (metrics.json content)."""
+    with progress_bar(progress, plan.num_clips * len(plan.encoders)) as advance:
+        outs = [run_chunk(plan, k, keep_worst=render, on_clip=lambda _row: advance(1)) for k in range(plan.num_tasks)]
+    out = merge_outputs(outs, render)
+    return finish(plan, out, out_dir, render=render, progress=progress, stride=stride)
+
+
+def evaluate_plan(plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progress: bool = True) -> dict:
+    """Evaluate and write out_dir: in this process for one chunk; as Ray tasks for several
+    (joining RAY_ADDRESS / ray.address, or starting a local Ray, when Ray is not up yet)."""
+    if plan.num_tasks == 1:
+        return evaluate_checkpoint_local(plan, out_dir, render=render, progress=progress)
+    from sonic_ray.eval.tasks import evaluate_checkpoint
+    from sonic_ray.train.driver import init_ray
+
+    init_ray(plan.cfg)
+    return evaluate_checkpoint(plan, out_dir, render=render, progress=progress)
+
+
+def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int, progress: bool = True,
+           stride: int = 1) -> dict:
+    """Render the worst clips (in this process) and write the output directory."""
+    from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
+
+    out_dir = Path(out_dir)
+    videos, timings = {}, []
+    if render and out.worst:
+        with progress_bar(progress, len(out.worst), label="render") as advance:
+            def done(name, seconds):
+                timings.append(seconds)
+                advance(1)
+            videos = render_worst(plan.cfg, out.worst, out_dir / VIDEOS_DIR, several_encoders=len(plan.encoders) > 1,
+                                  stride=stride, on_video=done)
+    meta = output_meta(plan, out)
+    if timings:
+        frames = sum(math.ceil(len(w.robot_qpos) / max(stride, 1)) for w in out.worst)
+        meta["render_fps"] = round(frames / sum(timings), 2)
+    return write_outputs(out_dir, out.rows, meta=meta, videos=videos,
+                         title=f"sonic-ray evaluation: {plan.run_dir.name} {plan.checkpoint.name}")
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, total: int, label: str = "evaluate"):
+    """A rich progress bar (or nothing when disabled); yields advance(n)."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

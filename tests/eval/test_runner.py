@@ -1,0 +1,69 @@
+"""The evaluation runner on a real TrackingEnv (MuJoCo) with a real, untrained ActorCritic."""
+
+import numpy as np
+import pytest
+import torch
+from eval_builders import small_config, small_store
+
+from sonic_ray.eval.policy import model_kwargs_for
+from sonic_ray.eval.runner import ClipQueueSampler, evaluate_policy, worst_first_key
+from sonic_ray.models.actor_critic import ActorCritic
+
+
+def test_clip_queue_sampler_hands_out_each_clip_once_from_frame_zero():
+    s = ClipQueueSampler([4, 2, 7], idle_clip=1)
+    g = torch.Generator().manual_seed(0)
+    clips, starts = s.sample(2, g)
+    assert clips.tolist() == [4, 2] and starts.tolist() == [0, 0] and s.last_slots.tolist() == [0, 1]
+    clips, starts = s.sample(3, g)
+    assert clips.tolist() == [7, 1, 1] and s.last_slots.tolist() == [2, -1, -1] and s.exhausted
+
+
+def test_worst_first_orders_failures_by_how_early_then_errors():
+    rows = [{"success": True, "mpjpe_g_mm": 30.0, "completed": 1.0},
+            {"success": False, "mpjpe_g_mm": 10.0, "completed": 0.8},
+            {"success": True, "mpjpe_g_mm": 90.0, "completed": 1.0},
+            {"success": False, "mpjpe_g_mm": 5.0, "completed": 0.1}]
+    assert [r["mpjpe_g_mm"] for r in sorted(rows, key=worst_first_key)] == [5.0, 10.0, 90.0, 30.0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return small_store(tmp_path_factory.mktemp("store"))
+
+
+def _policy(cfg):
+    torch.manual_seed(0)
+    return ActorCritic(**model_kwargs_for(cfg)).eval()
+
+
+@pytest.mark.slow
+def test_every_clip_once_whole_clips_and_time_aligned(store):
+    cfg = small_config(store)
+    # Only the clip's end stops an episode: each clip must be evaluated over all of its frames.
+    cfg.env.eval_terminations = {k: v for k, v in cfg.env.eval_terminations.items()
+                                 if k in ("time_out", "motion_clip_end")}
+    cfg.env.episode_length_s = 0.1  # shorter than every clip: evaluation must lift the limit
+    out = evaluate_policy(cfg, _policy(cfg), num_envs=2, keep_worst=4, encoders=("g1", "teleop"))
+    rows = sorted(out.rows, key=lambda r: (r["clip_index"], r["encoder"]))
+    assert [(r["clip_index"], r["encoder"]) for r in rows] == [(i, e) for i in range(4) for e in ("g1", "teleop")]
+    assert all(r["success"] and r["num_frames"] == r["clip_frames"] and r["completed"] == 1.0 for r in rows)
+    assert [r["clip_frames"] for r in rows[::2]] == [30, 45, 20, 36]
+    assert rows[0]["clip"] == "cut0_stand_idle"
+    assert len(out.worst) == 4
+    for tr in out.worst:  # frame 0: the robot was reset onto the reference (no pose noise in evaluation)
+        np.testing.assert_allclose(tr.robot_qpos[0], tr.ref_qpos[0], atol=1e-5)
+        assert tr.robot_qpos.shape == (tr.row["num_frames"], 36)
+        assert np.abs(tr.robot_qpos[-1] - tr.ref_qpos[-1]).max() > 1e-3  # an untrained policy drifts off
+
+
+@pytest.mark.slow
+def test_failures_end_clips_early_with_eval_terminations(store):
+    cfg = small_config(store, "env.eval_terminations.anchor_pos.params.threshold=0.001",
+                       "+env.eval_terminations.anchor_pos.params.z_only=false")
+    out = evaluate_policy(cfg, _policy(cfg), num_envs=3)
+    assert len(out.rows) == 4 and out.env_steps > 0
+    for r in out.rows:
+        # a 1 mm anchor threshold fails within a few steps; frames before the failure are kept
+        assert not r["success"] and 1 <= r["num_frames"] < r["clip_frames"] and r["completed"] < 1
+        assert np.isfinite(r["mpjpe_g_mm"])
