@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "sonic_ray.train.cli",
     "sonic_ray.tune.cli",
     "sonic_ray.eval.cli",
+    "sonic_ray.deploy.cli",
     "sonic_ray.bench",
 )
 

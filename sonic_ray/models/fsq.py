@@ -45,12 +45,20 @@ class FSQ(nn.Module):
         """Distinct codes per token: the product of the levels."""
         return math.prod(self.levels)
 
+    def level_coordinate(self, z: torch.Tensor) -> torch.Tensor:
+        """z (..., D) clamped to the code range and scaled so the codes are the integers k:
+        `round` of it is each dimension's code; a value near k + 0.5 is near a rounding boundary."""
+        return torch.minimum(z.clamp_min(-1.0), self._upper.to(z.dtype)) * self._half.to(z.dtype)
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """The forward value alone, without the straight-through trick: z (..., D) -> codes (..., D).
+        Inference and ONNX export use this (Clip/Min, Round and affine ops only), so an exported
+        token is exactly a code instead of z + (q - z) rounded once more."""
+        return torch.round(self.level_coordinate(z)) / self._half.to(z.dtype)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z (..., D) -> quantized (..., D) in [-1, 1], D = num_tokens * len(levels)."""
-        half = self._half.to(z.dtype)
-        k = torch.round(torch.minimum(z.clamp_min(-1.0), self._upper.to(z.dtype)) * half)
-        q = k / half
-        return z + (q - z).detach()
+        """z (..., D) -> quantized (..., D) in [-1, 1], D = num_tokens * len(levels); gradient 1."""
+        return z + (self.quantize(z) - z).detach()
 
     def codes_to_indices(self, q: torch.Tensor) -> torch.Tensor:
         """Quantized (..., D) -> integer code index per token (..., num_tokens)."""

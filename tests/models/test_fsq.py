@@ -56,3 +56,13 @@ def test_release_size_codebook_is_too_large_for_indices_but_quantizes():
     assert fsq(torch.randn(2, 64)).shape == (2, 64)
     with pytest.raises(ValueError, match="int64"):
         fsq.codes_to_indices(torch.zeros(1, 64))
+
+
+def test_quantize_is_the_forward_value_on_the_grid():
+    """`quantize` (inference, ONNX export) gives the straight-through forward's value, exactly on the grid."""
+    fsq = FSQ([5, 8, 3], num_tokens=2)
+    z = torch.randn(64, fsq.dim, generator=torch.Generator().manual_seed(0)) * 1.5
+    q = fsq.quantize(z)
+    torch.testing.assert_close(q, fsq(z), atol=1e-6, rtol=0)
+    k = fsq.level_coordinate(q).round()
+    torch.testing.assert_close(q, k / fsq._half, atol=0, rtol=0)  # a code, bit for bit

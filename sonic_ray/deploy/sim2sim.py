@@ -1,0 +1,244 @@
+"""Sim-to-sim: an exported policy file driving plain MuJoCo, with nothing from the training code.
+
+The loop reads only the ONNX file and its metadata (joint order, PD gains, default pose, action
+scale, rates, observation layout). The robot model comes from `sonic_ray.robots` (its gains are
+overwritten with the metadata's), references from `sonic_ray.motion` + `sonic_ray.robots.fk` (or a
+VR-target file), observations from `sonic_ray.deploy.observations`. No env, model or PPO module is
+imported: what runs here is what a robot would run.
+
+Per control step (physics at `physics_dt`, policy every `decimation` substeps): observations of
+the robot state `obs_delay_steps` steps old (sensor latency; the last action is the controller's
+own and is never delayed) and of the current reference frame, optional uniform noise (`obs_noise`
+x each term's training noise) -> ONNX Runtime -> joint targets default + scale x action held by
+MuJoCo's position actuators for `decimation` substeps.
+
+Recording follows `sonic-ray eval`: row t pairs the robot at the t-th observation (the reset state
+for t = 0) with the reference frame that observation shows; failures are the metadata's
+evaluation terminations, checked after each step against the frame just tracked (as in training).
+Metrics, videos and the output folder are `sonic_ray.eval`'s (clip_metrics, render_clip,
+write_outputs: metrics.json, clips.parquet, report.html, videos/), so a sim2sim folder reads like an
+eval folder; metrics.json's "sim2sim" entry holds the settings and the loop's speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from sonic_ray.deploy import failures
+from sonic_ray.deploy.observations import (
+    DeployContext,
+    ObservationBuilder,
+    Reference,
+    RobotState,
+    mujoco_body_ids,
+    quat_apply,
+    quat_apply_inverse,
+    robot_state_from_mujoco,
+    yaw_quat,
+)
+from sonic_ray.deploy.onnx_meta import MetadataError, read_metadata
+
+VR_POINT_NAMES = ("head", "left_hand", "right_hand")
+
+
+class OnnxPolicy:
+    """A `kind == "policy"` ONNX file: observation groups (its inputs, in order) -> action (A,)."""
+
+    def __init__(self, path: str | Path, *, threads: int = 1):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.meta = read_metadata(self.path)
+        if self.meta["kind"] != "policy":
+            raise MetadataError(f"{self.path}: a {self.meta['kind']}-only model; sim2sim needs a policy_<encoder>.onnx "
+                                "(encoder + FSQ + decoder)")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i["name"] for i in self.meta["inputs"]]
+        got = [i.name for i in self.session.get_inputs()]
+        if got != self.input_names:
+            raise MetadataError(f"{self.path}: graph inputs {got} differ from the metadata's {self.input_names}")
+
+    def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        feed = {n: obs[n][None].astype(np.float32, copy=False) for n in self.input_names}
+        return self.session.run(None, feed)[0][0].astype(np.float64)
+
+
+def build_model(meta: Mapping) -> mujoco.MjModel:
+    """The robot's MuJoCo model at the metadata's physics step, PD gains and effort limits from the
+    metadata (position actuators: kp on the error, kd on the joint velocity)."""
+    from sonic_ray.robots import load_model
+
+    model, _ = load_model(meta["robot"], timestep=float(meta["physics_dt"]))
+    hinges = [model.joint(int(model.actuator_trnid[a, 0])).name for a in range(model.nu)]
+    if hinges != list(meta["joint_names"]):
+        raise MetadataError(f"robot {meta['robot']!r}: actuated joints {hinges} differ from the metadata's joint_names")
+    kp, kd = np.asarray(meta["kp"], dtype=np.float64), np.asarray(meta["kd"], dtype=np.float64)
+    model.actuator_gainprm[:, 0] = kp
+    model.actuator_biasprm[:, 1], model.actuator_biasprm[:, 2] = -kp, -kd
+    if "effort_limit" in meta:
+        lim = np.asarray(meta["effort_limit"], dtype=np.float64)
+        model.actuator_forcerange[:] = np.stack((-lim, lim), axis=1)
+    model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)  # a blow-up shows as NaN: a failure
+    return model
+
+
+@dataclass
+class ClipRun:
+    """One clip's trajectory: positions compared for metrics (T,K,3), qpos for videos (T,nq)."""
+
+    name: str
+    robot_pos_w: np.ndarray
+    ref_pos_w: np.ndarray
+    robot_qpos: np.ndarray
+    ref_qpos: np.ndarray
+    failed: bool
+    failure: str | None
+    ref_frames: int
+    timing: dict = field(default_factory=dict)
+
+
+class Sim2Sim:
+    """One robot, one MjData, clips one after another."""
+
+    def __init__(self, policy: OnnxPolicy, *, obs_delay_steps: int = 0, obs_noise: float = 0.0, seed: int = 0):
+        if obs_delay_steps < 0 or obs_noise < 0:
+            raise ValueError(f"obs_delay_steps and obs_noise must be >= 0, got {obs_delay_steps}, {obs_noise}")
+        meta = self.meta = policy.meta
+        self.policy, self.delay, self.noise, self.seed = policy, int(obs_delay_steps), float(obs_noise), seed
+        self.model = build_model(meta)
+        self.data = mujoco.MjData(self.model)
+        self.body_names = list(meta["body_names"])
+        self.body_ids = mujoco_body_ids(self.model, self.body_names)
+        self.ctx = DeployContext.from_metadata(meta)
+        self.default = np.asarray(meta["default_joint_pos"], dtype=np.float64)
+        self.scale = np.asarray(meta["action_scale"], dtype=np.float64)
+        self.decimation = int(meta["decimation"])
+        self.vr_body = np.array([self.body_names.index(p["body"]) for p in meta["vr_points"]])
+        self.vr_offset = np.array([p["offset"] for p in meta["vr_points"]], dtype=np.float64)
+        self.checks = failures.FailureChecks(meta.get("eval_terminations", {}), meta)
+
+    # ---- reset ----------------------------------------------------------------------------------
+    def reset(self, ref: Reference) -> RobotState:
+        """Put the robot on the reference's first frame (a full reference), or standing in the
+        default pose under the reference anchor with its heading (a VR-target reference)."""
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)
+        if "root_pos_w" in ref.data:
+            quat = ref.at("root_quat_w", 0)
+            d.qpos[:3], d.qpos[3:7], d.qpos[7:] = ref.at("root_pos_w", 0), quat, ref.at("joint_pos", 0)
+            d.qvel[:3], d.qvel[3:6] = ref.at("root_lin_vel_w", 0), quat_apply_inverse(quat, ref.at("root_ang_vel_w", 0))
+            d.qvel[6:] = ref.at("joint_vel", 0)
+        else:
+            a = ref.at("anchor_pos_w", 0)
+            d.qpos[:3] = (a[0], a[1], float(self.meta["default_root_pos"][2]))
+            d.qpos[3:7] = yaw_quat(ref.at("anchor_quat_w", 0))
+            d.qpos[7:] = self.default
+        d.ctrl[:] = d.qpos[7:]
+        return robot_state_from_mujoco(m, d, self.body_ids)
+
+    # ---- one clip -------------------------------------------------------------------------------
+    def run_clip(self, ref: Reference, *, max_frames: int | None = None) -> ClipRun:
+        m, d = self.model, self.data
+        builder = ObservationBuilder(self.meta["observations"], self.ctx, noise_scale=self.noise, seed=self.seed)
+        state = self.reset(ref)
+        history: deque[RobotState] = deque([state], maxlen=self.delay + 1)
+        action = np.zeros(len(self.default))
+        vr_mode = "body_pos_w" not in ref.data
+        frames = ref.num_frames if max_frames is None else min(ref.num_frames, int(max_frames))
+        rob_pos, ref_pos, rob_q, ref_q = [], [], [], []
+        failed, why = False, None
+        t_policy = t_physics = 0.0
+        for f in range(frames):
+            rob_pos.append(self._compared_points(state, vr_mode))
+            ref_pos.append(ref.at("vr_pos_w", f) if vr_mode else ref.at("body_pos_w", f))
+            rob_q.append(d.qpos.copy())
+            ref_q.append(d.qpos.copy() if vr_mode else
+                         np.concatenate((ref.at("root_pos_w", f), ref.at("root_quat_w", f), ref.at("joint_pos", f))))
+            t0 = time.perf_counter()
+            seen = history[0]  # the state `delay` steps old (the oldest kept)
+            obs = builder.reset(seen, ref, f, action) if f == 0 else builder.step(seen, ref, f, action)
+            action = self.policy(obs)
+            t1 = time.perf_counter()
+            d.ctrl[:] = self.default + self.scale * action
+            mujoco.mj_step(m, d, self.decimation)
+            t_policy, t_physics = t_policy + t1 - t0, t_physics + time.perf_counter() - t1
+            if not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
+                failed, why = True, "nonfinite"
+                break
+            state = robot_state_from_mujoco(m, d, self.body_ids)
+            history.append(state)
+            why = self.checks.first_failure(state, ref, f)
+            if why is not None:
+                failed = True
+                break
+        steps = len(rob_pos)
+        timing = {"steps": steps, "policy_s": t_policy, "physics_s": t_physics}
+        return ClipRun(ref.name, np.asarray(rob_pos), np.asarray(ref_pos), np.asarray(rob_q), np.asarray(ref_q),
+                       failed, why, ref.num_frames, timing)
+
+    def _compared_points(self, state: RobotState, vr_mode: bool) -> np.ndarray:
+        if not vr_mode:
+            return state.body_pos_w.copy()
+        q = state.body_quat_w[self.vr_body]
+        return state.body_pos_w[self.vr_body] + quat_apply(q, self.vr_offset)
+
+
+def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Path | None = None,
+        obs_delay_steps: int = 0, obs_noise: float = 0.0, render: int = 0, width: int = 480, height: int = 352,
+        seed: int = 0, on_clip: Callable[[dict], None] | None = None) -> dict:
+    """Run every reference; with out_dir, write what `sonic-ray eval` writes (metrics.json with
+    this run's settings and speed, clips.parquet, report.html, videos/ of the `render` worst
+    clips). Returns {"metrics": metrics.json content, "rows": per-clip rows, "speed": ...}."""
+    from sonic_ray.eval.metrics import clip_metrics, summarize
+    from sonic_ray.eval.report import VIDEOS_DIR, video_name, write_outputs
+    from sonic_ray.eval.runner import worst_first_key
+    from sonic_ray.eval.video import render_clip
+
+    policy = OnnxPolicy(onnx_path)
+    sim = Sim2Sim(policy, obs_delay_steps=obs_delay_steps, obs_noise=obs_noise, seed=seed)
+    meta, fps, encoder = policy.meta, float(policy.meta["control_hz"]), str(policy.meta["encoder"])
+    rows, runs = [], []
+    t0 = time.perf_counter()
+    for k, ref in enumerate(references):
+        r = sim.run_clip(ref)
+        names = VR_POINT_NAMES if "body_pos_w" not in ref.data else sim.body_names
+        row = clip_metrics(r.robot_pos_w, r.ref_pos_w, fps=fps, failed=r.failed, body_names=list(names),
+                           encoder=encoder)
+        row.update(clip=r.name, clip_index=k if ref.index is None else ref.index, clip_frames=r.ref_frames,
+                   completed=len(r.robot_pos_w) / r.ref_frames, failure=r.failure)
+        rows.append(row)
+        runs.append((row, r))
+        if on_clip is not None:
+            on_clip(row)
+    wall = time.perf_counter() - t0
+    steps = sum(r.timing["steps"] for _, r in runs)
+    speed = {"steps": steps, "wall_s": round(wall, 3), "steps_per_s": round(steps / max(wall, 1e-9), 1),
+             "realtime_factor": round(steps / fps / max(wall, 1e-9), 2),
+             "policy_ms_per_step": round(1e3 * sum(r.timing["policy_s"] for _, r in runs) / max(steps, 1), 4),
+             "physics_ms_per_step": round(1e3 * sum(r.timing["physics_s"] for _, r in runs) / max(steps, 1), 4)}
+    run_meta = {"sim2sim": {"onnx": str(onnx_path), "obs_delay_steps": obs_delay_steps, "obs_noise": obs_noise,
+                            "physics_dt": meta["physics_dt"], "control_hz": fps, "source": meta.get("source"),
+                            "speed": speed},
+                "encoders": [encoder], "eval_seconds": round(wall, 3), "env_steps": steps,
+                "env_steps_per_s": speed["steps_per_s"]}
+    if out_dir is None:
+        return {"metrics": {**summarize(rows), **run_meta}, "rows": rows, "speed": speed}
+    out, videos = Path(out_dir), {}
+    for row, r in sorted(runs, key=lambda x: worst_first_key(x[0]))[: max(0, int(render))]:
+        name = video_name(r.name, encoder, several_encoders=False)
+        render_clip(sim.model, r.robot_qpos, r.ref_qpos, out / VIDEOS_DIR / name, fps=fps, width=width, height=height)
+        outcome = "failed" if not row["success"] else "succeeded"
+        videos[name] = (f"{r.name} [{encoder}]: {outcome} after {row['num_frames']}/{row['clip_frames']} frames, "
+                        f"MPJPE global {row['mpjpe_g_mm']:.0f} mm")
+    metrics = write_outputs(out, rows, meta=run_meta, videos=videos,
+                            title=f"sonic-ray sim2sim: {Path(onnx_path).name}")
+    return {"metrics": metrics, "rows": rows, "speed": speed}
