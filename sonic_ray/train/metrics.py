@@ -15,6 +15,8 @@ CURVE_KEYS = (
     "reward/total",
     "env/success_rate",
     "eval/success_rate",
+    "eval/completed_mean",
+    "eval/mpjpe_l_mm_all",
     "loss/policy",
     "loss/value",
     "perf/env_steps_per_s",
