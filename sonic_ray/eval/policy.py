@@ -41,7 +41,21 @@ def config_from_state(state: dict[str, Any], overrides: Sequence[str] = (), *, s
 
 
 def _migrate(base):
-    """Configs saved before `algo.eval_interval` moved to `callbacks.eval_interval`."""
+    """Configs saved by earlier versions: `algo.eval_interval` moved to `callbacks.eval_interval`;
+    `sim.warp_device` was dropped (the warp backend runs on `device`); the motion command's
+    `adaptive` / `max_window_shift_frames` became `sampler` / `pre_failure_window_s`."""
+    sim = base.get("sim")
+    if sim is not None and "warp_device" in sim:
+        sim.pop("warp_device")
+    motion = (base.get("env") or {}).get("commands", {}).get("motion")
+    if motion is not None:
+        if "adaptive" in motion:
+            adaptive = motion.pop("adaptive")
+            motion.setdefault("sampler", "adaptive" if adaptive else "uniform")
+        if "max_window_shift_frames" in motion:
+            frames = motion.pop("max_window_shift_frames")
+            fps = float((base.get("motions") or {}).get("control_fps", 50.0))
+            motion.setdefault("pre_failure_window_s", frames / fps)
     algo = base.get("algo")
     if algo is not None and "eval_interval" in algo:
         interval = algo.pop("eval_interval")
