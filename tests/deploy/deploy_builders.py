@@ -75,7 +75,7 @@ def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
         ac.token.dyn_decoder[-1].weight.mul_(action_gain)
         ac.critic_normalizer.update(torch.randn(32, kwargs["critic_obs_dim"]))
     weights = {f"ac.{k}": v.detach().numpy().copy() for k, v in ac.state_dict().items()}
-    weights["ac.critic_normalizer.count"] = float(weights["ac.critic_normalizer.count"])  # RLlib saves a float
+    # SonicRLModule carries the normaliser statistics as float64 numpy arrays (count a 0-d array)
     state = {"format": 1, "iteration": 7, "rng": {}, "config_yaml": to_yaml(cfg), "model_kwargs": kwargs,
              "learner": {"learner": {"rl_module": {"default_policy": weights}, "weights_seq_no": 7}}}
     return save_checkpoint(root, 7, state, extra_files={"config.yaml": to_yaml(cfg).encode()}), ac

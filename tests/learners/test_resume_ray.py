@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 SMALL = ["+exp=smoke", "logging.wandb_mode=disabled", "env.num_envs=8", "algo.num_steps_per_env=6",
          "ray.num_env_runners=2", "env.commands.motion.sampler=adaptive", "callbacks.checkpoint_keep=0",
-         "callbacks.plot_learning_curves=false", "env.episode_length_s=0.5"]
+         "callbacks.plot_learning_curves=false", "env.episode_length_s=0.5",
+         "actor_critic.init_noise_std=0.05"]  # the demo/smoke noise is 0.3; 0.05 keeps episodes ending in iteration 4
 
 
 def _run(run_dir, *overrides):
