@@ -66,7 +66,7 @@ class MotionCommand:
         self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
         self.last_frame = z()
         self._future_cache: dict[tuple[str, str], torch.Tensor] = {}
-        self._rel = None
+        self._rel = self._anchor_conj = None
 
     @staticmethod
     def _offsets(n: int, dt: float, fps: float) -> torch.Tensor:
@@ -114,7 +114,16 @@ class MotionCommand:
         """Take the robot anchor from the simulator state (after physics or a reset)."""
         self.robot_anchor_pos_w = robot.body_pos_w[:, self.anchor_index]
         self.robot_anchor_quat_w = robot.body_quat_w[:, self.anchor_index]
+        self._anchor_conj = None
         self._rel = None
+
+    @property
+    def robot_anchor_quat_conj(self) -> torch.Tensor:
+        """(N,4) inverse of the robot anchor orientation (computed once per set_robot, on use:
+        several observation terms rotate into the anchor frame)."""
+        if self._anchor_conj is None:
+            self._anchor_conj = quat_conj(self.robot_anchor_quat_w)
+        return self._anchor_conj
 
     def _relative(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._rel is None:

@@ -24,9 +24,18 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+_CONJ_SIGN: dict = {}
+
+
 def quat_conj(q: torch.Tensor) -> torch.Tensor:
-    """Conjugate (the inverse of a unit quaternion). (..., 4) -> (..., 4)."""
-    return torch.cat((q[..., :1], -q[..., 1:]), dim=-1)
+    """Conjugate (the inverse of a unit quaternion). (..., 4) -> (..., 4).
+    One multiply by (1, -1, -1, -1) (exact), not slice + negate + cat."""
+    key = (q.dtype, q.device)
+    sign = _CONJ_SIGN.get(key)
+    if sign is None:
+        with torch.inference_mode(False):  # a normal tensor, usable under autograd later
+            sign = _CONJ_SIGN[key] = torch.tensor((1.0, -1.0, -1.0, -1.0), dtype=q.dtype, device=q.device)
+    return q * sign
 
 
 def quat_normalize(q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -87,9 +96,16 @@ def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
 
 
 def quat_to_tan_norm(q: torch.Tensor) -> torch.Tensor:
-    """First two columns of the rotation matrix, a continuous 6-D encoding. (..., 4) -> (..., 6)."""
-    m = quat_to_matrix(q)
-    return torch.cat((m[..., :, 0], m[..., :, 1]), dim=-1)
+    """First two columns of the rotation matrix, a continuous 6-D encoding. (..., 4) -> (..., 6).
+    The same entries as quat_to_matrix's, without building the third column."""
+    w, x, y, z = q.unbind(-1)
+    return torch.stack(
+        (
+            1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y),
+            2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x),
+        ),
+        dim=-1,
+    )
 
 
 def quat_slerp(q0: torch.Tensor, q1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
