@@ -49,8 +49,8 @@ class MotionCommand:
         self.joint_lower = torch.tensor(joint_lower, dtype=torch.float32, device=self.device)
         self.joint_upper = torch.tensor(joint_upper, dtype=torch.float32, device=self.device)
         self.horizons = {
-            "g1": self._offsets(num_future_frames, future_dt, table.fps),
-            "smpl": self._offsets(smpl_num_future_frames, smpl_future_dt, table.fps),
+            "g1": self._offsets(num_future_frames, future_dt, table.fps).to(self.device),
+            "smpl": self._offsets(smpl_num_future_frames, smpl_future_dt, table.fps).to(self.device),
         }
         probs = dict(encoder_sample_probs or {n: 1.0 for n in ENCODER_NAMES})
         unknown = set(probs) - set(ENCODER_NAMES)
@@ -65,7 +65,7 @@ class MotionCommand:
         z = lambda: torch.zeros(self.num_envs, dtype=torch.long, device=self.device)  # noqa: E731
         self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
         self.last_frame = z()
-        self._future_cache: dict[tuple[str, str], torch.Tensor] = {}
+        self._future_cache: dict = {}  # (key, horizon) -> (N, F, ...); horizon -> (N, F) table rows
         self._rel = self._anchor_conj = None
 
     @staticmethod
@@ -93,18 +93,31 @@ class MotionCommand:
         """Reference `key` (a ReferenceTable key) at the horizon's future frames: (N, F, ...)."""
         cached = self._future_cache.get((key, horizon))
         if cached is None:
-            f = torch.minimum(self.frame[:, None] + self.horizons[horizon].to(self.device), self.last_frame[:, None])
-            cached = self.table.data[key][self.table.clip_start[self.clip][:, None] + f]
-            self._future_cache[(key, horizon)] = cached
+            rows = self._future_cache.get(horizon)  # the table rows, shared by every key
+            if rows is None:
+                f = torch.minimum(self.frame[:, None] + self.horizons[horizon], self.last_frame[:, None])
+                rows = self._future_cache[horizon] = self.table.clip_start[self.clip][:, None] + f
+            cached = self._future_cache[(key, horizon)] = self.table.data[key][rows]
         return cached
 
     # ---- per step -----------------------------------------------------------------------------
-    def update_reference(self) -> None:
-        """Gather the reference at every env's current frame (after advancing or resetting)."""
+    _REF_KEYS = ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w", "body_quat_w",
+                 "body_lin_vel_w", "body_ang_vel_w", "vr_pos_local", "vr_ori_local")
+
+    def update_reference(self, env_ids: torch.Tensor | None = None) -> None:
+        """Gather the reference at every env's current frame (after advancing or resetting).
+        env_ids: only these envs changed frame since the last full gather (a reset after the
+        step's update): their rows are re-gathered in place, the same values a full gather gives."""
         self._future_cache.clear()
-        g, d = self.global_frame, self.table.data
-        for key in ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w", "body_quat_w",
-                    "body_lin_vel_w", "body_ang_vel_w", "vr_pos_local", "vr_ori_local"):
+        d = self.table.data
+        if env_ids is not None and getattr(self, "ref_vr_ori_local", None) is not None:
+            g = self.table.clip_start[self.clip[env_ids]] + self.frame[env_ids]
+            for key in self._REF_KEYS:
+                getattr(self, "ref_" + key)[env_ids] = d[key][g]
+            self._rel = None
+            return
+        g = self.global_frame
+        for key in self._REF_KEYS:
             setattr(self, "ref_" + key, d[key][g])
         self.ref_anchor_pos_w = self.ref_body_pos_w[:, self.anchor_index]
         self.ref_anchor_quat_w = self.ref_body_quat_w[:, self.anchor_index]

@@ -71,6 +71,7 @@ class MujocoCpuSim:
                 mujoco.mj_resetDataKeyframe(model, d, 0)
             _update_kinematics(model, d)
         self._alloc_buffers()
+        self._pairs = [self._copy_pairs(i) for i in range(num_envs)]
         self._targets = np.zeros((num_envs, self.num_joints))
         bounds = np.linspace(0, num_envs, min(num_threads, num_envs) + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -115,16 +116,18 @@ class MujocoCpuSim:
         for k, v in self._np_views.items():
             getattr(self.state, k).copy_(torch.from_numpy(np.ascontiguousarray(v)), non_blocking=True)
 
-    def _copy_out(self, i: int) -> None:
+    def _copy_pairs(self, i: int) -> tuple:
+        """(buffer row, MjData array) views of env i, made once: MjData arrays never move, and
+        building the views costs more than the copies (8 -> 5 us per env)."""
         d = self.datas[i]
-        self._qpos[i] = d.qpos
-        self._qvel[i] = d.qvel
-        self._xpos64[i] = d.xpos[1:]
-        self._xquat[i] = d.xquat[1:]
-        self._cvel[i] = d.cvel[1:]
-        self._com[i] = d.subtree_com[self.layout.root_body]
-        self._cfrc[i] = d.cfrc_ext[1:, 3:]
-        self._tau[i] = d.qfrc_actuator[6:]
+        return ((self._qpos[i], d.qpos), (self._qvel[i], d.qvel), (self._xpos64[i], d.xpos[1:]),
+                (self._xquat[i], d.xquat[1:]), (self._cvel[i], d.cvel[1:]),
+                (self._com[i], d.subtree_com[self.layout.root_body]), (self._cfrc[i], d.cfrc_ext[1:, 3:]),
+                (self._tau[i], d.qfrc_actuator[6:]))
+
+    def _copy_out(self, i: int) -> None:
+        for dst, src in self._pairs[i]:
+            np.copyto(dst, src, casting="unsafe")
 
     def _finish_velocities(self, lo: int, hi: int) -> None:
         """Body-origin velocities from cvel: v_origin = v_com + ω × (x_origin − c), vectorised over envs."""
