@@ -16,7 +16,14 @@ from __future__ import annotations
 import torch
 
 from sonic_ray.models.keys import ENCODER_NAMES  # encoder_index values index this tuple
-from sonic_ray.utils.rotations import quat_apply, quat_conj, quat_from_axis_angle, quat_mul, yaw_quat
+from sonic_ray.utils.rotations import (
+    quat_apply,
+    quat_conj,
+    quat_from_axis_angle,
+    quat_mul,
+    quat_to_matrix,
+    yaw_quat,
+)
 
 LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
 
@@ -66,7 +73,7 @@ class MotionCommand:
         self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
         self.last_frame = z()
         self._future_cache: dict = {}  # (key, horizon) -> (N, F, ...); horizon -> (N, F) table rows
-        self._rel = self._anchor_conj = None
+        self._rel = self._anchor_rot = None
 
     @staticmethod
     def _offsets(n: int, dt: float, fps: float) -> torch.Tensor:
@@ -127,16 +134,16 @@ class MotionCommand:
         """Take the robot anchor from the simulator state (after physics or a reset)."""
         self.robot_anchor_pos_w = robot.body_pos_w[:, self.anchor_index]
         self.robot_anchor_quat_w = robot.body_quat_w[:, self.anchor_index]
-        self._anchor_conj = None
+        self._anchor_rot = None
         self._rel = None
 
     @property
-    def robot_anchor_quat_conj(self) -> torch.Tensor:
-        """(N,4) inverse of the robot anchor orientation (computed once per set_robot, on use:
-        several observation terms rotate into the anchor frame)."""
-        if self._anchor_conj is None:
-            self._anchor_conj = quat_conj(self.robot_anchor_quat_w)
-        return self._anchor_conj
+    def robot_anchor_rot_w(self) -> torch.Tensor:
+        """(N,3,3) robot anchor rotation matrix (computed once per set_robot, on use: several
+        observation terms rotate into the anchor frame)."""
+        if self._anchor_rot is None:
+            self._anchor_rot = quat_to_matrix(self.robot_anchor_quat_w)
+        return self._anchor_rot
 
     def _relative(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._rel is None:

@@ -11,30 +11,33 @@ from __future__ import annotations
 
 import torch
 
-from sonic_ray.utils.rotations import quat_apply, quat_apply_inverse, quat_conj, quat_mul, quat_to_tan_norm
+from sonic_ray.utils.rotations import quat_apply_inverse, quat_to_matrix, quat_to_tan_norm
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def _rel_quat(frame_quat: torch.Tensor, quat: torch.Tensor, frame_conj: torch.Tensor | None = None) -> torch.Tensor:
-    """quat expressed in frame_quat's frame; frame_quat (N,4), quat (N,...,4). frame_conj: the
-    conjugate of frame_quat when already at hand (broadcast, never expanded)."""
-    conj = quat_conj(frame_quat) if frame_conj is None else frame_conj
-    return quat_mul(conj.reshape(conj.shape[0], *([1] * (quat.dim() - 2)), 4), quat)
-
-
-def _anchor_conj(cmd) -> torch.Tensor:
-    """(N,4) inverse robot anchor orientation: MotionCommand computes it once per step; any other
+def _anchor_rot(cmd) -> torch.Tensor:
+    """(N,3,3) robot anchor rotation matrix: MotionCommand computes it once per step; any other
     object with robot_anchor_quat_w (tests' stand-ins) gets it computed here."""
-    conj = getattr(cmd, "robot_anchor_quat_conj", None)
-    return quat_conj(cmd.robot_anchor_quat_w) if conj is None else conj
+    rot = getattr(cmd, "robot_anchor_rot_w", None)
+    return quat_to_matrix(cmd.robot_anchor_quat_w) if rot is None else rot
 
 
 def _anchor_rel_tan_norm(env, quat: torch.Tensor) -> torch.Tensor:
-    """quat (N,...,4) in the robot anchor frame, as the 6-D encoding (N,...,6)."""
-    return quat_to_tan_norm(_rel_quat(env.cmd.robot_anchor_quat_w, quat, _anchor_conj(env.cmd)))
+    """quat (N,...,4) in the robot anchor frame, as the 6-D encoding (N,...,6): the two columns
+    c of quat's matrix become R_anchor^T c, one batched matmul of rows (c^T R_anchor) instead of a
+    quaternion product per entry (equal to tan_norm(conj(anchor) * quat) within float32 rounding)."""
+    rot = _anchor_rot(env.cmd)
+    cols = quat_to_tan_norm(quat).unflatten(-1, (2, 3))  # (N,...,2,3)
+    rot = rot.reshape(rot.shape[0], *([1] * (quat.dim() - 2)), 3, 3)
+    return torch.matmul(cols, rot).flatten(-2)
+
+
+def _to_anchor_frame(env, vec: torch.Tensor) -> torch.Tensor:
+    """World vectors (N,K,3) rotated into the robot anchor frame: rows v^T R_anchor = (R^T v)^T."""
+    return torch.matmul(vec, _anchor_rot(env.cmd))
 
 
 # ---- proprioception ---------------------------------------------------------------------------
@@ -75,7 +78,7 @@ def last_action(env) -> torch.Tensor:
 def motion_anchor_pos_b(env) -> torch.Tensor:
     """Reference anchor position in the robot anchor frame. (N, 3)"""
     c = env.cmd
-    return quat_apply(_anchor_conj(c), c.ref_anchor_pos_w - c.robot_anchor_pos_w)
+    return _to_anchor_frame(env, (c.ref_anchor_pos_w - c.robot_anchor_pos_w)[:, None]).squeeze(1)
 
 
 def motion_anchor_ori_b(env) -> torch.Tensor:
@@ -87,7 +90,7 @@ def robot_body_pos_b(env) -> torch.Tensor:
     """Every robot body's position in the robot anchor frame. (N, B*3)"""
     c = env.cmd
     rel = env.robot.body_pos_w - c.robot_anchor_pos_w[:, None]
-    return _flat(quat_apply(_anchor_conj(c)[:, None], rel))
+    return _flat(_to_anchor_frame(env, rel))
 
 
 def robot_body_ori_b(env) -> torch.Tensor:

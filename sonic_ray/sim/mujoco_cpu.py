@@ -129,13 +129,16 @@ class MujocoCpuSim:
         for dst, src in self._pairs[i]:
             np.copyto(dst, src, casting="unsafe")
 
-    def _finish_velocities(self, lo: int, hi: int) -> None:
-        """Body-origin velocities from cvel: v_origin = v_com + ω × (x_origin − c), vectorised over envs."""
-        ang = self._cvel[lo:hi, :, :3]
-        arm = self._xpos64[lo:hi] - self._com[lo:hi, None, :]
-        self._lin[lo:hi] = self._cvel[lo:hi, :, 3:] + np.cross(ang, arm)
-        self._ang[lo:hi] = ang
-        self._xpos[lo:hi] = self._xpos64[lo:hi]
+    def _finish_velocities(self, lo: int, hi: int | None = None) -> None:
+        """Body-origin velocities from cvel: v_origin = v_com + ω × (x_origin − c), vectorised over
+        envs lo:hi, or over the env indices `lo` (an array) when hi is None."""
+        rows = lo if hi is None else slice(lo, hi)
+        cvel = self._cvel[rows]
+        ang = cvel[:, :, :3]
+        arm = self._xpos64[rows] - self._com[rows][:, None, :]
+        self._lin[rows] = cvel[:, :, 3:] + np.cross(ang, arm)
+        self._ang[rows] = ang
+        self._xpos[rows] = self._xpos64[rows]
 
     # ---- stepping ------------------------------------------------------------------------------
     def _step_slice(self, lo: int, hi: int) -> None:
@@ -185,8 +188,7 @@ class MujocoCpuSim:
             self._copy_out(i)
             self._cfrc[i] = 0.0
             self._tau[i] = 0.0
-        for i in ids:
-            self._finish_velocities(int(i), int(i) + 1)
+        self._finish_velocities(np.asarray(ids, dtype=np.int64))
         self._publish()
 
     def push(self, env_ids, lin_vel_delta) -> None:
