@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import torch
 
-from sonic_ray.utils.rotations import quat_apply_inverse, quat_to_matrix, quat_to_tan_norm
+from sonic_ray.envs.command import robot_anchor_rot
+from sonic_ray.utils.rotations import quat_apply_inverse, quat_to_tan_norm
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def _anchor_rot(cmd) -> torch.Tensor:
-    """(N,3,3) robot anchor rotation matrix: MotionCommand computes it once per step; any other
-    object with robot_anchor_quat_w (tests' stand-ins) gets it computed here."""
-    rot = getattr(cmd, "robot_anchor_rot_w", None)
-    return quat_to_matrix(cmd.robot_anchor_quat_w) if rot is None else rot
-
-
 def _anchor_rel_tan_norm(env, quat: torch.Tensor) -> torch.Tensor:
     """quat (N,...,4) in the robot anchor frame, as the 6-D encoding (N,...,6): the two columns
     c of quat's matrix become R_anchor^T c, one batched matmul of rows (c^T R_anchor) instead of a
     quaternion product per entry (equal to tan_norm(conj(anchor) * quat) within float32 rounding)."""
-    rot = _anchor_rot(env.cmd)
+    rot = robot_anchor_rot(env.cmd)
     cols = quat_to_tan_norm(quat).unflatten(-1, (2, 3))  # (N,...,2,3)
     rot = rot.reshape(rot.shape[0], *([1] * (quat.dim() - 2)), 3, 3)
     return torch.matmul(cols, rot).flatten(-2)
@@ -37,7 +31,7 @@ def _anchor_rel_tan_norm(env, quat: torch.Tensor) -> torch.Tensor:
 
 def _to_anchor_frame(env, vec: torch.Tensor) -> torch.Tensor:
     """World vectors (N,K,3) rotated into the robot anchor frame: rows v^T R_anchor = (R^T v)^T."""
-    return torch.matmul(vec, _anchor_rot(env.cmd))
+    return torch.matmul(vec, robot_anchor_rot(env.cmd))
 
 
 # ---- proprioception ---------------------------------------------------------------------------

@@ -254,10 +254,10 @@ class MujocoCpuSim:
 
     def nonfinite_envs(self) -> torch.Tensor:
         """(N,) bool on device: NaN/inf qpos/qvel, |qvel| > max_qvel, (auto-reset is off)."""
-        qpos, qvel = torch.from_numpy(self._qpos), torch.from_numpy(self._qvel)
-        bad = ~torch.isfinite(qpos).all(1) | ~torch.isfinite(qvel).all(1)
-        bad |= qvel.abs().amax(1) > self.max_qvel
-        return bad.to(self.device)
+        with np.errstate(invalid="ignore"):  # NaN compares False; isfinite catches it
+            bad = ~(np.isfinite(self._qpos).all(1) & np.isfinite(self._qvel).all(1))
+            bad |= np.abs(self._qvel).max(1) > self.max_qvel
+        return torch.from_numpy(bad).to(self.device)
 
     # ---- domain randomisation ------------------------------------------------------------------
     def _own_models(self, ids: np.ndarray) -> None:
