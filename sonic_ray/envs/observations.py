@@ -23,15 +23,14 @@ def _anchor_rel_tan_norm(env, quat: torch.Tensor) -> torch.Tensor:
     """quat (N,...,4) in the robot anchor frame, as the 6-D encoding (N,...,6): the two columns
     c of quat's matrix become R_anchor^T c, one batched matmul of rows (c^T R_anchor) instead of a
     quaternion product per entry (equal to tan_norm(conj(anchor) * quat) within float32 rounding)."""
-    rot = robot_anchor_rot(env.cmd)
-    cols = quat_to_tan_norm(quat).unflatten(-1, (2, 3))  # (N,...,2,3)
-    rot = rot.reshape(rot.shape[0], *([1] * (quat.dim() - 2)), 3, 3)
-    return torch.matmul(cols, rot).flatten(-2)
+    n = quat.shape[0]
+    cols = quat_to_tan_norm(quat).reshape(n, -1, 3)  # (N, 2*K, 3): every column a row
+    return torch.bmm(cols, robot_anchor_rot(env.cmd)).reshape(*quat.shape[:-1], 6)
 
 
 def _to_anchor_frame(env, vec: torch.Tensor) -> torch.Tensor:
     """World vectors (N,K,3) rotated into the robot anchor frame: rows v^T R_anchor = (R^T v)^T."""
-    return torch.matmul(vec, robot_anchor_rot(env.cmd))
+    return torch.bmm(vec, robot_anchor_rot(env.cmd))
 
 
 # ---- proprioception ---------------------------------------------------------------------------
