@@ -221,7 +221,8 @@ class MotionCommand:
         self._future_cache.clear()
         g = self.table.clip_start[clip] + start
         d = self.table.data
-        state = {k: d[k][g].clone() for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
+        # Advanced indexing copies: the noise below never writes into the table.
+        state = {k: d[k][g] for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
                                               "joint_pos", "joint_vel")}
         self._add_noise(state, generator)
         return state
