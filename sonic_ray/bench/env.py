@@ -7,6 +7,12 @@ rewards, observations of all groups, autoresets of envs that fell), both driven 
 random actions (std 0.1, so robots fall and reset as an untrained policy's do). Reported: env-steps/s of both,
 `env_over_physics` (the share of physics speed the MDP keeps; target >= 0.85) and
 `scale_2_over_1` (steps/s at the largest thread count over 1 thread; target >= 1.8 for 2).
+
+The two loops do not step the same physics: the env resets fallen robots to moving reference
+poses every step, which costs MuJoCo more per step (contacts) than the raw loop's robots, which
+fall once and lie still (measured at N=64: ~22 ms vs ~14-17 ms per step). So each point also times
+`sim.step` inside the env loop: `mdp_ms_per_step` (everything but physics) and
+`env_over_in_env_physics` (physics time / env time on the env's own workload).
 Timings taken while other processes share the cores are noisy.
 """
 
@@ -47,7 +53,20 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
         k = iter(range(10**9))
         phys_s = _time(lambda: env.sim.step(targets[next(k) % 8]), steps, warmup, dev)
         env.reset()
-        env_s = _time(lambda: env.step(actions[next(k) % 8]), steps, warmup, dev)
+        sim_step, in_loop = env.sim.step, [0.0]
+
+        def timed_sim_step(targets):  # the physics inside env.step, timed on the env's own workload
+            t = time.perf_counter()
+            sim_step(targets)
+            _sync(dev)
+            in_loop[0] += time.perf_counter() - t
+
+        env.sim.step = timed_sim_step
+        for _ in range(warmup):
+            env.step(actions[next(k) % 8])
+        in_loop[0] = 0.0
+        env_s = _time(lambda: env.step(actions[next(k) % 8]), steps, 0, dev)
+        env.sim.step = sim_step
         resets = env.metrics().get("env/episodes", 0.0)
     finally:
         env.close()
@@ -56,6 +75,9 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
             "device": str(dev), "physics_steps_per_s": phys,
             "env_steps_per_s": full, "env_over_physics": full / phys,
             "env_ms_per_step": 1e3 * env_s / steps, "physics_ms_per_step": 1e3 * phys_s / steps,
+            "in_env_physics_ms_per_step": 1e3 * in_loop[0] / steps,
+            "mdp_ms_per_step": 1e3 * (env_s - in_loop[0]) / steps,
+            "env_over_in_env_physics": in_loop[0] / env_s,
             "episodes_ended": resets}
 
 
@@ -96,7 +118,9 @@ def _main(args) -> int:
     else:
         for p in out["points"]:
             print(f"N={p['num_envs']:5d} threads={p['threads']}  physics {p['physics_steps_per_s']:9.0f}/s  "
-                  f"env {p['env_steps_per_s']:9.0f}/s  env/physics {p['env_over_physics']:.2f}")
+                  f"env {p['env_steps_per_s']:9.0f}/s  env/physics {p['env_over_physics']:.2f}  "
+                  f"(in-env physics {p['in_env_physics_ms_per_step']:.1f} ms + MDP {p['mdp_ms_per_step']:.1f} ms "
+                  f"per step: {p['env_over_in_env_physics']:.2f})")
         for k, v in out.items():
             if k.startswith("scale_"):
                 print(k, json.dumps(v))

@@ -51,6 +51,9 @@ class ObservationGroup:
                        float(_field(s, "noise", 0.0)), float(_field(s, "scale", 1.0))) for t, s in terms.items()]
         if not self.terms:
             raise ValueError(f"observation group {name!r} has no terms")
+        # (term, params) identity across groups: the manager computes a term shared by several
+        # groups (e.g. joint_pos_rel in policy and critic) once per compute/peek.
+        self._term_keys = [(t, repr(sorted(p.items()))) for t, _, p, _, _ in self.terms]
         self.term_dims: dict[str, int] = {}
         self._buf: torch.Tensor | None = None
         self._ptr = 0
@@ -60,8 +63,18 @@ class ObservationGroup:
     def dim(self) -> int:
         return self.history_length * sum(self.term_dims.values())
 
-    def _frame(self, env, corrupt: bool) -> torch.Tensor:
-        parts = [fn(env, **params) for _, fn, params, _, _ in self.terms]
+    def _frame(self, env, corrupt: bool, cache: dict | None = None) -> torch.Tensor:
+        """This step's frame (N, k). cache: {(term, params): value} shared by the groups of one
+        manager call (terms are pure functions of the env state; their values are never mutated)."""
+        if cache is None:
+            parts = [fn(env, **params) for _, fn, params, _, _ in self.terms]
+        else:
+            parts = []
+            for key, (_, fn, params, _, _) in zip(self._term_keys, self.terms):
+                v = cache.get(key)
+                if v is None:
+                    v = cache[key] = fn(env, **params)
+                parts.append(v)
         if not self.term_dims:
             self._init_layout(parts)
         x = torch.cat(parts, dim=-1)
@@ -86,10 +99,11 @@ class ObservationGroup:
         k = sum(self.term_dims.values())
         self._buf = torch.zeros(self.num_envs, self.history_length, k, device=self.device)
 
-    def compute(self, env, corrupt: bool, reset_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def compute(self, env, corrupt: bool, reset_ids: torch.Tensor | None = None,
+                cache: dict | None = None) -> torch.Tensor:
         """Push this step's frame for every env and return (N, H*k). Envs in reset_ids start a new
         episode: all H slots of their history become this frame."""
-        x = self._frame(env, corrupt)
+        x = self._frame(env, corrupt, cache)
         if self.history_length == 1:
             return x
         self._buf[:, self._ptr] = x
@@ -98,10 +112,10 @@ class ObservationGroup:
             self._buf[reset_ids] = x[reset_ids, None]
         return self._ordered()
 
-    def peek(self, env, env_ids: torch.Tensor, corrupt: bool) -> torch.Tensor:
+    def peek(self, env, env_ids: torch.Tensor, corrupt: bool, cache: dict | None = None) -> torch.Tensor:
         """(E, H*k) what `compute` would return for env_ids now, without pushing the history:
         the final observation of episodes about to be reset."""
-        x = self._frame(env, corrupt)[env_ids]
+        x = self._frame(env, corrupt, cache)[env_ids]
         if self.history_length == 1:
             return x
         hist = self._ordered().reshape(self.num_envs, self.history_length, -1)[env_ids]
@@ -131,10 +145,12 @@ class ObservationManager:
         self.groups = groups
 
     def compute(self, env, corrupt: bool = True, reset_ids=None) -> dict[str, torch.Tensor]:
-        return {k: g.compute(env, corrupt, reset_ids) for k, g in self.groups.items()}
+        cache: dict = {}  # one call = one env state: a term shared by groups is computed once
+        return {k: g.compute(env, corrupt, reset_ids, cache) for k, g in self.groups.items()}
 
     def peek(self, env, env_ids, corrupt: bool = True) -> dict[str, torch.Tensor]:
-        return {k: g.peek(env, env_ids, corrupt) for k, g in self.groups.items()}
+        cache: dict = {}
+        return {k: g.peek(env, env_ids, corrupt, cache) for k, g in self.groups.items()}
 
     def dims(self) -> dict[str, int]:
         return {k: g.dim for k, g in self.groups.items()}

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import torch
 
-from sonic_ray.utils.rotations import quat_apply_inverse, quat_conj, quat_mul, quat_to_tan_norm
+from sonic_ray.envs.command import robot_anchor_rot
+from sonic_ray.utils.rotations import quat_apply_inverse, quat_to_tan_norm
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def _rel_quat(frame_quat: torch.Tensor, quat: torch.Tensor) -> torch.Tensor:
-    """quat expressed in frame_quat's frame; frame_quat (N,4), quat (N,...,4)."""
-    q = frame_quat.reshape(frame_quat.shape[0], *([1] * (quat.dim() - 2)), 4)
-    return quat_mul(quat_conj(q).expand_as(quat), quat)
+def _anchor_rel_tan_norm(env, quat: torch.Tensor) -> torch.Tensor:
+    """quat (N,...,4) in the robot anchor frame, as the 6-D encoding (N,...,6): the two columns
+    c of quat's matrix become R_anchor^T c, one batched matmul of rows (c^T R_anchor) instead of a
+    quaternion product per entry (equal to tan_norm(conj(anchor) * quat) within float32 rounding)."""
+    n = quat.shape[0]
+    cols = quat_to_tan_norm(quat).reshape(n, -1, 3)  # (N, 2*K, 3): every column a row
+    return torch.bmm(cols, robot_anchor_rot(env.cmd)).reshape(*quat.shape[:-1], 6)
+
+
+def _to_anchor_frame(env, vec: torch.Tensor) -> torch.Tensor:
+    """World vectors (N,K,3) rotated into the robot anchor frame: rows v^T R_anchor = (R^T v)^T."""
+    return torch.bmm(vec, robot_anchor_rot(env.cmd))
 
 
 # ---- proprioception ---------------------------------------------------------------------------
@@ -62,24 +71,24 @@ def last_action(env) -> torch.Tensor:
 def motion_anchor_pos_b(env) -> torch.Tensor:
     """Reference anchor position in the robot anchor frame. (N, 3)"""
     c = env.cmd
-    return quat_apply_inverse(c.robot_anchor_quat_w, c.ref_anchor_pos_w - c.robot_anchor_pos_w)
+    return _to_anchor_frame(env, (c.ref_anchor_pos_w - c.robot_anchor_pos_w)[:, None]).squeeze(1)
 
 
 def motion_anchor_ori_b(env) -> torch.Tensor:
     """Reference anchor orientation in the robot anchor frame. (N, 6)"""
-    return quat_to_tan_norm(_rel_quat(env.cmd.robot_anchor_quat_w, env.cmd.ref_anchor_quat_w))
+    return _anchor_rel_tan_norm(env, env.cmd.ref_anchor_quat_w)
 
 
 def robot_body_pos_b(env) -> torch.Tensor:
     """Every robot body's position in the robot anchor frame. (N, B*3)"""
     c = env.cmd
     rel = env.robot.body_pos_w - c.robot_anchor_pos_w[:, None]
-    return _flat(quat_apply_inverse(c.robot_anchor_quat_w[:, None].expand_as(env.robot.body_quat_w), rel))
+    return _flat(_to_anchor_frame(env, rel))
 
 
 def robot_body_ori_b(env) -> torch.Tensor:
     """Every robot body's orientation in the robot anchor frame. (N, B*6)"""
-    return _flat(quat_to_tan_norm(_rel_quat(env.cmd.robot_anchor_quat_w, env.robot.body_quat_w)))
+    return _flat(_anchor_rel_tan_norm(env, env.robot.body_quat_w))
 
 
 def command_multi_future(env) -> torch.Tensor:
@@ -90,7 +99,7 @@ def command_multi_future(env) -> torch.Tensor:
 
 def motion_anchor_ori_b_multi_future(env) -> torch.Tensor:
     """Reference anchor orientation at the F future frames, in the robot anchor frame. (N, F*6)"""
-    return _flat(quat_to_tan_norm(_rel_quat(env.cmd.robot_anchor_quat_w, env.cmd.future("anchor_quat_w", "g1"))))
+    return _flat(_anchor_rel_tan_norm(env, env.cmd.future("anchor_quat_w", "g1")))
 
 
 # ---- SMPL encoder -----------------------------------------------------------------------------
@@ -103,7 +112,7 @@ def smpl_joints_multi_future(env) -> torch.Tensor:
 
 def smpl_root_ori_b_multi_future(env) -> torch.Tensor:
     """Reference root orientation at the Fs future frames, in the robot anchor frame. (N, Fs*6)"""
-    return _flat(quat_to_tan_norm(_rel_quat(env.cmd.robot_anchor_quat_w, env.cmd.future("root_quat_w", "smpl"))))
+    return _flat(_anchor_rel_tan_norm(env, env.cmd.future("root_quat_w", "smpl")))
 
 
 # ---- teleop encoder ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from sonic_ray.utils.rotations import quat_apply_inverse, quat_error_angle
+from sonic_ray.envs.command import robot_anchor_rot
+from sonic_ray.utils.rotations import quat_error_angle, quat_to_matrix
 
 # SONIC's five local reward points (wrists, pelvis, ankles) on the G1.
 VR_5POINT_BODIES = ("left_wrist_yaw_link", "right_wrist_yaw_link", "pelvis",
@@ -82,10 +83,10 @@ def vr_5point_local_error_exp(env, std: float, body_names=VR_5POINT_BODIES) -> t
     points relative to the reference anchor against the robot's relative to the robot anchor.
     Invariant to where the robot stands and faces, so it keeps shaping after drift. (N,)"""
     ids = env.cmd.body_ids(body_names)
-    ref = quat_apply_inverse(env.cmd.ref_anchor_quat_w[:, None],
-                             env.cmd.ref_body_pos_w[:, ids] - env.cmd.ref_anchor_pos_w[:, None])
-    rob = quat_apply_inverse(env.cmd.robot_anchor_quat_w[:, None],
-                             env.robot.body_pos_w[:, ids] - env.cmd.robot_anchor_pos_w[:, None])
+    # Rows v^T R = (R^T v)^T: each anchor's inverse rotation as one batched matmul.
+    ref = torch.matmul(env.cmd.ref_body_pos_w[:, ids] - env.cmd.ref_anchor_pos_w[:, None],
+                       quat_to_matrix(env.cmd.ref_anchor_quat_w))
+    rob = torch.matmul(env.robot.body_pos_w[:, ids] - env.cmd.robot_anchor_pos_w[:, None], robot_anchor_rot(env.cmd))
     return _exp_kernel((ref - rob).square().sum(-1).mean(-1), std)
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from sonic_ray.utils.rotations import quat_apply_inverse
-
-_DOWN = (0.0, 0.0, -1.0)
+from sonic_ray.envs.command import robot_anchor_rot
+from sonic_ray.utils.rotations import quat_to_matrix
 
 
 def _threshold(threshold: float, ref_lin_vel_w: torch.Tensor, adaptive: bool, lag_s: float,
@@ -62,10 +61,10 @@ def ee_body_pos(env, threshold: float, adaptive: bool = False, z_only: bool = Tr
 def anchor_ori(env, threshold: float) -> torch.Tensor:
     """Anchor tilted away from the reference: difference of the gravity direction's z component
     in each anchor's frame (1 - cos tilt), blind to heading."""
-    down = torch.tensor(_DOWN, dtype=env.cmd.ref_anchor_quat_w.dtype, device=env.cmd.ref_anchor_quat_w.device)
-    ref_g = quat_apply_inverse(env.cmd.ref_anchor_quat_w, down.expand_as(env.cmd.ref_anchor_pos_w))
-    rob_g = quat_apply_inverse(env.cmd.robot_anchor_quat_w, down.expand_as(env.cmd.robot_anchor_pos_w))
-    return (ref_g[:, 2] - rob_g[:, 2]).abs() > threshold
+    # Gravity (0, 0, -1) in a frame R has z component -R[2, 2].
+    ref_gz = quat_to_matrix(env.cmd.ref_anchor_quat_w)[:, 2, 2]
+    rob_gz = robot_anchor_rot(env.cmd)[:, 2, 2]
+    return (rob_gz - ref_gz).abs() > threshold
 
 
 def foot_pos(env, threshold: float, body_names=None) -> torch.Tensor:

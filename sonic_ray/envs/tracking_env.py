@@ -231,6 +231,6 @@ class TrackingEnv:
         self.action[ids] = 0.0
         self.prev_action[ids] = 0.0
         self.event_manager.reset(self, ids)
-        self.cmd.update_reference()
+        self.cmd.update_reference(ids)
         self.cmd.set_robot(self.robot)
         self.prev_body_lin_vel_w = self.robot.body_lin_vel_w.clone()

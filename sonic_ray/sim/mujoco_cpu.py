@@ -71,6 +71,7 @@ class MujocoCpuSim:
                 mujoco.mj_resetDataKeyframe(model, d, 0)
             _update_kinematics(model, d)
         self._alloc_buffers()
+        self._pairs = [self._copy_pairs(i) for i in range(num_envs)]
         self._targets = np.zeros((num_envs, self.num_joints))
         bounds = np.linspace(0, num_envs, min(num_threads, num_envs) + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -115,24 +116,29 @@ class MujocoCpuSim:
         for k, v in self._np_views.items():
             getattr(self.state, k).copy_(torch.from_numpy(np.ascontiguousarray(v)), non_blocking=True)
 
-    def _copy_out(self, i: int) -> None:
+    def _copy_pairs(self, i: int) -> tuple:
+        """(buffer row, MjData array) views of env i, made once: MjData arrays never move, and
+        building the views costs more than the copies (8 -> 5 us per env)."""
         d = self.datas[i]
-        self._qpos[i] = d.qpos
-        self._qvel[i] = d.qvel
-        self._xpos64[i] = d.xpos[1:]
-        self._xquat[i] = d.xquat[1:]
-        self._cvel[i] = d.cvel[1:]
-        self._com[i] = d.subtree_com[self.layout.root_body]
-        self._cfrc[i] = d.cfrc_ext[1:, 3:]
-        self._tau[i] = d.qfrc_actuator[6:]
+        return ((self._qpos[i], d.qpos), (self._qvel[i], d.qvel), (self._xpos64[i], d.xpos[1:]),
+                (self._xquat[i], d.xquat[1:]), (self._cvel[i], d.cvel[1:]),
+                (self._com[i], d.subtree_com[self.layout.root_body]), (self._cfrc[i], d.cfrc_ext[1:, 3:]),
+                (self._tau[i], d.qfrc_actuator[6:]))
 
-    def _finish_velocities(self, lo: int, hi: int) -> None:
-        """Body-origin velocities from cvel: v_origin = v_com + ω × (x_origin − c), vectorised over envs."""
-        ang = self._cvel[lo:hi, :, :3]
-        arm = self._xpos64[lo:hi] - self._com[lo:hi, None, :]
-        self._lin[lo:hi] = self._cvel[lo:hi, :, 3:] + np.cross(ang, arm)
-        self._ang[lo:hi] = ang
-        self._xpos[lo:hi] = self._xpos64[lo:hi]
+    def _copy_out(self, i: int) -> None:
+        for dst, src in self._pairs[i]:
+            np.copyto(dst, src, casting="unsafe")
+
+    def _finish_velocities(self, lo: int, hi: int | None = None) -> None:
+        """Body-origin velocities from cvel: v_origin = v_com + ω × (x_origin − c), vectorised over
+        envs lo:hi, or over the env indices `lo` (an array) when hi is None."""
+        rows = lo if hi is None else slice(lo, hi)
+        cvel = self._cvel[rows]
+        ang = cvel[:, :, :3]
+        arm = self._xpos64[rows] - self._com[rows][:, None, :]
+        self._lin[rows] = cvel[:, :, 3:] + np.cross(ang, arm)
+        self._ang[rows] = ang
+        self._xpos[rows] = self._xpos64[rows]
 
     # ---- stepping ------------------------------------------------------------------------------
     def _step_slice(self, lo: int, hi: int) -> None:
@@ -182,8 +188,7 @@ class MujocoCpuSim:
             self._copy_out(i)
             self._cfrc[i] = 0.0
             self._tau[i] = 0.0
-        for i in ids:
-            self._finish_velocities(int(i), int(i) + 1)
+        self._finish_velocities(np.asarray(ids, dtype=np.int64))
         self._publish()
 
     def push(self, env_ids, lin_vel_delta) -> None:
@@ -249,10 +254,10 @@ class MujocoCpuSim:
 
     def nonfinite_envs(self) -> torch.Tensor:
         """(N,) bool on device: NaN/inf qpos/qvel, |qvel| > max_qvel, (auto-reset is off)."""
-        qpos, qvel = torch.from_numpy(self._qpos), torch.from_numpy(self._qvel)
-        bad = ~torch.isfinite(qpos).all(1) | ~torch.isfinite(qvel).all(1)
-        bad |= qvel.abs().amax(1) > self.max_qvel
-        return bad.to(self.device)
+        with np.errstate(invalid="ignore"):  # NaN compares False; isfinite catches it
+            bad = ~(np.isfinite(self._qpos).all(1) & np.isfinite(self._qvel).all(1))
+            bad |= np.abs(self._qvel).max(1) > self.max_qvel
+        return torch.from_numpy(bad).to(self.device)
 
     # ---- domain randomisation ------------------------------------------------------------------
     def _own_models(self, ids: np.ndarray) -> None:

@@ -24,9 +24,18 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+_CONJ_SIGN: dict = {}
+
+
 def quat_conj(q: torch.Tensor) -> torch.Tensor:
-    """Conjugate (the inverse of a unit quaternion). (..., 4) -> (..., 4)."""
-    return torch.cat((q[..., :1], -q[..., 1:]), dim=-1)
+    """Conjugate (the inverse of a unit quaternion). (..., 4) -> (..., 4).
+    One multiply by (1, -1, -1, -1) (exact), not slice + negate + cat."""
+    key = (q.dtype, q.device)
+    sign = _CONJ_SIGN.get(key)
+    if sign is None:
+        with torch.inference_mode(False):  # a normal tensor, usable under autograd later
+            sign = _CONJ_SIGN[key] = torch.tensor((1.0, -1.0, -1.0, -1.0), dtype=q.dtype, device=q.device)
+    return q * sign
 
 
 def quat_normalize(q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -52,17 +61,41 @@ def quat_from_axis_angle(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tenso
     return torch.cat((torch.cos(half), torch.sin(half) * axis), dim=-1)
 
 
+# Rotation-matrix entries as C + K * (q_a q_b + s q_c q_d), (w, x, y, z) = (0, 1, 2, 3):
+# entry -> ((a, b), (c, d), s, K, C). Evaluated for all entries at once (two gathers, a multiply,
+# two fused multiply-adds, bit-identical to writing each entry out: K is +-2 and s is +-1, exact).
+_MATRIX_ENTRIES = {
+    "00": ((2, 2), (3, 3), 1, -2, 1), "01": ((1, 2), (0, 3), -1, 2, 0), "02": ((1, 3), (0, 2), 1, 2, 0),
+    "10": ((1, 2), (0, 3), 1, 2, 0), "11": ((1, 1), (3, 3), 1, -2, 1), "12": ((2, 3), (0, 1), -1, 2, 0),
+    "20": ((1, 3), (0, 2), -1, 2, 0), "21": ((2, 3), (0, 1), 1, 2, 0), "22": ((1, 1), (2, 2), 1, -2, 1),
+}
+_QUADRATIC_CACHE: dict = {}
+
+
+def _quat_quadratic(q: torch.Tensor, entries: tuple[str, ...]) -> torch.Tensor:
+    """The given rotation-matrix entries of q, in order: (..., 4) -> (..., len(entries))."""
+    key = (entries, q.dtype, q.device)
+    consts = _QUADRATIC_CACHE.get(key)
+    if consts is None:
+        rows = [_MATRIX_ENTRIES[e] for e in entries]
+        with torch.inference_mode(False):  # normal tensors, usable under autograd later
+            left = torch.tensor([r[0][0] for r in rows] + [r[1][0] for r in rows], device=q.device)
+            right = torch.tensor([r[0][1] for r in rows] + [r[1][1] for r in rows], device=q.device)
+            sign, k, c = (torch.tensor([r[i] for r in rows], dtype=q.dtype, device=q.device) for i in (2, 3, 4))
+        consts = _QUADRATIC_CACHE[key] = (left, right, sign, k, c)
+    left, right, sign, k, c = consts
+    n = len(entries)
+    prod = q.index_select(-1, left) * q.index_select(-1, right)
+    return torch.addcmul(c, k, torch.addcmul(prod[..., :n], sign, prod[..., n:]))
+
+
+_MATRIX = ("00", "01", "02", "10", "11", "12", "20", "21", "22")
+_TAN_NORM = ("00", "10", "20", "01", "11", "21")  # the first two columns
+
+
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """(..., 4) -> (..., 3, 3) rotation matrices."""
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        (
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ),
-        dim=-1,
-    ).reshape(q.shape[:-1] + (3, 3))
+    return _quat_quadratic(q, _MATRIX).reshape(q.shape[:-1] + (3, 3))
 
 
 def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
@@ -88,8 +121,7 @@ def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
 
 def quat_to_tan_norm(q: torch.Tensor) -> torch.Tensor:
     """First two columns of the rotation matrix, a continuous 6-D encoding. (..., 4) -> (..., 6)."""
-    m = quat_to_matrix(q)
-    return torch.cat((m[..., :, 0], m[..., :, 1]), dim=-1)
+    return _quat_quadratic(q, _TAN_NORM)
 
 
 def quat_slerp(q0: torch.Tensor, q1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
