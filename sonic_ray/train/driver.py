@@ -242,6 +242,10 @@ class Trainer:
         finally:
             self.metrics_log.close()
             self.wandb.finish()
+        try:  # redraw: the drained evaluations added the last eval/* points
+            self.plot()
+        except Exception as e:  # a plot must never turn a finished run into a failure
+            print(f"sonic-ray: plotting the learning curves failed ({type(e).__name__}: {e})")
 
 
 def _scalar(v: Any) -> Any:
