@@ -137,6 +137,20 @@ class ModelLayout:
         return cls(num_joints=num_joints, num_bodies=model.nbody - 1, root_body=int(model.jnt_bodyid[0]))
 
 
+def init_common(sim, model, *, num_envs: int, decimation: int, device, max_qvel: float) -> None:
+    """The attributes every backend sets the same way: layout, sizes, time steps, device, limits."""
+    sim.layout = ModelLayout.of(model)
+    sim.model = model
+    sim.num_envs = num_envs
+    sim.num_joints = sim.layout.num_joints
+    sim.num_bodies = sim.layout.num_bodies
+    sim.decimation = decimation
+    sim.physics_dt = float(model.opt.timestep)
+    sim.step_dt = decimation * sim.physics_dt
+    sim.device = torch.device(device)
+    sim.max_qvel = float(max_qvel)
+
+
 def as_index(env_ids, num_envs: int) -> np.ndarray:
     """env_ids (tensor, sequence or slice-free iterable of ints) as a checked int64 numpy array."""
     if isinstance(env_ids, torch.Tensor):

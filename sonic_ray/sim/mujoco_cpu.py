@@ -30,10 +30,10 @@ import torch
 from sonic_ray.sim.base import (
     DEFAULT_DECIMATION,
     DEFAULT_MAX_QVEL,
-    ModelLayout,
     SimState,
     as_index,
     as_rows,
+    init_common,
     restitution_to_dampratio,
 )
 
@@ -51,18 +51,9 @@ class MujocoCpuSim:
         if num_envs < 1 or num_threads < 1 or decimation < 1:
             raise ValueError(f"num_envs, num_threads and decimation must be >= 1, got "
                              f"{num_envs}, {num_threads}, {decimation}")
-        self.layout = ModelLayout.of(model)
         model = copy.copy(model)  # private: the caller's model keeps its options
         model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
-        self.model = model
-        self.num_envs = num_envs
-        self.num_joints = self.layout.num_joints
-        self.num_bodies = self.layout.num_bodies
-        self.decimation = decimation
-        self.physics_dt = float(model.opt.timestep)
-        self.step_dt = decimation * self.physics_dt
-        self.device = torch.device(device)
-        self.max_qvel = float(max_qvel)
+        init_common(self, model, num_envs=num_envs, decimation=decimation, device=device, max_qvel=max_qvel)
         self._models: list[mujoco.MjModel] = [model] * num_envs
         self._nominal = None  # per-field copies of the shared model's randomisable arrays
         self.datas = [mujoco.MjData(model) for _ in range(num_envs)]

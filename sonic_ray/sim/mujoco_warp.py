@@ -22,10 +22,10 @@ import torch
 from sonic_ray.sim.base import (
     DEFAULT_DECIMATION,
     DEFAULT_MAX_QVEL,
-    ModelLayout,
     SimState,
     as_index,
     as_rows,
+    init_common,
     restitution_to_dampratio,
 )
 from sonic_ray.utils.rotations import quat_apply_inverse, quat_normalize
@@ -57,16 +57,7 @@ class MujocoWarpSim:
             raise ValueError(f"num_envs and decimation must be >= 1, got {num_envs}, {decimation}")
         wp, mjw = import_warp()
         self._wp, self._mjw = wp, mjw
-        self.layout = ModelLayout.of(model)
-        self.model = model
-        self.num_envs = num_envs
-        self.num_joints = self.layout.num_joints
-        self.num_bodies = self.layout.num_bodies
-        self.decimation = decimation
-        self.physics_dt = float(model.opt.timestep)
-        self.step_dt = decimation * self.physics_dt
-        self.device = torch.device(device)
-        self.max_qvel = float(max_qvel)
+        init_common(self, model, num_envs=num_envs, decimation=decimation, device=device, max_qvel=max_qvel)
         self._wp_device = wp.get_device(str(self.device) if self.device.type != "cuda" else
                                         f"cuda:{self.device.index or 0}")
         data = mujoco.MjData(model)
