@@ -56,17 +56,17 @@ class SonicPPO(PPO):
             return
         # Failure counts to the aggregator, not waited on: the rates it returns ride along with the
         # next iteration's sample call (computed while the learners work).
-        self._sampler_rates = self.sampler_stats.update.remote([report for *_, report in replies])
+        runner_refs, runner_metrics, reports = zip(*replies)
+        self._sampler_rates = self.sampler_stats.update.remote(list(reports))
         # Learner-major order: ShardObjectRefIterator hands learner i the i-th contiguous chunk.
-        refs = [ref for i in range(num_learners) for runner_refs, *_ in replies for ref in [runner_refs[i]]]
+        refs = [r[i] for i in range(num_learners) for r in runner_refs]
         learner_results = self.learner_group.update(batch_refs=refs)
         t2 = time.perf_counter()
         self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
         t3 = time.perf_counter()
-        runner_metrics = [m for _, m, _ in replies]
         steps = sum(m["perf/runner_env_steps"] for m in runner_metrics)
         stats = _mean_dicts(learner_results if isinstance(learner_results, list) else [learner_results])
-        stats.update(_aggregate_runner_metrics(runner_metrics))
+        stats.update(_aggregate_runner_metrics(list(runner_metrics)))
         stats.update({"perf/time_sample_s": t1 - t0, "perf/time_learn_s": t2 - t1, "perf/time_sync_s": t3 - t2,
                       "perf/env_steps": steps, "perf/env_steps_per_s": steps / max(t3 - t0, 1e-9),
                       "perf/num_healthy_runners": len(replies)})

@@ -8,7 +8,6 @@ objects exist anywhere on this path.
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
@@ -24,6 +23,7 @@ from sonic_ray.config.compose import to_typed
 from sonic_ray.envs.factory import make_env
 from sonic_ray.learners.rl_module import SonicRLModule
 from sonic_ray.ppo.rollout import RolloutCollector, split_envs
+from sonic_ray.utils.rng import rng_state, set_rng_state
 
 SONIC_CFG_KEY = "sonic"  # env_config key: the whole validated SonicConfig as a plain dict
 
@@ -81,13 +81,13 @@ class SonicEnvRunner(EnvRunner):
     def sample_refs(self, num_learners: int, sampler_rates=None) -> tuple[list[ray.ObjectRef], dict[str, Any], dict]:
         """Collect T x N steps; -> (one ref per learner, metrics, start-sampler report).
 
-        sampler_rates: the aggregator's capped failure rates of every global bin (an ObjectRef,
-        ready by now: it was launched during the previous learner update), or None to keep the
+        sampler_rates: an ObjectRef of the aggregator's capped failure rates of every global bin
+        (ready by now: it was launched during the previous learner update), or None to keep the
         current ones. The report holds the failure counts gathered in this rollout."""
         t0 = time.perf_counter()
         sampler = self.env.cmd.sampler
         if sampler_rates is not None:
-            sampler.set_rates(ray.get(sampler_rates) if isinstance(sampler_rates, ray.ObjectRef) else sampler_rates)
+            sampler.set_rates(ray.get(sampler_rates))
         batch = self.collector.collect()
         t1 = time.perf_counter()
         refs = [ray.put(part) for part in split_envs(batch, num_learners)]
@@ -107,22 +107,20 @@ class SonicEnvRunner(EnvRunner):
         if self.env is None:
             return {}
         return {"worker_index": self.worker_index,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "rng": rng_state(),
                 "env": _to_cpu(self.env.state_dict()),  # the driver (and checkpoint) may have no GPU
                 "collector_started": self.collector.obs is not None,
                 "env_steps_lifetime": int(self.num_env_steps_sampled_lifetime)}
 
     def set_runner_state(self, state) -> bool:
-        """Restore `get_runner_state()` (or its ObjectRef); -> False when there was none to restore."""
-        if isinstance(state, ray.ObjectRef):
-            state = ray.get(state)
+        """Restore `get_runner_state()` from its ObjectRef (None: nothing saved for this runner);
+        -> False when there was none to restore."""
+        state = ray.get(state) if state is not None else None
         if not state or self.env is None:
             return False
         self.env.load_state_dict(state["env"])
         self.collector.obs = self.env.obs if state["collector_started"] else None
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_state(state["rng"])
         self.num_env_steps_sampled_lifetime = state.get("env_steps_lifetime", 0)
         return True
 

@@ -31,9 +31,6 @@ class SamplerStatsActor:
         self.stats.update(reports)
         return self.stats.rates()
 
-    def rates(self) -> np.ndarray:
-        return self.stats.rates()
-
     def summary(self) -> dict[str, float]:
         raw, seen = self.stats.raw_rates(), self.stats.visits > 0
         return {"num_bins": float(self.stats.num_bins), "seen_bins": float(seen.sum()),

@@ -9,10 +9,8 @@ compute_loss_for_module -> gradients -> grad clip -> apply), which carries DDP w
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-import numpy as np
 import ray
 import torch
 import torch.distributed as dist
@@ -25,6 +23,7 @@ from sonic_ray.ppo import rollout as R
 from sonic_ray.ppo.batch import as_tensor, minibatch, training_tensors
 from sonic_ray.ppo.losses import losses_from_evaluation
 from sonic_ray.ppo.update import adam, adapt_lr, minibatch_indices
+from sonic_ray.utils.rng import rng_state, set_rng_state
 
 ALGO_KEY = "sonic_algo"  # learner_config_dict key: the AlgoConfig fields + aux coefficients
 ACTOR_OPT = "actor"
@@ -151,8 +150,7 @@ class SonicLearner(PPOTorchLearner):
         state = super().get_state(*args, **kwargs)
         state["sonic_actor_lr"] = self.actor_lr
         # Minibatch shuffling draws from this process's torch RNG: an exact resume needs it.
-        state["sonic_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                              "python": random.getstate()}
+        state["sonic_rng"] = rng_state()
         return state
 
     def set_state(self, state) -> None:
@@ -160,6 +158,4 @@ class SonicLearner(PPOTorchLearner):
         if "sonic_actor_lr" in state:
             self.actor_lr = float(state["sonic_actor_lr"])
         if "sonic_rng" in state:
-            torch.set_rng_state(state["sonic_rng"]["torch"])
-            np.random.set_state(state["sonic_rng"]["numpy"])
-            random.setstate(state["sonic_rng"]["python"])
+            set_rng_state(state["sonic_rng"])

@@ -191,7 +191,7 @@ class MujocoCpuSim:
             d.qvel[:3] += delta[k]
             mujoco.mj_comVel(m, d)
             self._copy_out(i)
-            self._finish_velocities(int(i), int(i) + 1)
+        self._finish_velocities(np.asarray(ids, dtype=np.int64))
         self._publish()
 
     # ---- snapshot (exact resume) ---------------------------------------------------------------

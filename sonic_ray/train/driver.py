@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
 
 from sonic_ray.config.compose import to_yaml
 from sonic_ray.config.schema import SonicConfig
@@ -24,14 +20,15 @@ from sonic_ray.train.checkpoint import list_checkpoints, load_checkpoint, resolv
 from sonic_ray.train.metrics import MetricsLog, plot_learning_curves, read_metrics
 from sonic_ray.train.progress import ProgressView
 from sonic_ray.train.wandb_log import WandbLogger
+from sonic_ray.utils.rng import rng_state, set_rng_state
 
 CHECKPOINT_FORMAT = 2  # 2: + env runner and sampler state
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's entrypoint
 FINAL_EVAL_WAIT_S = 600.0  # at the end of training, how long to wait for evaluations still running
 
 
-def default_run_dir(cfg: SonicConfig) -> Path:
-    return Path("runs") / f"{cfg.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_run_dir(cfg: SonicConfig, prefix: str = "") -> Path:
+    return Path("runs") / f"{prefix}{cfg.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def init_ray(cfg: SonicConfig) -> None:
@@ -49,16 +46,6 @@ def init_ray(cfg: SonicConfig) -> None:
     else:
         ray.init(include_dashboard=cfg.ray.include_dashboard, log_to_driver=True,
                  runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
-
-
-def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 class TrainingStopped(RuntimeError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from sonic_ray.config.compose import compose, to_typed
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.train.driver import default_run_dir
 from sonic_ray.train.metrics import read_metrics
 from sonic_ray.tune.results import TrialRow, best_row, plot_results, write_best_yaml, write_results_csv
 from sonic_ray.tune.space import Spec, check_space, num_trials, parse_search_space, trial_config
 
 TRIALS_DIR = "trials"
 TUNE_STORAGE_DIR = "tune"  # Tune's own experiment state (resumable with Tuner.restore)
-
-
-def default_tune_dir(cfg: SonicConfig) -> Path:
-    return Path("runs") / f"tune-{cfg.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def param_space(specs: Sequence[Spec]) -> dict[str, Any]:
@@ -97,7 +93,7 @@ def run_sweep(overrides: Sequence[str]) -> Path:
         raise ConfigError("tune.search_space is empty: compose a sweep (+exp=tune_smoke, tune=fsq_encoders) "
                           "or add keys (+tune.search_space.algo.actor_lr={loguniform:[1e-5,1e-3]})")
     check_space(base, specs)
-    run_dir = Path(cfg.run_dir or default_tune_dir(cfg)).resolve()
+    run_dir = Path(cfg.run_dir or default_run_dir(cfg, prefix="tune-")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     trial_base = OmegaConf.create(OmegaConf.to_container(base))
     trial_base.run_dir = None
