@@ -25,7 +25,7 @@ import dataclasses
 import io
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,6 @@ class Spec:
     outputs: list[tuple[str, str]]  # (name, what it holds)
     max_abs_diff: float = float("nan")
     excluded_rows: int = 0
-    onnx_bytes: bytes = field(default=b"", repr=False)
 
 
 def export_specs(ac, obs_dims: dict[str, int]) -> list[Spec]:

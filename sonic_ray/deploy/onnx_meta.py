@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from sonic_ray.utils.io import atomic_write
+
 FORMAT = "sonic-ray-onnx/1"
 REQUIRED_KEYS = ("format", "kind", "inputs", "outputs", "joint_names", "kp", "kd", "default_joint_pos",
                  "action_scale", "control_hz", "physics_dt", "decimation", "observations")
@@ -89,33 +91,12 @@ def read_metadata(source) -> dict[str, Any]:
 
 
 def save_atomic(model, path: str | os.PathLike) -> Path:
-    """Serialize `model` to `path` via a temp file in the same folder, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Serialize `model` to `path` atomically (temp file beside it, fsync, rename)."""
+    return atomic_write(path, model.SerializeToString())
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
 def robot_metadata(robot) -> dict[str, Any]:

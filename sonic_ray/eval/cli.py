@@ -73,7 +73,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _print_summary(console, metrics: dict, out_dir: Path) -> None:
     from rich.table import Table
 
-    from sonic_ray.eval.metrics import ERROR_KEYS
+    from sonic_ray.eval.metrics import SUMMARY_KEYS
 
     table = Table(title=f"evaluation: {metrics.get('checkpoint')}")
     encs = list(metrics.get("per_encoder", {}))
@@ -85,7 +85,7 @@ def _print_summary(console, metrics: dict, out_dir: Path) -> None:
     def fmt(v):
         return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    for key in ("success_rate", *ERROR_KEYS, "completed_mean", "mpjpe_l_mm_all", "num_clips"):
+    for key in SUMMARY_KEYS:
         table.add_row(key, fmt(metrics.get(key)), *(fmt(metrics["per_encoder"][e].get(key)) for e in encs))
     console.print(table)
     extra = f", render {metrics['render_fps']} frames/s" if metrics.get("render_fps") else ""

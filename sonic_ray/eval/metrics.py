@@ -36,6 +36,8 @@ VR3_BODIES = tuple(dict.fromkeys(p.body for p in G1.vr_points))
 GROUPS = ("legs", "vr3", "upper_other", "feet")
 ERROR_KEYS = ("mpjpe_g_mm", "mpjpe_l_mm", "mpjpe_pa_mm", "vel_err", "acc_err",
               *(f"err_{g}_mm" for g in GROUPS))
+# The headline keys of `summarize`, in report order (metrics.jsonl eval/*, the report table, the CLI).
+SUMMARY_KEYS = ("success_rate", *ERROR_KEYS, "completed_mean", "mpjpe_l_mm_all", "num_clips")
 
 
 def body_groups(body_names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -22,8 +22,8 @@ from pathlib import Path
 from rich.console import Console
 
 from sonic_ray.eval.pipeline import EVAL_DIR, evaluate_plan, log_metrics, plan_evaluation
-from sonic_ray.eval.report import atomic_write
 from sonic_ray.train.checkpoint import CKPT_RE, CheckpointError, list_checkpoints
+from sonic_ray.utils.io import atomic_write
 
 STATE_FILE = "monitor_state.json"
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.eval.metrics import SUMMARY_KEYS
 from sonic_ray.eval.runner import ClipTrajectory, EvalOutput, evaluate_policy, worst_first_key
 from sonic_ray.train.checkpoint import CKPT_RE, load_checkpoint, resolve_checkpoint
 
 EVAL_DIR = "eval"
-LOGGED_KEYS = ("success_rate", "mpjpe_g_mm", "mpjpe_l_mm", "mpjpe_pa_mm", "vel_err", "acc_err", "err_legs_mm",
-               "err_vr3_mm", "err_upper_other_mm", "err_feet_mm", "completed_mean", "mpjpe_l_mm_all", "num_clips")
+LOGGED_KEYS = SUMMARY_KEYS
 
 
 @dataclass
@@ -61,8 +61,8 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     config and size the evaluation; unset arguments default to the config's callbacks.eval_*.
     With `cfg` (the training driver: it is the checkpoint's config) nothing is loaded here, so
     planning costs the store's footer only; the tasks verify the checkpoint when they load it."""
+    from sonic_ray.envs.factory import motion_store_path
     from sonic_ray.eval.policy import config_from_state
-    from sonic_ray.motion.default_store import ensure_synth_store
     from sonic_ray.motion.store import store_info
 
     path = resolve_checkpoint(checkpoint)
@@ -78,7 +78,7 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     bad = [e for e in encs if e not in cfg.actor_critic.encoders]
     if bad:
         raise ValueError(f"encoders {bad}: the policy has encoders {sorted(cfg.actor_critic.encoders)}")
-    store = cfg.motions.store or ensure_synth_store(cfg.motions.synth_cache, robot=cfg.robot.name)
+    store = motion_store_path(cfg)
     total = store_info(store)["num_clips"]
     limit = int(cb.eval_max_clips if max_clips is None else max_clips)
     n = min(total, limit) if limit > 0 else total

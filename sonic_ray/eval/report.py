@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sonic_ray.eval.metrics import ERROR_KEYS, summarize
+from sonic_ray.eval.metrics import SUMMARY_KEYS, summarize
 from sonic_ray.eval.runner import worst_first_key
+from sonic_ray.utils.io import atomic_write
 
 METRICS_FILE = "metrics.json"
 CLIPS_FILE = "clips.parquet"
@@ -32,16 +33,6 @@ def video_name(clip: str, encoder: str, *, several_encoders: bool) -> str:
     characters outside [A-Za-z0-9._-] replaced by '_'."""
     stem = clip if not several_encoders else f"{clip}__{encoder}"
     return re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip(".") + ".mp4"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, fsync, rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _clean(v: Any) -> Any:
@@ -124,7 +115,7 @@ def _fmt(v) -> str:
 
 def render_report(metrics: dict, rows: Sequence[dict], videos: dict[str, str], *, title: str) -> str:
     """The report page. videos: {video file name relative to the page: caption}."""
-    keys = ["success_rate", *ERROR_KEYS, "completed_mean", "mpjpe_l_mm_all", "num_clips", "num_success"]
+    keys = [*SUMMARY_KEYS, "num_success"]
     encs = list(metrics.get("per_encoder", {}))
     head = "".join(f"<th>{html.escape(e)}</th>" for e in encs)
     body = "".join(

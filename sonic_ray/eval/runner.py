@@ -96,11 +96,10 @@ def eval_config(cfg: SonicConfig) -> SonicConfig:
 
 def store_clip_names(cfg: SonicConfig, shard: tuple[int, int] | None) -> tuple[list[str], list[int]]:
     """Names and store indices of the clips in `shard`, in the order the env's MotionLib holds them."""
-    from sonic_ray.motion.default_store import ensure_synth_store
+    from sonic_ray.envs.factory import motion_store_path
     from sonic_ray.motion.store import shard_indices, store_info
 
-    path = cfg.motions.store or ensure_synth_store(cfg.motions.synth_cache, robot=cfg.robot.name)
-    info = store_info(path)
+    info = store_info(motion_store_path(cfg))
     idx = shard_indices(info["num_clips"], shard)
     return [info["clips"][i]["name"] for i in idx], idx
 

@@ -109,7 +109,8 @@ class BackgroundEvaluation:
 
     def _advance(self, p: _Pending, timeout: float) -> EvalResult | None:
         from sonic_ray.eval.pipeline import output_meta
-        from sonic_ray.eval.report import VIDEOS_DIR, atomic_write, write_outputs
+        from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
+        from sonic_ray.utils.io import atomic_write
 
         if p.merged is None:
             ready, _ = ray.wait(p.refs, num_returns=len(p.refs), timeout=timeout)

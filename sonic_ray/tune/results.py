@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from omegaconf import OmegaConf
 
 from sonic_ray.config.compose import ConfigError, config_dir
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.utils.io import atomic_write
 
 # Final metrics written per trial (when reported), after the tune metric itself.
 RESULT_KEYS = ("reward/total", "env/episode_length", "env/success_rate", "perf/env_steps_per_s",
@@ -37,12 +37,6 @@ class TrialRow:
     run_dir: str
     error: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl rows
-
-
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def _cell(v: Any) -> Any:
@@ -76,7 +70,7 @@ def write_results_csv(path: Path, rows: Sequence[TrialRow], swept_keys: Sequence
     for r in rows:
         w.writerow([r.trial_id, r.status, *[_cell(r.params.get(k)) for k in swept_keys], r.iterations,
                     *[r.metrics.get(k, "") for k in metric_cols], r.run_dir, r.error])
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def read_results_csv(path: Path) -> list[dict[str, str]]:
@@ -114,7 +108,7 @@ def plot_results(path: Path, rows: Sequence[TrialRow], metric: str, mode: str) -
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 # ---- best.yaml ---------------------------------------------------------------------------------
@@ -165,4 +159,4 @@ def preset_yaml(*, overrides: Sequence[str], trial_cfg: SonicConfig, params: dic
 
 
 def write_best_yaml(path: Path, **kwargs) -> None:
-    _atomic_write(path, preset_yaml(**kwargs))
+    atomic_write(path, preset_yaml(**kwargs))

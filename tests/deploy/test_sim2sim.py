@@ -174,7 +174,7 @@ def test_vr_targets_drive_the_teleop_policy_like_the_clip(deployed, tmp_path, ca
                  "--out", str(out)]) == 0
     rows = pq.read_table(out / "clips.parquet").to_pylist()
     assert len(rows) == 1 and rows[0]["clip"] == "vr" and rows[0]["encoder"] == "teleop"
-    assert rows[0]["num_frames"] >= 1 and rows[0]["mpjpe_g_mm"] >= 0  # robot VR points vs the targets
+    assert rows[0]["num_frames"] >= 1 and 0 < rows[0]["mpjpe_g_mm"] < 1e4  # robot VR points vs the targets: finite, not exact
     assert json.loads((out / "metrics.json").read_text())["num_clips"] == 1
     assert main(["sim2sim", "--onnx", str(onnx_dir / "policy_g1.onnx"), "--vr-targets", str(tmp_path / "vr.npz")]) == 2
     assert "drives the teleop encoder" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_adaptive_sampler_metrics_and_aggregator(uninterrupted):
     assert summary["updates"] == 4 and summary["seen_bins"] > 0
     for it in range(1, 5):
         assert 0.0 < rows[it]["sampler/entropy"] <= 1.0
-    assert summary["failure_rate_mean"] >= 0.0
+    assert 0.0 < summary["failure_rate_mean"] <= 1.0  # failures / visits over the seen bins (0.8 here)
 
 
 def test_aggregator_actor_pools_runner_reports(local_ray):
