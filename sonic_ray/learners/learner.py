@@ -146,11 +146,12 @@ class SonicLearner(PPOTorchLearner):
         return x
 
     # ---- state ---------------------------------------------------------------------------
-    def get_state(self, *args, **kwargs):
-        state = super().get_state(*args, **kwargs)
-        state["sonic_actor_lr"] = self.actor_lr
-        # Minibatch shuffling draws from this process's torch RNG: an exact resume needs it.
-        state["sonic_rng"] = rng_state()
+    def get_state(self, components=None, *, not_components=None, **kwargs):
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if components is None:  # a full state (checkpoint), not the per-iteration weight sync
+            state["sonic_actor_lr"] = self.actor_lr
+            # Minibatch shuffling draws from this process's torch RNG: an exact resume needs it.
+            state["sonic_rng"] = rng_state()
         return state
 
     def set_state(self, state) -> None:

@@ -9,6 +9,7 @@ env runners and learners the trial's algorithm creates land in it. ASHA stops we
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -44,6 +45,11 @@ def trial_resources(cfg: SonicConfig):
     from sonic_ray.train.build import algorithm_config
 
     return SonicPPO.default_resource_request(algorithm_config(cfg))
+
+
+def _resources_for(params: dict[str, Any], *, base_yaml: str):
+    """The placement group of one trial, from that trial's own config (a sweep may vary `ray.*`)."""
+    return trial_resources(trial_config(OmegaConf.create(base_yaml), params))
 
 
 def _report_fn(metric: str):
@@ -99,11 +105,11 @@ def run_sweep(overrides: Sequence[str]) -> Path:
     trial_base.run_dir = None
     trial_base.resume = None
     grid_first = {s.key: s.values[0] for s in specs if s.is_grid or s.kind == "choice"}
-    resources = trial_resources(trial_config(trial_base, grid_first))
+    first = trial_resources(trial_config(trial_base, grid_first))
     print(f"sonic-ray tune: {num_trials(specs, t.num_samples)} trial(s){'' if all(s.is_grid for s in specs) else ' (some keys drawn)'}"
-          f", {t.max_concurrent_trials} at a time, each with bundles {resources.bundles}; run dir {run_dir}")
+          f", {t.max_concurrent_trials} at a time, the first with bundles {first.bundles}; run dir {run_dir}")
 
-    rows = _fit(cfg, specs, OmegaConf.to_yaml(trial_base), run_dir, resources)
+    rows = _fit(cfg, specs, OmegaConf.to_yaml(trial_base), run_dir)
     keys = [s.key for s in specs]
     write_results_csv(run_dir / "results.csv", rows, keys, t.metric)
     plot_results(run_dir / "results.png", rows, t.metric, t.mode)
@@ -121,7 +127,7 @@ def run_sweep(overrides: Sequence[str]) -> Path:
     return run_dir
 
 
-def _fit(cfg: SonicConfig, specs: Sequence[Spec], base_yaml: str, run_dir: Path, resources) -> list[TrialRow]:
+def _fit(cfg: SonicConfig, specs: Sequence[Spec], base_yaml: str, run_dir: Path) -> list[TrialRow]:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -141,7 +147,7 @@ def _fit(cfg: SonicConfig, specs: Sequence[Spec], base_yaml: str, run_dir: Path,
         search_alg = BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base_yaml=base_yaml, trials_root=str(run_dir / TRIALS_DIR), metric=t.metric),
-        resources)
+        functools.partial(_resources_for, base_yaml=base_yaml))
     tuner = tune.Tuner(
         trainable, param_space=param_space(specs),
         tune_config=tune.TuneConfig(metric=t.metric, mode=t.mode, scheduler=scheduler, search_alg=search_alg,
