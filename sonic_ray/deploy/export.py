@@ -160,15 +160,6 @@ def to_onnx(spec: Spec, batch: int = 2) -> bytes:
 
 
 # ---- ONNX Runtime vs torch ---------------------------------------------------------------------------
-def ort_session(model_bytes_or_path, *, threads: int = 1):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = threads
-    src = model_bytes_or_path if isinstance(model_bytes_or_path, bytes) else str(model_bytes_or_path)
-    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def near_fsq_boundary(fsq, latent: torch.Tensor, margin: float = BOUNDARY_MARGIN) -> torch.Tensor:
     """(N,) rows with a latent dimension within `margin` levels of a rounding boundary."""
     u = fsq.level_coordinate(latent)  # clamped values land on integers, never near a boundary
@@ -195,7 +186,7 @@ def random_inputs(spec: Spec, ac, *, batch: int, seed: int) -> tuple[dict[str, n
 def compare(spec: Spec, model_bytes: bytes, feed: dict[str, np.ndarray], skip: torch.Tensor, *,
             tol: float) -> float:
     """Max |onnx - torch| over the outputs (latent on every row, token/action off boundary rows)."""
-    sess = ort_session(model_bytes)
+    sess = onnx_meta.ort_session(model_bytes)
     got = sess.run([n for n, _ in spec.outputs], feed)
     with torch.no_grad():
         want = spec.graph(*(torch.from_numpy(feed[n]) for n, _, _ in spec.inputs))

@@ -112,3 +112,13 @@ def robot_metadata(robot) -> dict[str, Any]:
         "default_root_pos": list(robot.default_root_pos), "vr_points": pts(robot.vr_points),
         "smpl_keypoints": pts(robot.smpl_keypoints),
     }
+
+
+def ort_session(model_bytes_or_path, *, threads: int = 1):
+    """An ONNX Runtime CPU session over a model (bytes or path) with `threads` intra/inter-op threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+    src = model_bytes_or_path if isinstance(model_bytes_or_path, bytes) else str(model_bytes_or_path)
+    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])

@@ -43,7 +43,7 @@ from sonic_ray.deploy.observations import (
     robot_state_from_mujoco,
     yaw_quat,
 )
-from sonic_ray.deploy.onnx_meta import MetadataError, read_metadata
+from sonic_ray.deploy.onnx_meta import MetadataError, ort_session, read_metadata
 
 VR_POINT_NAMES = ("head", "left_hand", "right_hand")
 
@@ -52,16 +52,12 @@ class OnnxPolicy:
     """A `kind == "policy"` ONNX file: observation groups (its inputs, in order) -> action (A,)."""
 
     def __init__(self, path: str | Path, *, threads: int = 1):
-        import onnxruntime as ort
-
         self.path = Path(path)
         self.meta = read_metadata(self.path)
         if self.meta["kind"] != "policy":
             raise MetadataError(f"{self.path}: a {self.meta['kind']}-only model; sim2sim needs a policy_<encoder>.onnx "
                                 "(encoder + FSQ + decoder)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = ort_session(self.path, threads=threads)
         self.input_names = [i["name"] for i in self.meta["inputs"]]
         got = [i.name for i in self.session.get_inputs()]
         if got != self.input_names:

@@ -5,14 +5,13 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from deploy_builders import config, deployment_metadata, short_store, write_checkpoint
 
 from sonic_ray.cli import main
 from sonic_ray.deploy.export import ExportMismatch, compare, export_checkpoint, export_specs, load_for_export
-from sonic_ray.deploy.onnx_meta import FORMAT, MetadataError, read_metadata
+from sonic_ray.deploy.onnx_meta import FORMAT, MetadataError, ort_session, read_metadata
 from sonic_ray.models import keys as K
 from sonic_ray.robots import G1
 
@@ -29,12 +28,6 @@ def exported(tmp_path_factory):
     ckpt, ac = write_checkpoint(root / "ckpt", cfg)
     report = export_checkpoint(ckpt, root / "onnx")
     return cfg, ckpt, ac.eval(), report, root / "onnx"
-
-
-def _session(path):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def test_files_and_reported_differences(exported):
@@ -68,8 +61,8 @@ def test_onnx_equals_the_actor_critic_on_every_encoder_path(exported):
             token = ac.token.fsq(latent)
         u = ac.token.fsq.level_coordinate(latent)
         keep = ~((u - u.floor() - 0.5).abs() < 1e-4).any(-1).numpy()
-        action = _session(out / f"policy_{enc}.onnx").run(None, {key: obs[key].numpy(), K.POLICY: obs[K.POLICY].numpy()})[0]
-        lat_o, tok_o = _session(out / f"encoder_{enc}.onnx").run(None, {key: obs[key].numpy()})
+        action = ort_session(out / f"policy_{enc}.onnx").run(None, {key: obs[key].numpy(), K.POLICY: obs[K.POLICY].numpy()})[0]
+        lat_o, tok_o = ort_session(out / f"encoder_{enc}.onnx").run(None, {key: obs[key].numpy()})
         diffs = [np.abs(action - want_action)[keep].max(), np.abs(lat_o - latent.numpy()).max(),
                  np.abs(tok_o - token.numpy())[keep].max()]
         assert max(diffs) <= 1e-5, (enc, diffs)
@@ -77,7 +70,7 @@ def test_onnx_equals_the_actor_critic_on_every_encoder_path(exported):
     token = torch.from_numpy(tok_o)
     with torch.no_grad():
         want = ac.token.action_mean(token, obs[K.POLICY]).numpy()
-    got = _session(out / "decoder_g1_dyn.onnx").run(None, {"token": tok_o, K.POLICY: obs[K.POLICY].numpy()})[0]
+    got = ort_session(out / "decoder_g1_dyn.onnx").run(None, {"token": tok_o, K.POLICY: obs[K.POLICY].numpy()})[0]
     assert np.abs(got - want).max() <= 1e-5
     assert np.abs(want_action).max() > 0.05  # the comparison is about real actions, not zeros
 
@@ -88,7 +81,7 @@ def test_fsq_exports_as_plain_forward_math_with_round(exported):
         ops = {node.op_type for node in onnx.load(str(out / name)).graph.node}
         assert "Round" in ops and "Clip" in ops
         assert ops <= {"Gemm", "Sigmoid", "Mul", "Add", "Sub", "Div", "Clip", "Min", "Round", "Concat", "Constant"}, ops
-    tokens = _session(out / "encoder_teleop.onnx").run(None, {"tokenizer_teleop": np.random.default_rng(0).normal(
+    tokens = ort_session(out / "encoder_teleop.onnx").run(None, {"tokenizer_teleop": np.random.default_rng(0).normal(
         size=(16, ac.token.encoders["teleop"][0].in_features)).astype(np.float32) * 3})[1]
     k = ac.token.fsq.level_coordinate(torch.from_numpy(tokens)).round()
     np.testing.assert_array_equal(tokens, (k / ac.token.fsq._half).numpy())  # codes, bit for bit
