@@ -1,18 +1,23 @@
 """`sonic-ray bench env`: full tracking-env steps/s against raw physics steps/s, in one run.
 
-For each N envs x simulator threads: the env is built from the config (demo preset by default)
-and timed twice on the same simulator: raw physics (`sim.step` with the default pose as target,
-nothing else) and the full `TrackingEnv.step` (actions -> targets, physics, command, terminations,
-rewards, observations of all groups, autoresets of envs that fell), both driven by the same
-random actions (std 0.1, so robots fall and reset as an untrained policy's do). Reported: env-steps/s of both,
-`env_over_physics` (the share of physics speed the MDP keeps; target >= 0.85) and
-`scale_2_over_1` (steps/s at the largest thread count over 1 thread; target >= 1.8 for 2).
+For each N envs x simulator threads, one env is built from the config (demo preset by default)
+and driven by random actions (std 0.1, so robots fall and reset as an untrained policy's do):
 
-The two loops do not step the same physics: the env resets fallen robots to moving reference
-poses every step, which costs MuJoCo more per step (contacts) than the raw loop's robots, which
-fall once and lie still (measured at N=64: ~22 ms vs ~14-17 ms per step). So each point also times
-`sim.step` inside the env loop: `mdp_ms_per_step` (everything but physics) and
-`env_over_in_env_physics` (physics time / env time on the env's own workload).
+1. The full `TrackingEnv.step` is timed (actions -> targets, physics, command, terminations,
+   rewards, observations of all groups, autoresets). Every call it makes into the simulator
+   (`step`, `reset`, `push`, the randomisation hooks) is recorded with its arguments.
+2. Raw physics: the simulator is put back in the state it had before (1) (`get_state`/`set_state`)
+   and the recorded calls are replayed and timed with nothing else between them: the same
+   batched physics the env stepped (same resets to moving reference poses, same targets), as a
+   hand-written loop over the simulator would run it. The replay must land on the same final
+   state as the env did (`replay_exact`), which shows it stepped the same physics.
+
+Reported: env-steps/s of both, `env_over_physics` (the share of physics speed the MDP keeps;
+target >= 0.85), `mdp_ms_per_step` (everything but the simulator calls), and `scale_2_over_1`
+(steps/s at the largest thread count over 1 thread; target >= 1.8 for 2). Also
+`fixed_pose_physics_steps_per_s`: `sim.step` with the default pose as target and no resets, so the
+robots fall once and lie still, which MuJoCo steps more cheaply than the env's workload (the
+comparison this bench used before; kept for reference, not for the ratio).
 Timings taken while other processes share the cores are noisy.
 """
 
@@ -22,6 +27,10 @@ import json
 import time
 
 import torch
+
+# BatchedSim calls the env makes, recorded for the physics replay (nonfinite_envs, a read-only
+# check, stays on the env's side).
+SIM_CALLS = ("step", "reset", "push", "set_friction", "set_restitution", "set_body_mass_scale", "set_com_offset")
 
 
 def _time(fn, steps: int, warmup: int, device: torch.device) -> float:
@@ -40,8 +49,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _frozen(x):
+    """A recorded argument, safe from later in-place changes (tensors and arrays are copied)."""
+    if isinstance(x, torch.Tensor):
+        return x.clone()
+    if hasattr(x, "copy") and hasattr(x, "shape"):
+        return x.copy()
+    return x
+
+
+class _Recorder:
+    """Wraps a sim's public calls: each call is timed and kept (name, args, kwargs) for replay."""
+
+    def __init__(self, sim, device: torch.device):
+        self.sim, self.device, self.calls, self.seconds = sim, device, [], 0.0
+        for name in SIM_CALLS:
+            fn = getattr(sim, name, None)
+            if fn is not None:
+                setattr(sim, name, self._wrap(name, fn))
+
+    def _wrap(self, name, fn):
+        def call(*args, **kwargs):
+            self.calls.append((name, tuple(_frozen(a) for a in args), {k: _frozen(v) for k, v in kwargs.items()}))
+            t = time.perf_counter()
+            fn(*args, **kwargs)
+            _sync(self.device)
+            self.seconds += time.perf_counter() - t
+        return call
+
+    def remove(self) -> None:
+        for name in SIM_CALLS:
+            self.sim.__dict__.pop(name, None)
+
+
+def _snapshot(state) -> dict[str, torch.Tensor]:
+    return {k: getattr(state, k).clone() for k in ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel",
+                                                    "body_pos_w")}
+
+
 def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 0.1, seed: int = 0) -> dict:
-    """One (N, threads) point: physics and env steps/s on the same simulator."""
+    """One (N, threads) point: env steps/s, and physics steps/s replaying the env's own sim calls."""
     from sonic_ray.envs.factory import make_env
 
     env = make_env(cfg, num_envs=num_envs, seed=seed)
@@ -51,33 +98,38 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
         actions = [(action_std * torch.randn(num_envs, env.action_dim, generator=g)).to(dev) for _ in range(8)]
         targets = [env.default_joint_pos + env.action_scale * a for a in actions]
         k = iter(range(10**9))
-        phys_s = _time(lambda: env.sim.step(targets[next(k) % 8]), steps, warmup, dev)
+        fixed_s = _time(lambda: env.sim.step(targets[next(k) % 8]), steps, warmup, dev)
         env.reset()
-        sim_step, in_loop = env.sim.step, [0.0]
-
-        def timed_sim_step(targets):  # the physics inside env.step, timed on the env's own workload
-            t = time.perf_counter()
-            sim_step(targets)
-            _sync(dev)
-            in_loop[0] += time.perf_counter() - t
-
-        env.sim.step = timed_sim_step
         for _ in range(warmup):
             env.step(actions[next(k) % 8])
-        in_loop[0] = 0.0
-        env_s = _time(lambda: env.step(actions[next(k) % 8]), steps, 0, dev)
-        env.sim.step = sim_step
+        start = env.sim.get_state()
+        rec = _Recorder(env.sim, dev)
+        try:
+            env_s = _time(lambda: env.step(actions[next(k) % 8]), steps, 0, dev)
+        finally:
+            rec.remove()
+        end = _snapshot(env.robot)
         resets = env.metrics().get("env/episodes", 0.0)
+        env.sim.set_state(start)
+        _sync(dev)
+        t = time.perf_counter()
+        for name, args, kwargs in rec.calls:
+            getattr(env.sim, name)(*args, **kwargs)
+        _sync(dev)
+        phys_s = time.perf_counter() - t
+        replay_exact = all(torch.equal(v, getattr(env.robot, k)) for k, v in end.items())
     finally:
         env.close()
     phys, full = num_envs * steps / phys_s, num_envs * steps / env_s
     return {"num_envs": num_envs, "threads": int(cfg.sim.num_threads), "backend": cfg.sim.backend,
-            "device": str(dev), "physics_steps_per_s": phys,
-            "env_steps_per_s": full, "env_over_physics": full / phys,
-            "env_ms_per_step": 1e3 * env_s / steps, "physics_ms_per_step": 1e3 * phys_s / steps,
-            "in_env_physics_ms_per_step": 1e3 * in_loop[0] / steps,
-            "mdp_ms_per_step": 1e3 * (env_s - in_loop[0]) / steps,
-            "env_over_in_env_physics": in_loop[0] / env_s,
+            "device": str(dev), "physics_steps_per_s": phys, "env_steps_per_s": full,
+            "env_over_physics": full / phys, "env_ms_per_step": 1e3 * env_s / steps,
+            "physics_ms_per_step": 1e3 * phys_s / steps,
+            "in_env_physics_ms_per_step": 1e3 * rec.seconds / steps,
+            "mdp_ms_per_step": 1e3 * (env_s - rec.seconds) / steps,
+            "env_over_in_env_physics": rec.seconds / env_s,
+            "sim_calls": len(rec.calls), "replay_exact": replay_exact,
+            "fixed_pose_physics_steps_per_s": num_envs * steps / fixed_s,
             "episodes_ended": resets}
 
 
@@ -120,7 +172,7 @@ def _main(args) -> int:
             print(f"N={p['num_envs']:5d} threads={p['threads']}  physics {p['physics_steps_per_s']:9.0f}/s  "
                   f"env {p['env_steps_per_s']:9.0f}/s  env/physics {p['env_over_physics']:.2f}  "
                   f"(in-env physics {p['in_env_physics_ms_per_step']:.1f} ms + MDP {p['mdp_ms_per_step']:.1f} ms "
-                  f"per step: {p['env_over_in_env_physics']:.2f})")
+                  f"per step: {p['env_over_in_env_physics']:.2f}; replay exact: {p['replay_exact']})")
         for k, v in out.items():
             if k.startswith("scale_"):
                 print(k, json.dumps(v))

@@ -41,6 +41,13 @@ def _yaw_mul(yaw_q: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return c * q + (s * sign) * q.index_select(-1, swap)
 
 
+def _take(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """table[rows] for integer rows of any shape (the table's first dim indexed): one index_select,
+    2-3x faster than advanced indexing for the small gathers of a step (measured: (64,10) rows of
+    a (T,30,3) table, 73 -> 21 us)."""
+    return table.index_select(0, rows.reshape(-1)).view(*rows.shape, *table.shape[1:])
+
+
 def robot_anchor_rot(cmd) -> torch.Tensor:
     """(N,3,3) robot anchor rotation matrix of a MotionCommand (computed once per step) or of any
     object with robot_anchor_quat_w (tests' stand-ins: computed here)."""
@@ -118,14 +125,32 @@ class MotionCommand:
 
     def future(self, key: str, horizon: str = "g1") -> torch.Tensor:
         """Reference `key` (a ReferenceTable key) at the horizon's future frames: (N, F, ...)."""
+        if torch.compiler.is_compiling():  # see _memo: compiled code skips the Python-side cache
+            return _take(self.table.data[key], self._future_rows(horizon))
         cached = self._future_cache.get((key, horizon))
         if cached is None:
             rows = self._future_cache.get(horizon)  # the table rows, shared by every key
             if rows is None:
-                f = torch.minimum(self.frame[:, None] + self.horizons[horizon], self.last_frame[:, None])
-                rows = self._future_cache[horizon] = self.table.clip_start[self.clip][:, None] + f
-            cached = self._future_cache[(key, horizon)] = self.table.data[key][rows]
+                rows = self._future_cache[horizon] = self._future_rows(horizon)
+            cached = self._future_cache[(key, horizon)] = _take(self.table.data[key], rows)
         return cached
+
+    def _future_rows(self, horizon: str) -> torch.Tensor:
+        f = torch.minimum(self.frame[:, None] + self.horizons[horizon], self.last_frame[:, None])
+        return self.table.clip_start[self.clip][:, None] + f
+
+    def _memo(self, slot: str, compute):
+        """A value derived from the current state, kept in attribute `slot` until the state changes
+        (set_robot / update_reference reset it to None). Inside torch.compile (TrackingEnv's
+        compile=True) it is computed without touching the attribute: a compiled graph that writes a
+        Python-side cache cannot be guarded, and the graph computes the value cheaply itself."""
+        if torch.compiler.is_compiling():
+            return compute()
+        value = getattr(self, slot)
+        if value is None:
+            value = compute()
+            setattr(self, slot, value)
+        return value
 
     # ---- per step -----------------------------------------------------------------------------
     _REF_KEYS = ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w", "body_quat_w",
@@ -140,12 +165,12 @@ class MotionCommand:
         if env_ids is not None and getattr(self, "ref_vr_ori_local", None) is not None:
             g = self.table.clip_start[self.clip[env_ids]] + self.frame[env_ids]
             for key in self._REF_KEYS:
-                getattr(self, "ref_" + key)[env_ids] = d[key][g]
+                getattr(self, "ref_" + key).index_copy_(0, env_ids, d[key].index_select(0, g))
             self._rel = None
             return
         g = self.global_frame
         for key in self._REF_KEYS:
-            setattr(self, "ref_" + key, d[key][g])
+            setattr(self, "ref_" + key, d[key].index_select(0, g))
         self.ref_anchor_pos_w = self.ref_body_pos_w[:, self.anchor_index]
         self.ref_anchor_quat_w = self.ref_body_quat_w[:, self.anchor_index]
         self._rel = None
@@ -161,18 +186,17 @@ class MotionCommand:
     def robot_anchor_rot_w(self) -> torch.Tensor:
         """(N,3,3) robot anchor rotation matrix (computed once per set_robot, on use: several
         observation terms rotate into the anchor frame)."""
-        if self._anchor_rot is None:
-            self._anchor_rot = quat_to_matrix(self.robot_anchor_quat_w)
-        return self._anchor_rot
+        return self._memo("_anchor_rot", lambda: quat_to_matrix(self.robot_anchor_quat_w))
 
     def _relative(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._rel is None:
-            delta_pos = torch.cat((self.robot_anchor_pos_w[:, :2], self.ref_anchor_pos_w[:, 2:]), dim=-1)
-            delta_q = yaw_quat(quat_mul(self.robot_anchor_quat_w, quat_conj(self.ref_anchor_quat_w)))[:, None]
-            pos = delta_pos[:, None] + quat_apply(delta_q.expand_as(self.ref_body_quat_w),
-                                                  self.ref_body_pos_w - self.ref_anchor_pos_w[:, None])
-            self._rel = (pos, _yaw_mul(delta_q, self.ref_body_quat_w))
-        return self._rel
+        return self._memo("_rel", self._compute_relative)
+
+    def _compute_relative(self) -> tuple[torch.Tensor, torch.Tensor]:
+        delta_pos = torch.cat((self.robot_anchor_pos_w[:, :2], self.ref_anchor_pos_w[:, 2:]), dim=-1)
+        delta_q = yaw_quat(quat_mul(self.robot_anchor_quat_w, quat_conj(self.ref_anchor_quat_w)))[:, None]
+        pos = delta_pos[:, None] + quat_apply(delta_q.expand_as(self.ref_body_quat_w),
+                                              self.ref_body_pos_w - self.ref_anchor_pos_w[:, None])
+        return pos, _yaw_mul(delta_q, self.ref_body_quat_w)
 
     @property
     def ref_body_pos_rel_w(self) -> torch.Tensor:
@@ -222,7 +246,7 @@ class MotionCommand:
         g = self.table.clip_start[clip] + start
         d = self.table.data
         # Advanced indexing copies: the noise below never writes into the table.
-        state = {k: d[k][g] for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
+        state = {k: d[k].index_select(0, g) for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
                                               "joint_pos", "joint_vel")}
         self._add_noise(state, generator)
         return state

@@ -63,9 +63,21 @@ class ObservationGroup:
     def dim(self) -> int:
         return self.history_length * sum(self.term_dims.values())
 
-    def _frame(self, env, corrupt: bool, cache: dict | None = None) -> torch.Tensor:
+    def _frame(self, env, corrupt: bool, cache: dict | None = None, raw: torch.Tensor | None = None) -> torch.Tensor:
         """This step's frame (N, k). cache: {(term, params): value} shared by the groups of one
-        manager call (terms are pure functions of the env state; their values are never mutated)."""
+        manager call (terms are pure functions of the env state; their values are never mutated).
+        raw: the terms' concatenation computed already (`raw_frame`); noise and scale follow."""
+        x = self.raw_frame(env, cache) if raw is None else raw
+        if corrupt and self.enable_corruption and self._noise is not None:
+            u = torch.rand(x.shape, generator=env.generator, device=x.device)
+            x = x + (2.0 * u - 1.0) * self._noise
+        if self._scale is not None:
+            x = x * self._scale
+        return x
+
+    def raw_frame(self, env, cache: dict | None = None) -> torch.Tensor:
+        """The terms of this step, concatenated (N, k), before noise and scale: a pure function of
+        the env state (what `ObservationManager.frames` compiles)."""
         if cache is None:
             parts = [fn(env, **params) for _, fn, params, _, _ in self.terms]
         else:
@@ -77,13 +89,7 @@ class ObservationGroup:
                 parts.append(v)
         if not self.term_dims:
             self._init_layout(parts)
-        x = torch.cat(parts, dim=-1)
-        if corrupt and self.enable_corruption and self._noise is not None:
-            u = torch.rand(x.shape, generator=env.generator, device=x.device)
-            x = x + (2.0 * u - 1.0) * self._noise
-        if self._scale is not None:
-            x = x * self._scale
-        return x
+        return torch.cat(parts, dim=-1)
 
     def _init_layout(self, parts) -> None:
         noise, scale = [], []
@@ -100,25 +106,26 @@ class ObservationGroup:
         self._buf = torch.zeros(self.num_envs, self.history_length, k, device=self.device)
 
     def compute(self, env, corrupt: bool, reset_ids: torch.Tensor | None = None,
-                cache: dict | None = None) -> torch.Tensor:
+                cache: dict | None = None, raw: torch.Tensor | None = None) -> torch.Tensor:
         """Push this step's frame for every env and return (N, H*k). Envs in reset_ids start a new
         episode: all H slots of their history become this frame."""
-        x = self._frame(env, corrupt, cache)
+        x = self._frame(env, corrupt, cache, raw)
         if self.history_length == 1:
             return x
         self._buf[:, self._ptr] = x
         self._ptr = (self._ptr + 1) % self.history_length
         if reset_ids is not None and len(reset_ids):
-            self._buf[reset_ids] = x[reset_ids, None]
+            self._buf.index_copy_(0, reset_ids, x.index_select(0, reset_ids)[:, None].expand(-1, self.history_length, -1))
         return self._ordered()
 
-    def peek(self, env, env_ids: torch.Tensor, corrupt: bool, cache: dict | None = None) -> torch.Tensor:
+    def peek(self, env, env_ids: torch.Tensor, corrupt: bool, cache: dict | None = None,
+             raw: torch.Tensor | None = None) -> torch.Tensor:
         """(E, H*k) what `compute` would return for env_ids now, without pushing the history:
         the final observation of episodes about to be reset."""
-        x = self._frame(env, corrupt, cache)[env_ids]
+        x = self._frame(env, corrupt, cache, raw).index_select(0, env_ids)
         if self.history_length == 1:
             return x
-        hist = self._ordered().reshape(self.num_envs, self.history_length, -1)[env_ids]
+        hist = self._ordered().reshape(self.num_envs, self.history_length, -1).index_select(0, env_ids)
         return torch.cat((hist[:, 1:], x[:, None]), dim=1).reshape(len(env_ids), -1)
 
     def state_dict(self) -> dict:
@@ -143,14 +150,27 @@ class ObservationManager:
 
     def __init__(self, groups: dict[str, ObservationGroup]):
         self.groups = groups
+        self._frames = self.frames  # replaced by a compiled version (`TrackingEnv(compile=True)`)
+
+    def frames(self, env) -> dict[str, torch.Tensor]:
+        """Every group's raw frame (terms concatenated, before noise) for the current env state."""
+        cache: dict = {}  # one call = one env state: a term shared by groups is computed once
+        return {k: g.raw_frame(env, cache) for k, g in self.groups.items()}
+
+    def use_frames_fn(self, fn) -> None:
+        """Compute frames with `fn` (same signature as `frames`, e.g. its torch.compile)."""
+        self._frames = fn
 
     def compute(self, env, corrupt: bool = True, reset_ids=None) -> dict[str, torch.Tensor]:
-        cache: dict = {}  # one call = one env state: a term shared by groups is computed once
-        return {k: g.compute(env, corrupt, reset_ids, cache) for k, g in self.groups.items()}
+        if not all(g.term_dims for g in self.groups.values()):  # first call: eager, sets the layout
+            raw = self.frames(env)
+        else:
+            raw = self._frames(env)
+        return {k: g.compute(env, corrupt, reset_ids, raw=raw[k]) for k, g in self.groups.items()}
 
     def peek(self, env, env_ids, corrupt: bool = True) -> dict[str, torch.Tensor]:
-        cache: dict = {}
-        return {k: g.peek(env, env_ids, corrupt, cache) for k, g in self.groups.items()}
+        raw = self._frames(env)
+        return {k: g.peek(env, env_ids, corrupt, raw=raw[k]) for k, g in self.groups.items()}
 
     def dims(self) -> dict[str, int]:
         return {k: g.dim for k, g in self.groups.items()}

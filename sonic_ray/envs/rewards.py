@@ -33,7 +33,7 @@ FEET_BODIES = ("left_ankle_roll_link", "right_ankle_roll_link")
 
 def _sel(x: torch.Tensor, env, body_names) -> torch.Tensor:
     """Bodies of (N,B,·) selected by name (all when None)."""
-    return x if body_names is None else x[:, env.cmd.body_ids(body_names)]
+    return x if body_names is None else x.index_select(1, env.cmd.body_ids(body_names))
 
 
 def _exp_kernel(sq_err: torch.Tensor, std: float) -> torch.Tensor:
@@ -84,9 +84,10 @@ def vr_5point_local_error_exp(env, std: float, body_names=VR_5POINT_BODIES) -> t
     Invariant to where the robot stands and faces, so it keeps shaping after drift. (N,)"""
     ids = env.cmd.body_ids(body_names)
     # Rows v^T R = (R^T v)^T: each anchor's inverse rotation as one batched matmul.
-    ref = torch.matmul(env.cmd.ref_body_pos_w[:, ids] - env.cmd.ref_anchor_pos_w[:, None],
+    ref = torch.matmul(env.cmd.ref_body_pos_w.index_select(1, ids) - env.cmd.ref_anchor_pos_w[:, None],
                        quat_to_matrix(env.cmd.ref_anchor_quat_w))
-    rob = torch.matmul(env.robot.body_pos_w[:, ids] - env.cmd.robot_anchor_pos_w[:, None], robot_anchor_rot(env.cmd))
+    rob = torch.matmul(env.robot.body_pos_w.index_select(1, ids) - env.cmd.robot_anchor_pos_w[:, None],
+                       robot_anchor_rot(env.cmd))
     return _exp_kernel((ref - rob).square().sum(-1).mean(-1), std)
 
 
@@ -106,18 +107,18 @@ def joint_pos_limits(env) -> torch.Tensor:
 def undesired_contacts(env, threshold: float = 1.0, body_names=None) -> torch.Tensor:
     """Number of non-foot bodies pressing on something with more than `threshold` newtons. (N,)"""
     names = body_names if body_names is not None else env.undesired_contact_bodies
-    force = env.robot.contact_forces[:, env.cmd.body_ids(names)].norm(dim=-1)
+    force = env.robot.contact_forces.index_select(1, env.cmd.body_ids(names)).norm(dim=-1)
     return (force > threshold).sum(-1).to(force.dtype)
 
 
 def anti_shake_ang_vel_l2(env, threshold: float = 1.5, body_names=ANTI_SHAKE_BODIES) -> torch.Tensor:
     """Squared angular speed above a dead zone (rad/s), mean over jitter-prone links. (N,)"""
-    speed = env.robot.body_ang_vel_w[:, env.cmd.body_ids(body_names)].norm(dim=-1)
+    speed = env.robot.body_ang_vel_w.index_select(1, env.cmd.body_ids(body_names)).norm(dim=-1)
     return (speed - threshold).clamp_min(0.0).square().mean(-1)
 
 
 def feet_acc_l2(env, body_names=FEET_BODIES) -> torch.Tensor:
     """Squared linear acceleration of the feet (finite difference over one control step). (N,)"""
     ids = env.cmd.body_ids(body_names)
-    acc = (env.robot.body_lin_vel_w[:, ids] - env.prev_body_lin_vel_w[:, ids]) / env.step_dt
+    acc = (env.robot.body_lin_vel_w.index_select(1, ids) - env.prev_body_lin_vel_w.index_select(1, ids)) / env.step_dt
     return acc.square().sum(-1).sum(-1)

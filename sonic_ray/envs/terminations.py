@@ -52,9 +52,9 @@ def ee_body_pos(env, threshold: float, adaptive: bool = False, z_only: bool = Tr
                 lag_s: float = 0.1, max_scale: float = 2.0) -> torch.Tensor:
     """Any end effector (hands, feet) too far from its re-anchored reference (height by default)."""
     ids = env.cmd.body_ids(body_names if body_names is not None else env.end_effector_bodies)
-    diff = env.cmd.ref_body_pos_rel_w[:, ids] - env.robot.body_pos_w[:, ids]
+    diff = env.cmd.ref_body_pos_rel_w.index_select(1, ids) - env.robot.body_pos_w.index_select(1, ids)
     err = diff[..., 2].abs() if z_only else diff.norm(dim=-1)
-    limit = _threshold(threshold, env.cmd.ref_body_lin_vel_w[:, ids], adaptive, lag_s, max_scale)
+    limit = _threshold(threshold, env.cmd.ref_body_lin_vel_w.index_select(1, ids), adaptive, lag_s, max_scale)
     return (err > limit).any(dim=-1)
 
 
@@ -70,5 +70,5 @@ def anchor_ori(env, threshold: float) -> torch.Tensor:
 def foot_pos(env, threshold: float, body_names=None) -> torch.Tensor:
     """Any foot farther than `threshold` (m, xyz) from its re-anchored reference (SONIC)."""
     ids = env.cmd.body_ids(body_names if body_names is not None else env.feet_bodies)
-    err = (env.cmd.ref_body_pos_rel_w[:, ids] - env.robot.body_pos_w[:, ids]).norm(dim=-1)
+    err = (env.cmd.ref_body_pos_rel_w.index_select(1, ids) - env.robot.body_pos_w.index_select(1, ids)).norm(dim=-1)
     return (err > threshold).any(dim=-1)

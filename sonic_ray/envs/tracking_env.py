@@ -32,7 +32,7 @@ class TrackingEnv:
     def __init__(self, *, sim, robot, table, sampler, num_envs: int, step_dt: float, episode_length_s: float,
                  observations: dict, rewards: dict, terminations: dict, events: dict | None = None,
                  event_level: int = 0, command: dict | None = None, soft_joint_limit_factor: float = 0.9,
-                 seed: int = 0, device="cpu"):
+                 seed: int = 0, device="cpu", compile: bool = False):
         self.device = torch.device(device)
         self.num_envs, self.step_dt, self.sim, self.spec = int(num_envs), float(step_dt), sim, robot
         self.max_episode_length = int(round(episode_length_s / step_dt))
@@ -66,8 +66,11 @@ class TrackingEnv:
                                           device=self.device)
         self.corruption = True
         self._stats = {"episodes": 0, "length_sum": 0, "nonfinite": 0, "terminated": 0, "truncated": 0}
+        self._outcome = TrackingEnv._outcome_eager
         self.event_manager.startup(self)
         self.obs = self.reset()
+        if compile:
+            self._compile()
 
     # ---- public API -------------------------------------------------------------------------
     def reset(self) -> dict[str, torch.Tensor]:
@@ -99,8 +102,7 @@ class TrackingEnv:
         self.episode_length += 1
         bad = self._as_ids(self.sim.nonfinite_envs())
         self.cmd.set_robot(self.robot)
-        terminated, truncated = self.termination_manager.compute(self)
-        reward, vals = self.reward_manager.compute(self)
+        terminated, truncated, reward, vals = self._outcome(self)
         if len(bad):
             terminated[bad], truncated[bad] = True, False
             vals[:, bad] = 0.0
@@ -209,6 +211,19 @@ class TrackingEnv:
             close()
 
     # ---- internals --------------------------------------------------------------------------
+    @staticmethod
+    def _outcome_eager(env) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Terminations and rewards of the state just stepped: terminated, truncated, reward, vals."""
+        terminated, truncated = env.termination_manager.compute(env)
+        reward, vals = env.reward_manager.compute(env)
+        return terminated, truncated, reward, vals
+
+    def _compile(self) -> None:
+        """torch.compile the terminations + rewards of a step: ~150 small tensor ops fused into a few
+        kernels (measured at N=64 on CPU: 1.5 -> 0.33 ms). The observation terms are left eager:
+        mostly gathers and copies, which compiled CPU code did not make faster."""
+        self._outcome = torch.compile(TrackingEnv._outcome_eager, dynamic=False)
+
     def _as_ids(self, x) -> torch.Tensor:
         x = torch.as_tensor(x, device=self.device)
         if x.dtype == torch.bool:

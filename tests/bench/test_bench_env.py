@@ -1,4 +1,4 @@
-"""The env bench on a tiny real run: physics timed on its own and inside the env loop."""
+"""The env bench on a tiny real run: the env timed, then its recorded simulator calls replayed as raw physics."""
 
 import json
 
@@ -24,4 +24,7 @@ def test_env_bench_splits_physics_and_mdp_time():
     assert 0 < p["in_env_physics_ms_per_step"] < p["env_ms_per_step"]
     assert p["mdp_ms_per_step"] == pytest.approx(p["env_ms_per_step"] - p["in_env_physics_ms_per_step"])
     assert 0 < p["env_over_in_env_physics"] < 1
+    # Raw physics replays the env's own simulator calls and lands on the env's final state.
+    assert p["replay_exact"] is True and p["sim_calls"] >= 3
+    assert p["fixed_pose_physics_steps_per_s"] > 0
     assert out["min_env_over_physics"] == p["env_over_physics"]

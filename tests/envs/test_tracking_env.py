@@ -177,3 +177,25 @@ def test_env_on_the_warp_backend_matches_cpu_mujoco(store):
         torch.testing.assert_close(out["mujoco_warp"][0]["policy"], out["mujoco"][0]["policy"], atol=5e-2, rtol=5e-2)
     for e in envs.values():
         e.close()
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager(store):
+    """env.compile=true (terminations + rewards through torch.compile) steps like the eager env:
+    the same episodes end, the same observations, rewards equal to float32 rounding."""
+    envs = [make_env(cfg_for(store, "demo", f"env.compile={c}"), num_envs=6, seed=3) for c in (False, True)]
+    g = torch.Generator().manual_seed(0)
+    ended = 0
+    for _ in range(25):
+        a = 0.3 * torch.randn(6, envs[0].action_dim, generator=g)
+        (o0, r0, te0, tr0, i0), (o1, r1, te1, tr1, i1) = (e.step(a) for e in envs)
+        assert torch.equal(te0, te1) and torch.equal(tr0, tr1)
+        torch.testing.assert_close(r1, r0, rtol=1e-5, atol=1e-6)
+        for k in o0:
+            torch.testing.assert_close(o1[k], o0[k], rtol=1e-5, atol=1e-5)
+        ended += len(i0["done_ids"])
+    assert ended > 0  # resets happened on both sides, in step
+    m0, m1 = (e.metrics() for e in envs)
+    assert m0.keys() == m1.keys()
+    for k in m0:
+        assert m1[k] == pytest.approx(m0[k], rel=1e-4, abs=1e-6), k
