@@ -9,15 +9,19 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.eval.metrics import SUMMARY_KEYS
 from sonic_ray.eval.runner import ClipTrajectory, EvalOutput, evaluate_policy, worst_first_key
-from sonic_ray.train.checkpoint import CKPT_RE, load_checkpoint, resolve_checkpoint
+from sonic_ray.train.checkpoint import CKPT_RE, resolve_checkpoint
+
+if TYPE_CHECKING:
+    from sonic_ray.eval.policy import PolicyCheckpoint
 
 EVAL_DIR = "eval"
 LOGGED_KEYS = SUMMARY_KEYS
@@ -36,6 +40,13 @@ class EvalPlan:
     num_clips: int  # clips to evaluate (per encoder)
     max_clips: int  # evaluate store clips with index < max_clips (0: all)
     num_tasks: int  # chunk k of num_tasks evaluates shard (k, num_tasks) of the store
+    # The checkpoint as planning read it, so a chunk run in this process builds its policy from it
+    # instead of reading the checkpoint again; None when planning was given the config. Never
+    # pickled: a Ray task (perhaps on another node) reads and verifies the checkpoint itself.
+    loaded: PolicyCheckpoint | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "loaded": None}
 
     @property
     def run_dir(self) -> Path:
@@ -60,18 +71,19 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     """Resolve and verify the checkpoint (CheckpointError if it is missing or corrupt), read its
     config and size the evaluation; unset arguments default to the config's callbacks.eval_*.
     With `cfg` (the training driver: it is the checkpoint's config) nothing is loaded here, so
-    planning costs the store's footer only; the tasks verify the checkpoint when they load it."""
+    planning costs the store's footer only; the tasks verify the checkpoint when they load it.
+    Otherwise the loaded checkpoint stays with the plan (`loaded`) for the chunks run in this process."""
     from sonic_ray.envs.factory import motion_store_path
-    from sonic_ray.eval.policy import config_from_state
+    from sonic_ray.eval.policy import read_checkpoint
     from sonic_ray.motion.store import store_info
 
-    path = resolve_checkpoint(checkpoint)
-    m = CKPT_RE.match(path.name)
+    loaded = None
     if cfg is None:
-        state = load_checkpoint(path, map_location="cpu")
-        cfg = config_from_state(state, overrides, source=str(path))
-        iteration = int(state.get("iteration", int(m.group(1)) if m else 0))
+        loaded = read_checkpoint(checkpoint)
+        path, cfg, iteration = loaded.path, loaded.config(overrides), loaded.iteration
     else:
+        path = resolve_checkpoint(checkpoint)
+        m = CKPT_RE.match(path.name)
         iteration = int(m.group(1)) if m else 0
     cb = cfg.callbacks
     encs = list(encoders or cb.eval_encoders)
@@ -86,17 +98,29 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     tasks = max(1, min(int(max_tasks or cb.eval_max_tasks), math.ceil(n / max(per_task, 1))))
     return EvalPlan(checkpoint=path, iteration=iteration, cfg=cfg, overrides=list(overrides), encoders=encs,
                     num_envs=int(num_envs or cb.eval_num_envs), num_clips=n, max_clips=limit if limit > 0 else 0,
-                    num_tasks=tasks)
+                    num_tasks=tasks, loaded=loaded)
+
+
+def plan_device(plan: EvalPlan) -> str:
+    return "cuda" if plan.cfg.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+
+
+def plan_policy(plan: EvalPlan, device: str):
+    """(cfg, policy) of the plan's checkpoint: from the state planning loaded, else read here."""
+    from sonic_ray.eval.policy import read_checkpoint
+
+    loaded = plan.loaded if plan.loaded is not None else read_checkpoint(plan.checkpoint)
+    return loaded.policy(plan.overrides, device=device)
 
 
 def run_chunk(plan: EvalPlan, k: int, *, keep_worst: int = 0, device: str | None = None,
-              on_clip: Callable[[dict], None] | None = None) -> EvalOutput:
-    """Evaluate chunk k of the plan in this process (what one Ray task does)."""
-    from sonic_ray.eval.policy import load_policy
+              on_clip: Callable[[dict], None] | None = None, policy=None) -> EvalOutput:
+    """Evaluate chunk k of the plan in this process (what one Ray task does). `policy`: the
+    (cfg, ActorCritic) of `plan_policy` on `device`, built once for several chunks; else built here."""
     from sonic_ray.eval.runner import store_clip_names
 
-    dev = device or ("cuda" if plan.cfg.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
-    cfg, policy = load_policy(plan.checkpoint, plan.overrides, device=dev)
+    dev = device or plan_device(plan)
+    cfg, policy = policy if policy is not None else plan_policy(plan, dev)
     shard = plan.shard(k)
     clip_ids = None
     if plan.max_clips:
@@ -158,8 +182,11 @@ def evaluate_checkpoint_local(plan: EvalPlan, out_dir: str | Path, *, render: in
                               progress: bool = True, stride: int = 1) -> dict:
     """Evaluate every chunk in this process, render the `render` worst clips, write out_dir.
     Returns the metrics (metrics.json content)."""
+    dev = plan_device(plan)
+    policy = plan_policy(plan, dev)  # once for every chunk
     with progress_bar(progress, plan.num_clips * len(plan.encoders)) as advance:
-        outs = [run_chunk(plan, k, keep_worst=render, on_clip=lambda _row: advance(1)) for k in range(plan.num_tasks)]
+        outs = [run_chunk(plan, k, keep_worst=render, device=dev, policy=policy, on_clip=lambda _row: advance(1))
+                for k in range(plan.num_tasks)]
     out = merge_outputs(outs, render)
     return finish(plan, out, out_dir, render=render, progress=progress, stride=stride)
 
