@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,25 +140,14 @@ def merge_outputs(outputs: Sequence[EvalOutput], keep_worst: int) -> EvalOutput:
 def render_worst(cfg: SonicConfig, worst: Sequence[ClipTrajectory], videos_dir: Path, *, several_encoders: bool,
                  width: int = 480, height: int = 352, stride: int = 1,
                  on_video: Callable[[str, float], None] | None = None) -> dict[str, str]:
-    """MP4s of `worst` into videos_dir; returns {file name: caption}. on_video(name, seconds)."""
-    from sonic_ray.eval.report import video_name
-    from sonic_ray.eval.video import render_clip
+    """MP4s of `worst` into videos_dir with the config's robot model; returns {file name: caption}.
+    on_video(name, seconds)."""
+    from sonic_ray.eval import video
     from sonic_ray.robots import load_model
 
     model, _ = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
-    out = {}
-    for tr in worst:
-        r = tr.row
-        name = video_name(r["clip"], r["encoder"], several_encoders=several_encoders)
-        t0 = time.perf_counter()
-        render_clip(model, tr.robot_qpos, tr.ref_qpos, videos_dir / name, fps=tr.fps, width=width, height=height,
-                    stride=stride)
-        outcome = "failed" if not r["success"] else "succeeded"
-        out[name] = (f"{r['clip']} [{r['encoder']}]: {outcome} after {r['num_frames']}/{r['clip_frames']} frames, "
-                     f"MPJPE global {r['mpjpe_g_mm']:.0f} mm")
-        if on_video is not None:
-            on_video(name, time.perf_counter() - t0)
-    return out
+    return video.render_worst(model, worst, videos_dir, several_encoders=several_encoders, width=width, height=height,
+                              stride=stride, on_video=on_video)
 
 
 def output_meta(plan: EvalPlan, out: EvalOutput) -> dict:
@@ -206,7 +194,7 @@ def evaluate_plan(plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progr
 def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int, progress: bool = True,
            stride: int = 1) -> dict:
     """Render the worst clips (in this process) and write the output directory."""
-    from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
+    from sonic_ray.eval.report import VIDEOS_DIR
 
     out_dir = Path(out_dir)
     videos, timings = {}, []
@@ -217,11 +205,20 @@ def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int,
                 advance(1)
             videos = render_worst(plan.cfg, out.worst, out_dir / VIDEOS_DIR, several_encoders=len(plan.encoders) > 1,
                                   stride=stride, on_video=done)
-    meta = output_meta(plan, out)
+    meta = {}
     if timings:
         frames = sum(math.ceil(len(w.robot_qpos) / max(stride, 1)) for w in out.worst)
         meta["render_fps"] = round(frames / sum(timings), 2)
-    return write_outputs(out_dir, out.rows, meta=meta, videos=videos,
+    return write_plan_outputs(plan, out, out_dir, videos=videos, **meta)
+
+
+def write_plan_outputs(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, videos: dict[str, str] | None = None,
+                       **meta) -> dict:
+    """metrics.json (summary, `output_meta`, then `meta`), clips.parquet and report.html of an evaluated
+    plan; `videos` {file name: caption} must already be in out_dir/videos. Returns the metrics."""
+    from sonic_ray.eval.report import write_outputs
+
+    return write_outputs(Path(out_dir), out.rows, meta={**output_meta(plan, out), **meta}, videos=videos,
                          title=f"sonic-ray evaluation: {plan.run_dir.name} {plan.checkpoint.name}")
 
 
