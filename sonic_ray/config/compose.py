@@ -73,7 +73,7 @@ def to_typed(cfg: DictConfig) -> SonicConfig:
         key = getattr(e, "full_key", None)
         msg = getattr(e, "msg", str(e)).splitlines()[0]
         raise ConfigError(f"config key '{key}': {msg}") from e
-    validate(typed)
+    validate(typed, merged)
     return typed
 
 
@@ -90,8 +90,9 @@ def _check(ok: bool, key: str, expected: str, got) -> None:
         raise ConfigError(f"config key '{key}': expected {expected}, got {got!r}")
 
 
-def validate(cfg: SonicConfig) -> None:
-    """Value checks that types cannot express. Raises ConfigError naming the first bad key."""
+def validate(cfg: SonicConfig, conf: DictConfig | None = None) -> None:
+    """Value checks that types cannot express. Raises ConfigError naming the first bad key.
+    `conf`: cfg as the schema-merged DictConfig, when the caller has it (saves rebuilding it)."""
     env, algo, ac, ray = cfg.env, cfg.algo, cfg.actor_critic, cfg.ray
     _check(env.num_envs > 0, "env.num_envs", "an integer > 0", env.num_envs)
     _check(env.episode_length_s > 0, "env.episode_length_s", "> 0 seconds", env.episode_length_s)
@@ -166,10 +167,14 @@ def validate(cfg: SonicConfig) -> None:
         for name, amount in getattr(ray, k).items():
             _check(amount >= 0, f"ray.{k}.{name}", "an amount >= 0", amount)
     _check(cfg.logging.wandb_mode in WANDB_MODES, "logging.wandb_mode", f"one of {WANDB_MODES}", cfg.logging.wandb_mode)
-    validate_tune(cfg)
+    validate_tune(cfg, conf)
 
 
-def validate_tune(cfg: SonicConfig) -> None:
+def validate_tune(cfg: SonicConfig, conf: DictConfig | None = None) -> None:
+    """The tune section's values, and its search space parsed in full (every swept key must exist)
+    so that any command fails on a bad sweep at composition; `sonic-ray tune` parses it again
+    without the key check to get its specs. `conf` (the schema-merged DictConfig of cfg) is what
+    the keys are looked up in; without it one is rebuilt from cfg (~0.1 s for the release config)."""
     t = cfg.tune
     _check(t.mode in ("max", "min"), "tune.mode", "'max' or 'min'", t.mode)
     _check(t.scheduler in TUNE_SCHEDULERS, "tune.scheduler", f"one of {TUNE_SCHEDULERS}", t.scheduler)
@@ -179,4 +184,4 @@ def validate_tune(cfg: SonicConfig) -> None:
     if t.search_space:
         from sonic_ray.tune.space import parse_search_space
 
-        parse_search_space(t.search_space, cfg)
+        parse_search_space(t.search_space, cfg if conf is None else conf)

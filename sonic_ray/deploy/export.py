@@ -64,20 +64,18 @@ def _obs_dims(sd: dict[str, torch.Tensor]) -> tuple[dict[str, int], int]:
 
 def load_for_export(checkpoint: str | Path):
     """(cfg, ActorCritic in eval mode, info) from a checkpoint or run dir (its latest), through
-    `sonic_ray.eval.policy` (the one Ray-free loader). info: checkpoint path, iteration, experiment."""
+    `sonic_ray.eval.policy.read_checkpoint` (the one Ray-free loader). info: checkpoint path,
+    iteration, experiment."""
     from sonic_ray.config.compose import ConfigError
-    from sonic_ray.eval.policy import policy_from_state
-    from sonic_ray.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from sonic_ray.eval.policy import read_checkpoint
 
-    path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path)
+    loaded = read_checkpoint(checkpoint)
     try:
-        cfg, ac = policy_from_state(state, source=str(path))
+        cfg, ac = loaded.policy()
     except ConfigError as e:
-        raise ValueError(f"{path}: its config_yaml does not fit this sonic-ray's config schema "
+        raise ValueError(f"{loaded.path}: its config_yaml does not fit this sonic-ray's config schema "
                          f"(saved by another version?): {e}") from e
-    return cfg, ac, {"checkpoint": str(path), "iteration": int(state.get("iteration", -1)),
-                     "experiment": cfg.experiment}
+    return cfg, ac, {"checkpoint": str(loaded.path), "iteration": loaded.iteration, "experiment": cfg.experiment}
 
 
 # ---- the exported graphs ---------------------------------------------------------------------------

@@ -14,6 +14,8 @@ VR-target file (`.npz`, world frame, quaternions wxyz), one row per frame:
   lower_body_joint_pos (T, J_legs) (optional): leg joint command in the metadata's lower-body
       order; without it the legs are asked to hold the default pose.
 The head point rides on the torso (the anchor), so the head pose gives the reference anchor pose.
+Resampling, velocities and the anchor-frame VR / root-frame SMPL features are
+`sonic_ray.motion.frames`, the functions training's MotionLib and ReferenceTable use.
 """
 
 from __future__ import annotations
@@ -25,16 +27,9 @@ import numpy as np
 import torch
 
 from sonic_ray.deploy.observations import Reference
+from sonic_ray.motion.frames import clip_velocity, resample_clip, smpl_joints_local, vr_local
 from sonic_ray.robots import PointSpec, TorchFK
-from sonic_ray.utils.rotations import (
-    quat_apply,
-    quat_apply_inverse,
-    quat_conj,
-    quat_mul,
-    quat_normalize,
-    quat_slerp,
-    quat_to_tan_norm,
-)
+from sonic_ray.utils.rotations import quat_apply, quat_normalize
 
 VR_KEYS = ("head", "left_wrist", "right_wrist")
 
@@ -45,15 +40,6 @@ def points_from_metadata(items: Sequence[Mapping]) -> tuple[PointSpec, ...]:
 
 def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy().astype(np.float64)
-
-
-def clip_velocities(pos: np.ndarray, fps: float) -> np.ndarray:
-    """(T,...) -> (T,...) finite differences per second: central inside, one-sided at the ends."""
-    t = pos.shape[0]
-    idx = np.arange(t)
-    prev, nxt = np.maximum(idx - 1, 0), np.minimum(idx + 1, t - 1)
-    span = np.maximum(nxt - prev, 1).reshape(-1, *([1] * (pos.ndim - 1)))
-    return (pos[nxt] - pos[prev]) * fps / span
 
 
 def motion_references(motion_lib, fk: TorchFK, meta: Mapping, clips: Sequence[str | int] | None = None
@@ -74,18 +60,15 @@ def motion_references(motion_lib, fk: TorchFK, meta: Mapping, clips: Sequence[st
         st = motion_lib.state(torch.full((frames,), i, dtype=torch.long), t)
         bp, bq = fk.forward(st["root_pos_w"], st["root_quat_w"], st["joint_pos"])
         smpl_w = st["smpl_joints"] if "smpl_joints" in st else fk.points(bp, bq, smpl_table)
-        rel = smpl_w - smpl_w[:, :1]
-        smpl_local = quat_apply_inverse(st["root_quat_w"][:, None].expand(*rel.shape[:-1], 4), rel)
         a_pos, a_quat = bp[:, anchor], bq[:, anchor]
         vr_pos_w, vr_quat_w = fk.points(bp, bq, vr_table), bq[:, vr_table[0]]
-        aq = a_quat[:, None].expand_as(vr_quat_w)
+        vr_pos_local, vr_ori_local = vr_local(a_pos, a_quat, vr_pos_w, vr_quat_w)
         data = {k: _np(st[k]) for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
                                          "joint_pos", "joint_vel")}
         data.update(body_pos_w=_np(bp), body_quat_w=_np(bq), anchor_pos_w=_np(a_pos), anchor_quat_w=_np(a_quat),
-                    smpl_joints_local=_np(smpl_local), vr_pos_w=_np(vr_pos_w),
-                    vr_pos_local=_np(quat_apply_inverse(aq, vr_pos_w - a_pos[:, None])),
-                    vr_ori_local=_np(quat_to_tan_norm(quat_mul(quat_conj(aq), vr_quat_w))))
-        data["body_lin_vel_w"] = clip_velocities(data["body_pos_w"], motion_lib.control_fps)
+                    smpl_joints_local=_np(smpl_joints_local(smpl_w, st["root_quat_w"])), vr_pos_w=_np(vr_pos_w),
+                    vr_pos_local=_np(vr_pos_local), vr_ori_local=_np(vr_ori_local))
+        data["body_lin_vel_w"] = clip_velocity(data["body_pos_w"], [frames], motion_lib.control_fps)
         out.append(Reference(data, name=str(motion_lib.names[i]), index=int(motion_lib.store_index[i])))
     return out
 
@@ -109,20 +92,6 @@ def select_clips(names: Sequence[str], clips: Sequence[str | int] | None) -> lis
     return ids
 
 
-def _resample(x: np.ndarray, src_fps: float, dst_fps: float, *, quat: bool) -> np.ndarray:
-    if abs(src_fps - dst_fps) < 1e-9:
-        return x
-    n = int(np.floor((x.shape[0] - 1) / src_fps * dst_fps + 1e-6)) + 1
-    src = np.arange(n) / dst_fps * src_fps
-    i0 = np.minimum(np.floor(src + 1e-9).astype(np.int64), x.shape[0] - 2)
-    alpha = np.clip(src - i0, 0.0, 1.0)
-    a, b = torch.as_tensor(x[i0]), torch.as_tensor(x[i0 + 1])
-    w = torch.as_tensor(alpha, dtype=a.dtype)
-    if quat:
-        return quat_slerp(a, b, w).numpy()
-    return torch.lerp(a, b, w[:, None]).numpy()
-
-
 def vr_reference(path: str | Path, meta: Mapping) -> Reference:
     """A Reference for the teleop encoder from a VR-target file (format in the module docstring)."""
     path = Path(path)
@@ -143,7 +112,7 @@ def vr_reference(path: str | Path, meta: Mapping) -> Reference:
         width = 4 if k.endswith("quat") else 3
         if a.ndim != 2 or a.shape[1] != width or a.shape[0] < 2:
             raise ValueError(f"{path}: {k} has shape {a.shape}, expected (T>=2, {width})")
-        arr[k] = _resample(a, fps, ctrl, quat=k.endswith("quat"))
+        arr[k] = resample_clip(a, fps, ctrl, quat=k.endswith("quat"))
     robot, cmd = meta, meta["command"]
     legs = np.asarray(cmd["lower_body_joint_ids"], dtype=np.int64)
     joint_pos = np.tile(np.asarray(robot["default_joint_pos"], dtype=np.float64), (arr["head_pos"].shape[0], 1))
@@ -151,17 +120,16 @@ def vr_reference(path: str | Path, meta: Mapping) -> Reference:
         lb = np.asarray(f["lower_body_joint_pos"], dtype=np.float64)
         if lb.ndim != 2 or lb.shape[1] != len(legs):
             raise ValueError(f"{path}: lower_body_joint_pos has shape {lb.shape}, expected (T, {len(legs)})")
-        joint_pos[:, legs] = _resample(lb, fps, ctrl, quat=False)[: joint_pos.shape[0]]
+        joint_pos[:, legs] = resample_clip(lb, fps, ctrl, quat=False)[: joint_pos.shape[0]]
     pos = torch.as_tensor(np.stack([arr[f"{k}_pos"] for k in VR_KEYS], axis=1))  # (T,3,3)
     quat = quat_normalize(torch.as_tensor(np.stack([arr[f"{k}_quat"] for k in VR_KEYS], axis=1)))
     head_offset = torch.as_tensor(np.asarray(robot["vr_points"][0]["offset"], dtype=np.float64))
     a_quat = quat[:, 0]  # the head point rides on the anchor (torso): its body orientation is the anchor's
     a_pos = pos[:, 0] - quat_apply(a_quat, head_offset.expand_as(pos[:, 0]))
-    aq = a_quat[:, None].expand_as(quat)
-    data = {"joint_pos": joint_pos, "joint_vel": clip_velocities(joint_pos, ctrl),
+    vr_pos_local, vr_ori_local = vr_local(a_pos, a_quat, pos, quat)
+    data = {"joint_pos": joint_pos, "joint_vel": clip_velocity(joint_pos, [len(joint_pos)], ctrl),
             "anchor_pos_w": a_pos.numpy(), "anchor_quat_w": a_quat.numpy(), "vr_pos_w": pos.numpy(),
-            "vr_pos_local": quat_apply_inverse(aq, pos - a_pos[:, None]).numpy(),
-            "vr_ori_local": quat_to_tan_norm(quat_mul(quat_conj(aq), quat)).numpy()}
+            "vr_pos_local": vr_pos_local.numpy(), "vr_ori_local": vr_ori_local.numpy()}
     return Reference(data, name=path.stem)
 
 

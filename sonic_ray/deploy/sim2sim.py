@@ -15,7 +15,7 @@ MuJoCo's position actuators for `decimation` substeps.
 Recording follows `sonic-ray eval`: row t pairs the robot at the t-th observation (the reset state
 for t = 0) with the reference frame that observation shows; failures are the metadata's
 evaluation terminations, checked after each step against the frame just tracked (as in training).
-Metrics, videos and the output folder are `sonic_ray.eval`'s (clip_metrics, render_clip,
+Metrics, videos and the output folder are `sonic_ray.eval`'s (clip_metrics, video.render_worst,
 write_outputs: metrics.json, clips.parquet, report.html, videos/), so a sim2sim folder reads like an
 eval folder; metrics.json's "sim2sim" entry holds the settings and the loop's speed.
 """
@@ -195,9 +195,9 @@ def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Pa
     this run's settings and speed, clips.parquet, report.html, videos/ of the `render` worst
     clips). Returns {"metrics": metrics.json content, "rows": per-clip rows, "speed": ...}."""
     from sonic_ray.eval.metrics import clip_metrics, summarize
-    from sonic_ray.eval.report import VIDEOS_DIR, video_name, write_outputs
-    from sonic_ray.eval.runner import worst_first_key
-    from sonic_ray.eval.video import render_clip
+    from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
+    from sonic_ray.eval.runner import ClipTrajectory, worst_first_key
+    from sonic_ray.eval.video import render_worst
 
     policy = OnnxPolicy(onnx_path)
     sim = Sim2Sim(policy, obs_delay_steps=obs_delay_steps, obs_noise=obs_noise, seed=seed)
@@ -228,13 +228,10 @@ def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Pa
                 "env_steps_per_s": speed["steps_per_s"]}
     if out_dir is None:
         return {"metrics": {**summarize(rows), **run_meta}, "rows": rows, "speed": speed}
-    out, videos = Path(out_dir), {}
-    for row, r in sorted(runs, key=lambda x: worst_first_key(x[0]))[: max(0, int(render))]:
-        name = video_name(r.name, encoder, several_encoders=False)
-        render_clip(sim.model, r.robot_qpos, r.ref_qpos, out / VIDEOS_DIR / name, fps=fps, width=width, height=height)
-        outcome = "failed" if not row["success"] else "succeeded"
-        videos[name] = (f"{r.name} [{encoder}]: {outcome} after {row['num_frames']}/{row['clip_frames']} frames, "
-                        f"MPJPE global {row['mpjpe_g_mm']:.0f} mm")
+    out = Path(out_dir)
+    worst = [ClipTrajectory(row, r.robot_qpos, r.ref_qpos, fps)
+             for row, r in sorted(runs, key=lambda x: worst_first_key(x[0]))[: max(0, int(render))]]
+    videos = render_worst(sim.model, worst, out / VIDEOS_DIR, several_encoders=False, width=width, height=height)
     metrics = write_outputs(out, rows, meta=run_meta, videos=videos,
                             title=f"sonic-ray sim2sim: {Path(onnx_path).name}")
     return {"metrics": metrics, "rows": rows, "speed": speed}

@@ -4,9 +4,8 @@ Why precompute: MotionLib's `body_state` gives poses only (FK per query). Reward
 velocities and the critic/tokenizers need future frames, every step, for every env. Running FK
 per step (plus FK at t+dt for velocities) costs a Python loop over the bodies per call; a
 gather from a table costs one indexing op. So FK runs once here over all frames, and body
-velocities are finite differences of those poses (central inside a clip, one-sided at its ends,
-never across clips; angular velocity is the world-frame rotation vector of
-q[next] * conj(q[prev]) per second), the same scheme MotionLib uses for the root.
+velocities are finite differences of those poses by `sonic_ray.motion.frames` (central inside a
+clip, one-sided at its ends, never across clips), the functions MotionLib uses for the root.
 
 Memory: about 4 * (13 B + 2 J + 24*3 + 30) bytes per frame (≈ 1.9 kB for the G1): 1 hour of
 motion at 50 Hz is ≈ 340 MB. A runner holds only its shard.
@@ -17,36 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sonic_ray.utils.rotations import (
-    quat_apply_inverse,
-    quat_conj,
-    quat_mul,
-    quat_to_axis_angle,
-    quat_to_tan_norm,
-)
-
-
-def finite_diff_index(clip_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """prev, next (S,) frame indices and span (S,) in frames for clip-local central differences."""
-    start = np.concatenate(([0], np.cumsum(clip_frames)[:-1]))
-    clip = np.repeat(np.arange(len(clip_frames)), clip_frames)
-    idx = np.arange(int(clip_frames.sum()))
-    prev = np.maximum(idx - 1, start[clip])
-    nxt = np.minimum(idx + 1, start[clip] + clip_frames[clip] - 1)
-    return prev, nxt, nxt - prev
-
-
-def body_velocities(body_pos_w: torch.Tensor, body_quat_w: torch.Tensor, clip_frames: np.ndarray,
-                    fps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(S,B,3) linear and angular world velocities from (S,B,3) positions and (S,B,4) quaternions."""
-    prev, nxt, span = finite_diff_index(clip_frames)
-    dev = body_pos_w.device
-    prev, nxt = torch.as_tensor(prev, device=dev), torch.as_tensor(nxt, device=dev)
-    span_t = torch.as_tensor(span, dtype=body_pos_w.dtype, device=dev)
-    inv = torch.where(span_t > 0, fps / span_t.clamp_min(1), torch.zeros_like(span_t))[:, None, None]
-    lin = (body_pos_w[nxt] - body_pos_w[prev]) * inv
-    ang = quat_to_axis_angle(quat_mul(body_quat_w[nxt], quat_conj(body_quat_w[prev]))) * inv
-    return lin, ang
+from sonic_ray.motion.frames import clip_angular_velocity, clip_velocity, smpl_joints_local, vr_local
 
 
 class ReferenceTable:
@@ -92,8 +62,8 @@ class ReferenceTable:
             for k, v in st.items():
                 parts.setdefault(k, []).append(v.to(self.device, torch.float32))
         self.data = {k: torch.cat(v) for k, v in parts.items()}
-        self.data["body_lin_vel_w"], self.data["body_ang_vel_w"] = body_velocities(
-            self.data["body_pos_w"], self.data["body_quat_w"], frames_np, self.fps)
+        self.data["body_lin_vel_w"] = clip_velocity(self.data["body_pos_w"], frames_np, self.fps)
+        self.data["body_ang_vel_w"] = clip_angular_velocity(self.data["body_quat_w"], frames_np, self.fps)
         self._local_frames(anchor)
         self.body_names = tuple(fk.body_names)
 
@@ -102,13 +72,9 @@ class ReferenceTable:
         SMPL joints in their own root frame (pelvis joint at the origin, root rotation removed),
         VR points' positions and orientations (6-D) in the reference anchor frame."""
         d = self.data
-        rel = d["smpl_joints_w"] - d["smpl_joints_w"][:, :1]
-        root_q = d["root_quat_w"][:, None].expand(*rel.shape[:-1], 4)
-        d["smpl_joints_local"] = quat_apply_inverse(root_q, rel)
-        a_pos, a_quat = d["body_pos_w"][:, anchor], d["body_quat_w"][:, anchor]
-        aq = a_quat[:, None].expand_as(d["vr_quat_w"])
-        d["vr_pos_local"] = quat_apply_inverse(aq, d["vr_pos_w"] - a_pos[:, None])
-        d["vr_ori_local"] = quat_to_tan_norm(quat_mul(quat_conj(aq), d["vr_quat_w"]))
+        d["smpl_joints_local"] = smpl_joints_local(d["smpl_joints_w"], d["root_quat_w"])
+        d["vr_pos_local"], d["vr_ori_local"] = vr_local(d["body_pos_w"][:, anchor], d["body_quat_w"][:, anchor],
+                                                        d["vr_pos_w"], d["vr_quat_w"])
 
     @property
     def num_clips(self) -> int:

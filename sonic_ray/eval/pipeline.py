@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.eval.metrics import SUMMARY_KEYS
 from sonic_ray.eval.runner import ClipTrajectory, EvalOutput, evaluate_policy, worst_first_key
-from sonic_ray.train.checkpoint import CKPT_RE, load_checkpoint, resolve_checkpoint
+from sonic_ray.train.checkpoint import CKPT_RE, resolve_checkpoint
+
+if TYPE_CHECKING:
+    from sonic_ray.eval.policy import PolicyCheckpoint
 
 EVAL_DIR = "eval"
 LOGGED_KEYS = SUMMARY_KEYS
@@ -36,6 +39,13 @@ class EvalPlan:
     num_clips: int  # clips to evaluate (per encoder)
     max_clips: int  # evaluate store clips with index < max_clips (0: all)
     num_tasks: int  # chunk k of num_tasks evaluates shard (k, num_tasks) of the store
+    # The checkpoint as planning read it, so a chunk run in this process builds its policy from it
+    # instead of reading the checkpoint again; None when planning was given the config. Never
+    # pickled: a Ray task (perhaps on another node) reads and verifies the checkpoint itself.
+    loaded: PolicyCheckpoint | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "loaded": None}
 
     @property
     def run_dir(self) -> Path:
@@ -60,18 +70,19 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     """Resolve and verify the checkpoint (CheckpointError if it is missing or corrupt), read its
     config and size the evaluation; unset arguments default to the config's callbacks.eval_*.
     With `cfg` (the training driver: it is the checkpoint's config) nothing is loaded here, so
-    planning costs the store's footer only; the tasks verify the checkpoint when they load it."""
+    planning costs the store's footer only; the tasks verify the checkpoint when they load it.
+    Otherwise the loaded checkpoint stays with the plan (`loaded`) for the chunks run in this process."""
     from sonic_ray.envs.factory import motion_store_path
-    from sonic_ray.eval.policy import config_from_state
+    from sonic_ray.eval.policy import read_checkpoint
     from sonic_ray.motion.store import store_info
 
-    path = resolve_checkpoint(checkpoint)
-    m = CKPT_RE.match(path.name)
+    loaded = None
     if cfg is None:
-        state = load_checkpoint(path, map_location="cpu")
-        cfg = config_from_state(state, overrides, source=str(path))
-        iteration = int(state.get("iteration", int(m.group(1)) if m else 0))
+        loaded = read_checkpoint(checkpoint)
+        path, cfg, iteration = loaded.path, loaded.config(overrides), loaded.iteration
     else:
+        path = resolve_checkpoint(checkpoint)
+        m = CKPT_RE.match(path.name)
         iteration = int(m.group(1)) if m else 0
     cb = cfg.callbacks
     encs = list(encoders or cb.eval_encoders)
@@ -86,17 +97,29 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     tasks = max(1, min(int(max_tasks or cb.eval_max_tasks), math.ceil(n / max(per_task, 1))))
     return EvalPlan(checkpoint=path, iteration=iteration, cfg=cfg, overrides=list(overrides), encoders=encs,
                     num_envs=int(num_envs or cb.eval_num_envs), num_clips=n, max_clips=limit if limit > 0 else 0,
-                    num_tasks=tasks)
+                    num_tasks=tasks, loaded=loaded)
+
+
+def plan_device(plan: EvalPlan) -> str:
+    return "cuda" if plan.cfg.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+
+
+def plan_policy(plan: EvalPlan, device: str):
+    """(cfg, policy) of the plan's checkpoint: from the state planning loaded, else read here."""
+    from sonic_ray.eval.policy import read_checkpoint
+
+    loaded = plan.loaded if plan.loaded is not None else read_checkpoint(plan.checkpoint)
+    return loaded.policy(plan.overrides, device=device)
 
 
 def run_chunk(plan: EvalPlan, k: int, *, keep_worst: int = 0, device: str | None = None,
-              on_clip: Callable[[dict], None] | None = None) -> EvalOutput:
-    """Evaluate chunk k of the plan in this process (what one Ray task does)."""
-    from sonic_ray.eval.policy import load_policy
+              on_clip: Callable[[dict], None] | None = None, policy=None) -> EvalOutput:
+    """Evaluate chunk k of the plan in this process (what one Ray task does). `policy`: the
+    (cfg, ActorCritic) of `plan_policy` on `device`, built once for several chunks; else built here."""
     from sonic_ray.eval.runner import store_clip_names
 
-    dev = device or ("cuda" if plan.cfg.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
-    cfg, policy = load_policy(plan.checkpoint, plan.overrides, device=dev)
+    dev = device or plan_device(plan)
+    cfg, policy = policy if policy is not None else plan_policy(plan, dev)
     shard = plan.shard(k)
     clip_ids = None
     if plan.max_clips:
@@ -117,25 +140,14 @@ def merge_outputs(outputs: Sequence[EvalOutput], keep_worst: int) -> EvalOutput:
 def render_worst(cfg: SonicConfig, worst: Sequence[ClipTrajectory], videos_dir: Path, *, several_encoders: bool,
                  width: int = 480, height: int = 352, stride: int = 1,
                  on_video: Callable[[str, float], None] | None = None) -> dict[str, str]:
-    """MP4s of `worst` into videos_dir; returns {file name: caption}. on_video(name, seconds)."""
-    from sonic_ray.eval.report import video_name
-    from sonic_ray.eval.video import render_clip
+    """MP4s of `worst` into videos_dir with the config's robot model; returns {file name: caption}.
+    on_video(name, seconds)."""
+    from sonic_ray.eval import video
     from sonic_ray.robots import load_model
 
     model, _ = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
-    out = {}
-    for tr in worst:
-        r = tr.row
-        name = video_name(r["clip"], r["encoder"], several_encoders=several_encoders)
-        t0 = time.perf_counter()
-        render_clip(model, tr.robot_qpos, tr.ref_qpos, videos_dir / name, fps=tr.fps, width=width, height=height,
-                    stride=stride)
-        outcome = "failed" if not r["success"] else "succeeded"
-        out[name] = (f"{r['clip']} [{r['encoder']}]: {outcome} after {r['num_frames']}/{r['clip_frames']} frames, "
-                     f"MPJPE global {r['mpjpe_g_mm']:.0f} mm")
-        if on_video is not None:
-            on_video(name, time.perf_counter() - t0)
-    return out
+    return video.render_worst(model, worst, videos_dir, several_encoders=several_encoders, width=width, height=height,
+                              stride=stride, on_video=on_video)
 
 
 def output_meta(plan: EvalPlan, out: EvalOutput) -> dict:
@@ -158,8 +170,11 @@ def evaluate_checkpoint_local(plan: EvalPlan, out_dir: str | Path, *, render: in
                               progress: bool = True, stride: int = 1) -> dict:
     """Evaluate every chunk in this process, render the `render` worst clips, write out_dir.
     Returns the metrics (metrics.json content)."""
+    dev = plan_device(plan)
+    policy = plan_policy(plan, dev)  # once for every chunk
     with progress_bar(progress, plan.num_clips * len(plan.encoders)) as advance:
-        outs = [run_chunk(plan, k, keep_worst=render, on_clip=lambda _row: advance(1)) for k in range(plan.num_tasks)]
+        outs = [run_chunk(plan, k, keep_worst=render, device=dev, policy=policy, on_clip=lambda _row: advance(1))
+                for k in range(plan.num_tasks)]
     out = merge_outputs(outs, render)
     return finish(plan, out, out_dir, render=render, progress=progress, stride=stride)
 
@@ -179,7 +194,7 @@ def evaluate_plan(plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progr
 def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int, progress: bool = True,
            stride: int = 1) -> dict:
     """Render the worst clips (in this process) and write the output directory."""
-    from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
+    from sonic_ray.eval.report import VIDEOS_DIR
 
     out_dir = Path(out_dir)
     videos, timings = {}, []
@@ -190,11 +205,20 @@ def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int,
                 advance(1)
             videos = render_worst(plan.cfg, out.worst, out_dir / VIDEOS_DIR, several_encoders=len(plan.encoders) > 1,
                                   stride=stride, on_video=done)
-    meta = output_meta(plan, out)
+    meta = {}
     if timings:
         frames = sum(math.ceil(len(w.robot_qpos) / max(stride, 1)) for w in out.worst)
         meta["render_fps"] = round(frames / sum(timings), 2)
-    return write_outputs(out_dir, out.rows, meta=meta, videos=videos,
+    return write_plan_outputs(plan, out, out_dir, videos=videos, **meta)
+
+
+def write_plan_outputs(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, videos: dict[str, str] | None = None,
+                       **meta) -> dict:
+    """metrics.json (summary, `output_meta`, then `meta`), clips.parquet and report.html of an evaluated
+    plan; `videos` {file name: caption} must already be in out_dir/videos. Returns the metrics."""
+    from sonic_ray.eval.report import write_outputs
+
+    return write_outputs(Path(out_dir), out.rows, meta={**output_meta(plan, out), **meta}, videos=videos,
                          title=f"sonic-ray evaluation: {plan.run_dir.name} {plan.checkpoint.name}")
 
 

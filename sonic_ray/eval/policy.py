@@ -5,12 +5,15 @@ A checkpoint (`sonic_ray.train.checkpoint`) holds `config_yaml` (the validated r
 learner/rl_module/default_policy, keys prefixed `ac.`) and `model_kwargs` (ActorCritic's keyword
 arguments; checkpoints saved before it was added get their model sizes from a one-env probe of
 the configured environment, exactly as training sized the model).
-Evaluation, the checkpoint monitor and ONNX export all load policies through `load_policy`.
+Evaluation, the checkpoint monitor and ONNX export all read checkpoints through `read_checkpoint`
+(resolve, verify, load once) and build the policy from that state with `PolicyCheckpoint.policy`;
+`load_policy` does both in one call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from omegaconf import OmegaConf
 from sonic_ray.config.compose import ConfigError, to_typed
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.models.actor_critic import ActorCritic
-from sonic_ray.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from sonic_ray.train.checkpoint import CKPT_RE, CheckpointError, load_checkpoint, resolve_checkpoint
 
 MODULE_PREFIX = "ac."
 
@@ -110,12 +113,40 @@ def policy_from_state(state: dict[str, Any], overrides: Sequence[str] = (), *, d
     return cfg, ac.to(device).eval()
 
 
+@dataclass
+class PolicyCheckpoint:
+    """A resolved, verified checkpoint whose state was loaded (on the CPU) once: its config,
+    iteration and policy all come from `state`, so nothing reads the checkpoint twice."""
+
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def iteration(self) -> int:
+        """The state's iteration (the trainer always saves it), else the directory's iter_N, else 0."""
+        m = CKPT_RE.match(self.path.name)
+        return int(self.state.get("iteration", int(m.group(1)) if m else 0))
+
+    def config(self, overrides: Sequence[str] = ()) -> SonicConfig:
+        return config_from_state(self.state, overrides, source=str(self.path))
+
+    def policy(self, overrides: Sequence[str] = (), *,
+               device: str | torch.device = "cpu") -> tuple[SonicConfig, ActorCritic]:
+        return policy_from_state(self.state, overrides, device=device, source=str(self.path))
+
+
+def read_checkpoint(checkpoint: str | Path) -> PolicyCheckpoint:
+    """Resolve a checkpoint dir, or a run dir (its latest), verify it and load its state on the CPU.
+
+    Raises CheckpointError for a missing, incomplete or corrupt checkpoint (the message names it)."""
+    path = resolve_checkpoint(checkpoint)
+    return PolicyCheckpoint(path, load_checkpoint(path, map_location="cpu"))
+
+
 def load_policy(checkpoint: str | Path, overrides: Sequence[str] = (), *,
                 device: str | torch.device = "cpu") -> tuple[SonicConfig, ActorCritic]:
     """(cfg, ActorCritic in eval mode on `device`) from a checkpoint dir, or a run dir (its latest).
 
     Raises CheckpointError for a missing, incomplete or corrupt checkpoint (the message names it)
     and ConfigError for a bad override."""
-    path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path, map_location="cpu")
-    return policy_from_state(state, overrides, device=device, source=str(path))
+    return read_checkpoint(checkpoint).policy(overrides, device=device)

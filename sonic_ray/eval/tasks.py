@@ -16,7 +16,15 @@ from pathlib import Path
 
 import ray
 
-from sonic_ray.eval.pipeline import EvalPlan, finish, merge_outputs, progress_bar, render_worst, run_chunk
+from sonic_ray.eval.pipeline import (
+    EvalPlan,
+    finish,
+    merge_outputs,
+    progress_bar,
+    render_worst,
+    run_chunk,
+    write_plan_outputs,
+)
 from sonic_ray.eval.runner import ClipTrajectory, EvalOutput
 
 
@@ -108,8 +116,7 @@ class BackgroundEvaluation:
         return results
 
     def _advance(self, p: _Pending, timeout: float) -> EvalResult | None:
-        from sonic_ray.eval.pipeline import output_meta
-        from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
+        from sonic_ray.eval.report import VIDEOS_DIR
         from sonic_ray.utils.io import atomic_write
 
         if p.merged is None:
@@ -129,10 +136,8 @@ class BackgroundEvaluation:
             for name, (caption, data) in ray.get(p.render_ref).items():
                 atomic_write(p.out_dir / VIDEOS_DIR / name, data)
                 videos[name] = caption
-        meta = output_meta(p.plan, p.merged)
-        meta["wall_seconds"] = round(time.time() - p.submitted, 3)
-        metrics = write_outputs(p.out_dir, p.merged.rows, meta=meta, videos=videos,
-                                title=f"sonic-ray evaluation: {p.plan.run_dir.name} {p.plan.checkpoint.name}")
+        metrics = write_plan_outputs(p.plan, p.merged, p.out_dir, videos=videos,
+                                     wall_seconds=round(time.time() - p.submitted, 3))
         return EvalResult(p.plan.iteration, metrics)
 
 

@@ -21,6 +21,8 @@ import copy
 import importlib
 import os
 import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +157,31 @@ def render_clip(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, out_path: s
     writer.close()
     os.replace(tmp, out_path)
     return out_path
+
+
+def video_caption(row: dict) -> str:
+    """The report's caption of a clip's video, from its metrics row."""
+    outcome = "failed" if not row["success"] else "succeeded"
+    return (f"{row['clip']} [{row['encoder']}]: {outcome} after {row['num_frames']}/{row['clip_frames']} frames, "
+            f"MPJPE global {row['mpjpe_g_mm']:.0f} mm")
+
+
+def render_worst(model, worst: Sequence, videos_dir: str | Path, *, several_encoders: bool, width: int = 480,
+                 height: int = 352, stride: int = 1,
+                 on_video: Callable[[str, float], None] | None = None) -> dict[str, str]:
+    """An MP4 per clip of `worst` (ClipTrajectory: row, robot_qpos, ref_qpos, fps) into videos_dir,
+    named by `report.video_name`; returns {file name: caption}. on_video(name, seconds) after each.
+    `sonic-ray eval` and `sonic-ray sim2sim` both render their worst clips here."""
+    from sonic_ray.eval.report import video_name
+
+    out = {}
+    for tr in worst:
+        r = tr.row
+        name = video_name(r["clip"], r["encoder"], several_encoders=several_encoders)
+        t0 = time.perf_counter()
+        render_clip(model, tr.robot_qpos, tr.ref_qpos, Path(videos_dir) / name, fps=tr.fps, width=width,
+                    height=height, stride=stride)
+        out[name] = video_caption(r)
+        if on_video is not None:
+            on_video(name, time.perf_counter() - t0)
+    return out

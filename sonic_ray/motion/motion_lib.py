@@ -3,7 +3,8 @@
 Each env runner loads its shard (clips k::n) of the store once: every clip is resampled to the
 control rate (50 Hz default; linear for positions and joints, slerp for the root rotation),
 all clips are concatenated frame-wise with per-clip start offsets, and velocities are taken by
-finite differences once, here, so a query is a gather plus one interpolation. Queries take
+finite differences once, here, so a query is a gather plus one interpolation (the arithmetic is
+`sonic_ray.motion.frames`, shared with the env's reference table and deployment). Queries take
 (clip id, time in seconds) per env; times past a clip's end are held at its last frame.
 
 Body poses come from an optional FK object (`fk.forward(root_pos, root_quat, joint_pos) ->
@@ -17,14 +18,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from sonic_ray.motion.frames import (
+    clip_angular_velocity,
+    clip_velocity,
+    control_rate_frames,
+    interpolate,
+    resample_plan,
+)
 from sonic_ray.motion.store import iter_store, shard_indices, store_info
-from sonic_ray.utils.rotations import quat_conj, quat_mul, quat_slerp, quat_to_axis_angle
-
-
-def control_rate_frames(frames: np.ndarray, fps: np.ndarray, control_fps: float) -> np.ndarray:
-    """(C,) frames of each clip once resampled to control_fps (native frames, fps: (C,))."""
-    duration = (np.asarray(frames, dtype=np.float64) - 1) / np.asarray(fps, dtype=np.float64)
-    return np.floor(duration * control_fps + 1e-6).astype(np.int64) + 1
 
 
 def store_control_frames(store_path, control_fps: float) -> np.ndarray:
@@ -35,65 +36,32 @@ def store_control_frames(store_path, control_fps: float) -> np.ndarray:
                                control_fps)
 
 
-def _resample_plan(frames: np.ndarray, fps: np.ndarray, control_fps: float):
-    """Source indices/weights for every control-rate sample of every clip (vectorised).
-
-    frames, fps: (C,) native frame counts and rates. Returns (out_frames (C,), i0 (S,), alpha (S,))
-    with i0 a global index into the concatenated native frames and alpha in [0, 1].
-    """
-    out_frames = control_rate_frames(frames, fps, control_fps)
-    raw_start = np.concatenate(([0], np.cumsum(frames)[:-1]))
-    out_start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
-    clip = np.repeat(np.arange(len(frames)), out_frames)
-    k = np.arange(out_frames.sum()) - out_start[clip]
-    src = k / control_fps * fps[clip]
-    i0 = np.minimum(np.floor(src + 1e-9).astype(np.int64), frames[clip] - 2)
-    alpha = np.clip(src - i0, 0.0, 1.0)
-    return out_frames, raw_start[clip] + i0, alpha
-
-
-def _lerp(x: torch.Tensor, i0: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    return torch.lerp(x[i0], x[i0 + 1], alpha.reshape(-1, *([1] * (x.dim() - 1))))
-
-
 def _load_resampled(store_path, shard, control_fps: float, load_smpl: bool):
     """Read the shard and resample every clip to control_fps: (names, out_frames (C,), frames)
     with frames = root_pos_w (S,3), root_quat_w (S,4), joint_pos (S,J)[, smpl_joints (S,24,3)]."""
     clips = list(iter_store(store_path, shard=shard, smpl=load_smpl))
     frames_n = np.array([c.num_frames for c in clips], dtype=np.int64)
     fps = np.array([c.fps for c in clips], dtype=np.float64)
-    out_frames, i0, alpha = _resample_plan(frames_n, fps, control_fps)
+    out_frames, i0, alpha = resample_plan(frames_n, fps, control_fps)
     i0, alpha = torch.as_tensor(i0), torch.as_tensor(alpha, dtype=torch.float32)
 
-    def cat(key):
-        return torch.as_tensor(np.concatenate([getattr(c, key) for c in clips]), dtype=torch.float32)
+    def resampled(key, *, quat=False):
+        x = torch.as_tensor(np.concatenate([getattr(c, key) for c in clips]), dtype=torch.float32)
+        return interpolate(x[i0], x[i0 + 1], alpha, quat=quat)
 
-    quat = cat("root_quat")
-    out = {
-        "root_pos_w": _lerp(cat("root_pos"), i0, alpha),
-        "root_quat_w": quat_slerp(quat[i0], quat[i0 + 1], alpha),
-        "joint_pos": _lerp(cat("joint_pos"), i0, alpha),
-    }
+    out = {"root_pos_w": resampled("root_pos"), "root_quat_w": resampled("root_quat", quat=True),
+           "joint_pos": resampled("joint_pos")}
     if load_smpl and all(c.smpl_joints is not None for c in clips):
-        out["smpl_joints"] = _lerp(cat("smpl_joints"), i0, alpha)
+        out["smpl_joints"] = resampled("smpl_joints")
     return [c.name for c in clips], out_frames, out
 
 
 def _velocities(frames: dict, out_frames: np.ndarray, control_fps: float) -> dict:
-    """Finite differences, central inside a clip and one-sided at its ends, never across clips.
-    Angular velocity is world-frame: the rotation vector of q_next * conj(q_prev) per second."""
-    start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
-    clip = np.repeat(np.arange(len(out_frames)), out_frames)
-    idx = np.arange(out_frames.sum())
-    prev = torch.as_tensor(np.maximum(idx - 1, start[clip]))
-    nxt = torch.as_tensor(np.minimum(idx + 1, start[clip] + out_frames[clip] - 1))
-    span = (nxt - prev).to(torch.float32) / control_fps  # seconds; 0 only for 1-frame clips
-    inv = torch.where(span > 0, 1.0 / span.clamp_min(1e-9), torch.zeros_like(span)).unsqueeze(-1)
-    pos, quat, joints = frames["root_pos_w"], frames["root_quat_w"], frames["joint_pos"]
+    """Root and joint velocities by `frames.clip_velocity` / `clip_angular_velocity` (world frame)."""
     return {
-        "root_lin_vel_w": (pos[nxt] - pos[prev]) * inv,
-        "root_ang_vel_w": quat_to_axis_angle(quat_mul(quat[nxt], quat_conj(quat[prev]))) * inv,
-        "joint_vel": (joints[nxt] - joints[prev]) * inv,
+        "root_lin_vel_w": clip_velocity(frames["root_pos_w"], out_frames, control_fps),
+        "root_ang_vel_w": clip_angular_velocity(frames["root_quat_w"], out_frames, control_fps),
+        "joint_vel": clip_velocity(frames["joint_pos"], out_frames, control_fps),
     }
 
 
@@ -155,14 +123,7 @@ class MotionLib:
         i1 = torch.minimum(i0 + 1, last.long())
         g0 = self.clip_start[clip_ids] + i0
         g1 = self.clip_start[clip_ids] + i1
-        out = {}
-        for key, x in self._frames.items():
-            if key == "root_quat_w":
-                out[key] = quat_slerp(x[g0], x[g1], alpha)
-            else:
-                a = alpha.reshape(-1, *([1] * (x.dim() - 1)))
-                out[key] = torch.lerp(x[g0], x[g1], a)
-        return out
+        return {key: interpolate(x[g0], x[g1], alpha, quat=key == "root_quat_w") for key, x in self._frames.items()}
 
     def body_state(self, clip_ids: torch.Tensor, times: torch.Tensor) -> dict[str, torch.Tensor]:
         """`state` plus body_pos_w (N,B,3) and body_quat_w (N,B,4) from the FK object."""

@@ -61,9 +61,10 @@ def flatten_space(space: dict[str, Any], prefix: str = "") -> dict[str, dict]:
     return out
 
 
-def parse_search_space(space: dict[str, Any], cfg: SonicConfig | None = None) -> list[Spec]:
-    """Validated specs, in key order. With `cfg`, every key must name an existing config key."""
-    conf = OmegaConf.structured(cfg) if cfg is not None else None
+def parse_search_space(space: dict[str, Any], cfg: SonicConfig | DictConfig | None = None) -> list[Spec]:
+    """Validated specs, in key order. With `cfg` (typed, or already a DictConfig of the schema),
+    every key must name an existing config key."""
+    conf = None if cfg is None else cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     specs = []
     for key, node in flatten_space(space).items():
         where = f"tune.search_space.{key}"

@@ -90,9 +90,9 @@ def _trial_id(result) -> str:
 def run_sweep(overrides: Sequence[str]) -> Path:
     """Compose, check every grid point, run the sweep on Ray, write the outputs; returns the run dir."""
     base: DictConfig = compose(overrides)
-    cfg = to_typed(base)  # fails here, before Ray, on a bad key
+    cfg = to_typed(base)  # fails here, before Ray, on a bad key (incl. the search space's keys and specs)
     t = cfg.tune
-    specs = parse_search_space(t.search_space, cfg)
+    specs = parse_search_space(t.search_space)  # checked in full by to_typed; here only the specs
     if not specs:
         from sonic_ray.config.compose import ConfigError
 

@@ -1,8 +1,13 @@
 """deploy/: manifests parse and carry what KubeRay and the Ray launcher need; their commands are real."""
 
+import contextlib
 import json
+import os
 import re
 import shlex
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,6 +15,7 @@ from doc_blocks import DEPLOY_README, REPO, doc_block, doc_block_names
 
 from sonic_ray.cli import build_parser
 from sonic_ray.config import config_dir, load_config
+from sonic_ray.config.compose import ENV_CONFIG_DIR
 from sonic_ray.train.gauges import GAUGES, PROMETHEUS_PREFIX, RUNNER_GAUGES
 
 DEPLOY = REPO / "deploy"
@@ -27,8 +33,43 @@ def _subcommands() -> set[str]:
     return set(sub.choices)
 
 
+@contextlib.contextmanager
+def best_preset(name: str):
+    """A copy of configs/ holding exp/<name>.yaml (<name> = <sweep>_best) as `sonic-ray tune
+    +exp=<sweep>` writes it (best.yaml, `tune.results.preset_yaml`) for a best trial at the sweep's
+    first grid point (random keys at their first choice or low bound), in use while inside."""
+    from sonic_ray.config.compose import compose, to_typed
+    from sonic_ray.tune.results import preset_yaml
+    from sonic_ray.tune.space import parse_search_space, trial_config
+
+    sweep = name[: -len("_best")]
+    assert (config_dir() / "exp" / f"{sweep}.yaml").is_file(), f"+exp={name}: no sweep preset exp/{sweep}.yaml"
+    base = compose([f"+exp={sweep}"])
+    cfg = to_typed(base)
+    specs = parse_search_space(cfg.tune.search_space, cfg)
+    assert specs, f"+exp={name}: the sweep preset {sweep} has an empty tune.search_space"
+    params = {s.key: s.values[0] if s.values else s.bounds[0] for s in specs}
+    text = preset_yaml(overrides=[f"+exp={sweep}"], trial_cfg=trial_config(base, params), params=params,
+                       experiment=name, header=f"test: best trial of {sweep} at its first grid point")
+    old = os.environ.get(ENV_CONFIG_DIR)
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = Path(tmp) / "configs"
+        shutil.copytree(config_dir(), configs)
+        (configs / "exp" / f"{name}.yaml").write_text(text)
+        os.environ[ENV_CONFIG_DIR] = str(configs)
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop(ENV_CONFIG_DIR, None)
+            else:
+                os.environ[ENV_CONFIG_DIR] = old
+
+
 def check_sonic_ray_command(command: str) -> None:
-    """`sonic-ray SUB OVERRIDES...`: the script exists, SUB is a real subcommand, overrides compose."""
+    """`sonic-ray SUB OVERRIDES...`: the script exists, SUB is a real subcommand, overrides compose.
+    `+exp=<sweep>_best` (the preset a sweep writes, copied into configs/exp/) composes against the
+    preset `best_preset` generates for that sweep."""
     section = (REPO / "pyproject.toml").read_text().split("[project.scripts]", 1)[1].split("\n[", 1)[0]
     scripts = set(re.findall(r"^([\w-]+)\s*=", section, re.M))
     args = shlex.split(command)
@@ -36,14 +77,15 @@ def check_sonic_ray_command(command: str) -> None:
     assert args[1] in _subcommands(), f"{command}: no subcommand {args[1]}"
     # Shell variables -> some path; usage placeholders ([OVERRIDES...]) dropped.
     overrides = [re.sub(r"\$(\w+)", r"/tmp/\1", a) for a in args[2:] if not re.fullmatch(r"\[[A-Z.]+\]", a)]
-    for o in overrides:
-        m = re.match(r"\+exp=(\w+)$", o)
-        if m and m.group(1).endswith("_best"):  # the preset `sonic-ray tune` writes (best.yaml), copied in
-            assert (config_dir() / "exp" / f"{m.group(1)[:-5]}.yaml").is_file(), f"{command}: no sweep preset"
-            return
-        if m:
-            assert (config_dir() / "exp" / f"{m.group(1)}.yaml").is_file(), f"{command}: no preset {o}"
-    load_config(overrides)
+    presets = [m.group(1) for o in overrides if (m := re.match(r"\+exp=(\w+)$", o))]
+    best = [p for p in presets if p.endswith("_best")]
+    for p in presets:
+        if p not in best:
+            assert (config_dir() / "exp" / f"{p}.yaml").is_file(), f"{command}: no preset +exp={p}"
+    with best_preset(best[0]) if best else contextlib.nullcontext():
+        cfg = load_config(overrides)
+    if best:
+        assert cfg.experiment == best[0], command
 
 
 @pytest.mark.slow  # builds the CLI parser (imports every command module) and composes: ~5 s cold
@@ -64,6 +106,16 @@ def test_every_sonic_ray_command_in_the_docs_and_manifests_is_real():
     assert len(commands) >= 5, commands
     for command in sorted(commands):
         check_sonic_ray_command(command)
+
+
+@pytest.mark.slow  # builds the CLI parser and composes a sweep, its best trial and the best preset (~3 s)
+def test_a_best_preset_command_composes_with_the_preset_a_sweep_writes():
+    check_sonic_ray_command("sonic-ray train +exp=tune_smoke_best algo.max_iterations=2")
+    assert ENV_CONFIG_DIR not in os.environ or Path(os.environ[ENV_CONFIG_DIR]).is_dir()  # restored
+    with pytest.raises(AssertionError, match="no sweep preset exp/nosuch.yaml"):
+        check_sonic_ray_command("sonic-ray train +exp=nosuch_best")
+    with pytest.raises(Exception, match="env.num_envs"):  # the overrides after the preset are composed too
+        check_sonic_ray_command("sonic-ray train +exp=tune_smoke_best env.num_envs=0")
 
 
 @pytest.mark.slow  # imports ray: ~1 s

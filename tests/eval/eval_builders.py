@@ -32,3 +32,20 @@ def small_store(directory: Path, cuts=CUTS) -> Path:
 
 def small_config(store: Path, *overrides: str):
     return load_config([*SMALL, f"motions.store={store}", *overrides])
+
+
+def small_checkpoint(root: Path, cfg, *, iteration: int = 3, seed: int = 0) -> Path:
+    """A training checkpoint (the trainer's layout) of an untrained ActorCritic sized for `cfg`."""
+    import torch
+
+    from sonic_ray.config.compose import to_yaml
+    from sonic_ray.eval.policy import model_kwargs_for
+    from sonic_ray.models.actor_critic import ActorCritic
+    from sonic_ray.train.checkpoint import save_checkpoint
+
+    kwargs = model_kwargs_for(cfg)
+    torch.manual_seed(seed)
+    weights = {f"ac.{k}": v.detach().numpy().copy() for k, v in ActorCritic(**kwargs).state_dict().items()}
+    state = {"format": 1, "iteration": iteration, "rng": {}, "config_yaml": to_yaml(cfg), "model_kwargs": kwargs,
+             "learner": {"learner": {"rl_module": {"default_policy": weights}}}}
+    return save_checkpoint(Path(root) / "checkpoints", iteration, state)

@@ -1,9 +1,11 @@
 """The evaluation runner on a real TrackingEnv (MuJoCo) with a real, untrained ActorCritic."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
-from eval_builders import small_config, small_store
+from eval_builders import small_checkpoint, small_config, small_store
 
 from sonic_ray.eval.policy import model_kwargs_for
 from sonic_ray.eval.runner import ClipQueueSampler, evaluate_policy, worst_first_key
@@ -67,3 +69,20 @@ def test_failures_end_clips_early_with_eval_terminations(store):
         # a 1 mm anchor threshold fails within a few steps; frames before the failure are kept
         assert not r["success"] and 1 <= r["num_frames"] < r["clip_frames"] and r["completed"] < 1
         assert np.isfinite(r["mpjpe_g_mm"])
+
+
+@pytest.mark.slow
+def test_an_evaluation_in_this_process_reads_the_checkpoint_once(store, tmp_path, monkeypatch):
+    import sonic_ray.train.checkpoint as ckpt_mod
+    from sonic_ray.eval.pipeline import evaluate_checkpoint_local, plan_evaluation
+
+    ckpt = small_checkpoint(tmp_path / "run", small_config(store))
+    loads = []
+    real = ckpt_mod.torch.load
+    monkeypatch.setattr(ckpt_mod.torch, "load", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    plan = plan_evaluation(ckpt, max_tasks=2, clips_per_task=2, num_envs=2)
+    assert (plan.num_tasks, plan.iteration, plan.loaded.path) == (2, 3, ckpt)
+    assert pickle.loads(pickle.dumps(plan)).loaded is None  # a Ray task reads the checkpoint itself
+    metrics = evaluate_checkpoint_local(plan, tmp_path / "out", progress=False)
+    assert metrics["num_clips"] == 4 and metrics["iteration"] == 3
+    assert len(loads) == 1, loads  # planning read it; both chunks built their policy from that state

@@ -1,0 +1,124 @@
+"""Per-frame reference arithmetic shared by training and deployment.
+
+One implementation each of: resampling clips to the control rate (linear for positions and joints,
+slerp for rotations), finite-difference velocities inside clips (central inside a clip, one-sided
+at its ends, never across clips; angular velocity is the world-frame rotation vector of
+q[next] * conj(q[prev]) per second), and the robot-independent tokenizer features (SMPL joints in
+their root frame, VR points in the reference anchor frame). `MotionLib`, the env's
+`ReferenceTable` and `sonic_ray.deploy.reference` all call these, so a deployed reference is
+built the way training builds it. Ray-free; torch for the rotation math.
+
+Shapes: S frames (all clips concatenated), C clips, P VR points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sonic_ray.utils.rotations import (
+    quat_apply_inverse,
+    quat_conj,
+    quat_mul,
+    quat_slerp,
+    quat_to_axis_angle,
+    quat_to_tan_norm,
+)
+
+
+# ---- resampling -------------------------------------------------------------------------------------
+def control_rate_frames(frames: np.ndarray, fps: np.ndarray, control_fps: float) -> np.ndarray:
+    """(C,) frames of each clip once resampled to control_fps (native frames, fps: (C,))."""
+    duration = (np.asarray(frames, dtype=np.float64) - 1) / np.asarray(fps, dtype=np.float64)
+    return np.floor(duration * control_fps + 1e-6).astype(np.int64) + 1
+
+
+def resample_plan(frames: np.ndarray, fps: np.ndarray, control_fps: float):
+    """Source indices/weights for every control-rate sample of every clip (vectorised).
+
+    frames, fps: (C,) native frame counts and rates. Returns (out_frames (C,), i0 (S,), alpha (S,))
+    with i0 a global index into the concatenated native frames and alpha in [0, 1]: sample s lies
+    between native frames i0[s] and i0[s] + 1 (see `interpolate`).
+    """
+    frames, fps = np.asarray(frames, dtype=np.int64), np.asarray(fps, dtype=np.float64)
+    out_frames = control_rate_frames(frames, fps, control_fps)
+    raw_start = np.concatenate(([0], np.cumsum(frames)[:-1]))
+    out_start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
+    clip = np.repeat(np.arange(len(frames)), out_frames)
+    k = np.arange(out_frames.sum()) - out_start[clip]
+    src = k / control_fps * fps[clip]
+    i0 = np.minimum(np.floor(src + 1e-9).astype(np.int64), frames[clip] - 2)
+    alpha = np.clip(src - i0, 0.0, 1.0)
+    return out_frames, raw_start[clip] + i0, alpha
+
+
+def interpolate(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor, *, quat: bool) -> torch.Tensor:
+    """Between frames a and b (N, ...) at alpha (N,) in [0, 1]: slerp of (N, 4) wxyz quaternions
+    when `quat`, else linear."""
+    if quat:
+        return quat_slerp(a, b, alpha)
+    return torch.lerp(a, b, alpha.reshape(-1, *([1] * (a.dim() - 1))))
+
+
+def resample_clip(x: np.ndarray, src_fps: float, dst_fps: float, *, quat: bool) -> np.ndarray:
+    """One clip's (T, ...) frames at src_fps -> dst_fps (unchanged when the rates agree), as numpy
+    in x's float dtype: `resample_plan` + `interpolate` for a single clip."""
+    if abs(src_fps - dst_fps) < 1e-9:
+        return x
+    _, i0, alpha = resample_plan(np.array([x.shape[0]]), np.array([src_fps]), dst_fps)
+    t = torch.as_tensor(x)
+    return interpolate(t[i0], t[i0 + 1], torch.as_tensor(alpha, dtype=t.dtype), quat=quat).numpy()
+
+
+# ---- velocities -------------------------------------------------------------------------------------
+def finite_diff_index(clip_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """prev, next (S,) frame indices and span (S,) in frames for clip-local central differences."""
+    clip_frames = np.asarray(clip_frames, dtype=np.int64)
+    start = np.concatenate(([0], np.cumsum(clip_frames)[:-1]))
+    clip = np.repeat(np.arange(len(clip_frames)), clip_frames)
+    idx = np.arange(int(clip_frames.sum()))
+    prev = np.maximum(idx - 1, start[clip])
+    nxt = np.minimum(idx + 1, start[clip] + clip_frames[clip] - 1)
+    return prev, nxt, nxt - prev
+
+
+def _rate(span: np.ndarray, fps: float, like) -> np.ndarray | torch.Tensor:
+    """(S,) fps / span (0 for a one-frame clip), in like's dtype and device."""
+    rate = np.where(span > 0, fps / np.maximum(span, 1), 0.0)
+    if isinstance(like, torch.Tensor):
+        return torch.as_tensor(rate, dtype=like.dtype, device=like.device)
+    return rate.astype(like.dtype, copy=False)
+
+
+def clip_velocity(x, clip_frames: np.ndarray, fps: float):
+    """(S, ...) -> (S, ...) time derivative per second of positions or joint angles (numpy or torch)."""
+    prev, nxt, span = finite_diff_index(clip_frames)
+    rate = _rate(span, fps, x)
+    if isinstance(x, torch.Tensor):
+        prev, nxt = torch.as_tensor(prev, device=x.device), torch.as_tensor(nxt, device=x.device)
+    return (x[nxt] - x[prev]) * rate.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def clip_angular_velocity(quat_w: torch.Tensor, clip_frames: np.ndarray, fps: float) -> torch.Tensor:
+    """(S, ..., 4) world-frame wxyz rotations -> (S, ..., 3) world-frame angular velocities."""
+    prev, nxt, span = finite_diff_index(clip_frames)
+    rate = _rate(span, fps, quat_w).reshape(-1, *([1] * (quat_w.dim() - 1)))
+    prev, nxt = torch.as_tensor(prev, device=quat_w.device), torch.as_tensor(nxt, device=quat_w.device)
+    return quat_to_axis_angle(quat_mul(quat_w[nxt], quat_conj(quat_w[prev]))) * rate
+
+
+# ---- tokenizer features -----------------------------------------------------------------------------
+def smpl_joints_local(smpl_joints_w: torch.Tensor, root_quat_w: torch.Tensor) -> torch.Tensor:
+    """(S,24,3) SMPL joints in their own root frame: pelvis joint at the origin, root rotation
+    (S,4) removed."""
+    rel = smpl_joints_w - smpl_joints_w[:, :1]
+    return quat_apply_inverse(root_quat_w[:, None].expand(*rel.shape[:-1], 4), rel)
+
+
+def vr_local(anchor_pos_w: torch.Tensor, anchor_quat_w: torch.Tensor, vr_pos_w: torch.Tensor,
+             vr_quat_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VR points' positions (S,P,3) and orientations (S,P,6, tangent-normal) in the anchor frame,
+    from the anchor pose (S,3), (S,4) and the points' world poses (S,P,3), (S,P,4)."""
+    aq = anchor_quat_w[:, None].expand_as(vr_quat_w)
+    return (quat_apply_inverse(aq, vr_pos_w - anchor_pos_w[:, None]),
+            quat_to_tan_norm(quat_mul(quat_conj(aq), vr_quat_w)))
