@@ -12,6 +12,11 @@ and driven by random actions (std 0.1, so robots fall and reset as an untrained 
    hand-written loop over the simulator would run it. The replay must land on the same final
    state as the env did (`replay_exact`), which shows it stepped the same physics.
 
+The steps run in rounds (env, then replay of that round), so slow drifts of a shared machine do
+not land on one side only. With more than one thread count, `machine` gives what the cores allow:
+bare `mj_step` in N threads (no Python between calls) over one thread, the ceiling of any
+thread scaling measured here.
+
 Reported: env-steps/s of both, `env_over_physics` (the share of physics speed the MDP keeps;
 target >= 0.85), `mdp_ms_per_step` (everything but the simulator calls), and `scale_2_over_1`
 (steps/s at the largest thread count over 1 thread; target >= 1.8 for 2). Also
@@ -87,12 +92,20 @@ def _snapshot(state) -> dict[str, torch.Tensor]:
                                                     "body_pos_w")}
 
 
-def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 0.1, seed: int = 0) -> dict:
-    """One (N, threads) point: env steps/s, and physics steps/s replaying the env's own sim calls."""
+def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 0.1, seed: int = 0,
+            rounds: int = 3) -> dict:
+    """One (N, threads) point: env steps/s, and physics steps/s replaying the env's own sim calls.
+
+    `steps` env steps in `rounds` rounds; each round times the env, then rewinds the simulator to
+    the round's start and replays the round's calls, which must leave it where the env left it
+    (so the next round goes on from there). Alternating the two keeps slow drifts of a shared
+    machine from landing on one side only."""
     from sonic_ray.envs.factory import make_env
 
     env = make_env(cfg, num_envs=num_envs, seed=seed)
     dev = env.device
+    env_s = phys_s = in_loop = 0.0
+    calls, replay_exact = 0, True
     try:
         g = torch.Generator().manual_seed(seed)
         actions = [(action_std * torch.randn(num_envs, env.action_dim, generator=g)).to(dev) for _ in range(8)]
@@ -102,35 +115,78 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
         env.reset()
         for _ in range(warmup):
             env.step(actions[next(k) % 8])
-        start = env.sim.get_state()
-        rec = _Recorder(env.sim, dev)
-        try:
-            env_s = _time(lambda: env.step(actions[next(k) % 8]), steps, 0, dev)
-        finally:
-            rec.remove()
-        end = _snapshot(env.robot)
+        env.metrics()
+        per_round = [len(c) for c in torch.arange(steps).tensor_split(rounds) if len(c)]
+        for n_steps in per_round:
+            start = env.sim.get_state()
+            rec = _Recorder(env.sim, dev)
+            try:
+                env_s += _time(lambda: env.step(actions[next(k) % 8]), n_steps, 0, dev)
+            finally:
+                rec.remove()
+            end = _snapshot(env.robot)
+            env.sim.set_state(start)
+            _sync(dev)
+            t = time.perf_counter()
+            for name, args, kwargs in rec.calls:
+                getattr(env.sim, name)(*args, **kwargs)
+            _sync(dev)
+            phys_s += time.perf_counter() - t
+            in_loop += rec.seconds
+            calls += len(rec.calls)
+            replay_exact &= all(torch.equal(v, getattr(env.robot, key)) for key, v in end.items())
         resets = env.metrics().get("env/episodes", 0.0)
-        env.sim.set_state(start)
-        _sync(dev)
-        t = time.perf_counter()
-        for name, args, kwargs in rec.calls:
-            getattr(env.sim, name)(*args, **kwargs)
-        _sync(dev)
-        phys_s = time.perf_counter() - t
-        replay_exact = all(torch.equal(v, getattr(env.robot, k)) for k, v in end.items())
     finally:
         env.close()
     phys, full = num_envs * steps / phys_s, num_envs * steps / env_s
     return {"num_envs": num_envs, "threads": int(cfg.sim.num_threads), "backend": cfg.sim.backend,
-            "device": str(dev), "physics_steps_per_s": phys, "env_steps_per_s": full,
-            "env_over_physics": full / phys, "env_ms_per_step": 1e3 * env_s / steps,
+            "device": str(dev), "compile": bool(cfg.env.compile), "physics_steps_per_s": phys,
+            "env_steps_per_s": full, "env_over_physics": full / phys, "env_ms_per_step": 1e3 * env_s / steps,
             "physics_ms_per_step": 1e3 * phys_s / steps,
-            "in_env_physics_ms_per_step": 1e3 * rec.seconds / steps,
-            "mdp_ms_per_step": 1e3 * (env_s - rec.seconds) / steps,
-            "env_over_in_env_physics": rec.seconds / env_s,
-            "sim_calls": len(rec.calls), "replay_exact": replay_exact,
+            "in_env_physics_ms_per_step": 1e3 * in_loop / steps,
+            "mdp_ms_per_step": 1e3 * (env_s - in_loop) / steps,
+            "env_over_in_env_physics": in_loop / env_s,
+            "sim_calls": calls, "replay_exact": replay_exact, "rounds": len(per_round),
             "fixed_pose_physics_steps_per_s": num_envs * steps / fixed_s,
             "episodes_ended": resets}
+
+
+def machine_scale(model, *, threads: int, envs_per_thread: int = 16, seconds: float = 1.0, repeats: int = 3) -> dict:
+    """What the cores give with no Python in the way: `threads` threads each stepping its own
+    `envs_per_thread` MjData with `mj_step` (which releases the GIL) for `seconds`, against one
+    thread stepping the same number of MjData per thread; interleaved `repeats` times, median ratio.
+    The ceiling for any 2-thread scaling of the env on this machine."""
+    import statistics
+    import threading
+
+    import mujoco
+
+    def rate(n_threads: int) -> float:
+        datas = [[mujoco.MjData(model) for _ in range(envs_per_thread)] for _ in range(n_threads)]
+        counts = [0] * n_threads
+        stop = time.perf_counter() + seconds
+
+        def work(i: int) -> None:
+            while time.perf_counter() < stop:
+                for d in datas[i]:
+                    mujoco.mj_step(model, d, 4)
+                counts[i] += len(datas[i])
+
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return sum(counts) / seconds
+
+    ratios, one = [], []
+    for _ in range(repeats):
+        r1 = rate(1)
+        ratios.append(rate(threads) / r1)
+        one.append(r1)
+    return {"threads": threads, "envs_per_thread": envs_per_thread, "seconds": seconds,
+            "mj_step_scale": statistics.median(ratios), "mj_step_scale_all": ratios,
+            "one_thread_env_steps_per_s": statistics.median(one)}
 
 
 def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 10, exp: str = "demo",
@@ -149,6 +205,13 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
                 ov.append(f"motions.store={store}")
             points.append(measure(load_config(ov), num_envs=n, steps=steps, warmup=warmup))
     t_lo, t_hi = min(threads), max(threads)
+    machine = None
+    if backend == "mujoco" and t_hi > 1:
+        from sonic_ray.robots import load_model
+
+        cfg = load_config([f"+exp={exp}", *overrides])
+        machine = machine_scale(load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)[0],
+                                threads=t_hi)
     scale = {}
     for n in num_envs:
         by_t = {p["threads"]: p for p in points if p["num_envs"] == n}
@@ -156,7 +219,7 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
             scale[str(n)] = {"env": by_t[t_hi]["env_steps_per_s"] / by_t[t_lo]["env_steps_per_s"],
                              "physics": by_t[t_hi]["physics_steps_per_s"] / by_t[t_lo]["physics_steps_per_s"]}
     return {"bench": "env", "exp": exp, "backend": backend, "device": device, "steps": steps, "points": points,
-            f"scale_{t_hi}_over_{t_lo}": scale,
+            f"scale_{t_hi}_over_{t_lo}": scale, "machine": machine,
             "min_env_over_physics": min(p["env_over_physics"] for p in points),
             "note": "timings are noisy when other processes share the CPU cores"}
 
@@ -176,6 +239,10 @@ def _main(args) -> int:
         for k, v in out.items():
             if k.startswith("scale_"):
                 print(k, json.dumps(v))
+        if out["machine"]:
+            m = out["machine"]
+            print(f"machine: {m['threads']} threads of bare mj_step (no Python between) give "
+                  f"{m['mj_step_scale']:.2f}x one thread (runs: {', '.join(f'{r:.2f}' for r in m['mj_step_scale_all'])})")
     return 0
 
 

@@ -28,3 +28,13 @@ def test_env_bench_splits_physics_and_mdp_time():
     assert p["replay_exact"] is True and p["sim_calls"] >= 3
     assert p["fixed_pose_physics_steps_per_s"] > 0
     assert out["min_env_over_physics"] == p["env_over_physics"]
+
+
+def test_machine_scale_reports_bare_mj_step_threads():
+    from sonic_ray.bench.env import machine_scale
+    from sonic_ray.robots import load_model
+
+    model, _ = load_model("g1")
+    m = machine_scale(model, threads=2, envs_per_thread=2, seconds=0.05, repeats=1)
+    assert m["threads"] == 2 and len(m["mj_step_scale_all"]) == 1
+    assert m["one_thread_env_steps_per_s"] > 0 and m["mj_step_scale"] > 0
