@@ -19,7 +19,7 @@ from sonic_ray.models.keys import ENCODER_NAMES  # encoder_index values index th
 from sonic_ray.utils.rotations import (
     quat_apply,
     quat_conj,
-    quat_from_axis_angle,
+    quat_from_rpy,
     quat_mul,
     quat_to_matrix,
     yaw_quat,
@@ -263,11 +263,7 @@ class MotionCommand:
         if "root_rpy" in noise:
             # World-frame roll, pitch, then yaw applied on top of the reference: q' = qz qy qx q.
             rpy = self._uniform((n, 3), noise["root_rpy"], generator)
-            axes = torch.eye(3, device=self.device)
-            q = state["root_quat_w"]
-            for k in range(3):
-                q = quat_mul(quat_from_axis_angle(axes[k].expand(n, 3), rpy[:, k]), q)
-            state["root_quat_w"] = q
+            state["root_quat_w"] = quat_mul(quat_from_rpy(rpy), state["root_quat_w"])
         if "joint_pos" in noise:
             j = state["joint_pos"] + self._uniform(state["joint_pos"].shape, noise["joint_pos"], generator)
             state["joint_pos"] = torch.maximum(torch.minimum(j, self.joint_upper), self.joint_lower)

@@ -61,6 +61,18 @@ def quat_from_axis_angle(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tenso
     return torch.cat((torch.cos(half), torch.sin(half) * axis), dim=-1)
 
 
+def quat_from_rpy(rpy: torch.Tensor) -> torch.Tensor:
+    """World-frame roll, pitch, then yaw (rad) as one quaternion: qz(yaw) ⊗ qy(pitch) ⊗ qx(roll).
+    (..., 3) -> (..., 4); the product written out (12 ops instead of three axis-angle quaternions
+    and two Hamilton products)."""
+    half = 0.5 * rpy
+    c, s = torch.cos(half), torch.sin(half)
+    cr, cp, cy = c.unbind(-1)
+    sr, sp, sy = s.unbind(-1)
+    cc, ss, sc, cs = cr * cp, sr * sp, sr * cp, cr * sp
+    return torch.stack((cc * cy + ss * sy, sc * cy - cs * sy, cs * cy + sc * sy, cc * sy - ss * cy), dim=-1)
+
+
 # Rotation-matrix entries as C + K * (q_a q_b + s q_c q_d), (w, x, y, z) = (0, 1, 2, 3):
 # entry -> ((a, b), (c, d), s, K, C). Evaluated for all entries at once (two gathers, a multiply,
 # two fused multiply-adds, bit-identical to writing each entry out: K is +-2 and s is +-1, exact).

@@ -64,3 +64,17 @@ def test_yaw_quat_keeps_heading_only():
     yaw = R.quat_from_axis_angle(torch.tensor([0.0, 0, 1]), torch.tensor(0.7))
     pitch = R.quat_from_axis_angle(torch.tensor([0.0, 1, 0]), torch.tensor(0.3))
     torch.testing.assert_close(R.yaw_quat(R.quat_mul(yaw, pitch)), yaw)
+
+
+def test_quat_from_rpy_is_yaw_pitch_roll_product():
+    quat_mul, quat_apply, quat_from_axis_angle, quat_from_rpy = R.quat_mul, R.quat_apply, R.quat_from_axis_angle, R.quat_from_rpy
+    rpy = torch.tensor([[0.3, -0.2, 1.1], [0.0, 0.0, 0.0], [-2.5, 1.2, 3.0]], dtype=torch.float64)
+    axes = torch.eye(3, dtype=torch.float64)
+    expect = torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=torch.float64).expand(3, 4)
+    for k in range(3):  # roll about x first, then pitch about y, then yaw about z, all world frame
+        expect = quat_mul(quat_from_axis_angle(axes[k].expand(3, 3), rpy[:, k]), expect)
+    torch.testing.assert_close(quat_from_rpy(rpy), expect, rtol=0, atol=1e-12)
+    # rotating x by pure yaw pi/2 gives y
+    q = quat_from_rpy(torch.tensor([0.0, 0.0, torch.pi / 2], dtype=torch.float64))
+    torch.testing.assert_close(quat_apply(q, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)),
+                               torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), rtol=0, atol=1e-12)
