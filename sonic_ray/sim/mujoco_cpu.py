@@ -1,4 +1,4 @@
-"""MuJoCo on CPU threads: N `MjData`, each thread steps a contiguous slice of envs.
+"""MuJoCo on CPU threads: N `MjData`; threads take chunks of envs from a shared counter until all are stepped.
 
 Why threads and not `mujoco.rollout`: rollout returns qpos/qvel/sensordata only, so body poses,
 velocities and contact forces would need sensors added to the model; a persistent pool gives the
@@ -21,6 +21,7 @@ with one vectorised check, at no per-step cost; `reset` clears it.
 from __future__ import annotations
 
 import copy
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import mujoco
@@ -64,9 +65,9 @@ class MujocoCpuSim:
         self._alloc_buffers()
         self._pairs = [self._copy_pairs(i) for i in range(num_envs)]
         self._targets = np.zeros((num_envs, self.num_joints))
-        bounds = np.linspace(0, num_envs, min(num_threads, num_envs) + 1).round().astype(int)
-        self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        self.num_threads = len(self._slices)
+        self.num_threads = min(num_threads, num_envs)
+        # Envs per chunk a thread takes at a time: >= 4 chunks per thread, at most 8 envs each.
+        self._chunk = max(1, min(8, -(-num_envs // (4 * self.num_threads))))
         self._pool = ThreadPoolExecutor(self.num_threads - 1) if self.num_threads > 1 else None
         for i in range(num_envs):
             self._copy_out(i)
@@ -143,6 +144,17 @@ class MujocoCpuSim:
             self._copy_out(i)
         self._finish_velocities(lo, hi)
 
+    def _step_chunks(self, counter) -> None:
+        """Step chunks of envs until none is left. Threads pull the next chunk from one shared counter
+        (`next` on an itertools.count is atomic under the GIL), so a thread the OS delays leaves its
+        share to the others instead of holding the step at the barrier. Measured at N=64, 2 threads,
+        6 interleaved 1 s runs: 1.64-1.89x one thread (median) with one fixed half per thread,
+        1.98-2.07x with chunks of 2-8 envs; free-running threads with no barrier at all, 1.93x.
+        Each env's result does not depend on which thread stepped it."""
+        c, n = self._chunk, self.num_envs
+        while (lo := next(counter) * c) < n:
+            self._step_slice(lo, min(lo + c, n))
+
     def step(self, joint_targets: torch.Tensor) -> None:
         """Hold joint_targets (N,J) for `decimation` substeps in every env, then refresh `state`."""
         if tuple(joint_targets.shape) != (self.num_envs, self.num_joints):
@@ -152,8 +164,9 @@ class MujocoCpuSim:
         if self._pool is None:
             self._step_slice(0, self.num_envs)
         else:
-            futures = [self._pool.submit(self._step_slice, lo, hi) for lo, hi in self._slices[1:]]
-            self._step_slice(*self._slices[0])
+            counter = itertools.count()
+            futures = [self._pool.submit(self._step_chunks, counter) for _ in range(self.num_threads - 1)]
+            self._step_chunks(counter)
             for f in futures:
                 f.result()
         self._publish()
