@@ -29,6 +29,7 @@ class GymVectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, env: TrackingEnv):
         self.env = env
+        env.final_obs_groups = None  # gymnasium's final observation is the whole observation
         self.num_envs = env.num_envs
         dims = env.obs_dims()
         single = {k: spaces.Box(-np.inf, np.inf, (d,), np.float32) for k, d in dims.items() if k != ENCODER_INDEX_KEY}

@@ -152,10 +152,11 @@ class ObservationManager:
         self.groups = groups
         self._frames = self.frames  # replaced by a compiled version (`TrackingEnv(compile=True)`)
 
-    def frames(self, env) -> dict[str, torch.Tensor]:
-        """Every group's raw frame (terms concatenated, before noise) for the current env state."""
+    def frames(self, env, keys=None) -> dict[str, torch.Tensor]:
+        """Raw frames (terms concatenated, before noise) of the groups `keys` (None: all) for the
+        current env state."""
         cache: dict = {}  # one call = one env state: a term shared by groups is computed once
-        return {k: g.raw_frame(env, cache) for k, g in self.groups.items()}
+        return {k: g.raw_frame(env, cache) for k, g in self.groups.items() if keys is None or k in keys}
 
     def use_frames_fn(self, fn) -> None:
         """Compute frames with `fn` (same signature as `frames`, e.g. its torch.compile)."""
@@ -168,9 +169,10 @@ class ObservationManager:
             raw = self._frames(env)
         return {k: g.compute(env, corrupt, reset_ids, raw=raw[k]) for k, g in self.groups.items()}
 
-    def peek(self, env, env_ids, corrupt: bool = True) -> dict[str, torch.Tensor]:
-        raw = self._frames(env)
-        return {k: g.peek(env, env_ids, corrupt, raw=raw[k]) for k, g in self.groups.items()}
+    def peek(self, env, env_ids, corrupt: bool = True, keys=None) -> dict[str, torch.Tensor]:
+        """What `compute` would return now for env_ids, for the groups `keys` (None: all)."""
+        raw = self._frames(env) if keys is None else self.frames(env, keys)
+        return {k: self.groups[k].peek(env, env_ids, corrupt, raw=v) for k, v in raw.items()}
 
     def dims(self) -> dict[str, int]:
         return {k: g.dim for k, g in self.groups.items()}

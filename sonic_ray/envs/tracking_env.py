@@ -65,6 +65,10 @@ class TrackingEnv:
         self.event_manager = EventManager(events or {}, level=event_level, num_envs=n, step_dt=step_dt,
                                           device=self.device)
         self.corruption = True
+        # Groups of info["final_obs"]: bootstrapping a truncated episode needs only the critic's
+        # observation, and computing every group for it cost ~1.6 ms of ~9 per step at N=256.
+        # None: all groups (what the gymnasium adapter asks for).
+        self.final_obs_groups: tuple[str, ...] | None = ("critic",) if "critic" in observations else None
         self._stats = {"episodes": 0, "length_sum": 0, "nonfinite": 0, "terminated": 0, "truncated": 0}
         self._outcome = TrackingEnv._outcome_eager
         self.event_manager.startup(self)
@@ -86,8 +90,9 @@ class TrackingEnv:
 
         info: "done_ids" (E,) long envs whose episode ended this step (they are already reset);
         "truncated_ids" (E',) long the truncated ones (clip end, time-out) and "final_obs"
-        {key: (E', k)} their last observation, to bootstrap from (terminated episodes need none,
-        so none is computed); "episode_length" (E,) long lengths of the ended episodes; "nonfinite_ids" (K,) long envs whose
+        {key: (E', k)} their last observation of the groups in `final_obs_groups` (default: the
+        critic's, what bootstrapping needs; None: all), plus encoder_index (terminated episodes
+        need none, so none is computed); "episode_length" (E,) long lengths of the ended episodes; "nonfinite_ids" (K,) long envs whose
         simulation blew up (terminated, reward 0). Aggregates: `metrics()`.
         """
         if actions.shape != (self.num_envs, self.action_dim):
@@ -116,7 +121,7 @@ class TrackingEnv:
         info = {"done_ids": done_ids, "nonfinite_ids": bad, "final_obs": {}}
         info["truncated_ids"] = trunc_ids = torch.nonzero(truncated).squeeze(-1)
         if len(trunc_ids):  # only truncated episodes bootstrap: their last observation, before reset
-            info["final_obs"] = self.obs_manager.peek(self, trunc_ids, self.corruption)
+            info["final_obs"] = self.obs_manager.peek(self, trunc_ids, self.corruption, keys=self.final_obs_groups)
             info["final_obs"][ENCODER_INDEX_KEY] = self.cmd.encoder_index[trunc_ids].clone()
         info["episode_length"] = self.episode_length[done_ids].clone()
         if len(done_ids):

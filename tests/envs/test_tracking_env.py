@@ -81,13 +81,24 @@ def test_clip_end_is_a_truncation_and_final_obs_is_kept(store):
     assert set(info["done_ids"].tolist()) == set(range(4))
     trunc = info["truncated_ids"]
     assert set(trunc.tolist()) == set(torch.nonzero(tr).squeeze(-1).tolist())
-    for k in GROUPS:
-        assert info["final_obs"][k].shape == (len(trunc), env.obs_dims()[k])
+    # By default only what bootstrapping needs: the critic's observation (and the encoder index).
+    assert set(info["final_obs"]) == {"critic", ENCODER_INDEX_KEY}
+    assert info["final_obs"]["critic"].shape == (len(trunc), env.obs_dims()["critic"])
     assert (env.episode_length == 0).all() and (env.cmd.frame < env.cmd.last_frame).all()
     m = env.metrics()
     assert m["termination/motion_clip_end"] == 4 and m["env/episodes"] == 4
     assert m["env/truncated"] + m["env/terminated"] == 4
     assert m["env/success_rate"] == m["env/truncated"] / 4  # ended without a failure
+
+
+def test_final_obs_of_every_group_when_asked(store):
+    env = make_env(cfg_for(store, "demo", "env.episode_length_s=0.06"), num_envs=2)
+    env.final_obs_groups = None
+    for _ in range(3):
+        _, _, _, tr, info = env.step(torch.zeros(2, env.action_dim))
+    assert tr.all()
+    for k in GROUPS:
+        assert info["final_obs"][k].shape == (2, env.obs_dims()[k])
 
 
 def test_time_out_truncates(store):
