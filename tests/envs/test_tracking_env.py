@@ -210,3 +210,14 @@ def test_compiled_step_matches_eager(store):
     assert m0.keys() == m1.keys()
     for k in m0:
         assert m1[k] == pytest.approx(m0[k], rel=1e-4, abs=1e-6), k
+
+
+@pytest.mark.slow
+def test_compile_failure_says_what_to_do(store, monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    env = make_env(cfg_for(store, "demo", "env.compile=true"), num_envs=2)
+    with pytest.raises(RuntimeError, match="env.compile=false"):
+        env.step(torch.zeros(2, env.action_dim))
