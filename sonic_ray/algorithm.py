@@ -20,7 +20,7 @@ from sonic_ray.config.compose import to_typed
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.env_runners.runner import SONIC_CFG_KEY, SonicEnvRunner
 from sonic_ray.env_runners.sampler_actor import SamplerStatsActor
-from sonic_ray.learners.learner import ALGO_KEY, SonicLearner
+from sonic_ray.learners.learner import ALGO_KEY, THREADS_KEY, SonicLearner
 from sonic_ray.learners.rl_module import MODEL_KWARGS, SonicRLModule
 
 SONIC_METRICS = "sonic"  # key of our metrics in the result dict
@@ -148,7 +148,7 @@ def to_algorithm_config(cfg: SonicConfig, *, observation_space, action_space, mo
         .learners(num_learners=r.num_learners, num_cpus_per_learner=r.cpus_per_learner,
                   num_gpus_per_learner=r.gpus_per_learner, learner_class=SonicLearner,
                   custom_resources_per_learner=dict(r.custom_resources_per_learner),
-                  learner_config_dict={ALGO_KEY: algo_hyperparameters(cfg)})
+                  learner_config_dict={ALGO_KEY: algo_hyperparameters(cfg), THREADS_KEY: int(r.learner_threads)})
         .training(lr=cfg.algo.actor_lr, gamma=cfg.algo.gamma, lambda_=cfg.algo.lam,
                   grad_clip=cfg.algo.max_grad_norm, grad_clip_by="global_norm")
         .rl_module(rl_module_spec=RLModuleSpec(module_class=SonicRLModule, model_config={MODEL_KWARGS: model_config}))

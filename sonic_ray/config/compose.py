@@ -161,6 +161,8 @@ def validate(cfg: SonicConfig, conf: DictConfig | None = None) -> None:
 
     _check(ray.num_env_runners >= 1, "ray.num_env_runners", "an integer >= 1", ray.num_env_runners)
     _check(ray.num_learners >= 0, "ray.num_learners", "an integer >= 0", ray.num_learners)
+    _check(ray.learner_threads >= 0, "ray.learner_threads", "an integer >= 0 (0: one per CPU of the learner)",
+           ray.learner_threads)
     for k in ("cpus_per_env_runner", "gpus_per_env_runner", "cpus_per_learner", "gpus_per_learner"):
         _check(getattr(ray, k) >= 0, f"ray.{k}", ">= 0", getattr(ray, k))
     for k in ("custom_resources_per_env_runner", "custom_resources_per_learner"):

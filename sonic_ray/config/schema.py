@@ -206,6 +206,10 @@ class RayConfig:
     gpus_per_env_runner: float = 0.0
     cpus_per_learner: float = 1.0
     gpus_per_learner: float = 0.0
+    # torch threads of each learner (0: one per CPU it asks for). A local learner (num_learners=0)
+    # asks Ray for nothing: the driver's process runs it while the runners wait for the next
+    # sample request, so it may use their cores (the demo's 2 threads: ~1.4x faster updates).
+    learner_threads: int = 0
     # Extra Ray resources each env runner / learner requests, to pin a role to the node group that
     # advertises them (deploy/ray/kuberay: CPU simulation nodes advertise `sonic_sim`).
     custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)

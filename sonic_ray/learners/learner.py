@@ -26,6 +26,7 @@ from sonic_ray.ppo.update import adam, adapt_lr, minibatch_indices
 from sonic_ray.utils.rng import rng_state, set_rng_state
 
 ALGO_KEY = "sonic_algo"  # learner_config_dict key: the AlgoConfig fields + aux coefficients
+THREADS_KEY = "sonic_torch_threads"  # learner_config_dict key: ray.learner_threads (0: one per CPU)
 ACTOR_OPT = "actor"
 CRITIC_OPT = "critic"
 
@@ -35,9 +36,11 @@ class SonicLearner(PPOTorchLearner):
         self.hp: dict[str, Any] = dict(self.config.learner_config_dict[ALGO_KEY])
         self.actor_lr = float(self.hp["actor_lr"])
         self._last_stats: dict[str, torch.Tensor] = {}
-        # One intra-op thread per CPU this learner was given: more oversubscribes the node's cores
-        # (the env runners step MuJoCo on their own), which costs far more than it gains.
-        torch.set_num_threads(max(1, int(self.config.num_cpus_per_learner or 1)))
+        # One intra-op thread per CPU this learner was given unless ray.learner_threads says otherwise:
+        # more oversubscribes the node's cores (the env runners step MuJoCo on their own), which costs
+        # far more than it gains, except where the runners are idle while it learns (a local learner).
+        threads = int(self.config.learner_config_dict.get(THREADS_KEY) or 0)
+        torch.set_num_threads(threads or max(1, int(self.config.num_cpus_per_learner or 1)))
         super().build()
 
     # ---- optimisers -----------------------------------------------------------------------

@@ -55,6 +55,7 @@ def test_demo_preset_is_cpu_sized():
         (["env.commands.motion.encoder_sample_probs.g1=-1"], "env.commands.motion.encoder_sample_probs.g1"),
         (["+env.commands.motion.encoder_sample_probs.vision=1"], "env.commands.motion.encoder_sample_probs.vision"),
         (["sim.backend=bullet"], "sim.backend"),
+        (["ray.learner_threads=-1"], "ray.learner_threads"),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):

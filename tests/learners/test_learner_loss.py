@@ -47,3 +47,14 @@ def test_learner_loss_equals_core_loss_on_a_real_rollout():
     assert float(core_stats["loss/aux_total"]) > 0
     for key in ("loss/policy", "loss/value", "loss/aux_g1_recon", "loss/aux_g1_smpl_align"):
         torch.testing.assert_close(learner._last_stats[key], core_stats[key], msg=key)
+
+
+@pytest.mark.parametrize("overrides, threads", [(["ray.learner_threads=0", "ray.cpus_per_learner=1"], 1), (["ray.learner_threads=2"], 2)])
+def test_learner_torch_threads_follow_the_config(overrides, threads):
+    before = torch.get_num_threads()
+    try:
+        cfg = load_config(["+exp=smoke", "env.num_envs=2", *overrides])
+        algorithm_config(cfg).build_learner()
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
