@@ -87,9 +87,8 @@ class _Recorder:
             self.sim.__dict__.pop(name, None)
 
 
-def _snapshot(state) -> dict[str, torch.Tensor]:
-    return {k: getattr(state, k).clone() for k in ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel",
-                                                    "body_pos_w")}
+# Fields of the simulator state the replay must reproduce bit for bit (`replay_exact`).
+EXACT_FIELDS = ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w")
 
 
 def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 0.1, seed: int = 0,
@@ -124,7 +123,7 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
                 env_s += _time(lambda: env.step(actions[next(k) % 8]), n_steps, 0, dev)
             finally:
                 rec.remove()
-            end = _snapshot(env.robot)
+            end = env.robot.clone()
             env.sim.set_state(start)
             _sync(dev)
             t = time.perf_counter()
@@ -134,7 +133,7 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
             phys_s += time.perf_counter() - t
             in_loop += rec.seconds
             calls += len(rec.calls)
-            replay_exact &= all(torch.equal(v, getattr(env.robot, key)) for key, v in end.items())
+            replay_exact &= all(torch.equal(getattr(end, f), getattr(env.robot, f)) for f in EXACT_FIELDS)
         resets = env.metrics().get("env/episodes", 0.0)
     finally:
         env.close()

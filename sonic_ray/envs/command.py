@@ -245,7 +245,7 @@ class MotionCommand:
         self._future_cache.clear()
         g = self.table.clip_start[clip] + start
         d = self.table.data
-        # Advanced indexing copies: the noise below never writes into the table.
+        # index_select copies: the noise below never writes into the table.
         state = {k: d[k].index_select(0, g) for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
                                               "joint_pos", "joint_vel")}
         self._add_noise(state, generator)

@@ -63,11 +63,10 @@ class ObservationGroup:
     def dim(self) -> int:
         return self.history_length * sum(self.term_dims.values())
 
-    def _frame(self, env, corrupt: bool, cache: dict | None = None, raw: torch.Tensor | None = None) -> torch.Tensor:
-        """This step's frame (N, k). cache: {(term, params): value} shared by the groups of one
-        manager call (terms are pure functions of the env state; their values are never mutated).
-        raw: the terms' concatenation computed already (`raw_frame`); noise and scale follow."""
-        x = self.raw_frame(env, cache) if raw is None else raw
+    def _frame(self, env, corrupt: bool, raw: torch.Tensor | None = None) -> torch.Tensor:
+        """This step's frame (N, k): `raw` (the terms' concatenation, `raw_frame`; computed here when
+        None) with noise and scale applied."""
+        x = self.raw_frame(env) if raw is None else raw
         if corrupt and self.enable_corruption and self._noise is not None:
             u = torch.rand(x.shape, generator=env.generator, device=x.device)
             x = x + (2.0 * u - 1.0) * self._noise
@@ -76,8 +75,9 @@ class ObservationGroup:
         return x
 
     def raw_frame(self, env, cache: dict | None = None) -> torch.Tensor:
-        """The terms of this step, concatenated (N, k), before noise and scale: a pure function of
-        the env state (what `ObservationManager.frames` compiles)."""
+        """The terms of this step, concatenated (N, k), before noise and scale. cache: {(term, params):
+        value} shared by the groups of one manager call (terms are pure functions of the env state;
+        their values are never mutated)."""
         if cache is None:
             parts = [fn(env, **params) for _, fn, params, _, _ in self.terms]
         else:
@@ -106,10 +106,10 @@ class ObservationGroup:
         self._buf = torch.zeros(self.num_envs, self.history_length, k, device=self.device)
 
     def compute(self, env, corrupt: bool, reset_ids: torch.Tensor | None = None,
-                cache: dict | None = None, raw: torch.Tensor | None = None) -> torch.Tensor:
+                raw: torch.Tensor | None = None) -> torch.Tensor:
         """Push this step's frame for every env and return (N, H*k). Envs in reset_ids start a new
         episode: all H slots of their history become this frame."""
-        x = self._frame(env, corrupt, cache, raw)
+        x = self._frame(env, corrupt, raw)
         if self.history_length == 1:
             return x
         self._buf[:, self._ptr] = x
@@ -118,11 +118,10 @@ class ObservationGroup:
             self._buf.index_copy_(0, reset_ids, x.index_select(0, reset_ids)[:, None].expand(-1, self.history_length, -1))
         return self._ordered()
 
-    def peek(self, env, env_ids: torch.Tensor, corrupt: bool, cache: dict | None = None,
-             raw: torch.Tensor | None = None) -> torch.Tensor:
+    def peek(self, env, env_ids: torch.Tensor, corrupt: bool, raw: torch.Tensor | None = None) -> torch.Tensor:
         """(E, H*k) what `compute` would return for env_ids now, without pushing the history:
         the final observation of episodes about to be reset."""
-        x = self._frame(env, corrupt, cache, raw).index_select(0, env_ids)
+        x = self._frame(env, corrupt, raw).index_select(0, env_ids)
         if self.history_length == 1:
             return x
         hist = self._ordered().reshape(self.num_envs, self.history_length, -1).index_select(0, env_ids)
@@ -150,7 +149,6 @@ class ObservationManager:
 
     def __init__(self, groups: dict[str, ObservationGroup]):
         self.groups = groups
-        self._frames = self.frames  # replaced by a compiled version (`TrackingEnv(compile=True)`)
 
     def frames(self, env, keys=None) -> dict[str, torch.Tensor]:
         """Raw frames (terms concatenated, before noise) of the groups `keys` (None: all) for the
@@ -158,20 +156,13 @@ class ObservationManager:
         cache: dict = {}  # one call = one env state: a term shared by groups is computed once
         return {k: g.raw_frame(env, cache) for k, g in self.groups.items() if keys is None or k in keys}
 
-    def use_frames_fn(self, fn) -> None:
-        """Compute frames with `fn` (same signature as `frames`, e.g. its torch.compile)."""
-        self._frames = fn
-
     def compute(self, env, corrupt: bool = True, reset_ids=None) -> dict[str, torch.Tensor]:
-        if not all(g.term_dims for g in self.groups.values()):  # first call: eager, sets the layout
-            raw = self.frames(env)
-        else:
-            raw = self._frames(env)
+        raw = self.frames(env)
         return {k: g.compute(env, corrupt, reset_ids, raw=raw[k]) for k, g in self.groups.items()}
 
     def peek(self, env, env_ids, corrupt: bool = True, keys=None) -> dict[str, torch.Tensor]:
         """What `compute` would return now for env_ids, for the groups `keys` (None: all)."""
-        raw = self._frames(env) if keys is None else self.frames(env, keys)
+        raw = self.frames(env, keys)
         return {k: self.groups[k].peek(env, env_ids, corrupt, raw=v) for k, v in raw.items()}
 
     def dims(self) -> dict[str, int]:
