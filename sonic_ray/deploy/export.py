@@ -212,13 +212,13 @@ def compare(spec: Spec, model_bytes: bytes, feed: dict[str, np.ndarray], skip: t
 def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
     """Per-group layouts (terms with their widths, from the deployment terms on a probe state) for
     every observation group of the config, and the command metadata (horizons, leg joints)."""
-    from sonic_ray.envs.command import LOWER_BODY_JOINT_KEYWORDS
+    from sonic_ray.envs.command import future_frame_offsets, lower_body_joint_ids
     from sonic_ray.envs.factory import observation_groups
 
     mc = cfg.env.commands.motion
     fps = float(cfg.motions.control_fps)
-    offsets = lambda n, dt: np.round(np.arange(n, dtype=np.float64) * dt * fps).astype(np.int64)  # noqa: E731
-    legs = [i for i, n in enumerate(robot.joint_names) if any(k in n for k in LOWER_BODY_JOINT_KEYWORDS)]
+    offsets = lambda n, dt: future_frame_offsets(n, dt, fps).numpy()  # noqa: E731
+    legs = lower_body_joint_ids(robot.joint_names)
     command = {"future_frame_offsets": {"g1": offsets(mc.num_future_frames, mc.future_dt),
                                         "smpl": offsets(mc.smpl_num_future_frames, mc.smpl_future_dt)},
                "num_future_frames": mc.num_future_frames, "future_dt": mc.future_dt,

@@ -28,6 +28,16 @@ from sonic_ray.utils.rotations import (
 LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
 
 
+def lower_body_joint_ids(joint_names) -> list[int]:
+    """Indices of the leg joints (names with hip, knee or ankle): the teleop encoder's command."""
+    return [i for i, n in enumerate(joint_names) if any(k in n for k in LOWER_BODY_JOINT_KEYWORDS)]
+
+
+def future_frame_offsets(n: int, dt: float, fps: float) -> torch.Tensor:
+    """(n,) long frame offsets of n future frames every dt seconds in a motion at fps."""
+    return torch.round(torch.arange(n, dtype=torch.float64) * dt * fps).long()
+
+
 _YAW_MUL_SIGN = torch.tensor((-1.0, -1.0, 1.0, 1.0))
 _YAW_MUL_SWAP = torch.tensor((3, 2, 1, 0))
 
@@ -77,14 +87,13 @@ class MotionCommand:
         self.body_names = tuple(table.body_names)
         self.anchor_index = self.body_names.index(anchor_body)
         self._body_id_cache: dict[tuple, torch.Tensor] = {}
-        self.lower_body_joint_ids = torch.tensor(
-            [i for i, n in enumerate(joint_names) if any(k in n for k in LOWER_BODY_JOINT_KEYWORDS)],
-            dtype=torch.long, device=self.device)
+        self.lower_body_joint_ids = torch.tensor(lower_body_joint_ids(joint_names), dtype=torch.long,
+                                                 device=self.device)
         self.joint_lower = torch.tensor(joint_lower, dtype=torch.float32, device=self.device)
         self.joint_upper = torch.tensor(joint_upper, dtype=torch.float32, device=self.device)
         self.horizons = {
-            "g1": self._offsets(num_future_frames, future_dt, table.fps).to(self.device),
-            "smpl": self._offsets(smpl_num_future_frames, smpl_future_dt, table.fps).to(self.device),
+            "g1": future_frame_offsets(num_future_frames, future_dt, table.fps).to(self.device),
+            "smpl": future_frame_offsets(smpl_num_future_frames, smpl_future_dt, table.fps).to(self.device),
         }
         probs = dict(encoder_sample_probs or {n: 1.0 for n in ENCODER_NAMES})
         unknown = set(probs) - set(ENCODER_NAMES)
@@ -101,10 +110,6 @@ class MotionCommand:
         self.last_frame = z()
         self._future_cache: dict = {}  # (key, horizon) -> (N, F, ...); horizon -> (N, F) table rows
         self._rel = self._anchor_rot = None
-
-    @staticmethod
-    def _offsets(n: int, dt: float, fps: float) -> torch.Tensor:
-        return torch.round(torch.arange(n, dtype=torch.float64) * dt * fps).long()
 
     # ---- lookups ------------------------------------------------------------------------------
     def body_ids(self, names) -> torch.Tensor:

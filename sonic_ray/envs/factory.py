@@ -59,20 +59,13 @@ def load_motions(cfg, *, shard=None, device="cpu", fk=None):
 
 
 def make_sim(cfg, model, *, num_envs: int, device):
-    """The configured simulator backend (sonic_ray.sim's registry when it has one)."""
-    import sonic_ray.sim as sim_pkg
+    """The configured simulator backend, from sonic_ray.sim's registry."""
+    from sonic_ray.sim import make_sim as registry_make_sim
 
     kw = dict(num_envs=num_envs, decimation=cfg.sim.decimation, device=device)
     if cfg.sim.backend == "mujoco":  # CPU stepping threads; warp parallelises over worlds itself
         kw["num_threads"] = cfg.sim.num_threads
-    registry = getattr(sim_pkg, "make_sim", None)
-    if registry is not None:
-        return registry(cfg.sim.backend, model, **kw)
-    if cfg.sim.backend != "mujoco":
-        raise ValueError(f"sim.backend {cfg.sim.backend!r}: only 'mujoco' is available in this build")
-    from sonic_ray.sim.mujoco_cpu import MujocoCpuSim
-
-    return MujocoCpuSim(model, **kw)
+    return registry_make_sim(cfg.sim.backend, model, **kw)
 
 
 def motion_store_path(cfg) -> str:

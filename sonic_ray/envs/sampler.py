@@ -135,6 +135,10 @@ class BinnedStartSampler:
             raise ValueError(f"set_rates: {rates.shape} rates do not cover this sampler's global bins "
                              f"(max id {int(self._global_bins_np.max())}); a different motion store or bin size?")
         self.bin_rates = torch.from_numpy(rates[self._global_bins_np].astype(np.float32)).to(self.device)
+        self._rates_changed()
+
+    def _rates_changed(self) -> None:
+        """Hook: bin_rates were replaced (set_rates) or overwritten (load_state_dict)."""
 
     # ---- distribution and metrics -------------------------------------------------------------
     def probabilities(self) -> torch.Tensor:
@@ -176,6 +180,7 @@ class BinnedStartSampler:
                 raise ValueError(f"sampler state {k}: shape {tuple(state[k].shape)}, expected "
                                  f"{tuple(getattr(self, k).shape)} (a different motion shard or bin size?)")
             getattr(self, k).copy_(state[k])
+        self._rates_changed()
 
 
 class UniformStartSampler(BinnedStartSampler):
@@ -196,13 +201,22 @@ class AdaptiveStartSampler(BinnedStartSampler):
         if window_frames < 0:
             raise ValueError(f"window_frames must be >= 0, got {window_frames}")
         self.uniform_ratio, self.window_frames = float(uniform_ratio), int(window_frames)
+        self._fail: tuple | None = None  # (float64 probs, float32 probs) or (None, None); None: stale
+
+    def _rates_changed(self) -> None:
+        self._fail = None
+
+    def _failure_probs(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Computed once per change of the rates (once per iteration), not on every reset."""
+        if self._fail is None:
+            total = float(self.bin_rates.sum())
+            p = None if total <= 0 else self.bin_rates.to(torch.float64) / total
+            self._fail = (p, None if p is None else p.to(torch.float32))
+        return self._fail
 
     def failure_probs(self) -> torch.Tensor | None:
         """(K,) float64 bin probabilities of the failure share, or None before any failure."""
-        total = float(self.bin_rates.sum())
-        if total <= 0:
-            return None
-        return self.bin_rates.to(torch.float64) / total
+        return self._failure_probs()[0]
 
     def probabilities(self) -> torch.Tensor:
         fail = self.failure_probs()
@@ -211,15 +225,15 @@ class AdaptiveStartSampler(BinnedStartSampler):
         return self.uniform_ratio * self.uniform_probs + (1.0 - self.uniform_ratio) * fail
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        fail = self.failure_probs()
+        fail = self._failure_probs()[1]
         if fail is None or self.uniform_ratio >= 1.0:
             return self._uniform(n, generator)
         g, dev = generator, self.device
         use_uniform = torch.rand(n, generator=g, device=dev) < self.uniform_ratio
         uclip, uframe = self._uniform(n, g)
-        bins = torch.multinomial(fail.to(torch.float32), n, replacement=True, generator=g)
-        within = (torch.rand(n, generator=g, device=dev) * self.bin_valid[bins]).long()
-        within = torch.minimum(within, self.bin_valid[bins] - 1)
+        bins = torch.multinomial(fail, n, replacement=True, generator=g)
+        valid = self.bin_valid[bins]
+        within = torch.minimum((torch.rand(n, generator=g, device=dev) * valid).long(), valid - 1)
         shift = torch.randint(0, self.window_frames + 1, (n,), generator=g, device=dev)
         frame = (self.bin_start[bins] + within - shift).clamp_min(0)
         return torch.where(use_uniform, uclip, self.bin_clip[bins]), torch.where(use_uniform, uframe, frame)

@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from sonic_ray.eval.pipeline import EVAL_DIR, evaluate_plan, log_metrics, plan_evaluation
-from sonic_ray.train.checkpoint import CKPT_RE, CheckpointError, list_checkpoints
+from sonic_ray.train.checkpoint import CheckpointError, checkpoint_iteration, list_checkpoints
 from sonic_ray.utils.io import atomic_write
 
 STATE_FILE = "monitor_state.json"
@@ -70,7 +70,7 @@ class Monitor:
         """Complete checkpoints not dealt with yet, oldest first."""
         out = []
         for path in list_checkpoints(self.run_dir / "checkpoints"):
-            it = int(CKPT_RE.match(path.name).group(1))
+            it = checkpoint_iteration(path)
             if it not in self.state.seen:
                 out.append((it, path))
         return out

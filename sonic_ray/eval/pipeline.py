@@ -17,7 +17,7 @@ import torch
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.eval.metrics import SUMMARY_KEYS
 from sonic_ray.eval.runner import ClipTrajectory, EvalOutput, evaluate_policy, worst_first_key
-from sonic_ray.train.checkpoint import CKPT_RE, resolve_checkpoint
+from sonic_ray.train.checkpoint import checkpoint_iteration, resolve_checkpoint
 
 if TYPE_CHECKING:
     from sonic_ray.eval.policy import PolicyCheckpoint
@@ -82,8 +82,7 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
         path, cfg, iteration = loaded.path, loaded.config(overrides), loaded.iteration
     else:
         path = resolve_checkpoint(checkpoint)
-        m = CKPT_RE.match(path.name)
-        iteration = int(m.group(1)) if m else 0
+        iteration = checkpoint_iteration(path) or 0
     cb = cfg.callbacks
     encs = list(encoders or cb.eval_encoders)
     bad = [e for e in encs if e not in cfg.actor_critic.encoders]

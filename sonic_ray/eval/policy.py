@@ -24,7 +24,12 @@ from omegaconf import OmegaConf
 from sonic_ray.config.compose import ConfigError, to_typed
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.models.actor_critic import ActorCritic
-from sonic_ray.train.checkpoint import CKPT_RE, CheckpointError, load_checkpoint, resolve_checkpoint
+from sonic_ray.train.checkpoint import (
+    CheckpointError,
+    checkpoint_iteration,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 
 MODULE_PREFIX = "ac."
 
@@ -124,8 +129,7 @@ class PolicyCheckpoint:
     @property
     def iteration(self) -> int:
         """The state's iteration (the trainer always saves it), else the directory's iter_N, else 0."""
-        m = CKPT_RE.match(self.path.name)
-        return int(self.state.get("iteration", int(m.group(1)) if m else 0))
+        return int(self.state.get("iteration", checkpoint_iteration(self.path) or 0))
 
     def config(self, overrides: Sequence[str] = ()) -> SonicConfig:
         return config_from_state(self.state, overrides, source=str(self.path))

@@ -85,12 +85,18 @@ def save_checkpoint(ckpt_root: str | Path, iteration: int, state: dict[str, Any]
     return final
 
 
+def checkpoint_iteration(path: str | Path) -> int | None:
+    """The N of a checkpoint directory named iter_N, else None."""
+    m = CKPT_RE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
 def list_checkpoints(ckpt_root: str | Path) -> list[Path]:
     """Checkpoint directories that have a manifest, oldest first (by iteration)."""
     root = Path(ckpt_root)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := CKPT_RE.match(p.name)) and (p / MANIFEST).is_file()]
+    found = [(it, p) for p in root.iterdir() if (it := checkpoint_iteration(p)) is not None and (p / MANIFEST).is_file()]
     return [p for _, p in sorted(found)]
 
 

@@ -166,8 +166,7 @@ class Trainer:
                     self.plot()
                 if on_iteration is not None:
                     on_iteration(last)
-        self.plot()
-        return last
+        return last  # close() draws the final curves, after the last evaluations land
 
     def plot(self) -> None:
         if self.cfg.callbacks.plot_learning_curves:

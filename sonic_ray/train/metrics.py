@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from sonic_ray.utils.io import atomic_write
 
 # The curves drawn by `plot_learning_curves`, in panel order, when present in the log.
 CURVE_KEYS = (
@@ -85,9 +87,7 @@ def plot_learning_curves(rows: Iterable[dict[str, Any]], out_png: str | Path, *,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
+    return atomic_write(out_png, buf.getvalue())

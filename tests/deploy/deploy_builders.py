@@ -59,16 +59,11 @@ def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
     import torch
 
     from sonic_ray.config.compose import to_yaml
-    from sonic_ray.envs.factory import make_env
+    from sonic_ray.eval.policy import model_kwargs_for
     from sonic_ray.models.actor_critic import ActorCritic
-    from sonic_ray.models.factory import actor_critic_kwargs
     from sonic_ray.train.checkpoint import save_checkpoint
 
-    env = make_env(cfg, num_envs=1, seed=0)
-    try:
-        kwargs = actor_critic_kwargs(cfg, obs_dims=env.obs_dims(), action_dim=env.action_dim)
-    finally:
-        env.close()
+    kwargs = model_kwargs_for(cfg)
     torch.manual_seed(seed)
     ac = ActorCritic(**kwargs)
     with torch.no_grad():

@@ -1,7 +1,6 @@
 """Sim-to-sim from the ONNX file alone: the closed loop equals the training env's, the CLI writes
 eval's metrics.json and videos, delay/noise do what they say, VR targets drive the teleop path."""
 
-import copy
 import json
 import subprocess
 import sys
@@ -38,32 +37,16 @@ def deployed(tmp_path_factory):
     return cfg, ac.eval(), store, root / "onnx"
 
 
-class _FixedClip:
-    """Start sampler for the env: every episode starts `clip` at frame 0 (like `sonic-ray eval`)."""
-
-    def __init__(self, clip):
-        self.clip = clip
-
-    def sample(self, n, generator):
-        return torch.full((n,), self.clip, dtype=torch.long), torch.zeros(n, dtype=torch.long)
-
-    def record(self, *args):
-        pass
-
-
 def _env_episode(cfg, ac, encoder, clip):
-    """Robot and reference body positions of one eval-mode TrackingEnv episode, eval's alignment."""
+    """Robot and reference body positions of one eval-mode TrackingEnv episode, set up as
+    `sonic-ray eval` sets it up (eval_config, the clip from frame 0, no observation noise)."""
     from sonic_ray.envs.factory import make_env
+    from sonic_ray.eval.runner import ClipQueueSampler, eval_config
 
-    c = copy.deepcopy(cfg)
-    c.env.events.level = 0
-    c.env.commands.motion.reset_pose_noise = {}
-    c.env.commands.motion.encoder_sample_probs = {e: float(e == encoder) for e in ("g1", "teleop", "smpl")}
-    env = make_env(c, num_envs=1, eval_mode=True)
+    env = make_env(eval_config(cfg), num_envs=1, eval_mode=True)
     try:
-        env.corruption = False
-        env.cmd.sampler = _FixedClip(clip)
-        obs = env.reset()
+        obs = env.start_evaluation(ClipQueueSampler([clip], idle_clip=clip), encoder=encoder,
+                                   max_episode_length=int(env.cmd.table.clip_frames[clip]) + 1)
         rob, ref = [env.robot.body_pos_w[0].numpy().copy()], [env.cmd.ref_body_pos_w[0].numpy().copy()]
         while True:
             with torch.no_grad():
