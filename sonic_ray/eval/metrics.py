@@ -92,13 +92,14 @@ def clip_metrics(robot_body_pos_w: np.ndarray, ref_body_pos_w: np.ndarray, *, fp
         raise ValueError(f"clip_metrics: fps must be > 0, got {fps}")
     t = rob.shape[0]
     rob_l, ref_l = rob - rob[:, :1], ref - ref[:, :1]
+    err = rob - ref
     row: dict[str, float | str | bool] = {
         "success": not bool(failed),
-        "mpjpe_g_mm": MM * _mean_norm(rob - ref),
+        "mpjpe_g_mm": MM * _mean_norm(err),
         "mpjpe_l_mm": MM * _mean_norm(rob_l - ref_l),
         "mpjpe_pa_mm": MM * _mean_norm(procrustes_align(rob, ref) - ref) if t else math.nan,
-        "vel_err": _mean_norm(np.diff(rob - ref, axis=0) * fps) if t >= 2 else math.nan,
-        "acc_err": _mean_norm(np.diff(rob - ref, n=2, axis=0) * fps * fps) if t >= 3 else math.nan,
+        "vel_err": _mean_norm(np.diff(err, axis=0) * fps) if t >= 2 else math.nan,
+        "acc_err": _mean_norm(np.diff(err, n=2, axis=0) * fps * fps) if t >= 3 else math.nan,
     }
     for group, ids in body_groups(body_names).items():
         row[f"err_{group}_mm"] = MM * _mean_norm(rob_l[:, ids] - ref_l[:, ids]) if len(ids) else math.nan

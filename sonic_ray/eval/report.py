@@ -67,8 +67,8 @@ def _png_b64(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(rows: Sequence[dict]) -> dict[str, str]:
-    """{title: base64 PNG}: error distribution and worst clips."""
+def _plots(rows: Sequence[dict], worst: Sequence[dict]) -> dict[str, str]:
+    """{title: base64 PNG}: error distribution and the `worst` clips (worst first)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +87,6 @@ def _plots(rows: Sequence[dict]) -> dict[str, str]:
     out["Error distribution (MPJPE local, per clip)"] = _png_b64(fig)
     plt.close(fig)
 
-    worst = sorted(rows, key=worst_first_key)[:WORST_SHOWN]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(worst) + 1.2))
     labels = [f"{r['clip']} [{r['encoder']}]" for r in worst]
     vals = [r["mpjpe_g_mm"] if _finite(r.get("mpjpe_g_mm")) else 0.0 for r in worst]
@@ -121,8 +120,9 @@ def render_report(metrics: dict, rows: Sequence[dict], videos: dict[str, str], *
     body = "".join(
         f"<tr><td>{k}</td><td>{_fmt(metrics.get(k))}</td>"
         + "".join(f"<td>{_fmt(metrics['per_encoder'][e].get(k))}</td>" for e in encs) + "</tr>" for k in keys)
-    plots = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'>" for t, b in _plots(rows).items())
     worst = sorted(rows, key=worst_first_key)[:WORST_SHOWN]
+    plots = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'>"
+                    for t, b in _plots(rows, worst).items())
     cols = ["clip", "encoder", "success", "completed", "num_frames", "mpjpe_g_mm", "mpjpe_l_mm", "mpjpe_pa_mm",
             "err_vr3_mm", "err_feet_mm"]
     wt = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in worst)
