@@ -162,6 +162,8 @@ class ActorCriticConfig:
     init_noise_std: float = 0.05
     min_std: float = 0.001
     max_std: float = 0.5
+    # Running mean/std normalisation of the actor's inputs (proprioception, tokenizer groups).
+    obs_normalization: bool = False
 
 
 @dataclass

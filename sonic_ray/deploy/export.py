@@ -79,15 +79,34 @@ def load_for_export(checkpoint: str | Path):
 
 
 # ---- the exported graphs ---------------------------------------------------------------------------
+class FrozenNormalizer(nn.Module):
+    """A RunningNormalizer's statistics as float32 constants: (x - mean) / std, clipped (Sub, Div, Clip)."""
+
+    def __init__(self, norm):
+        super().__init__()
+        self.register_buffer("mean", norm.mean.detach().float().clone())
+        self.register_buffer("std", torch.sqrt(norm.var + norm.eps).detach().float().clone())
+        self.clip = float(norm.clip)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / self.std).clamp(-self.clip, self.clip)
+
+
+def _normalizer(ac, key: str) -> nn.Module:
+    """The actor's normaliser of an input group, frozen into the graph, or identity without one."""
+    return FrozenNormalizer(ac.actor_normalizers[key]) if key in ac.actor_normalizers else nn.Identity()
+
+
 class EncoderGraph(nn.Module):
     """tokenizer (N,E) -> latent (N,D), token (N,D)."""
 
     def __init__(self, ac, encoder: str):
         super().__init__()
         self.encoder, self.fsq = ac.token.encoders[encoder], ac.token.fsq
+        self.norm = _normalizer(ac, K.TOKENIZER_KEYS[encoder])
 
     def forward(self, tokenizer: torch.Tensor):
-        latent = self.encoder(tokenizer)
+        latent = self.encoder(self.norm(tokenizer))
         return latent, self.fsq.quantize(latent)
 
 
@@ -97,9 +116,10 @@ class DecoderGraph(nn.Module):
     def __init__(self, ac):
         super().__init__()
         self.decoder = ac.token.dyn_decoder
+        self.norm = _normalizer(ac, K.POLICY)
 
     def forward(self, token: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
-        return self.decoder(torch.cat((token, policy), dim=-1))
+        return self.decoder(torch.cat((token, self.norm(policy)), dim=-1))
 
 
 class PolicyGraph(nn.Module):

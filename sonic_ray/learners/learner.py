@@ -20,9 +20,9 @@ from ray.rllib.core.columns import Columns
 
 from sonic_ray.learners.rl_module import FWD_EVAL
 from sonic_ray.ppo import rollout as R
-from sonic_ray.ppo.batch import as_tensor, minibatch, training_tensors
+from sonic_ray.ppo.batch import as_tensor, training_tensors
 from sonic_ray.ppo.losses import losses_from_evaluation
-from sonic_ray.ppo.update import adam, adapt_lr, minibatch_indices
+from sonic_ray.ppo.update import UpdateLoop, adam, clip_grad_norms, set_lr
 from sonic_ray.utils.rng import rng_state, set_rng_state
 
 ALGO_KEY = "sonic_algo"  # learner_config_dict key: the AlgoConfig fields + aux coefficients
@@ -34,7 +34,10 @@ CRITIC_OPT = "critic"
 class SonicLearner(PPOTorchLearner):
     def build(self) -> None:
         self.hp: dict[str, Any] = dict(self.config.learner_config_dict[ALGO_KEY])
-        self.actor_lr = float(self.hp["actor_lr"])
+        hp = self.hp
+        self.loop = UpdateLoop(**{k: hp[k] for k in ("actor_lr", "lr_min", "lr_max", "desired_kl", "schedule",
+                                                     "num_learning_epochs", "num_mini_batches",
+                                                     "normalize_advantage")})
         self._last_stats: dict[str, torch.Tensor] = {}
         # One intra-op thread per CPU this learner was given unless ray.learner_threads says otherwise:
         # more oversubscribes the node's cores (the env runners step MuJoCo on their own), which costs
@@ -55,10 +58,17 @@ class SonicLearner(PPOTorchLearner):
                                 optimizer=adam(critic_params, self.hp["critic_lr"]),
                                 params=critic_params, lr_or_lr_schedule=self.hp["critic_lr"])
 
-    def _set_actor_lr(self, lr: float) -> None:
-        opt = self.get_optimizer(DEFAULT_MODULE_ID, ACTOR_OPT)
-        for group in opt.param_groups:
-            group["lr"] = lr
+    @property
+    def actor_lr(self) -> float:
+        return self.loop.actor_lr
+
+    def postprocess_gradients_for_module(self, *, module_id, config=None, module_gradients_dict):
+        """Each optimiser's gradients clipped to max_grad_norm by the core's `clip_grad_norms` (the
+        same function as the in-process learner; RLlib's own clipping is the same rule per optimiser)."""
+        groups = [self.filter_param_dict_for_optimizer(param_dict=module_gradients_dict, optimizer=opt).values()
+                  for _, opt in self.get_optimizers_for_module(module_id)]
+        clip_grad_norms(groups, float(self.hp["max_grad_norm"]))
+        return dict(module_gradients_dict)
 
     def apply_gradients(self, gradients_dict) -> None:
         """RLlib's apply step, with its per-tensor finiteness checks (two `isfinite(g).all()` per
@@ -69,12 +79,15 @@ class SonicLearner(PPOTorchLearner):
         grads = [g for g in gradients_dict.values() if g is not None]
         plain = self._grad_scalers is None and not self._lr_scheduler_classes
         if not (plain and grads and bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())):
-            return super().apply_gradients(gradients_dict)
+            super().apply_gradients(gradients_dict)
+            self._ac.project_std()
+            return
         for pid, grad in gradients_dict.items():
             self._params[pid].grad = grad
         for module_id, optimizer_names in self._module_optimizers.items():
             for name in optimizer_names:
                 self.get_optimizer(module_id, name).step()
+        self._ac.project_std()
 
     # ---- loss ----------------------------------------------------------------------------
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out) -> torch.Tensor:
@@ -84,6 +97,9 @@ class SonicLearner(PPOTorchLearner):
             entropy_coef=self.hp["entropy_coef"], use_clipped_value_loss=self.hp["use_clipped_value_loss"],
             aux_coefs=self.hp["aux_coefs"],
         )
+        # The lr of the step about to be taken, adapted to this minibatch's KL (averaged over learners).
+        kl = float(self._mean_across_learners(stats["ppo/approx_kl"].reshape(1).to(self._device)))
+        set_lr(self.get_optimizer(module_id, ACTOR_OPT), self.loop.lr_for_step(kl))
         self._last_stats = stats
         return total
 
@@ -117,30 +133,22 @@ class SonicLearner(PPOTorchLearner):
         ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]), reduce_fn=self._sum_across_learners)
         data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=hp["gamma"], lam=hp["lam"],
                                 device=self._device)
-        rows = data[R.ACTIONS].shape[0]
-        sums: dict[str, float] = {}
-        n = 0
-        for idx in minibatch_indices(rows, hp["num_learning_epochs"], hp["num_mini_batches"], device=self._device):
-            mb = minibatch(data, idx, normalize_advantage=hp["normalize_advantage"])
-            mb[Columns.ACTIONS] = mb[R.ACTIONS]
-            self._set_actor_lr(self.actor_lr)
-            self._update({DEFAULT_MODULE_ID: mb})
-            stats = {k: float(v) for k, v in self._last_stats.items()}
-            if hp["schedule"] == "adaptive":
-                kl = float(self._mean_across_learners(torch.tensor(stats["ppo/approx_kl"], device=self._device)))
-                self.actor_lr = adapt_lr(self.actor_lr, kl, desired_kl=hp["desired_kl"],
-                                         lr_min=hp["lr_min"], lr_max=hp["lr_max"])
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n += 1
-        out = {k: v / max(n, 1) for k, v in sums.items()}
-        out["ppo/actor_lr"] = self.actor_lr
+        out = self.loop.run(data, self._step)
+        ac.update_actor_normalizers({k[len(R.OBS_PREFIX):]: v for k, v in data.items() if k.startswith(R.OBS_PREFIX)},
+                                    reduce_fn=self._sum_across_learners)
         out["ppo/critic_lr"] = float(hp["critic_lr"])
-        out["learner/rows"] = rows
+        out["learner/rows"] = data[R.ACTIONS].shape[0]
         fsq = ac.token.fsq  # what was built (a sweep over FSQ levels checks its trials differ here)
         out["model/codebook_size"] = float(fsq.codebook_size)
         out["model/token_dim"] = float(fsq.dim)
         return out
+
+    def _step(self, mb: dict) -> dict[str, float]:
+        """One optimiser step through RLlib's `_update` (forward_train -> compute_loss_for_module, which
+        sets the step's lr -> gradients -> per-optimiser clipping -> apply, with DDP when distributed)."""
+        mb[Columns.ACTIONS] = mb[R.ACTIONS]  # RLlib's forward_train reads its own column name
+        self._update({DEFAULT_MODULE_ID: mb})
+        return self._last_stats
 
     def _sum_across_learners(self, x: torch.Tensor) -> torch.Tensor:
         if self._world() > 1:
@@ -160,6 +168,6 @@ class SonicLearner(PPOTorchLearner):
     def set_state(self, state) -> None:
         super().set_state(state)
         if "sonic_actor_lr" in state:
-            self.actor_lr = float(state["sonic_actor_lr"])
+            self.loop.actor_lr = float(state["sonic_actor_lr"])
         if "sonic_rng" in state:
             set_rng_state(state["sonic_rng"])

@@ -30,7 +30,8 @@ class ActorCritic(nn.Module):
                  dyn_decoder_hidden: Sequence[int], kin_decoder_hidden: Sequence[int], kin_output_dim: int,
                  critic_obs_dim: int, critic_hidden: Sequence[int], activation: str = "silu",
                  critic_activation: str | None = None, residual_mode: str = "none",
-                 init_noise_std: float = 0.05, min_std: float = 0.001, max_std: float = 0.5):
+                 init_noise_std: float = 0.05, min_std: float = 0.001, max_std: float = 0.5,
+                 actor_obs_normalization: bool = False):
         super().__init__()
         if not 0 < min_std <= init_noise_std <= max_std:
             raise ValueError(f"need 0 < min_std <= init_noise_std <= max_std, got {min_std}, {init_noise_std}, {max_std}")
@@ -42,6 +43,12 @@ class ActorCritic(nn.Module):
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_noise_std)))
         self.min_std, self.max_std = min_std, max_std
         self.critic_normalizer = RunningNormalizer(critic_obs_dim)
+        # Running mean/std of the actor's inputs (proprioception and each tokenizer group), as rsl_rl's
+        # and mjlab's empirical normalisation: statistics are frozen within an update (the rollout's
+        # log-probs stay exact) and merged after it (`update_actor_normalizers`).
+        actor_dims = {K.POLICY: proprio_dim, **{K.TOKENIZER_KEYS[n]: d for n, d in encoder_input_dims.items()}}
+        self.actor_normalizers = nn.ModuleDict(
+            {k: RunningNormalizer(d) for k, d in actor_dims.items()} if actor_obs_normalization else {})
         self.critic = mlp(critic_obs_dim, critic_hidden, 1, activation=critic_activation or activation)
 
     # ---- parameters ----------------------------------------------------------------------
@@ -55,11 +62,31 @@ class ActorCritic(nn.Module):
     # ---- actor -----------------------------------------------------------------------------
     @property
     def std(self) -> torch.Tensor:
-        """(A,) clamped action noise."""
-        return self.log_std.exp().clamp(self.min_std, self.max_std)
+        """(A,) action noise. Kept inside [min_std, max_std] by `project_std` after each optimiser
+        step rather than by a clamp here, which would zero the std's gradient at the bounds."""
+        return self.log_std.exp()
+
+    @torch.no_grad()
+    def project_std(self) -> None:
+        """Clamp the std parameter into [min_std, max_std] (call after every optimiser step)."""
+        self.log_std.clamp_(math.log(self.min_std), math.log(self.max_std))
+
+    def normalize_actor_obs(self, obs: Obs) -> Obs:
+        """The actor's groups through their running normalisers (unchanged without normalisation)."""
+        if not len(self.actor_normalizers):
+            return obs
+        return {**obs, **{k: norm(obs[k]) for k, norm in self.actor_normalizers.items() if k in obs}}
+
+    @torch.no_grad()
+    def update_actor_normalizers(self, obs: Obs,
+                                 reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Merge a batch of actor inputs {key: (M, k)} into the actor's statistics (after an update)."""
+        for k, norm in self.actor_normalizers.items():
+            _merge(norm, obs[k], reduce_fn)
 
     def act_inference(self, obs: Obs, latent_residual: torch.Tensor | None = None) -> torch.Tensor:
         """Deterministic action mean (N,A); touches neither the critic nor the g1_kin decoder."""
+        obs = self.normalize_actor_obs(obs)
         token = self.token.tokenize(self.token.encode_routed(obs), latent_residual)
         return self.token.action_mean(token, obs[K.POLICY])
 
@@ -75,16 +102,19 @@ class ActorCritic(nn.Module):
         """One forward for the losses: logp/entropy of `actions`, value, and the aux-loss tensors.
 
         Returns logp (N,), entropy (N,), mean (N,A), std (A,), value (N,), latents {name: (N,D)},
-        kin_pred (N,G) (g1_kin decoding of each row's routed token), reencoded_smpl (N,D) (the g1
+        kin_target (N,G) (the g1 tokenizer input as the encoders see it: normalised when the actor's
+        inputs are), kin_pred (N,G) (g1_kin decoding of each row's routed token), reencoded_smpl (N,D) (the g1
         encoder applied to the g1_kin decoding of the smpl token; None without both encoders).
         """
+        raw_obs, obs = obs, self.normalize_actor_obs(obs)
         latents = self.token.encode_all(obs)
         routed = self.token.route(latents, obs[K.ENCODER_INDEX])
         token = self.token.tokenize(routed, latent_residual)
         mean = self.token.action_mean(token, obs[K.POLICY])
         std = self.std
         out = {"logp": gaussian_logp(actions, mean, std), "entropy": gaussian_entropy(std).expand(mean.shape[0]),
-               "mean": mean, "std": std, "value": self.value(obs), "latents": latents, "reencoded_smpl": None}
+               "mean": mean, "std": std, "value": self.value(raw_obs), "latents": latents, "reencoded_smpl": None,
+               "kin_target": obs[K.TOKENIZER_G1]}
         if "smpl" in latents and "g1" in latents:
             out["kin_pred"], smpl_recon = self._kin_decode_with_smpl(token, latents["smpl"], obs[K.ENCODER_INDEX],
                                                                      plain_fsq=latent_residual is None)
@@ -122,17 +152,22 @@ class ActorCritic(nn.Module):
     def update_critic_normalizer(self, critic_obs: torch.Tensor,
                                  reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         """Merge a batch (M,C) into the critic's statistics; `reduce_fn` sums raw moments across learners."""
-        x = critic_obs.detach().to(torch.float64).reshape(-1, critic_obs.shape[-1])
-        packed = torch.cat((torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device),
-                            x.sum(0), (x * x).sum(0)))
-        if reduce_fn is not None:
-            packed = reduce_fn(packed)
-        dim = x.shape[-1]
-        count, s1, s2 = packed[0], packed[1: 1 + dim], packed[1 + dim:]
-        mean = s1 / count
-        m2 = (s2 - count * mean * mean).clamp_min(0.0)
-        self.critic_normalizer.update_from_moments(count, mean.to(self.critic_normalizer.mean.device),
-                                                   m2.to(self.critic_normalizer.mean.device))
+        _merge(self.critic_normalizer, critic_obs, reduce_fn)
+
+
+def _merge(norm: RunningNormalizer, x: torch.Tensor,
+           reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    """Merge a batch x (M, D) into `norm`; `reduce_fn` sums the raw moments across learners first."""
+    x = x.detach().to(torch.float64).reshape(-1, x.shape[-1])
+    packed = torch.cat((torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device),
+                        x.sum(0), (x * x).sum(0)))
+    if reduce_fn is not None:
+        packed = reduce_fn(packed)
+    dim = x.shape[-1]
+    count, s1, s2 = packed[0], packed[1: 1 + dim], packed[1 + dim:]
+    mean = s1 / count
+    m2 = (s2 - count * mean * mean).clamp_min(0.0)
+    norm.update_from_moments(count, mean.to(norm.mean.device), m2.to(norm.mean.device))
 
 
 def gaussian_logp(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

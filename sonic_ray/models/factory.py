@@ -29,4 +29,5 @@ def actor_critic_kwargs(cfg: SonicConfig, *, obs_dims: dict[str, int], action_di
         "init_noise_std": ac.init_noise_std,
         "min_std": ac.min_std,
         "max_std": ac.max_std,
+        "actor_obs_normalization": ac.obs_normalization,
     }

@@ -21,7 +21,8 @@ class RunningNormalizer(nn.Module):
 
     @property
     def var(self) -> torch.Tensor:
-        return self.m2 / self.count.clamp_min(1.0)
+        """Running variance; 1 before any data (an empty normaliser only re-centres nothing)."""
+        return torch.where(self.count > 0, self.m2 / self.count.clamp_min(1.0), torch.ones_like(self.m2))
 
     @staticmethod
     def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -54,7 +54,8 @@ def explained_variance(values, returns) -> torch.Tensor:
 def aux_losses(ev: Mapping, obs: Mapping[str, torch.Tensor], coefs: Mapping[str, float]):
     """Weighted sum of the token module's auxiliary losses and each term for logging."""
     lat = ev["latents"]
-    terms: dict[str, torch.Tensor] = {"g1_recon": F.mse_loss(ev["kin_pred"], obs[K.TOKENIZER_G1])}
+    target = ev["kin_target"] if ev.get("kin_target") is not None else obs[K.TOKENIZER_G1]
+    terms: dict[str, torch.Tensor] = {"g1_recon": F.mse_loss(ev["kin_pred"], target)}
     if "g1" in lat and "smpl" in lat:
         terms["g1_smpl_align"] = F.mse_loss(lat["g1"], lat["smpl"])
         terms["smpl_reencode_g1"] = F.mse_loss(ev["reencoded_smpl"], lat["g1"].detach())

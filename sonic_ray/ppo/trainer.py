@@ -56,6 +56,7 @@ class InProcessTrainer:
         data = training_tensors(batch.data, value_fn=self.ac.value_from_critic_obs, gamma=self.cfg.algo.gamma,
                                 lam=self.cfg.algo.lam, device=self.device)
         stats = self.updater.update(data)
+        self.ac.update_actor_normalizers({k[len(OBS_PREFIX):]: v for k, v in data.items() if k.startswith(OBS_PREFIX)})
         t2 = time.perf_counter()
         self.iteration += 1
         steps = batch.num_steps * batch.num_envs

@@ -1,18 +1,29 @@
-"""The PPO update loop (epochs x minibatches) and SONIC's adaptive-KL learning-rate rule.
+"""The one PPO update loop: epochs x minibatches, SONIC's adaptive-KL actor lr, the stats reduction.
 
-`minibatch_indices` and `adapt_lr` are shared with the RLlib learner; `PPOUpdater` is the
-in-process optimiser step (two Adam optimisers: actor with the adaptive lr, critic fixed).
+`UpdateLoop` owns everything an update does around a single optimiser step; the step itself comes
+from the caller, so the in-process trainer (`PPOUpdater.step`) and the RLlib learner
+(`SonicLearner`, through RLlib's `_update`) run the same loop. A step must, in this order:
+
+1. forward and losses on the minibatch (the KL of the current policy against the rollout's);
+2. call `loop.lr_for_step(kl)` and put the lr it returns on the actor optimiser: the lr adapts
+   before the step it governs, where rsl_rl and gear_sonic adapt it;
+3. backward, `clip_grad_norms` per optimiser (actor and critic separately, as rsl_rl's separate
+   optimisers and RLlib's per-optimiser clipping do), the optimiser steps, then
+   `ActorCritic.project_std` (the std is clamped by projecting the parameter after the step, so
+   the forward never clamps and never zeroes the std's gradient).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 
 from sonic_ray.ppo.batch import minibatch
 from sonic_ray.ppo.losses import compute_losses
 from sonic_ray.ppo.rollout import ACTIONS
+
+StepFn = Callable[[dict], Mapping[str, float]]
 
 
 def minibatch_indices(rows: int, num_epochs: int, num_mini_batches: int, *, device="cpu",
@@ -43,55 +54,109 @@ def adapt_lr(lr: float, kl: float, *, desired_kl: float, lr_min: float, lr_max: 
     return min(max(lr, lr_min), lr_max)
 
 
-class PPOUpdater:
-    def __init__(self, actor_critic, *, actor_lr: float, critic_lr: float, lr_min: float, lr_max: float,
-                 desired_kl: float, schedule: str, num_learning_epochs: int, num_mini_batches: int,
-                 clip_param: float, value_loss_coef: float, entropy_coef: float, use_clipped_value_loss: bool,
-                 max_grad_norm: float, normalize_advantage: bool, aux_coefs: Mapping[str, float]):
-        self.ac = actor_critic
-        self.actor_lr = actor_lr
-        self.lr_bounds = (lr_min, lr_max)
-        self.desired_kl, self.schedule = desired_kl, schedule
-        self.epochs, self.num_mini_batches = num_learning_epochs, num_mini_batches
-        self.max_grad_norm, self.normalize_advantage = max_grad_norm, normalize_advantage
-        self.loss_kw = dict(clip_param=clip_param, value_loss_coef=value_loss_coef, entropy_coef=entropy_coef,
-                            use_clipped_value_loss=use_clipped_value_loss, aux_coefs=dict(aux_coefs))
-        self.actor_opt = adam(actor_critic.actor_parameters(), actor_lr)
-        self.critic_opt = adam(actor_critic.critic_parameters(), critic_lr)
-        self.params = list(actor_critic.actor_parameters()) + list(actor_critic.critic_parameters())
+def clip_grad_norms(grad_groups: Iterable[Iterable[torch.Tensor]], max_norm: float) -> list[float]:
+    """Scale each group of gradient tensors (one group per optimiser), in place, to a global norm of
+    at most `max_norm` (torch's clip_grad_norm_ rule); -> each group's norm before clipping. Both
+    learners call this, so they clip identically."""
+    norms = []
+    for group in grad_groups:
+        grads = [g for g in group if g is not None]
+        if not grads:
+            norms.append(0.0)
+            continue
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
+        norms.append(float(norm))
+    return norms
 
-    def update(self, data: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, float]:
-        """Epochs x minibatches over a flat batch from `training_tensors`; -> mean stats."""
+
+class UpdateLoop:
+    """Epochs x minibatches over one flat batch, with the KL-adaptive actor lr carried across updates."""
+
+    def __init__(self, *, actor_lr: float, lr_min: float, lr_max: float, desired_kl: float, schedule: str,
+                 num_learning_epochs: int, num_mini_batches: int, normalize_advantage: bool):
+        self.actor_lr = float(actor_lr)
+        self.lr_bounds = (float(lr_min), float(lr_max))
+        self.desired_kl, self.schedule = float(desired_kl), schedule
+        self.epochs, self.num_mini_batches = int(num_learning_epochs), int(num_mini_batches)
+        self.normalize_advantage = normalize_advantage
+
+    def lr_for_step(self, kl: float) -> float:
+        """The actor lr for the step about to be taken, adapted to this minibatch's KL (before the
+        step, as rsl_rl does); `kl` is already averaged across learners."""
+        if self.schedule == "adaptive":
+            self.actor_lr = adapt_lr(self.actor_lr, kl, desired_kl=self.desired_kl,
+                                     lr_min=self.lr_bounds[0], lr_max=self.lr_bounds[1])
+        return self.actor_lr
+
+    def run(self, data: dict[str, torch.Tensor], step: StepFn, *,
+            generator: torch.Generator | None = None) -> dict[str, float]:
+        """Every minibatch of every epoch through `step`; -> the mean of its stats, plus ppo/actor_lr."""
         rows = data[ACTIONS].shape[0]
         sums: dict[str, float] = {}
         n = 0
         for idx in minibatch_indices(rows, self.epochs, self.num_mini_batches, device=data[ACTIONS].device,
                                      generator=generator):
-            mb = minibatch(data, idx, normalize_advantage=self.normalize_advantage)
-            for group in self.actor_opt.param_groups:
-                group["lr"] = self.actor_lr
-            loss, stats = compute_losses(self.ac, mb, **self.loss_kw)
-            self.actor_opt.zero_grad(set_to_none=True)
-            self.critic_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
-            self.actor_opt.step()
-            self.critic_opt.step()
-            if self.schedule == "adaptive":
-                self.actor_lr = adapt_lr(self.actor_lr, float(stats["ppo/approx_kl"]), desired_kl=self.desired_kl,
-                                         lr_min=self.lr_bounds[0], lr_max=self.lr_bounds[1])
+            stats = step(minibatch(data, idx, normalize_advantage=self.normalize_advantage))
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
-        out = {k: v / n for k, v in sums.items()}
+        out = {k: v / max(n, 1) for k, v in sums.items()}
         out["ppo/actor_lr"] = self.actor_lr
         return out
 
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class PPOUpdater:
+    """The in-process learner: `UpdateLoop` with a plain-torch step (two Adam optimisers: actor with
+    the adaptive lr, critic fixed)."""
+
+    def __init__(self, actor_critic, *, actor_lr: float, critic_lr: float, lr_min: float, lr_max: float,
+                 desired_kl: float, schedule: str, num_learning_epochs: int, num_mini_batches: int,
+                 clip_param: float, value_loss_coef: float, entropy_coef: float, use_clipped_value_loss: bool,
+                 max_grad_norm: float, normalize_advantage: bool, aux_coefs: Mapping[str, float]):
+        self.ac = actor_critic
+        self.loop = UpdateLoop(actor_lr=actor_lr, lr_min=lr_min, lr_max=lr_max, desired_kl=desired_kl,
+                               schedule=schedule, num_learning_epochs=num_learning_epochs,
+                               num_mini_batches=num_mini_batches, normalize_advantage=normalize_advantage)
+        self.max_grad_norm = max_grad_norm
+        self.loss_kw = dict(clip_param=clip_param, value_loss_coef=value_loss_coef, entropy_coef=entropy_coef,
+                            use_clipped_value_loss=use_clipped_value_loss, aux_coefs=dict(aux_coefs))
+        self.actor_params = list(actor_critic.actor_parameters())
+        self.critic_params = list(actor_critic.critic_parameters())
+        self.actor_opt = adam(self.actor_params, actor_lr)
+        self.critic_opt = adam(self.critic_params, critic_lr)
+
+    @property
+    def actor_lr(self) -> float:
+        return self.loop.actor_lr
+
+    def step(self, mb: dict) -> dict[str, torch.Tensor]:
+        loss, stats = compute_losses(self.ac, mb, **self.loss_kw)
+        set_lr(self.actor_opt, self.loop.lr_for_step(float(stats["ppo/approx_kl"])))
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grad_norms(([p.grad for p in self.actor_params], [p.grad for p in self.critic_params]),
+                        self.max_grad_norm)
+        self.actor_opt.step()
+        self.critic_opt.step()
+        self.ac.project_std()
+        return stats
+
+    def update(self, data: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, float]:
+        """Epochs x minibatches over a flat batch from `training_tensors`; -> mean stats."""
+        return self.loop.run(data, self.step, generator=generator)
+
     def state_dict(self) -> dict:
         return {"actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "actor_lr": self.actor_lr}
+                "actor_lr": self.loop.actor_lr}
 
     def load_state_dict(self, state: dict) -> None:
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
-        self.actor_lr = float(state["actor_lr"])
+        self.loop.actor_lr = float(state["actor_lr"])

@@ -47,7 +47,7 @@ _MOTORS = {
 _MOTORS["2x5020"] = (2 * _MOTORS["5020"][0], 2 * _MOTORS["5020"][1], _MOTORS["5020"][2])
 
 _MOTOR_OF = {
-    "hip_pitch": "7520_14", "hip_yaw": "7520_14", "waist_yaw": "7520_14",
+    "hip_yaw": "7520_14", "waist_yaw": "7520_14", "hip_pitch": "7520_22",
     "hip_roll": "7520_22", "knee": "7520_22",
     "shoulder_pitch": "5020", "shoulder_roll": "5020", "shoulder_yaw": "5020", "elbow": "5020",
     "wrist_roll": "5020",

@@ -69,6 +69,8 @@ def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
     with torch.no_grad():
         ac.token.dyn_decoder[-1].weight.mul_(action_gain)
         ac.critic_normalizer.update(torch.randn(32, kwargs["critic_obs_dim"]))
+        for norm in ac.actor_normalizers.values():  # statistics far from (0, 1): a graph without them differs
+            norm.update(3.0 + 2.0 * torch.randn(32, norm.mean.shape[0]))
     weights = {f"ac.{k}": v.detach().numpy().copy() for k, v in ac.state_dict().items()}
     # SonicRLModule carries the normaliser statistics as float64 numpy arrays (count a 0-d array)
     state = {"format": 1, "iteration": 7, "rng": {}, "config_yaml": to_yaml(cfg), "model_kwargs": kwargs,

@@ -20,11 +20,12 @@ FILES = ["policy_g1.onnx", "policy_teleop.onnx", "policy_smpl.onnx", "encoder_g1
          "encoder_smpl.onnx", "decoder_g1_dyn.onnx"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=["plain", "obs_normalization"])
+def exported(tmp_path_factory, request):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("export")
-    cfg = config(short_store(root / "short.parquet"))
+    extra = ["actor_critic.obs_normalization=true"] if request.param == "obs_normalization" else []
+    cfg = config(short_store(root / "short.parquet"), *extra)
     ckpt, ac = write_checkpoint(root / "ckpt", cfg)
     report = export_checkpoint(ckpt, root / "onnx")
     return cfg, ckpt, ac.eval(), report, root / "onnx"
@@ -57,7 +58,7 @@ def test_onnx_equals_the_actor_critic_on_every_encoder_path(exported):
         with torch.no_grad():
             routed = dict(obs, **{K.ENCODER_INDEX: torch.full((n,), idx, dtype=torch.long)})
             want_action = ac.act_inference(routed).numpy()
-            latent = ac.token.encoders[enc](obs[key])
+            latent = ac.token.encoders[enc](ac.normalize_actor_obs(obs)[key])
             token = ac.token.fsq(latent)
         u = ac.token.fsq.level_coordinate(latent)
         keep = ~((u - u.floor() - 0.5).abs() < 1e-4).any(-1).numpy()
@@ -69,7 +70,7 @@ def test_onnx_equals_the_actor_critic_on_every_encoder_path(exported):
         worst = max(worst, *diffs)
     token = torch.from_numpy(tok_o)
     with torch.no_grad():
-        want = ac.token.action_mean(token, obs[K.POLICY]).numpy()
+        want = ac.token.action_mean(token, ac.normalize_actor_obs(obs)[K.POLICY]).numpy()
     got = ort_session(out / "decoder_g1_dyn.onnx").run(None, {"token": tok_o, K.POLICY: obs[K.POLICY].numpy()})[0]
     assert np.abs(got - want).max() <= 1e-5
     assert np.abs(want_action).max() > 0.05  # the comparison is about real actions, not zeros

@@ -73,7 +73,22 @@ def test_act_and_evaluate_agree_and_std_is_clamped():
     assert set(ev["latents"]) == set(DIMS) and ev["reencoded_smpl"].shape == (9, 6)
     with torch.no_grad():
         ac.log_std.fill_(5.0)
+    ac.project_std()  # the optimiser step's projection
     assert float(ac.std.detach().max()) == pytest.approx(0.5)
+    with torch.no_grad():
+        ac.log_std.fill_(-20.0)
+    ac.project_std()
+    assert float(ac.std.detach().min()) == pytest.approx(0.001)
+
+
+def test_std_at_its_bound_still_has_a_gradient():
+    # A clamp in the forward zeroed d std / d log_std at the bounds, so a std stuck at max_std could
+    # never be pulled back by the loss; the projection leaves the forward unclamped.
+    ac = small_ac(init_noise_std=0.5)
+    ac.project_std()
+    ac.std.sum().backward()
+    # d/dx exp(x) at x = log(0.5): 0.5 per action dim
+    torch.testing.assert_close(ac.log_std.grad, torch.full((4,), 0.5))
 
 
 def test_gaussian_formulas_match_torch_distributions():
