@@ -287,7 +287,8 @@ def add_parser(subparsers) -> None:
     from sonic_ray.config.cli import OVERRIDES_HELP
 
     p = subparsers.add_parser("learning", help="sample efficiency: env-step budget, seeds, eval curves vs zero action")
-    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (put them before --seeds/--marks, or after --)")
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " for every seed (before --seeds/--marks, or after "
+                   "--); the bench sets seed, run_dir, algo.max_iterations and callbacks.eval_interval itself")
     p.add_argument("--exp", default="demo", help="preset: +exp=EXP (default demo)")
     p.add_argument("--store", default=None, help="motion store (motions.store=...; default: the synthetic set)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
