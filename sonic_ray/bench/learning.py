@@ -185,10 +185,23 @@ def finish(result: dict, out_dir: Path, marks: Sequence[int]) -> None:
                                            f"seeds {', '.join(result['seeds']) or '-'}")
 
 
-def run(*, exp: str = "demo", store: str | None = None, seeds: Sequence[int] = (0, 1), env_steps: int = 1_000_000,
-        eval_every_steps: int = 250_000, window: int = 10, zero_action_steps: int = 250,
-        marks: Sequence[int] = DEFAULT_MARKS, out_dir: str | Path | None = None, overrides: Sequence[str] = (),
-        progress: bool = True) -> dict:
+def zero_action(base: Sequence[str], seeds: Sequence[int], *, steps: int) -> dict:
+    """The zero-action baseline: its evaluation (deterministic: once, with the first seed's config)
+    and its training-termination episode length per seed and in the mean."""
+    from sonic_ray.config import load_config
+
+    zero = zero_action_eval(load_config([*base, f"seed={seeds[0]}"]))
+    per_seed = {str(s): zero_action_train_length(load_config([*base, f"seed={s}"]), seed=int(s), steps=steps)
+                for s in seeds}
+    lengths = [z["episode_length"] for z in per_seed.values() if z["episode_length"] is not None]
+    zero["episode_length"] = sum(lengths) / len(lengths) if lengths else None
+    return {**zero, "train_per_seed": per_seed}
+
+
+def run(*, exp: str = "demo", store: str | None = None, seeds: Sequence[int] = (0, 1),
+        env_steps: int = 1_000_000, eval_every_steps: int = 250_000, window: int = 10,
+        zero_action_steps: int = 250, marks: Sequence[int] = DEFAULT_MARKS, out_dir: str | Path | None = None,
+        overrides: Sequence[str] = (), progress: bool = True) -> dict:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -203,43 +216,41 @@ def run(*, exp: str = "demo", store: str | None = None, seeds: Sequence[int] = (
     cfg = load_config(base)
     per_iter = cfg.env.num_envs * cfg.algo.num_steps_per_env * cfg.ray.num_env_runners
     interval, iterations = schedule(per_iter, env_steps, eval_every_steps)
-    fixed = [f"algo.max_iterations={iterations}", f"callbacks.eval_interval={interval}", "logging.progress=false"]
+    fixed = [f"algo.max_iterations={iterations}", f"callbacks.eval_interval={interval}",
+             "logging.progress=false"]
+    meta = {"exp": exp, "store": str(Path(motion_store_path(cfg)).resolve()),
+            "seeds": [int(s) for s in seeds], "env_steps_budget": env_steps,
+            "eval_every_steps": eval_every_steps, "steps_per_iteration": per_iter,
+            "eval_interval_iterations": interval, "max_iterations": iterations,
+            "env_steps_per_checkpoint": interval * per_iter, "episode_length_window": window,
+            "zero_action_steps": zero_action_steps, "overrides": [*base, *fixed], "git": git_info(),
+            "machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "note": "over_zero_action = trained minus zero action (larger is better except mpjpe_l_mm_all); "
+                    "wall times are noisy when other processes share the cores"}
+    result = {"bench": "learning", "meta": meta, "seeds": {}}
     console = Console(stderr=True, quiet=not progress)
-    result = {"bench": "learning", "meta": {
-        "exp": exp, "store": str(Path(motion_store_path(cfg)).resolve()), "seeds": [int(s) for s in seeds], "env_steps_budget": env_steps,
-        "eval_every_steps": eval_every_steps, "steps_per_iteration": per_iter, "eval_interval_iterations": interval,
-        "max_iterations": iterations, "env_steps_per_checkpoint": interval * per_iter, "episode_length_window": window,
-        "zero_action_steps": zero_action_steps, "overrides": [*base, *fixed], "git": git_info(),
-        "machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "note": "over_zero_action = trained minus zero action (larger is better except mpjpe_l_mm_all); "
-                "wall times are noisy when other processes share the cores"},
-        "seeds": {}}
-    console.print(f"[bold]bench learning[/]: {exp}, seeds {list(seeds)}, {iterations} iterations x {per_iter} "
-                  f"env steps, evaluation every {interval} iterations -> {out_dir}")
+    console.print(f"[bold]bench learning[/]: {exp}, seeds {list(seeds)}, {iterations} iterations x "
+                  f"{per_iter} env steps, evaluation every {interval} iterations -> {out_dir}")
     with console.status("zero action: evaluation and training-termination episode length"):
-        zero = zero_action_eval(load_config([*base, f"seed={seeds[0]}"]))
-        per_seed = {str(s): zero_action_train_length(load_config([*base, f"seed={s}"]), seed=int(s),
-                                                     steps=zero_action_steps) for s in seeds}
-    lengths = [z["episode_length"] for z in per_seed.values() if z["episode_length"] is not None]
-    zero["episode_length"] = sum(lengths) / len(lengths) if lengths else None
-    result["zero_action"] = {**zero, "train_per_seed": per_seed}
-    console.print(f"zero action: episode length {zero['episode_length']}, eval completed {zero['completed_mean']}")
+        result["zero_action"] = z = zero_action(base, seeds, steps=zero_action_steps)
+    console.print(f"zero action: episode length {_fmt(z['episode_length'], '.1f')}, "
+                  f"eval completed {_fmt(z['completed_mean'], '.3f')}")
 
     started = _start_ray(cfg)
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as bar:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as bar:
             for s in seeds:
                 task = bar.add_task(f"seed {s}", total=iterations)
 
                 def advance(m, task=task, s=s):
-                    length = m.get("env/episode_length")
-                    bar.update(task, advance=1, description=f"seed {s}: episode length "
-                               f"{'-' if length is None else f'{length:.1f}'}")
+                    length = _fmt(m.get("env/episode_length"), ".1f")
+                    bar.update(task, advance=1, description=f"seed {s}: episode length {length}")
 
-                cfg_s = load_config([*base, *fixed, f"seed={s}", f"run_dir={out_dir / f'seed_{s}'}"])
-                result["seeds"][str(s)] = train_seed(cfg_s, out_dir / f"seed_{s}", eval_interval=interval,
-                                                     window=window, on_iteration=advance)
+                run_dir = out_dir / f"seed_{s}"
+                cfg_s = load_config([*base, *fixed, f"seed={s}", f"run_dir={run_dir}"])
+                result["seeds"][str(s)] = train_seed(cfg_s, run_dir, eval_interval=interval, window=window,
+                                                     on_iteration=advance)
                 finish(result, out_dir, marks)
     finally:
         if started:
@@ -255,22 +266,26 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _row(name: str, p: dict) -> str:
+    steps = "" if p.get("env_steps") is None else f"{p['env_steps']:,.0f}"
+    return (f"{name:>12} {steps:>10} {_fmt(p.get('wall_s'), '.0f'):>7} {_fmt(p['episode_length'], '.1f'):>7} "
+            f"{_fmt(p['completed_mean'], '.3f'):>9} {_fmt(p['success_rate'], '.3f'):>7} "
+            f"{_fmt(p['mpjpe_l_mm_all'], '.1f'):>8}")
+
+
 def _main(args) -> int:
     out = run(exp=args.exp, store=args.store, seeds=args.seeds, env_steps=args.env_steps,
-              eval_every_steps=args.eval_every_steps, window=args.window, zero_action_steps=args.zero_action_steps,
-              marks=args.marks, out_dir=args.out, overrides=args.overrides, progress=not args.no_progress)
+              eval_every_steps=args.eval_every_steps, window=args.window,
+              zero_action_steps=args.zero_action_steps, marks=args.marks, out_dir=args.out,
+              overrides=args.overrides, progress=not args.no_progress)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    z = out["zero_action"]
-    print(f"{'':>12} {'env steps':>10} {'wall s':>7} {'ep len':>7} {'completed':>9} {'success':>7} {'mpjpe mm':>8}")
-    print(f"{'zero action':>12} {'':>10} {'':>7} {_fmt(z['episode_length'], '.1f'):>7} "
-          f"{_fmt(z['completed_mean'], '.3f'):>9} {_fmt(z['success_rate'], '.3f'):>7} "
-          f"{_fmt(z['mpjpe_l_mm_all'], '.1f'):>8}")
+    head = ("", "env steps", "wall s", "ep len", "completed", "success", "mpjpe mm")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (12, 10, 7, 7, 9, 7, 8))))
+    print(_row("zero action", out["zero_action"]))
     for p in out["mean"]["curve"]:
-        print(f"{'mean':>12} {p['env_steps']:>10,.0f} {_fmt(p['wall_s'], '.0f'):>7} "
-              f"{_fmt(p['episode_length'], '.1f'):>7} {_fmt(p['completed_mean'], '.3f'):>9} "
-              f"{_fmt(p['success_rate'], '.3f'):>7} {_fmt(p['mpjpe_l_mm_all'], '.1f'):>8}")
+        print(_row("mean", p))
     for mark, s in out["summary"].items():
         d = s["over_zero_action"]
         print(f"at {mark}: over zero action: episode length {_fmt(d['episode_length'], '+.1f')}, completed "
@@ -286,19 +301,24 @@ def _main(args) -> int:
 def add_parser(subparsers) -> None:
     from sonic_ray.config.cli import OVERRIDES_HELP
 
-    p = subparsers.add_parser("learning", help="sample efficiency: env-step budget, seeds, eval curves vs zero action")
-    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " for every seed (before --seeds/--marks, or after "
-                   "--); the bench sets seed, run_dir, algo.max_iterations and callbacks.eval_interval itself")
+    p = subparsers.add_parser("learning", help="sample efficiency: train N env steps per seed, eval curves "
+                                               "against zero action")
+    p.add_argument("overrides", nargs="*",
+                   help=OVERRIDES_HELP + " for every seed (before --seeds/--marks, or after --); the bench "
+                   "sets seed, run_dir, algo.max_iterations and callbacks.eval_interval itself")
     p.add_argument("--exp", default="demo", help="preset: +exp=EXP (default demo)")
-    p.add_argument("--store", default=None, help="motion store (motions.store=...; default: the synthetic set)")
+    p.add_argument("--store", default=None, help="motion store (motions.store=...; default: synthetic set)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--env-steps", type=int, default=1_000_000, help="budget per seed (rounded up to whole intervals)")
-    p.add_argument("--eval-every-steps", type=int, default=250_000, help="env steps between evaluated checkpoints")
-    p.add_argument("--window", type=int, default=10, help="iterations averaged for the episode length at a point")
-    p.add_argument("--zero-action-steps", type=int, default=250, help="training-env steps of the zero policy per seed")
+    p.add_argument("--env-steps", type=int, default=1_000_000,
+                   help="budget per seed (rounded up to whole evaluation intervals)")
+    p.add_argument("--eval-every-steps", type=int, default=250_000,
+                   help="env steps between evaluated checkpoints")
+    p.add_argument("--window", type=int, default=10,
+                   help="iterations averaged for the episode length at a point")
+    p.add_argument("--zero-action-steps", type=int, default=250,
+                   help="steps of the training env (all its envs) under zero action, per seed")
     p.add_argument("--marks", type=int, nargs="+", default=list(DEFAULT_MARKS), help="env steps summarised")
     p.add_argument("--out", default=None, help="output dir (default runs/bench-learning-<time>)")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (also written to OUT/learning.json)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (also in OUT/learning.json)")
     p.set_defaults(func=_main)
-

@@ -63,9 +63,10 @@ def seed_curve(rows: Sequence[dict[str, Any]], *, eval_interval: int, window: in
         lo = it - min(window, eval_interval)
         wall = float(r["time"]) - t0
         ev = evals.get(it, {})
+        lengths = [iters[i].get("env/episode_length") for i in range(lo + 1, it + 1) if i in iters]
         points.append({"iteration": it, "env_steps": int(steps), "wall_s": wall,
                        "env_steps_per_s": steps / wall if wall > 0 else None,
-                       "episode_length": _mean([iters[i].get("env/episode_length") for i in range(lo + 1, it + 1) if i in iters]),
+                       "episode_length": _mean(lengths),
                        **{k: ev.get(f"eval/{k}") for k in EVAL_KEYS}})
     return points
 
@@ -85,7 +86,8 @@ def mean_curve(curves: Sequence[Sequence[dict]]) -> list[dict]:
 
 def over_zero_action(point: dict, zero: dict) -> dict[str, float | None]:
     """Point minus zero action per metric (episode length: zero action's training-termination length)."""
-    return {k: None if point.get(k) is None or zero.get(k) is None else point[k] - zero[k] for k in METRIC_KEYS}
+    return {k: None if point.get(k) is None or zero.get(k) is None else point[k] - zero[k]
+            for k in METRIC_KEYS}
 
 
 def summary_at(curves: dict[str, list[dict]], mean: list[dict], zero: dict, marks: Sequence[int]) -> dict:
@@ -93,7 +95,7 @@ def summary_at(curves: dict[str, list[dict]], mean: list[dict], zero: dict, mark
     there and the deltas over zero action; a mark no point reaches is left out."""
     out = {}
     for mark in marks:
-        k = next((i for i, p in enumerate(mean) if p["env_steps"] is not None and p["env_steps"] >= mark), None)
+        k = next((i for i, p in enumerate(mean) if (p["env_steps"] or 0) >= mark), None)
         if k is None:
             continue
         point = mean[k]

@@ -49,7 +49,8 @@ def test_seed_curve_matches_evaluations_by_iteration_and_windows_episode_length(
     assert (p2["completed_mean"], p2["success_rate"], p2["mpjpe_l_mm_all"]) == (0.2, 0.0, 40.0)
     assert (p4["completed_mean"], p4["success_rate"], p4["mpjpe_l_mm_all"]) == (0.5, 0.25, 30.0)
     # window 1: the checkpoint's own iteration only
-    assert [p["episode_length"] for p in seed_curve(_rows(), eval_interval=2, window=1, t0=1000.0)] == [20.0, 50.0]
+    one = seed_curve(_rows(), eval_interval=2, window=1, t0=1000.0)
+    assert [p["episode_length"] for p in one] == [20.0, 50.0]
 
 
 def test_seed_curve_leaves_a_missing_evaluation_none():
@@ -81,5 +82,5 @@ def test_mean_summary_and_deltas_over_zero_action():
 
 
 def test_mark_labels():
-    assert [mark_label(s) for s in (500_000, 1_000_000, 250_000, 2_500_000, 512)] == ["0.5M", "1M", "250k", "2.5M",
-                                                                                     "512"]
+    labels = [mark_label(s) for s in (500_000, 1_000_000, 250_000, 2_500_000, 512)]
+    assert labels == ["0.5M", "1M", "250k", "2.5M", "512"]
