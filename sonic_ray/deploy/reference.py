@@ -139,8 +139,8 @@ def _vr_anchor(f, path, robot, pos, quat, fps, ctrl) -> tuple[torch.Tensor, torc
         head_offset = torch.as_tensor(np.asarray(robot["vr_points"][0]["offset"], dtype=np.float64))
         return pos[:, 0] - quat_apply(quat[:, 0], head_offset.expand_as(pos[:, 0])), quat[:, 0]
     if "anchor_pos" not in f.files or "anchor_quat" not in f.files:
-        raise ValueError(f"{path}: the anchor ({robot['anchor_body']}) is not the head point's body: the file "
-                         "needs anchor_pos (T,3) and anchor_quat (T,4)")
+        raise ValueError(f"{path}: the anchor ({robot['anchor_body']}) is not the head point's body: "
+                         "the file needs anchor_pos (T,3) and anchor_quat (T,4)")
     t = pos.shape[0]
     a_pos = resample_clip(np.asarray(f["anchor_pos"], dtype=np.float64), fps, ctrl, quat=False)[:t]
     a_quat = resample_clip(np.asarray(f["anchor_quat"], dtype=np.float64), fps, ctrl, quat=True)[:t]

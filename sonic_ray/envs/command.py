@@ -26,8 +26,8 @@ from sonic_ray.utils.rotations import (
 )
 
 LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
-RESET_NOISE_KEYS = ("root_pos_xy", "root_pos_z", "root_roll_pitch", "root_yaw", "root_lin_vel_xy", "root_lin_vel_z",
-                    "root_ang_vel_roll_pitch", "root_ang_vel_yaw", "joint_pos")
+RESET_NOISE_KEYS = ("root_pos_xy", "root_pos_z", "root_roll_pitch", "root_yaw", "root_lin_vel_xy",
+                    "root_lin_vel_z", "root_ang_vel_roll_pitch", "root_ang_vel_yaw", "joint_pos")
 REF_HEIGHT_EMA = 0.1  # gear_sonic's running_ref_root_height weight per step
 
 
@@ -117,7 +117,8 @@ class MotionCommand:
         self.reset_pose_noise = {k: (float(v[0]), float(v[1])) for k, v in (reset_pose_noise or {}).items()}
         bad = set(self.reset_pose_noise) - set(RESET_NOISE_KEYS)
         if bad:
-            raise ValueError(f"reset_pose_noise: unknown keys {sorted(bad)}; known: {', '.join(RESET_NOISE_KEYS)}")
+            raise ValueError(f"reset_pose_noise: unknown keys {sorted(bad)}; "
+                             f"known: {', '.join(RESET_NOISE_KEYS)}")
         z = lambda: torch.zeros(self.num_envs, dtype=torch.long, device=self.device)  # noqa: E731
         self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
         self.last_frame = z()
@@ -293,7 +294,8 @@ class MotionCommand:
         rpy = torch.cat((draw("root_roll_pitch", 2), draw("root_yaw", 1)), dim=-1)
         state["root_quat_w"] = quat_mul(quat_from_rpy(rpy), state["root_quat_w"])
         state["root_lin_vel_w"] += torch.cat((draw("root_lin_vel_xy", 2), draw("root_lin_vel_z", 1)), dim=-1)
-        state["root_ang_vel_w"] += torch.cat((draw("root_ang_vel_roll_pitch", 2), draw("root_ang_vel_yaw", 1)), dim=-1)
+        ang = (draw("root_ang_vel_roll_pitch", 2), draw("root_ang_vel_yaw", 1))
+        state["root_ang_vel_w"] += torch.cat(ang, dim=-1)
         if "joint_pos" in noise:
             j = state["joint_pos"] + self._uniform(state["joint_pos"].shape, noise["joint_pos"], generator)
             state["joint_pos"] = torch.maximum(torch.minimum(j, self.joint_upper), self.joint_lower)

@@ -52,7 +52,8 @@ def ee_body_pos(env, threshold: float, adaptive: bool = False, down_threshold: f
     """Any end effector (ankles, wrists) whose height is too far from its re-anchored reference's
     (gear_sonic exceeded_body_height)."""
     ids = env.cmd.body_ids(body_names if body_names is not None else env.end_effector_bodies)
-    err = (env.cmd.ref_body_pos_rel_w.index_select(1, ids)[..., 2] - env.robot.body_pos_w.index_select(1, ids)[..., 2]).abs()
+    ref_z = env.cmd.ref_body_pos_rel_w.index_select(1, ids)[..., 2]
+    err = (ref_z - env.robot.body_pos_w.index_select(1, ids)[..., 2]).abs()
     return (err > _threshold(env, threshold, adaptive, down_threshold, root_height_threshold)).any(dim=-1)
 
 

@@ -58,7 +58,8 @@ class TrackingEnv:
         # Reset joint noise is clipped to the soft limits, as gear_sonic's reset does.
         self.cmd = MotionCommand(table, sampler, num_envs=n, anchor_body=robot.anchor_body,
                                  joint_names=robot.joint_names, joint_lower=self.joint_soft_lower.tolist(),
-                                 joint_upper=self.joint_soft_upper.tolist(), step_dt=step_dt, device=self.device,
+                                 joint_upper=self.joint_soft_upper.tolist(), step_dt=step_dt,
+                                 device=self.device,
                                  **(command or {}))
         self.obs_manager = ObservationManager({
             key: ObservationGroup(key, g["terms"], history_length=g.get("history_length", 1),

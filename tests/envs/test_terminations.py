@@ -67,7 +67,8 @@ def test_anchor_ori_is_the_full_squared_angle_heading_included():
     env.cmd.ref_anchor_quat_w = torch.tensor([1.0, 0, 0, 0]).expand(4, 4).clone()
     z = torch.tensor([0.0, 0.0, 1.0]).expand(4, 3)
     x = torch.tensor([1.0, 0.0, 0.0]).expand(4, 3)
-    # heading 0.4 rad: 0.16 rad^2 < 0.2; heading 0.5: 0.25 > 0.2; tilt 0.44: 0.1936 < 0.2; tilt 0.45: 0.2025 > 0.2
+    # heading 0.4 rad: 0.16 rad^2 < 0.2; heading 0.5: 0.25 > 0.2;
+    # tilt 0.44 rad: 0.1936 < 0.2; tilt 0.45 rad: 0.2025 > 0.2
     env.cmd.robot_anchor_quat_w = torch.cat((quat_from_axis_angle(z[:2], torch.tensor([0.4, 0.5])),
                                              quat_from_axis_angle(x[:2], torch.tensor([0.44, 0.45]))))
     assert T.anchor_ori(env, threshold=0.2).tolist() == [False, True, False, True]
@@ -77,7 +78,8 @@ def test_anchor_ori_is_the_full_squared_angle_heading_included():
     assert T.anchor_ori(env, threshold=1.0).tolist() == [False, True, False, True]
     # a turn composed onto any reference orientation reads the same
     env.cmd.ref_anchor_quat_w = env.cmd.robot_anchor_quat_w.clone()
-    env.cmd.robot_anchor_quat_w = quat_mul(env.cmd.robot_anchor_quat_w, quat_from_axis_angle(z, torch.full((4,), 0.5)))
+    turn = quat_from_axis_angle(z, torch.full((4,), 0.5))
+    env.cmd.robot_anchor_quat_w = quat_mul(env.cmd.robot_anchor_quat_w, turn)
     assert T.anchor_ori(env, threshold=0.2).all() and not T.anchor_ori(env, threshold=0.3).any()
 
 
