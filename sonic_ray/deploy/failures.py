@@ -6,6 +6,8 @@ re-anchored onto the robot as `MotionCommand` does (anchor xy from the robot, he
 reference, heading turned by the yaw between the anchors). Time-out terms (`time_out: true`) are
 not failures and are skipped: sim2sim runs each clip to its end. A reference without body poses
 (a VR-target file) cannot drive the body terms (ee_body_pos, foot_pos): they are skipped for it.
+Adaptive thresholds (training only: they need the running reference height the env keeps) are
+refused: evaluation terminations use fixed ones, as gear_sonic's do.
 """
 
 from __future__ import annotations
@@ -18,20 +20,18 @@ from sonic_ray.deploy.observations import (
     Reference,
     RobotState,
     quat_apply,
-    quat_apply_inverse,
     quat_conj,
     quat_mul,
     yaw_quat,
 )
 
-_DOWN = np.array([0.0, 0.0, -1.0])
 BODY_TERMS = ("ee_body_pos", "foot_pos")
 
 
-def _threshold(threshold, ref_lin_vel_w, adaptive, lag_s, max_scale):
-    if not adaptive:
-        return threshold
-    return np.minimum(threshold + lag_s * np.linalg.norm(ref_lin_vel_w, axis=-1), max_scale * threshold)
+def _fixed(name: str, params: Mapping) -> None:
+    if params.get("adaptive", False):
+        raise ValueError(f"eval_terminations.{name}: adaptive thresholds follow the env's running reference "
+                         "height and have no sim2sim implementation; evaluation uses fixed thresholds")
 
 
 def reanchored_bodies(state: RobotState, ref: Reference, frame: int, anchor: int) -> np.ndarray:
@@ -60,7 +60,9 @@ class FailureChecks:
             if name not in known:
                 raise KeyError(f"eval_terminations: term {name!r} has no sim2sim implementation "
                                f"(sonic_ray/deploy/failures.py knows {sorted(known)})")
-            self.terms.append((name, dict(spec.get("params") or {})))
+            params = dict(spec.get("params") or {})
+            _fixed(name, params)
+            self.terms.append((name, params))
 
     def _ids(self, body_names, default):
         return default if body_names is None else [self.names.index(b) for b in body_names]
@@ -74,24 +76,20 @@ class FailureChecks:
                 return name
         return None
 
-    def anchor_pos(self, state, ref, frame, threshold, adaptive=False, z_only=True, lag_s=0.1, max_scale=2.0):
-        diff = ref.at("anchor_pos_w", frame) - state.body_pos_w[self.anchor]
-        err = abs(diff[2]) if z_only else np.linalg.norm(diff)
-        vel = ref.at("body_lin_vel_w", frame)[self.anchor] if adaptive else None
-        return bool(err > _threshold(threshold, vel, adaptive, lag_s, max_scale))
+    def anchor_pos(self, state, ref, frame, threshold, adaptive=False, down_threshold=0.5,
+                   root_height_threshold=1.0):
+        return bool(abs(ref.at("anchor_pos_w", frame)[2] - state.body_pos_w[self.anchor][2]) > threshold)
 
-    def ee_body_pos(self, state, ref, frame, threshold, adaptive=False, z_only=True, body_names=None, lag_s=0.1,
-                    max_scale=2.0):
+    def ee_body_pos(self, state, ref, frame, threshold, adaptive=False, down_threshold=0.5,
+                    root_height_threshold=0.5, body_names=None):
         ids = self._ids(body_names, self.ee)
         diff = reanchored_bodies(state, ref, frame, self.anchor)[ids] - state.body_pos_w[ids]
-        err = np.abs(diff[:, 2]) if z_only else np.linalg.norm(diff, axis=-1)
-        vel = ref.at("body_lin_vel_w", frame)[ids] if adaptive else None
-        return bool((err > _threshold(threshold, vel, adaptive, lag_s, max_scale)).any())
+        return bool((np.abs(diff[:, 2]) > threshold).any())
 
     def anchor_ori(self, state, ref, frame, threshold):
-        ref_g = quat_apply_inverse(ref.at("anchor_quat_w", frame), _DOWN)
-        rob_g = quat_apply_inverse(state.body_quat_w[self.anchor], _DOWN)
-        return bool(abs(ref_g[2] - rob_g[2]) > threshold)
+        """Squared rotation angle (rad^2) between the anchors, heading included."""
+        dot = min(abs(float(np.dot(ref.at("anchor_quat_w", frame), state.body_quat_w[self.anchor]))), 1.0)
+        return bool((2.0 * np.arccos(dot)) ** 2 > threshold)
 
     def foot_pos(self, state, ref, frame, threshold, body_names=None):
         ids = self._ids(body_names, self.feet)

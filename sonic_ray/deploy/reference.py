@@ -12,8 +12,9 @@ VR-target file (`.npz`, world frame, quaternions wxyz), one row per frame:
       orientation of the body each point rides on (torso, left/right wrist-yaw link);
   fps (scalar, optional; default the control rate): resampled to the control rate when different;
   lower_body_joint_pos (T, J_legs) (optional): leg joint command in the metadata's lower-body
-      order; without it the legs are asked to hold the default pose.
-The head point rides on the torso (the anchor), so the head pose gives the reference anchor pose.
+      order; without it the legs are asked to hold the default pose;
+  anchor_pos (T,3), anchor_quat (T,4): the reference anchor's pose (the pelvis for SONIC's G1),
+      required unless the anchor is the body the head point rides on (then the head pose gives it).
 Resampling, velocities and the anchor-frame VR / root-frame SMPL features are
 `sonic_ray.motion.frames`, the functions training's MotionLib and ReferenceTable use.
 """
@@ -123,9 +124,7 @@ def vr_reference(path: str | Path, meta: Mapping) -> Reference:
         joint_pos[:, legs] = resample_clip(lb, fps, ctrl, quat=False)[: joint_pos.shape[0]]
     pos = torch.as_tensor(np.stack([arr[f"{k}_pos"] for k in VR_KEYS], axis=1))  # (T,3,3)
     quat = quat_normalize(torch.as_tensor(np.stack([arr[f"{k}_quat"] for k in VR_KEYS], axis=1)))
-    head_offset = torch.as_tensor(np.asarray(robot["vr_points"][0]["offset"], dtype=np.float64))
-    a_quat = quat[:, 0]  # the head point rides on the anchor (torso): its body orientation is the anchor's
-    a_pos = pos[:, 0] - quat_apply(a_quat, head_offset.expand_as(pos[:, 0]))
+    a_pos, a_quat = _vr_anchor(f, path, robot, pos, quat, fps, ctrl)
     vr_pos_local, vr_ori_local = vr_local(a_pos, a_quat, pos, quat)
     data = {"joint_pos": joint_pos, "joint_vel": clip_velocity(joint_pos, [len(joint_pos)], ctrl),
             "anchor_pos_w": a_pos.numpy(), "anchor_quat_w": a_quat.numpy(), "vr_pos_w": pos.numpy(),
@@ -133,12 +132,31 @@ def vr_reference(path: str | Path, meta: Mapping) -> Reference:
     return Reference(data, name=path.stem)
 
 
+def _vr_anchor(f, path, robot, pos, quat, fps, ctrl) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T,3), (T,4) reference anchor pose of a VR-target file: its anchor arrays, or the head body's
+    pose when the head point rides on the anchor."""
+    if robot["vr_points"][0]["body"] == robot["anchor_body"]:
+        head_offset = torch.as_tensor(np.asarray(robot["vr_points"][0]["offset"], dtype=np.float64))
+        return pos[:, 0] - quat_apply(quat[:, 0], head_offset.expand_as(pos[:, 0])), quat[:, 0]
+    if "anchor_pos" not in f.files or "anchor_quat" not in f.files:
+        raise ValueError(f"{path}: the anchor ({robot['anchor_body']}) is not the head point's body: "
+                         "the file needs anchor_pos (T,3) and anchor_quat (T,4)")
+    t = pos.shape[0]
+    a_pos = resample_clip(np.asarray(f["anchor_pos"], dtype=np.float64), fps, ctrl, quat=False)[:t]
+    a_quat = resample_clip(np.asarray(f["anchor_quat"], dtype=np.float64), fps, ctrl, quat=True)[:t]
+    if a_pos.shape != (t, 3) or a_quat.shape != (t, 4):
+        raise ValueError(f"{path}: anchor_pos / anchor_quat of shapes {a_pos.shape} / {a_quat.shape}, "
+                         f"expected ({t}, 3) / ({t}, 4) like the VR points")
+    return torch.as_tensor(a_pos), quat_normalize(torch.as_tensor(a_quat))
+
+
 def vr_targets_from_reference(ref: Reference, meta: Mapping) -> dict[str, np.ndarray]:
     """The VR-target arrays a clip implies (for tests and for recording targets from a clip)."""
     robot = meta
     body_ids = [list(robot["body_names"]).index(p["body"]) for p in robot["vr_points"]]
     legs = np.asarray(meta["command"]["lower_body_joint_ids"], dtype=np.int64)
-    out = {"fps": np.float64(meta["control_hz"]), "lower_body_joint_pos": ref.data["joint_pos"][:, legs]}
+    out = {"fps": np.float64(meta["control_hz"]), "lower_body_joint_pos": ref.data["joint_pos"][:, legs],
+           "anchor_pos": ref.data["anchor_pos_w"], "anchor_quat": ref.data["anchor_quat_w"]}
     for k, (name, b) in enumerate(zip(VR_KEYS, body_ids)):
         out[f"{name}_pos"] = ref.data["vr_pos_w"][:, k]
         out[f"{name}_quat"] = ref.data["body_quat_w"][:, b]

@@ -26,6 +26,9 @@ from sonic_ray.utils.rotations import (
 )
 
 LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
+RESET_NOISE_KEYS = ("root_pos_xy", "root_pos_z", "root_roll_pitch", "root_yaw", "root_lin_vel_xy",
+                    "root_lin_vel_z", "root_ang_vel_roll_pitch", "root_ang_vel_yaw", "joint_pos")
+REF_HEIGHT_EMA = 0.1  # gear_sonic's running_ref_root_height weight per step
 
 
 def lower_body_joint_ids(joint_names) -> list[int]:
@@ -72,6 +75,16 @@ class MotionCommand:
     robot_anchor_* from the simulator, and ref_body_pos_rel_w / ref_body_quat_rel_w: the
     reference bodies re-anchored onto the robot (anchor xy from the robot, height from the reference, heading turned by the
     yaw between the two anchors), which relative body rewards compare against.
+
+    ref_root_height_ema (N,): running average of the reference anchor's height, what gear_sonic's
+    adaptive terminations read (`running_ref_root_height`): set to the start frame's at reset,
+    then h <- 0.1 z + 0.9 h each time the command advances.
+
+    reset_pose_noise (gear_sonic `pose_range`, `velocity_range`, `joint_position_range`), uniform
+    [lo, hi] per key: root_pos_xy, root_pos_z (m); root_roll_pitch, root_yaw (rad, a world-frame
+    rotation applied on top of the reference); root_lin_vel_xy, root_lin_vel_z (m/s, world);
+    root_ang_vel_roll_pitch, root_ang_vel_yaw (rad/s, world x/y and z); joint_pos (rad, then
+    clipped to the joint limits given, the soft limits in the env).
     """
 
     def __init__(self, table, sampler, *, num_envs: int, anchor_body: str, joint_names,
@@ -102,12 +115,14 @@ class MotionCommand:
                              "values >= 0 with a positive sum")
         self.encoder_probs = torch.tensor([float(probs.get(n, 0.0)) for n in ENCODER_NAMES], device=self.device)
         self.reset_pose_noise = {k: (float(v[0]), float(v[1])) for k, v in (reset_pose_noise or {}).items()}
-        bad = set(self.reset_pose_noise) - {"root_pos", "root_rpy", "joint_pos"}
+        bad = set(self.reset_pose_noise) - set(RESET_NOISE_KEYS)
         if bad:
-            raise ValueError(f"reset_pose_noise: unknown keys {sorted(bad)}; known: root_pos, root_rpy, joint_pos")
+            raise ValueError(f"reset_pose_noise: unknown keys {sorted(bad)}; "
+                             f"known: {', '.join(RESET_NOISE_KEYS)}")
         z = lambda: torch.zeros(self.num_envs, dtype=torch.long, device=self.device)  # noqa: E731
         self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
         self.last_frame = z()
+        self.ref_root_height_ema = torch.zeros(self.num_envs, device=self.device)
         self._future_cache: dict = {}  # (key, horizon) -> (N, F, ...); horizon -> (N, F) table rows
         self._rel = self._anchor_rot = None
 
@@ -214,7 +229,10 @@ class MotionCommand:
         return self._relative()[1]
 
     def advance(self) -> None:
+        """Next frame, and the running reference height takes the new frame's anchor height in."""
         self.frame = torch.minimum(self.frame + 1, self.last_frame)
+        z = self.table.data["body_pos_w"].index_select(0, self.global_frame)[:, self.anchor_index, 2]
+        self.ref_root_height_ema = REF_HEIGHT_EMA * z + (1.0 - REF_HEIGHT_EMA) * self.ref_root_height_ema
 
     def sampler_record(self, done_ids: torch.Tensor, terminated: torch.Tensor) -> None:
         """Tell the start sampler how the episodes of done_ids (E,) ended (before advancing)."""
@@ -223,7 +241,7 @@ class MotionCommand:
                                 terminated[done_ids])
 
     # ---- snapshot -----------------------------------------------------------------------------
-    _STATE = ("clip", "frame", "start_frame", "encoder_index", "last_frame")
+    _STATE = ("clip", "frame", "start_frame", "encoder_index", "last_frame", "ref_root_height_ema")
 
     def state_dict(self) -> dict:
         return {**{k: getattr(self, k).clone() for k in self._STATE}, "sampler": self.sampler.state_dict()}
@@ -250,6 +268,7 @@ class MotionCommand:
         self._future_cache.clear()
         g = self.table.clip_start[clip] + start
         d = self.table.data
+        self.ref_root_height_ema[env_ids] = d["body_pos_w"].index_select(0, g)[:, self.anchor_index, 2]
         # index_select copies: the noise below never writes into the table.
         state = {k: d[k].index_select(0, g) for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
                                               "joint_pos", "joint_vel")}
@@ -263,12 +282,20 @@ class MotionCommand:
     def _add_noise(self, state: dict, generator: torch.Generator) -> None:
         n = state["root_pos_w"].shape[0]
         noise = self.reset_pose_noise
-        if "root_pos" in noise:
-            state["root_pos_w"] += self._uniform((n, 3), noise["root_pos"], generator)
-        if "root_rpy" in noise:
-            # World-frame roll, pitch, then yaw applied on top of the reference: q' = qz qy qx q.
-            rpy = self._uniform((n, 3), noise["root_rpy"], generator)
-            state["root_quat_w"] = quat_mul(quat_from_rpy(rpy), state["root_quat_w"])
+        if not noise:
+            return
+
+        def draw(key, k):  # (n, k) uniform in the key's range, zeros when the key is absent
+            lo_hi = noise.get(key)
+            return self._uniform((n, k), lo_hi, generator) if lo_hi else torch.zeros(n, k, device=self.device)
+
+        state["root_pos_w"] += torch.cat((draw("root_pos_xy", 2), draw("root_pos_z", 1)), dim=-1)
+        # World-frame roll, pitch, then yaw applied on top of the reference: q' = qz qy qx q.
+        rpy = torch.cat((draw("root_roll_pitch", 2), draw("root_yaw", 1)), dim=-1)
+        state["root_quat_w"] = quat_mul(quat_from_rpy(rpy), state["root_quat_w"])
+        state["root_lin_vel_w"] += torch.cat((draw("root_lin_vel_xy", 2), draw("root_lin_vel_z", 1)), dim=-1)
+        ang = (draw("root_ang_vel_roll_pitch", 2), draw("root_ang_vel_yaw", 1))
+        state["root_ang_vel_w"] += torch.cat(ang, dim=-1)
         if "joint_pos" in noise:
             j = state["joint_pos"] + self._uniform(state["joint_pos"].shape, noise["joint_pos"], generator)
             state["joint_pos"] = torch.maximum(torch.minimum(j, self.joint_upper), self.joint_lower)

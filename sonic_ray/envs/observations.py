@@ -1,7 +1,8 @@
 """Observation terms: one function per term, `(env, **params) -> (N, k)`, named as in
 configs/env/observations. Reads the attributes listed in rewards.py, plus env.default_joint_pos
-(J,) and the reference's future frames `env.cmd.future(key, horizon)` -> (N, F, ...), where
-horizon "g1" is num_future_frames at future_dt and "smpl" is smpl_num_future_frames at smpl_future_dt.
+(J,), env.joint_offsets (N,J) and the reference's future frames `env.cmd.future(key, horizon)`
+-> (N, F, ...), where horizon "g1" is num_future_frames at future_dt and "smpl" is
+smpl_num_future_frames at smpl_future_dt.
 
 Orientations are given as the first two rotation-matrix columns (6 numbers, continuous).
 `_b` means in the robot anchor's frame unless said otherwise.
@@ -53,8 +54,10 @@ def base_ang_vel(env) -> torch.Tensor:
 
 
 def joint_pos_rel(env) -> torch.Tensor:
-    """Joint positions minus the nominal default pose. (N, J)"""
-    return env.robot.joint_pos - env.default_joint_pos
+    """Joint positions minus the default pose the actions are centred on, which includes the
+    default_joint_offsets event's calibration error (gear_sonic/Isaac Lab shift both together, so
+    the offset reads as an encoder error). (N, J)"""
+    return env.robot.joint_pos - env.default_joint_pos - env.joint_offsets
 
 
 def joint_vel_rel(env) -> torch.Tensor:

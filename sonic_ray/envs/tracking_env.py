@@ -45,15 +45,21 @@ class TrackingEnv:
         self.joint_soft_lower, self.joint_soft_upper = mid - half, mid + half
         self.feet_bodies, self.end_effector_bodies = robot.feet_bodies, robot.end_effector_bodies
         self.undesired_contact_bodies = robot.undesired_contact_bodies
+        self.tracked_bodies, self.joint_names = robot.tracked_body_names, robot.joint_names
+        point_ids, point_offsets = robot.point_table(robot.reward_points)
+        self.reward_point_ids = torch.as_tensor(point_ids, dtype=torch.long, device=self.device)
+        self.reward_point_offsets = t(point_offsets)
         self.action_dim = robot.num_joints
         n, a = self.num_envs, self.action_dim
         self.action = torch.zeros(n, a, device=self.device)
         self.prev_action = torch.zeros(n, a, device=self.device)
         self.joint_offsets = torch.zeros(n, a, device=self.device)
         self.episode_length = torch.zeros(n, dtype=torch.long, device=self.device)
+        # Reset joint noise is clipped to the soft limits, as gear_sonic's reset does.
         self.cmd = MotionCommand(table, sampler, num_envs=n, anchor_body=robot.anchor_body,
-                                 joint_names=robot.joint_names, joint_lower=robot.joint_lower,
-                                 joint_upper=robot.joint_upper, step_dt=step_dt, device=self.device,
+                                 joint_names=robot.joint_names, joint_lower=self.joint_soft_lower.tolist(),
+                                 joint_upper=self.joint_soft_upper.tolist(), step_dt=step_dt,
+                                 device=self.device,
                                  **(command or {}))
         self.obs_manager = ObservationManager({
             key: ObservationGroup(key, g["terms"], history_length=g.get("history_length", 1),
@@ -101,7 +107,7 @@ class TrackingEnv:
         self.event_manager.interval(self)
         self.prev_action = self.action
         self.action = torch.nan_to_num(actions.to(self.device, torch.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        self.prev_body_lin_vel_w = self.robot.body_lin_vel_w.clone()
+        self.prev_joint_vel = self.robot.joint_vel.clone()
         targets = self.default_joint_pos + self.joint_offsets + self.action_scale * self.action
         self.sim.step(targets)
         self.episode_length += 1
@@ -167,7 +173,7 @@ class TrackingEnv:
         return out
 
     # ---- snapshot (exact resume) -------------------------------------------------------------
-    _TENSORS = ("action", "prev_action", "joint_offsets", "episode_length", "prev_body_lin_vel_w")
+    _TENSORS = ("action", "prev_action", "joint_offsets", "episode_length", "prev_joint_vel")
 
     def state_dict(self) -> dict:
         """Everything the following steps depend on: the env's RNG, the simulator snapshot, episode
@@ -272,4 +278,4 @@ class TrackingEnv:
         self.event_manager.reset(self, ids)
         self.cmd.update_reference(ids)
         self.cmd.set_robot(self.robot)
-        self.prev_body_lin_vel_w = self.robot.body_lin_vel_w.clone()
+        self.prev_joint_vel = self.robot.joint_vel.clone()

@@ -18,6 +18,8 @@ Sources of the figures (numbers only; no file or mesh is copied):
 - Collision: mjlab's capsules and spheres (7 thin capsules per sole). Joint damping and
   frictionloss are 0 as in mjlab (Unitree's file has 0.05 / 0.2, tuned for its own PD).
 - VR points: gear_sonic's `vr_3point_body` / `vr_3point_body_offset` for the G1.
+- Task bodies (anchor, tracked subset, contact exemptions, reward points): gear_sonic's motion
+  command and reward configs; docs/MDP.md lists each with its source.
 """
 
 from __future__ import annotations
@@ -213,6 +215,22 @@ _VR_POINTS = (
     PointSpec("right_hand", "right_wrist_yaw_link", (0.18, 0.025, 0.0)),
 )
 
+# gear_sonic's local point-tracking reward as its release experiment sets it (`reward_point_body`
+# overridden in sonic_release.yaml): a head point 0.5 m above the torso origin and the two wrist
+# origins. (Its base command config has five: pelvis, wrists +18 cm, ankles.)
+_REWARD_POINTS = (
+    PointSpec("head", "torso_link", (0.0, 0.0, 0.5)),
+    PointSpec("left_wrist", "left_wrist_yaw_link"),
+    PointSpec("right_wrist", "right_wrist_yaw_link"),
+)
+
+# gear_sonic's tracked bodies (motion command `body_names`): what its body rewards average over.
+_TRACKED_BODIES = (
+    "pelvis", "left_hip_roll_link", "left_knee_link", "left_ankle_roll_link", "right_hip_roll_link",
+    "right_knee_link", "right_ankle_roll_link", "torso_link", "left_shoulder_roll_link", "left_elbow_link",
+    "left_wrist_yaw_link", "right_shoulder_roll_link", "right_elbow_link", "right_wrist_yaw_link",
+)
+
 # SMPL's 24 joints placed on the G1. APPROXIMATE, our own choice: hips at the hip-roll joints,
 # knees/ankles/shoulders/elbows at the matching joint origins, spine/neck/head/collars spaced
 # along the torso, feet at the toe end of the sole, hands 10 cm past the wrist-yaw joint. Good
@@ -248,11 +266,16 @@ G1 = RobotSpec(
     name="g1",
     bodies=(_PELVIS, *_leg("left"), *_leg("right"), *_trunk(), *_arm("left"), *_arm("right")),
     root_body="pelvis",
-    anchor_body="torso_link",
+    anchor_body="pelvis",  # gear_sonic's motion command `anchor_body`
     feet_bodies=("left_ankle_roll_link", "right_ankle_roll_link"),
     end_effector_bodies=("left_ankle_roll_link", "right_ankle_roll_link",
                          "left_wrist_yaw_link", "right_wrist_yaw_link"),
+    tracked_bodies=_TRACKED_BODIES,
+    # gear_sonic's undesired_contacts excludes the ankles, wrists and elbows (hands and forearms
+    # may touch the body or props).
+    contact_ok_bodies=("left_wrist_yaw_link", "right_wrist_yaw_link", "left_elbow_link", "right_elbow_link"),
     vr_points=_VR_POINTS,
+    reward_points=_REWARD_POINTS,
     smpl_keypoints=_SMPL_KEYPOINTS,
     default_root_pos=(0.0, 0.0, 0.76),
     meta={"model_revision": "g1_29dof_rev_1_0", "pd_natural_freq_hz": 10.0, "pd_damping_ratio": DAMPING_RATIO},

@@ -131,9 +131,13 @@ class PointSpec:
 class RobotSpec:
     """A floating-base robot: bodies in model order (depth-first, root first), plus task metadata.
 
-    anchor_body: the body whose pose the tracker follows (SONIC/BeyondMimic: torso_link).
+    anchor_body: the body whose pose the tracker follows (SONIC: pelvis; BeyondMimic: torso_link).
     end_effector_bodies: bodies checked by the end-effector termination.
+    tracked_bodies: the bodies the body-tracking rewards average over (SONIC's command
+      `body_names`: the kernels' sigmas were tuned on this subset); empty means every body.
+    contact_ok_bodies: bodies besides the feet that may touch things unpenalised.
     vr_points: the teleop 3-point targets (head, left hand, right hand).
+    reward_points: the points of the local point-tracking reward (SONIC's `reward_point_body`).
     smpl_keypoints: the 24 SMPL joints as points on the robot (an approximate correspondence).
     """
 
@@ -143,7 +147,10 @@ class RobotSpec:
     anchor_body: str
     feet_bodies: tuple[str, ...]
     end_effector_bodies: tuple[str, ...]
+    tracked_bodies: tuple[str, ...] = ()
+    contact_ok_bodies: tuple[str, ...] = ()
     vr_points: tuple[PointSpec, ...] = ()
+    reward_points: tuple[PointSpec, ...] = ()
     smpl_keypoints: tuple[PointSpec, ...] = ()
     default_root_pos: tuple[float, float, float] = (0.0, 0.0, 1.0)
     default_root_quat: tuple[float, float, float, float] = IDENTITY_QUAT
@@ -179,7 +186,10 @@ class RobotSpec:
         refs = [("root_body", self.root_body), ("anchor_body", self.anchor_body)]
         refs += [("feet_bodies", b) for b in self.feet_bodies]
         refs += [("end_effector_bodies", b) for b in self.end_effector_bodies]
+        refs += [("tracked_bodies", b) for b in self.tracked_bodies]
+        refs += [("contact_ok_bodies", b) for b in self.contact_ok_bodies]
         refs += [("vr_points", p.body) for p in self.vr_points]
+        refs += [("reward_points", p.body) for p in self.reward_points]
         refs += [("smpl_keypoints", p.body) for p in self.smpl_keypoints]
         for fld, b in refs:
             if b not in body_set:
@@ -229,8 +239,15 @@ class RobotSpec:
 
     @cached_property
     def undesired_contact_bodies(self) -> tuple[str, ...]:
-        """Every body but the feet: touching the ground with these is penalised."""
-        return tuple(n for n in self.body_names if n not in self.feet_bodies)
+        """Every body but the feet and contact_ok_bodies: touching anything with these is penalised."""
+        ok = set(self.feet_bodies) | set(self.contact_ok_bodies)
+        return tuple(n for n in self.body_names if n not in ok)
+
+    @cached_property
+    def tracked_body_names(self) -> tuple[str, ...]:
+        """tracked_bodies in model order (every body when empty)."""
+        keep = set(self.tracked_bodies) if self.tracked_bodies else set(self.body_names)
+        return tuple(n for n in self.body_names if n in keep)
 
     @property
     def feet_body_ids(self) -> np.ndarray:

@@ -109,3 +109,24 @@ def test_vr_file_errors_name_the_array(tmp_path):
     np.savez(tmp_path / "v.npz", **arrays)
     with pytest.raises(ValueError, match=r"v.npz: head_quat has shape \(5, 3\), expected \(T>=2, 4\)"):
         vr_reference(tmp_path / "v.npz", meta)
+
+
+def test_failure_checks_anchor_ori_is_the_squared_angle_and_adaptive_is_refused():
+    from types import SimpleNamespace
+
+    from sonic_ray.deploy.failures import FailureChecks
+
+    meta = {"body_names": ["pelvis", "foot"], "anchor_body": "pelvis", "end_effector_bodies": ["foot"],
+            "feet_bodies": ["foot"]}
+    checks = FailureChecks({"anchor_ori": {"params": {"threshold": 1.0}}}, meta)
+    ref = SimpleNamespace(data={}, at=lambda key, frame: np.array([1.0, 0.0, 0.0, 0.0]))
+
+    def turned(angle):  # a pure heading turn: SONIC's strict form sees it
+        q = np.array([np.cos(angle / 2), 0.0, 0.0, np.sin(angle / 2)])
+        return SimpleNamespace(body_quat_w=np.stack([q, q]), body_pos_w=np.zeros((2, 3)))
+
+    # 0.9 rad: 0.81 rad^2 <= 1; 1.1 rad: 1.21 rad^2 > 1
+    assert checks.first_failure(turned(0.9), ref, 0) is None
+    assert checks.first_failure(turned(1.1), ref, 0) == "anchor_ori"
+    with pytest.raises(ValueError, match="adaptive"):
+        FailureChecks({"anchor_pos": {"params": {"threshold": 0.15, "adaptive": True}}}, meta)

@@ -43,6 +43,7 @@ def perfect_state(n: int = 4, seed: int = 0) -> SimpleNamespace:
         ref_anchor_pos_w=body_pos[:, anchor].clone(), ref_anchor_quat_w=body_quat[:, anchor].clone(),
         robot_anchor_pos_w=body_pos[:, anchor].clone(), robot_anchor_quat_w=body_quat[:, anchor].clone(),
         frame=torch.zeros(n, dtype=torch.long), last_frame=torch.full((n,), 10, dtype=torch.long),
+        ref_root_height_ema=torch.full((n,), 0.79),
     )
     robot = SimpleNamespace(
         root_pos_w=body_pos[:, 0].clone(), root_quat_w=body_quat[:, 0].clone(),
@@ -53,9 +54,13 @@ def perfect_state(n: int = 4, seed: int = 0) -> SimpleNamespace:
     )
     lo = torch.tensor(G1.joint_lower, dtype=torch.float32)
     hi = torch.tensor(G1.joint_upper, dtype=torch.float32)
+    point_ids, point_offsets = G1.point_table(G1.reward_points)
     return SimpleNamespace(
         cmd=cmd, robot=robot, action=torch.zeros(n, j), prev_action=torch.zeros(n, j),
-        joint_soft_lower=lo, joint_soft_upper=hi, prev_body_lin_vel_w=lin.clone(), step_dt=0.02,
+        joint_soft_lower=lo, joint_soft_upper=hi, prev_joint_vel=torch.zeros(n, j), step_dt=0.02,
+        joint_names=G1.joint_names, joint_offsets=torch.zeros(n, j), tracked_bodies=G1.tracked_body_names,
+        reward_point_ids=torch.as_tensor(point_ids),
+        reward_point_offsets=torch.tensor(point_offsets, dtype=torch.float32),
         episode_length=torch.zeros(n, dtype=torch.long), max_episode_length=500,
         default_joint_pos=torch.tensor(G1.default_joint_pos, dtype=torch.float32),
         feet_bodies=G1.feet_bodies, end_effector_bodies=G1.end_effector_bodies,

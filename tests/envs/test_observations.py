@@ -17,6 +17,17 @@ def test_proprioception_shapes_and_frames():
     assert O.joint_vel_rel(env).shape == (4, 29) and O.last_action(env).shape == (4, 29)
 
 
+def test_joint_pos_rel_is_relative_to_the_offset_default_pose():
+    # gear_sonic's default-joint randomisation moves the pose both the actions and joint_pos_rel
+    # are centred on: a 0.01 rad calibration offset on joint 3 reads as -0.01 there.
+    env = perfect_state()
+    env.joint_offsets[:, 3] = 0.01
+    env.robot.joint_pos[:, 5] += 0.2
+    expected = torch.zeros(4, 29)
+    expected[:, 3], expected[:, 5] = -0.01, 0.2
+    torch.testing.assert_close(O.joint_pos_rel(env), expected)
+
+
 def test_anchor_terms_are_identity_on_the_reference():
     env = perfect_state()
     torch.testing.assert_close(O.motion_anchor_pos_b(env), torch.zeros(4, 3))

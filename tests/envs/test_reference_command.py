@@ -5,7 +5,7 @@ from env_builders import reference_table, tiny_store
 from sonic_ray.envs.command import ENCODER_NAMES, MotionCommand
 from sonic_ray.envs.sampler import UniformStartSampler
 from sonic_ray.robots import G1
-from sonic_ray.utils.rotations import quat_apply, quat_from_axis_angle, quat_mul
+from sonic_ray.utils.rotations import quat_apply, quat_conj, quat_from_axis_angle, quat_mul
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,8 @@ def test_velocities_never_cross_clips(table):
 
 
 def test_resample_reanchor_and_future(table):
-    cmd = make_command(table, reset_pose_noise={"root_pos": [-0.05, 0.05], "joint_pos": [-0.1, 0.1]})
+    cmd = make_command(table, reset_pose_noise={"root_pos_xy": [-0.05, 0.05], "root_pos_z": [-0.05, 0.05],
+                                                "joint_pos": [-0.1, 0.1]})
     g = torch.Generator().manual_seed(0)
     ids = torch.arange(8)
     state = cmd.resample(ids, g)
@@ -84,6 +85,43 @@ def test_resample_reanchor_and_future(table):
     assert cmd.future("smpl_joints_w", "smpl").shape == (8, 10, 24, 3)
 
 
+def test_reset_noise_ranges_per_axis_and_root_velocity(table):
+    # gear_sonic's ranges: xy +-5 cm, z +-1 cm; root velocity noise lin (0.5, 0.5, 0.2) m/s and
+    # ang (0.52, 0.52, 0.78) rad/s, world frame; yaw +-0.2 rad.
+    noise = {"root_pos_xy": [-0.05, 0.05], "root_pos_z": [-0.01, 0.01], "root_yaw": [-0.2, 0.2],
+             "root_lin_vel_xy": [-0.5, 0.5], "root_lin_vel_z": [-0.2, 0.2],
+             "root_ang_vel_roll_pitch": [-0.52, 0.52], "root_ang_vel_yaw": [-0.78, 0.78]}
+    n = 2000
+    cmd = make_command(table, n=n, reset_pose_noise=noise)
+    state = cmd.resample(torch.arange(n), torch.Generator().manual_seed(4))
+    d = table[0].data
+    g = cmd.global_frame
+    for key, ref, hi in [("root_pos_w", d["root_pos_w"][g], (0.05, 0.05, 0.01)),
+                         ("root_lin_vel_w", d["root_lin_vel_w"][g], (0.5, 0.5, 0.2)),
+                         ("root_ang_vel_w", d["root_ang_vel_w"][g], (0.52, 0.52, 0.78))]:
+        dev = (state[key] - ref).abs().amax(0)  # per axis: inside the range, and close to its edge
+        assert (dev <= torch.tensor(hi) + 1e-5).all() and (dev > 0.95 * torch.tensor(hi)).all(), key
+    # roll and pitch untouched: only a yaw of at most 0.2 rad separates the quaternions
+    dq = quat_mul(state["root_quat_w"], quat_conj(d["root_quat_w"][g]))
+    assert dq[:, 1:3].abs().max() < 1e-5
+    ang = 2 * torch.atan2(dq[:, 3].abs(), dq[:, 0].abs())
+    assert ang.max() <= 0.2 + 1e-5 and ang.max() > 0.19
+
+
+def test_running_reference_height_is_gear_sonics_ema(table):
+    cmd = make_command(table, n=2)
+    cmd.resample(torch.arange(2), torch.Generator().manual_seed(5))
+    z = table[0].data["body_pos_w"][:, cmd.anchor_index, 2]
+    g0 = cmd.global_frame.clone()
+    torch.testing.assert_close(cmd.ref_root_height_ema, z[g0])  # restarted at the start frame
+    cmd.frame = torch.minimum(cmd.frame, cmd.last_frame - 2)
+    g0 = cmd.global_frame.clone()
+    cmd.ref_root_height_ema = torch.tensor([0.5, 1.0])
+    cmd.advance()
+    # h <- 0.1 z(next frame) + 0.9 h: e.g. env 0: 0.1 z + 0.45
+    torch.testing.assert_close(cmd.ref_root_height_ema, 0.1 * z[g0 + 1] + 0.9 * torch.tensor([0.5, 1.0]))
+
+
 def test_future_frames_hold_at_clip_end(table):
     cmd = make_command(table, n=2)
     g = torch.Generator().manual_seed(1)
@@ -110,7 +148,7 @@ def test_bad_rate_and_probs_are_errors(table):
     with pytest.raises(ValueError, match="encoder_sample_probs"):
         make_command(table, encoder_sample_probs={"vr": 1.0})
     with pytest.raises(ValueError, match="reset_pose_noise"):
-        make_command(table, reset_pose_noise={"root_vel": [0, 1]})
+        make_command(table, reset_pose_noise={"root_pos": [0, 1]})  # the per-axis keys replaced it
 
 
 def test_precomputed_local_features_match_their_definition(table):
@@ -126,6 +164,7 @@ def test_precomputed_local_features_match_their_definition(table):
     pelvis = d["smpl_joints_w"][g, :1]
     rq = d["root_quat_w"][g][:, None].expand(-1, 24, 4)
     torch.testing.assert_close(d["smpl_joints_local"][g], quat_apply_inverse(rq, d["smpl_joints_w"][g] - pelvis))
-    # the head point rides 35 cm above the torso origin: in the anchor frame it is straight up
-    torch.testing.assert_close(d["vr_pos_local"][g, 0], torch.tensor([0.0, 0.0, 0.35]).expand(len(g), 3),
-                               atol=1e-5, rtol=0)
+    # the head point rides 35 cm above the torso origin: in the torso's frame it is straight up
+    t = tab.body_names.index("torso_link")
+    head_t = quat_apply_inverse(d["body_quat_w"][g, t], d["vr_pos_w"][g, 0] - d["body_pos_w"][g, t])
+    torch.testing.assert_close(head_t, torch.tensor([0.0, 0.0, 0.35]).expand(len(g), 3), atol=1e-5, rtol=0)

@@ -5,7 +5,8 @@ import torch
 from env_builders import BODY_NAMES, perfect_state, yaw
 
 from sonic_ray.envs import rewards as R
-from sonic_ray.utils.rotations import quat_mul
+from sonic_ray.robots import G1
+from sonic_ray.utils.rotations import quat_apply, quat_from_axis_angle, quat_mul
 
 TRACKING = [
     ("motion_global_anchor_position_error_exp", 0.3),
@@ -40,21 +41,28 @@ def test_anchor_orientation_kernel():
     torch.testing.assert_close(r, torch.full((4,), math.exp(-0.5**2 / 0.4**2)))
 
 
-def test_relative_body_position_mean_over_bodies():
+def test_relative_body_position_mean_over_the_tracked_bodies():
     env = perfect_state()
-    env.robot.body_pos_w[:, 3, 2] += 0.1  # one body of B is 10 cm off
+    knee = BODY_NAMES.index("left_knee_link")  # one of SONIC's 14 tracked bodies
+    env.robot.body_pos_w[:, knee, 2] += 0.1
+    hip_yaw = BODY_NAMES.index("left_hip_yaw_link")  # not tracked: its error is not seen
+    env.robot.body_pos_w[:, hip_yaw, 0] += 1.0
     r = R.motion_relative_body_position_error_exp(env, std=0.3)
-    expected = math.exp(-(0.1**2 / len(BODY_NAMES)) / 0.3**2)
+    # mean over 14 bodies of squared error: 0.01 / 14 = 7.14e-4; / 0.3^2 = 7.94e-3; exp(-) = 0.99209
+    expected = math.exp(-(0.1**2 / 14) / 0.3**2)
+    assert len(G1.tracked_body_names) == 14
     torch.testing.assert_close(r, torch.full((4,), expected))
-    sub = R.motion_relative_body_position_error_exp(env, std=0.3, body_names=[BODY_NAMES[3]])
+    sub = R.motion_relative_body_position_error_exp(env, std=0.3, body_names=["left_knee_link"])
     torch.testing.assert_close(sub, torch.full((4,), math.exp(-0.1**2 / 0.3**2)))
 
 
 def test_relative_body_orientation():
     env = perfect_state()
-    env.robot.body_quat_w[:, 5] = quat_mul(yaw(0.3, 4), env.robot.body_quat_w[:, 5])
+    elbow = BODY_NAMES.index("left_elbow_link")
+    env.robot.body_quat_w[:, elbow] = quat_mul(yaw(0.3, 4), env.robot.body_quat_w[:, elbow])
     r = R.motion_relative_body_orientation_error_exp(env, std=0.4)
-    torch.testing.assert_close(r, torch.full((4,), math.exp(-(0.3**2 / len(BODY_NAMES)) / 0.4**2)))
+    # 0.3 rad on one of 14 bodies: 0.09 / 14 / 0.16 = 0.040179; exp(-) = 0.96062
+    torch.testing.assert_close(r, torch.full((4,), math.exp(-(0.3**2 / 14) / 0.4**2)))
 
 
 def test_body_velocity_kernels():
@@ -71,18 +79,31 @@ def test_vr_5point_is_invariant_to_where_the_robot_stands_and_faces():
     env = perfect_state()
     q = yaw(1.2, 4)[:, None].expand_as(env.robot.body_quat_w)
     shift = torch.tensor([3.0, -2.0, 0.0])
-    from sonic_ray.utils.rotations import quat_apply
-
     env.robot.body_pos_w = quat_apply(q, env.robot.body_pos_w) + shift
     env.robot.body_quat_w = quat_mul(q, env.robot.body_quat_w)
     anchor = env.cmd.anchor_index
     env.cmd.robot_anchor_pos_w = env.robot.body_pos_w[:, anchor]
     env.cmd.robot_anchor_quat_w = env.robot.body_quat_w[:, anchor]
     torch.testing.assert_close(R.vr_5point_local_error_exp(env, std=0.1), torch.ones(4))
-    # and a 5 cm hand error in the anchor frame is seen
+    # and a 5 cm wrist error in the anchor frame is seen: one of the 3 points (head, wrists)
     hand = BODY_NAMES.index("left_wrist_yaw_link")
     env.robot.body_pos_w[:, hand, 2] += 0.05
-    expected = math.exp(-(0.05**2 / 5) / 0.1**2)
+    expected = math.exp(-(0.05**2 / 3) / 0.1**2)  # 0.0025 / 3 / 0.01 = 0.0833; exp(-) = 0.92004
+    torch.testing.assert_close(R.vr_5point_local_error_exp(env, std=0.1), torch.full((4,), expected))
+
+
+def test_vr_5point_head_point_rides_half_a_metre_above_the_torso():
+    env = perfect_state()
+    assert [(p.body, p.offset) for p in G1.reward_points] == [
+        ("torso_link", (0.0, 0.0, 0.5)), ("left_wrist_yaw_link", (0.0, 0.0, 0.0)),
+        ("right_wrist_yaw_link", (0.0, 0.0, 0.0))]
+    torso = BODY_NAMES.index("torso_link")  # not the anchor (pelvis): only the head point moves
+    x = torch.tensor([1.0, 0.0, 0.0]).expand(4, 3)
+    env.robot.body_quat_w[:, torso] = quat_mul(env.robot.body_quat_w[:, torso],
+                                               quat_from_axis_angle(x, torch.full((4,), 0.2)))
+    # the point (0, 0, 0.5) turned 0.2 rad about the torso's x moves by |d|^2 = 2 * 0.25 * (1 - cos 0.2)
+    # = 0.0099667; mean over 3 points 0.0033222; / 0.1^2 = 0.33222; exp(-) = 0.71732
+    expected = math.exp(-(0.5 * (1 - math.cos(0.2)) / 3) / 0.1**2)
     torch.testing.assert_close(R.vr_5point_local_error_exp(env, std=0.1), torch.full((4,), expected))
 
 
@@ -102,29 +123,40 @@ def test_joint_pos_limits_sums_violation():
     torch.testing.assert_close(R.joint_pos_limits(env), torch.full((4,), 0.15), atol=1e-6, rtol=0)
 
 
-def test_undesired_contacts_counts_non_feet_bodies_over_threshold():
+def test_undesired_contacts_counts_bodies_over_threshold_but_feet_wrists_and_elbows():
     env = perfect_state()
     feet = BODY_NAMES.index("left_ankle_roll_link")
     knee = BODY_NAMES.index("left_knee_link")
+    elbow, wrist = BODY_NAMES.index("right_elbow_link"), BODY_NAMES.index("left_wrist_yaw_link")
     env.robot.contact_forces[:, feet, 2] = 500.0  # feet are allowed
+    env.robot.contact_forces[:, elbow, 0] = 50.0  # so are elbows and wrists (gear_sonic's exclusions)
+    env.robot.contact_forces[:, wrist, 1] = 50.0
     env.robot.contact_forces[0, knee, 2] = 2.0
     env.robot.contact_forces[1, knee, 2] = 0.5  # under threshold
     torch.testing.assert_close(R.undesired_contacts(env, threshold=1.0), torch.tensor([1.0, 0.0, 0.0, 0.0]))
 
 
-def test_anti_shake_dead_zone():
+def test_anti_shake_dead_zone_on_the_wrists():
     env = perfect_state()
     env.robot.body_ang_vel_w.zero_()
     ids = [BODY_NAMES.index(b) for b in R.ANTI_SHAKE_BODIES]
+    assert len(ids) == 2
     env.robot.body_ang_vel_w[:, ids[0], 0] = 1.0  # inside the 1.5 rad/s dead zone
+    env.robot.body_ang_vel_w[:, BODY_NAMES.index("torso_link"), 0] = 9.0  # not a wrist: not seen
     torch.testing.assert_close(R.anti_shake_ang_vel_l2(env), torch.zeros(4))
     env.robot.body_ang_vel_w[:, ids[1], 2] = 2.5
-    torch.testing.assert_close(R.anti_shake_ang_vel_l2(env), torch.full((4,), 1.0 / len(ids)))
+    # (2.5 - 1.5)^2 = 1 on one wrist, 0 on the other: mean 0.5
+    torch.testing.assert_close(R.anti_shake_ang_vel_l2(env), torch.full((4,), 0.5))
 
 
-def test_feet_acc_l2():
+def test_joint_acc_l2_on_the_ankle_joints():
     env = perfect_state()
-    torch.testing.assert_close(R.feet_acc_l2(env), torch.zeros(4))
-    foot = BODY_NAMES.index("right_ankle_roll_link")
-    env.robot.body_lin_vel_w[:, foot, 2] += 0.1  # 0.1 m/s in one 0.02 s step = 5 m/s^2
-    torch.testing.assert_close(R.feet_acc_l2(env), torch.full((4,), 25.0), rtol=1e-4, atol=0)
+    torch.testing.assert_close(R.joint_acc_l2(env), torch.zeros(4))
+    j = G1.joint_names
+    assert [n for n in j if "ankle" in n] == ["left_ankle_pitch_joint", "left_ankle_roll_joint",
+                                              "right_ankle_pitch_joint", "right_ankle_roll_joint"]
+    env.robot.joint_vel[:, j.index("left_ankle_pitch_joint")] += 0.1  # 0.1 rad/s in 0.02 s: 5 rad/s^2
+    env.robot.joint_vel[:, j.index("right_ankle_roll_joint")] -= 0.2  # -10 rad/s^2
+    env.robot.joint_vel[:, j.index("left_knee_joint")] += 1.0  # not an ankle: not seen
+    # 5^2 + 10^2 = 125
+    torch.testing.assert_close(R.joint_acc_l2(env), torch.full((4,), 125.0), rtol=1e-4, atol=0)

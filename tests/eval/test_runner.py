@@ -61,8 +61,7 @@ def test_every_clip_once_whole_clips_and_time_aligned(store):
 
 @pytest.mark.slow
 def test_failures_end_clips_early_with_eval_terminations(store):
-    cfg = small_config(store, "env.eval_terminations.anchor_pos.params.threshold=0.001",
-                       "+env.eval_terminations.anchor_pos.params.z_only=false")
+    cfg = small_config(store, "env.eval_terminations.anchor_pos.params.threshold=0.001")
     out = evaluate_policy(cfg, _policy(cfg), num_envs=3)
     assert len(out.rows) == 4 and out.env_steps > 0
     for r in out.rows:

@@ -51,10 +51,12 @@ def test_per_joint_arrays_are_consistent_and_read_only():
 
 
 def test_task_bodies_and_points():
-    assert G1.anchor_body == "torso_link" and G1.root_body == "pelvis"
+    assert G1.anchor_body == "pelvis" and G1.root_body == "pelvis"  # gear_sonic's anchor_body
     assert set(G1.feet_bodies) == {"left_ankle_roll_link", "right_ankle_roll_link"}
     assert set(G1.end_effector_bodies) == set(G1.feet_bodies) | {"left_wrist_yaw_link", "right_wrist_yaw_link"}
-    assert set(G1.undesired_contact_bodies) == set(G1.body_names) - set(G1.feet_bodies)
+    hands = {"left_wrist_yaw_link", "right_wrist_yaw_link", "left_elbow_link", "right_elbow_link"}
+    assert set(G1.undesired_contact_bodies) == set(G1.body_names) - set(G1.feet_bodies) - hands
+    assert len(G1.tracked_body_names) == 14 and set(G1.tracked_body_names) <= set(G1.body_names)
     assert [p.name for p in G1.smpl_keypoints] == SMPL_24
     assert [p.body for p in G1.vr_points] == ["torso_link", "left_wrist_yaw_link", "right_wrist_yaw_link"]
     ids, offsets = G1.point_table(G1.vr_points)

@@ -100,7 +100,7 @@ def test_best_yaml_composes_to_the_trial_config(tmp_path, monkeypatch, overrides
 def test_best_yaml_refuses_deletions():
     trial = load_config(["+exp=demo"])
     with pytest.raises(ConfigError, match="~env.rewards"):
-        preset_yaml(overrides=["+exp=demo", "~env.rewards.feet_acc_l2"], trial_cfg=trial, params={}, experiment="x")
+        preset_yaml(overrides=["+exp=demo", "~env.rewards.joint_acc_l2"], trial_cfg=trial, params={}, experiment="x")
 
 
 def test_results_table_and_best_row(tmp_path):
