@@ -56,6 +56,9 @@ def import_motions(
                 except ClipRejected as e:
                     reject(e)
                     continue
+                except Exception as e:  # a check that trips over odd data rejects that clip only
+                    reject(ClipRejected(getattr(item, "source", str(path)), "clip", f"{type(e).__name__}: {e}"))
+                    continue
                 taken.add(clip.name)
                 imported.append(_summary(clip))
                 if clip.warnings:
