@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from checkpoint_builders import RunsCode, forge_checkpoint, torch_saved
 
 from sonic_ray.train.checkpoint import (
