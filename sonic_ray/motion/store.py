@@ -253,6 +253,7 @@ def write_store(path, clips: Iterable[MotionClip], *, joint_names, append: bool 
     joint_names = list(joint_names)
     if os.path.isdir(path):
         raise StoreError(f"{path}: is a folder; a motion store is one .parquet file")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with store_lock(path):
         _remove_stale_temps(path)
         return _write_locked(path, clips, joint_names, append)
