@@ -103,11 +103,13 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     _check(cfg.sim.timestep > 0, "sim.timestep", "> 0 seconds", cfg.sim.timestep)
     _check(cfg.motions.control_fps > 0, "motions.control_fps", "> 0 frames/s", cfg.motions.control_fps)
     policy_dt = cfg.sim.timestep * cfg.sim.decimation
+    frame_s = 1.0 / cfg.motions.control_fps
     _check(abs(policy_dt * cfg.motions.control_fps - 1.0) < 1e-6, "sim.timestep",
-           f"sim.timestep x sim.decimation = 1 / motions.control_fps ({1.0 / cfg.motions.control_fps:g} s: the "
-           f"policy steps once per reference frame); {cfg.sim.timestep:g} x {cfg.sim.decimation} = {policy_dt:g} s",
+           f"sim.timestep x sim.decimation = 1 / motions.control_fps ({frame_s:g} s: one policy step per "
+           f"reference frame); {cfg.sim.timestep:g} x {cfg.sim.decimation} = {policy_dt:g} s",
            cfg.sim.timestep)
-    _check(env.action_clip > 0, "env.action_clip", "> 0 (actions are clipped to +-action_clip)", env.action_clip)
+    _check(env.action_clip > 0, "env.action_clip", "> 0 (actions are clipped to +-action_clip)",
+           env.action_clip)
     _check(cfg.sim.num_threads >= 1, "sim.num_threads", "an integer >= 1", cfg.sim.num_threads)
     _check(0 <= env.events.level <= 4, "env.events.level", "an integer in 0..4", env.events.level)
     for name, term in env.events.terms.items():

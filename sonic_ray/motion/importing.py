@@ -33,8 +33,8 @@ def import_motions(
     plus "warnings": {clip name: [..]} for clips that imported with warnings.
     """
     with store_lock(out):  # held from reading the store's names to replacing it: imports serialise
-        return _import_locked(paths, out=out, joint_names=joint_names, lower=lower, upper=upper, fk=fk, fps=fps,
-                              on_file=on_file)
+        return _import_locked(paths, out=out, joint_names=joint_names, lower=lower, upper=upper, fk=fk,
+                              fps=fps, on_file=on_file)
 
 
 def _import_locked(paths, *, out, joint_names, lower, upper, fk, fps, on_file) -> dict:
@@ -64,7 +64,8 @@ def _import_locked(paths, *, out, joint_names, lower, upper, fk, fps, on_file) -
                     reject(e)
                     continue
                 except Exception as e:  # a check that trips over odd data rejects that clip only
-                    reject(ClipRejected(getattr(item, "source", str(path)), "clip", f"{type(e).__name__}: {e}"))
+                    source = getattr(item, "source", str(path))
+                    reject(ClipRejected(source, "clip", f"{type(e).__name__}: {e}"))
                     continue
                 taken.add(clip.name)
                 imported.append(_summary(clip))

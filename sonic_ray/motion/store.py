@@ -214,7 +214,8 @@ def _reading(path) -> Iterator[None]:
     try:
         yield
     except (OSError, pa.ArrowException) as e:
-        raise StoreError(f"{path}: store data unreadable, corrupt on disk? ({type(e).__name__}: {e})") from None
+        msg = f"{path}: store data unreadable, corrupt on disk? ({type(e).__name__}: {e})"
+        raise StoreError(msg) from None
 
 
 def _read_header(pf: pq.ParquetFile, path) -> dict:

@@ -33,7 +33,8 @@ def _numeric(source: str, key: str, value) -> np.ndarray:
         arr = np.asarray(value)
     except (TypeError, ValueError) as e:  # ragged nesting and the like
         raise ClipRejected(source, key, f"not an array of numbers ({e})") from None
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+            or arr.dtype == bool):
         raise ClipRejected(source, key, f"dtype {arr.dtype}, expected real numbers")
     return arr
 

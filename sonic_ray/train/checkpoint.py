@@ -59,7 +59,8 @@ def _safe_globals() -> list:
     return allowed
 
 
-_REFUSED_RE = re.compile(r"GLOBAL (\S+)|unrecognized function (\S+)|allowlisted via `add_safe_globals` but got (.+)")
+_REFUSED_RE = re.compile(  # the ways torch's weights_only unpickler names what it refused
+    r"GLOBAL (\S+)|unrecognized function (\S+)|allowlisted via `add_safe_globals` but got (.+)")
 
 
 def _sha256(path: Path) -> str:
@@ -182,7 +183,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
                 "holds (crafted or foreign file; nothing in it was run)") from None
         raise CheckpointError(f"{ckpt / STATE_FILE}: cannot be loaded ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"{ckpt / STATE_FILE}: holds a {type(state).__name__}, not a checkpoint state dict")
+        raise CheckpointError(f"{ckpt / STATE_FILE}: holds a {type(state).__name__}, "
+                              "not a checkpoint state dict")
     return state
 
 

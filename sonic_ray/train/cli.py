@@ -37,8 +37,8 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
     if trainer.stopped_by:
-        print(f"sonic-ray train: stopped by {trainer.stopped_by} after iteration {trainer.iteration}, checkpoint "
-              f"saved; continue with resume={trainer.run_dir}", file=sys.stderr)
+        print(f"sonic-ray train: stopped by {trainer.stopped_by} after iteration {trainer.iteration}, "
+              f"checkpoint saved; continue with resume={trainer.run_dir}", file=sys.stderr)
         return 0
     print(f"run dir: {trainer.run_dir}", file=sys.stderr)
     keys = ("iteration", "env/episode_length", "reward/total", "perf/env_steps_per_s")

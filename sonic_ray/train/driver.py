@@ -299,7 +299,7 @@ class Trainer:
         """After training: wait for evaluations still running and log them with the last iteration."""
         if not self.evals:
             return
-        results = self._poll_evals(wait_s=0.0 if self.stopped_by else FINAL_EVAL_WAIT_S)  # preempted: no waiting
+        results = self._poll_evals(wait_s=0.0 if self.stopped_by else FINAL_EVAL_WAIT_S)  # preempted: no wait
         if len(self.evals):
             print(f"sonic-ray train: {len(self.evals)} evaluation(s) still running after {FINAL_EVAL_WAIT_S:.0f} s; "
                   f"not logged (run `sonic-ray eval --checkpoint {self.run_dir}`)", file=sys.stderr)

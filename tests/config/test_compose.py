@@ -60,7 +60,8 @@ def test_demo_preset_is_cpu_sized():
         (["algo.clip_param=inf"], "algo.clip_param"),
         (["env.episode_length_s=inf"], "env.episode_length_s"),
         (["algo.gamma=nan"], "algo.gamma"),
-        (["env.rewards.motion_global_anchor_position_error_exp.weight=-inf"], "env.rewards.motion_global_anchor_position_error_exp.weight"),
+        (["env.rewards.motion_global_anchor_position_error_exp.weight=-inf"],
+         "env.rewards.motion_global_anchor_position_error_exp.weight"),
         (["sim.timestep=0.01"], "sim.timestep"),  # 0.01 s x 4 = 25 Hz, the motions are resampled to 50
         (["motions.control_fps=30"], "sim.timestep"),
         (["env.action_clip=0"], "env.action_clip"),

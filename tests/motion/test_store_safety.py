@@ -72,7 +72,8 @@ def test_two_concurrent_motions_imports_both_land(tmp_path):
     for who in ("a", "b"):
         (tmp_path / who).mkdir()
         for i in range(12):
-            _write_npz(tmp_path / who / f"{who}{i:02d}.npz", make_clip(f"{who}{i:02d}", frames=200, fps=50.0, seed=i))
+            clip = make_clip(f"{who}{i:02d}", frames=200, fps=50.0, seed=i)
+            _write_npz(tmp_path / who / f"{clip.name}.npz", clip)
     code = """
         import argparse, json, os, sys, time
         from test_cli import _g1_context
@@ -179,7 +180,8 @@ def test_a_string_joint_pos_is_rejected_by_name_and_the_good_files_import(tmp_pa
 def test_a_bad_out_is_one_message(tmp_path, capsys, kind):
     _write_npz(tmp_path / "a.npz", make_clip("a", fps=50.0))
     out = {"folder": tmp_path / "dir.parquet", "not_parquet": tmp_path / "notes.parquet",
-           "not_a_store": tmp_path / "other.parquet", "unwritable": Path("/proc/sonic-ray-test/m.parquet")}[kind]
+           "not_a_store": tmp_path / "other.parquet",
+           "unwritable": Path("/proc/sonic-ray-test/m.parquet")}[kind]
     if kind == "folder":
         out.mkdir()
     elif kind == "not_parquet":

@@ -104,7 +104,7 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, container):
     }[container]()
     ckpt = forge_checkpoint(tmp_path / "run" / "checkpoints", payload)
     verify_checkpoint(ckpt)  # the manifest matches: integrity is no defence against its author
-    with pytest.raises(UnsafeCheckpointError, match=r"iter_000001/state.pt: refused to load: it names .*exec"):
+    with pytest.raises(UnsafeCheckpointError, match=r"iter_000001/state.pt: refused to load: it names exec"):
         load_checkpoint(tmp_path / "run")
     assert not marker.exists()
 
@@ -132,7 +132,8 @@ def test_every_type_the_trainer_writes_loads_back_exactly(tmp_path):
     assert got.keys() == state.keys()
     for dt, arr in state["arrays"].items():
         assert got["arrays"][dt].dtype == arr.dtype and np.array_equal(got["arrays"][dt], arr)
-    assert got["scalars"] == state["scalars"] and [type(v) for v in got["scalars"]] == [type(v) for v in state["scalars"]]
+    assert got["scalars"] == state["scalars"]
+    assert [type(v) for v in got["scalars"]] == [type(v) for v in state["scalars"]]
     assert isinstance(got["od"], collections.OrderedDict) and got["od"]["b"] == (1, 2.0, "x")
     assert torch.equal(got["generator"], state["generator"])
     set_rng_state(got["rng"])  # the RNG states are usable as such

@@ -39,7 +39,8 @@ def test_the_local_ray_instance_listens_on_loopback_only(monkeypatch):
         listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections("inet")
                      if c.status == psutil.CONN_LISTEN and c.pid in ours]
         assert len(listening) >= 4, listening  # GCS, raylet, agents, metrics exporters at least
-        exposed = [(ip, port, psutil.Process(pid).name()) for ip, port, pid in listening if ip not in LOOPBACK]
+        exposed = [(ip, port, psutil.Process(pid).name()) for ip, port, pid in listening
+                   if ip not in LOOPBACK]
         assert not exposed, f"listening beyond loopback: {exposed}"
         assert ray.util.get_node_ip_address() == "127.0.0.1"
     finally:
@@ -81,7 +82,8 @@ def test_sigterm_saves_the_iteration_in_flight_and_resume_continues(tmp_path):
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Stack (most recent call first)" not in err, err
     done = len(_rows(run_dir))
-    assert f"stopped by SIGTERM after iteration {done}, checkpoint saved; continue with resume={run_dir}" in err
+    said = f"stopped by SIGTERM after iteration {done}, checkpoint saved; continue with resume={run_dir}"
+    assert said in err
     assert [p.name for p in list_checkpoints(run_dir / "checkpoints")] == [f"iter_{done:06d}"]  # nothing lost
 
     resumed = _train(run_dir, store, f"resume={run_dir}", f"algo.max_iterations={done + 2}")

@@ -18,4 +18,5 @@ def test_first_signal_requests_a_stop_second_interrupts(signum, capsys):
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signum)
     assert signal.getsignal(signum) is before
-    assert f"{signal.Signals(signum).name} received; finishing the iteration in flight" in capsys.readouterr().err
+    said = f"{signal.Signals(signum).name} received; finishing the iteration in flight"
+    assert said in capsys.readouterr().err

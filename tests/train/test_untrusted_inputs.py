@@ -15,7 +15,8 @@ from sonic_ray.train.driver import _run_dir_of
 def crafted(tmp_path):
     """A run dir whose only checkpoint runs code when unpickled without restriction."""
     marker = tmp_path / "marker"
-    ckpt = forge_checkpoint(tmp_path / "run" / "checkpoints", torch_saved({"iteration": 1, "x": RunsCode(marker)}))
+    payload = torch_saved({"iteration": 1, "x": RunsCode(marker)})
+    ckpt = forge_checkpoint(tmp_path / "run" / "checkpoints", payload)
     yield ckpt
     assert not marker.exists(), "the checkpoint's code ran"
 
@@ -59,7 +60,8 @@ def test_failed_resume_leaves_the_run_dir_as_it_was(tmp_path, capsys):
 def test_a_missing_store_fails_before_ray_starts(tmp_path, capsys):
     argv = ["train", f"motions.store={tmp_path / 'absent.parquet'}", f"run_dir={tmp_path / 'run'}"]
     assert main(argv) == 1
-    assert "motions.store:" in (err := _one_line_error(capsys)) and "absent.parquet: no such motion store" in err
+    err = _one_line_error(capsys)
+    assert "motions.store:" in err and "absent.parquet: no such motion store" in err
     assert not (tmp_path / "run").exists()
 
 
