@@ -46,9 +46,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"sonic-ray: config error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        print(f"sonic-ray {args.command}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("sonic-ray: interrupted", file=sys.stderr)
         return 130
+
+
+# Errors about the user's input (a checkpoint, a motion store) whose message names the file: one
+# line, no traceback. Looked up among loaded modules: an error of a module never imported cannot occur.
+USER_ERRORS = (("sonic_ray.train.checkpoint", "CheckpointError"), ("sonic_ray.motion.store", "StoreError"),
+               ("sonic_ray.motion.validate", "ClipRejected"))
+
+
+def _is_user_error(e: Exception) -> bool:
+    classes = tuple(getattr(sys.modules[m], name) for m, name in USER_ERRORS if m in sys.modules)
+    return isinstance(e, classes)
 
 
 if __name__ == "__main__":

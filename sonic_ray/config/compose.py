@@ -6,6 +6,7 @@ before any Ray process starts, so a bad key fails in milliseconds with its full 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -94,11 +95,21 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     """Value checks that types cannot express. Raises ConfigError naming the first bad key.
     `conf`: cfg as the schema-merged DictConfig (what the sweep keys are looked up in)."""
     env, algo, ac, ray = cfg.env, cfg.algo, cfg.actor_critic, cfg.ray
+    _check_finite(cfg, "")
     _check(env.num_envs > 0, "env.num_envs", "an integer > 0", env.num_envs)
     _check(env.episode_length_s > 0, "env.episode_length_s", "> 0 seconds", env.episode_length_s)
     _check(cfg.sim.backend in SIM_BACKENDS, "sim.backend", f"one of {SIM_BACKENDS}", cfg.sim.backend)
     _check(cfg.sim.decimation >= 1, "sim.decimation", "an integer >= 1", cfg.sim.decimation)
     _check(cfg.sim.timestep > 0, "sim.timestep", "> 0 seconds", cfg.sim.timestep)
+    _check(cfg.motions.control_fps > 0, "motions.control_fps", "> 0 frames/s", cfg.motions.control_fps)
+    policy_dt = cfg.sim.timestep * cfg.sim.decimation
+    frame_s = 1.0 / cfg.motions.control_fps
+    _check(abs(policy_dt * cfg.motions.control_fps - 1.0) < 1e-6, "sim.timestep",
+           f"sim.timestep x sim.decimation = 1 / motions.control_fps ({frame_s:g} s: one policy step per "
+           f"reference frame); {cfg.sim.timestep:g} x {cfg.sim.decimation} = {policy_dt:g} s",
+           cfg.sim.timestep)
+    _check(env.action_clip > 0, "env.action_clip", "> 0 (actions are clipped to +-action_clip)",
+           env.action_clip)
     _check(cfg.sim.num_threads >= 1, "sim.num_threads", "an integer >= 1", cfg.sim.num_threads)
     _check(0 <= env.events.level <= 4, "env.events.level", "an integer in 0..4", env.events.level)
     for name, term in env.events.terms.items():
@@ -170,6 +181,22 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
             _check(amount >= 0, f"ray.{k}.{name}", "an amount >= 0", amount)
     _check(cfg.logging.wandb_mode in WANDB_MODES, "logging.wandb_mode", f"one of {WANDB_MODES}", cfg.logging.wandb_mode)
     validate_tune(cfg, conf)
+
+
+def _check_finite(node, key: str) -> None:
+    """Every float in the config (fields, list items, dict values) must be finite: an inf or nan
+    learning rate, clip or duration passes every range check below and breaks training silently."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            _check_finite(getattr(node, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{key}.{k}")
+    elif isinstance(node, list | tuple):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(node, float):
+        _check(math.isfinite(node), key, "a finite number", node)
 
 
 def validate_tune(cfg: SonicConfig, conf: DictConfig) -> None:

@@ -117,6 +117,9 @@ class CommandsConfig:
 class EnvConfig:
     num_envs: int = 64
     episode_length_s: float = 10.0
+    # Policy actions are clipped to +-action_clip before they become joint targets (a diverging
+    # policy then gives large, finite penalties instead of inf rewards); 100 as in legged_gym/Isaac Lab.
+    action_clip: float = 100.0
     # torch.compile the per-step tensor math (terminations, rewards, observation terms): ~2x less
     # time outside physics; the first env of a process compiles for ~30 s (cached on disk after).
     compile: bool = False

@@ -127,4 +127,4 @@ def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[in
         step_dt=cfg.sim.timestep * cfg.sim.decimation, episode_length_s=cfg.env.episode_length_s,
         observations=observation_groups(cfg.env.observations), rewards=_plain(cfg.env.rewards),
         terminations=_plain(terminations), events=_plain(cfg.env.events.terms), event_level=cfg.env.events.level,
-        command=command, seed=seed, device=device, compile=cfg.env.compile)
+        command=command, seed=seed, device=device, compile=cfg.env.compile, action_clip=cfg.env.action_clip)

@@ -32,9 +32,10 @@ class TrackingEnv:
     def __init__(self, *, sim, robot, table, sampler, num_envs: int, step_dt: float, episode_length_s: float,
                  observations: dict, rewards: dict, terminations: dict, events: dict | None = None,
                  event_level: int = 0, command: dict | None = None, soft_joint_limit_factor: float = 0.9,
-                 seed: int = 0, device="cpu", compile: bool = False):
+                 seed: int = 0, device="cpu", compile: bool = False, action_clip: float = 100.0):
         self.device = torch.device(device)
         self.num_envs, self.step_dt, self.sim, self.spec = int(num_envs), float(step_dt), sim, robot
+        self.action_clip = float(action_clip)  # actions clipped to +-action_clip: rewards stay finite
         self.max_episode_length = int(round(episode_length_s / step_dt))
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
@@ -106,7 +107,8 @@ class TrackingEnv:
                              f"expected ({self.num_envs}, {self.action_dim})")
         self.event_manager.interval(self)
         self.prev_action = self.action
-        self.action = torch.nan_to_num(actions.to(self.device, torch.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        self.action = torch.nan_to_num(actions.to(self.device, torch.float32), nan=0.0, posinf=0.0,
+                                       neginf=0.0).clamp_(-self.action_clip, self.action_clip)
         self.prev_joint_vel = self.robot.joint_vel.clone()
         targets = self.default_joint_pos + self.joint_offsets + self.action_scale * self.action
         self.sim.step(targets)

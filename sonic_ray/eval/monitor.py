@@ -22,7 +22,12 @@ from pathlib import Path
 from rich.console import Console
 
 from sonic_ray.eval.pipeline import EVAL_DIR, evaluate_plan, log_metrics, plan_evaluation
-from sonic_ray.train.checkpoint import CheckpointError, checkpoint_iteration, list_checkpoints
+from sonic_ray.train.checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    checkpoint_iteration,
+    list_checkpoints,
+)
 from sonic_ray.utils.io import atomic_write
 
 STATE_FILE = "monitor_state.json"
@@ -103,6 +108,11 @@ class Monitor:
         try:
             plan = plan_evaluation(path, self.overrides, **self.eval_kwargs)
             metrics = evaluate_plan(plan, plan.default_out_dir(), render=self.render, progress=self.progress)
+        except UnsafeCheckpointError as e:
+            msg = f"unsafe checkpoint refused, skipped: {e}"
+            self.console.print(f"[red]monitor: {path.name}: {msg}[/red]")
+            self.state.failed[str(it)] = msg
+            return False
         except CheckpointError as e:
             msg = f"corrupt or incomplete checkpoint, skipped: {e}"
             self.console.print(f"[red]monitor: {path.name}: {msg}[/red]")

@@ -88,16 +88,24 @@ def cmd_synth(args) -> int:
 
 
 def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> int:
-    """Exit 0 if at least one clip was imported, else 1."""
+    """Exit 0 if at least one clip was imported, else 1 (also when the store cannot be read or
+    written: one line naming it)."""
     from sonic_ray.motion.importing import import_motions
+    from sonic_ray.motion.store import StoreError
 
     joint_names, lower, upper, fk = robot_context_fn(args.robot)
     kw = dict(out=args.out, joint_names=joint_names, lower=lower, upper=upper, fk=fk, fps=args.fps)
+    try:
+        if args.json:
+            report = import_motions(args.paths, **kw)
+        else:
+            report = _import_with_progress(args.paths, kw)
+    except (StoreError, OSError) as e:  # --out: a folder, not a store, unwritable, corrupt
+        print(f"motions import: --out {args.out}: {e}", file=sys.stderr)
+        return 1
     if args.json:
-        report = import_motions(args.paths, **kw)
         print(json.dumps({"imported": report["imported"], "rejected": report["rejected"]}))
     else:
-        report = _import_with_progress(args.paths, kw)
         _print_import(report, args.out)
     return 0 if report["imported"] else 1
 

@@ -4,7 +4,8 @@ Import appends to an existing store. A clip whose name is already in the store, 
 twice in one import, is rejected (field `name`) rather than renamed: re-running an import over
 the same folder must not duplicate data. Bad files and bad clips are collected as rejections
 while the rest stream into the store; the store is replaced atomically at the end, and only if
-something was imported.
+something was imported. The store's lock is held for the whole import, so two imports into one
+store run one after the other and both land.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from sonic_ray.motion.importers import find_motion_files, load_file
-from sonic_ray.motion.store import MotionClip, store_names, write_store
+from sonic_ray.motion.store import MotionClip, store_lock, store_names, write_store
 from sonic_ray.motion.validate import ClipRejected, FkFn, validate_clip
 
 
@@ -31,6 +32,12 @@ def import_motions(
     {"imported": [{"name", "source", "frames", "fps", "fk_max_err_m"}], "rejected": [{"source", "reason"}]}
     plus "warnings": {clip name: [..]} for clips that imported with warnings.
     """
+    with store_lock(out):  # held from reading the store's names to replacing it: imports serialise
+        return _import_locked(paths, out=out, joint_names=joint_names, lower=lower, upper=upper, fk=fk,
+                              fps=fps, on_file=on_file)
+
+
+def _import_locked(paths, *, out, joint_names, lower, upper, fk, fps, on_file) -> dict:
     files = find_motion_files(paths)
     taken = store_names(out)
     imported: list[dict] = []
@@ -55,6 +62,10 @@ def import_motions(
                     clip = _checked(item, taken, joint_names=joint_names, lower=lower, upper=upper, fk=fk)
                 except ClipRejected as e:
                     reject(e)
+                    continue
+                except Exception as e:  # a check that trips over odd data rejects that clip only
+                    source = getattr(item, "source", str(path))
+                    reject(ClipRejected(source, "clip", f"{type(e).__name__}: {e}"))
                     continue
                 taken.add(clip.name)
                 imported.append(_summary(clip))

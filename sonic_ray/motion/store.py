@@ -10,17 +10,28 @@ Layout (schema version 1)
   planning read only the footer. At 10,000 clips the footer is a few MB and opens in ~0.1 s;
   grouping many clips per row group would shrink it but make shard reads touch every group.
 
-Writes are atomic: the new file is built next to the target and `os.replace`d over it, so a
-failed import leaves the previous store as it was. Appending rewrites the file (Parquet is
-immutable) by streaming the old row groups into the new one; a clip name already in the store
-is an error (`StoreError`), because silently suffixing would duplicate data on re-import.
+Writes are atomic: the new file is built next to the target (`.<store name>.tmp-<pid>-*`) and
+`os.replace`d over it, so a failed import leaves the previous store as it was. Appending rewrites
+the file (Parquet is immutable) by streaming the old row groups into the new one; a clip name
+already in the store is an error (`StoreError`), because silently suffixing would duplicate data
+on re-import.
+
+Writers take an exclusive `flock` on `.<store name>.lock` beside the store (`store_lock`) and read
+the store they extend under it, so concurrent imports into one store serialise and both land. A
+writer killed mid-write leaves its temp file; the next writer, holding the lock, knows no other
+writer is active and removes it. Pages carry CRC checksums, verified on every read, so a store
+corrupted on disk fails loudly (`StoreError` naming the file) instead of being read or copied
+forward by the next append.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -37,7 +48,9 @@ _WRITE_OPTIONS = dict(
     use_dictionary=False,
     compression="lz4",
     use_byte_stream_split=[f"{c}.list.element" for c in _ARRAY_COLUMNS],
+    write_page_checksum=True,
 )
+_HELD = threading.local()  # lock files this thread holds -> depth (store_lock is re-entrant)
 
 
 class StoreError(ValueError):
@@ -137,11 +150,84 @@ def _clip_table(clip: MotionClip, schema: pa.Schema, num_joints: int) -> pa.Tabl
     )
 
 
+def _lock_path(path: str) -> str:
+    d, name = os.path.split(os.path.abspath(path))
+    return os.path.join(d, f".{name}.lock")
+
+
+def _tmp_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}.tmp-"
+
+
+@contextlib.contextmanager
+def store_lock(path) -> Iterator[None]:
+    """Hold the exclusive write lock of the store at `path` (blocks while another process holds it).
+
+    Re-entrant within a thread, so `import_motions` can hold it across its read of the clip names
+    and the `write_store` that appends. The lock file stays beside the store (empty, harmless).
+    """
+    lock = _lock_path(os.fspath(path))
+    held = _HELD.__dict__.setdefault("depth", {})
+    if held.get(lock):
+        held[lock] += 1
+        try:
+            yield
+        finally:
+            held[lock] -= 1
+        return
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held[lock] = 1
+        try:
+            yield
+        finally:
+            held.pop(lock, None)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Temp files of writers that died mid-write (call with the store's lock held: none is alive)."""
+    directory, prefix = os.path.dirname(os.path.abspath(path)), _tmp_prefix(path)
+    for entry in os.scandir(directory):
+        if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
+
+
+def _open(path) -> pq.ParquetFile:
+    """The store's Parquet file with page checksums verified on read; StoreError if it is none."""
+    if not os.path.exists(path):
+        raise StoreError(f"{path}: no such motion store")
+    try:
+        return pq.ParquetFile(path, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as e:  # a folder, a non-Parquet file, a truncated store
+        raise StoreError(f"{path}: not a readable Parquet motion store ({type(e).__name__}: {e})") from None
+
+
+@contextlib.contextmanager
+def _reading(path) -> Iterator[None]:
+    """Turn a failed page read (checksum mismatch, truncation) into a StoreError naming the file."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as e:
+        msg = f"{path}: store data unreadable, corrupt on disk? ({type(e).__name__}: {e})"
+        raise StoreError(msg) from None
+
+
 def _read_header(pf: pq.ParquetFile, path) -> dict:
     meta = pf.metadata.metadata or {}
     if _META_KEY not in meta:
         raise StoreError(f"{path}: not a sonic-ray motion store (no {_META_KEY.decode()} metadata)")
-    header = json.loads(meta[_META_KEY])
+    try:
+        header = json.loads(meta[_META_KEY])
+    except ValueError as e:
+        raise StoreError(f"{path}: store header unreadable ({e})") from None
+    if not isinstance(header, dict):
+        raise StoreError(f"{path}: store header is not a JSON object")
     if header.get("schema_version") != SCHEMA_VERSION:
         raise StoreError(
             f"{path}: schema_version {header.get('schema_version')} unsupported (expected {SCHEMA_VERSION})"
@@ -153,7 +239,7 @@ def store_names(path) -> set[str]:
     """Clip names in the store at `path` (empty if there is none yet)."""
     if not os.path.exists(path):
         return set()
-    return {c["name"] for c in _read_header(pq.ParquetFile(path), path)["clips"]}
+    return {c["name"] for c in _read_header(_open(path), path)["clips"]}
 
 
 def write_store(path, clips: Iterable[MotionClip], *, joint_names, append: bool = False) -> int:
@@ -166,10 +252,19 @@ def write_store(path, clips: Iterable[MotionClip], *, joint_names, append: bool 
     """
     path = os.fspath(path)
     joint_names = list(joint_names)
+    if os.path.isdir(path):
+        raise StoreError(f"{path}: is a folder; a motion store is one .parquet file")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with store_lock(path):
+        _remove_stale_temps(path)
+        return _write_locked(path, clips, joint_names, append)
+
+
+def _write_locked(path: str, clips: Iterable[MotionClip], joint_names: list[str], append: bool) -> int:
     old = None
     index: list[dict] = []
     if append and os.path.exists(path):
-        old = pq.ParquetFile(path)
+        old = _open(path)
         old_header = _read_header(old, path)
         if old_header["joint_names"] != joint_names:
             raise StoreError(f"{path}: store joint_names differ from the clips' joint_names")
@@ -177,13 +272,15 @@ def write_store(path, clips: Iterable[MotionClip], *, joint_names, append: bool 
     names = {e["name"] for e in index}
     schema = _schema()
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".motion-store-", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-", dir=directory)
     os.close(fd)
     try:
         with pq.ParquetWriter(tmp, schema, **_WRITE_OPTIONS) as writer:
             if old is not None:
                 for g in range(old.num_row_groups):
-                    writer.write_table(old.read_row_group(g).replace_schema_metadata(None))
+                    with _reading(path):
+                        group = old.read_row_group(g)
+                    writer.write_table(group.replace_schema_metadata(None))
             for clip in clips:
                 if clip.name in names:
                     raise StoreError(f"{path}: clip name {clip.name!r} already in the store (names must be unique)")
@@ -203,7 +300,7 @@ def write_store(path, clips: Iterable[MotionClip], *, joint_names, append: bool 
 def store_info(path) -> dict:
     """Footer-only summary: joint names, per-clip index, totals and per-source counts."""
     path = os.fspath(path)
-    pf = pq.ParquetFile(path)
+    pf = _open(path)
     header = _read_header(pf, path)
     clips = header["clips"]
     by_format: dict[str, int] = {}
@@ -237,13 +334,14 @@ def iter_store(path, *, shard: tuple[int, int] | None = None, smpl: bool = True,
     """Yield the clips of `shard` in store order, reading `batch` row groups per call (lazy:
     at most one batch of clips is decoded at a time; per-call overhead dominates single reads)."""
     path = os.fspath(path)
-    pf = pq.ParquetFile(path)
+    pf = _open(path)
     header = _read_header(pf, path)
     j = len(header["joint_names"])
     columns = [c for c in pf.schema_arrow.names if smpl or c != "smpl_joints"]
     wanted = shard_indices(pf.num_row_groups, shard)
     for b in range(0, len(wanted), batch):
-        table = pf.read_row_groups(wanted[b : b + batch], columns=columns)
+        with _reading(path):
+            table = pf.read_row_groups(wanted[b : b + batch], columns=columns)
         yield from _table_to_clips(table, j)
 
 
@@ -283,7 +381,7 @@ def _table_to_clips(table: pa.Table, num_joints: int) -> list[MotionClip]:
 def read_store(path, *, shard: tuple[int, int] | None = None) -> tuple[list[MotionClip], dict]:
     """All clips of `shard` (k, n) -> clips k::n, plus the store header (joint_names, ...)."""
     path = os.fspath(path)
-    header = _read_header(pq.ParquetFile(path), path)
+    header = _read_header(_open(path), path)
     return list(iter_store(path, shard=shard)), {
         "schema_version": header["schema_version"],
         "joint_names": header["joint_names"],

@@ -27,8 +27,20 @@ class ClipRejected(ValueError):
         self.reason = reason
 
 
+def _numeric(source: str, key: str, value) -> np.ndarray:
+    """`value` as an array of real numbers (ints, floats or bools), else ClipRejected naming `key`."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:  # ragged nesting and the like
+        raise ClipRejected(source, key, f"not an array of numbers ({e})") from None
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+            or arr.dtype == bool):
+        raise ClipRejected(source, key, f"dtype {arr.dtype}, expected real numbers")
+    return arr
+
+
 def _check_shape(clip: MotionClip, key: str, trailing: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(getattr(clip, key))
+    arr = _numeric(clip.source, key, getattr(clip, key))
     t = clip.root_pos.shape[0] if clip.root_pos.ndim else -1
     if arr.ndim != 1 + len(trailing) or arr.shape[1:] != trailing or arr.shape[0] != t:
         raise ClipRejected(clip.source, key, f"shape {arr.shape}, expected (T={t}, {', '.join(map(str, trailing))})")
@@ -68,7 +80,7 @@ def _limit_warning(clip: MotionClip, joint_names, lower, upper, frac_warn: float
 
 
 def _fk_check(clip: MotionClip, fk: FkFn, warn_m: float, reject_m: float | None) -> None:
-    body = np.asarray(clip.body_pos_w, dtype=np.float64)
+    body = _numeric(clip.source, "body_pos_w", clip.body_pos_w).astype(np.float64)
     pred = np.asarray(fk(clip.root_pos, clip.root_quat, clip.joint_pos), dtype=np.float64)
     if pred.shape != body.shape:
         clip.warnings.append(f"body_pos_w: FK gives {pred.shape}, file has {body.shape}; FK check skipped")
@@ -110,7 +122,7 @@ def validate_clip(
     if not fps_range[0] <= fps <= fps_range[1]:
         raise ClipRejected(src, "fps", f"{clip.fps} outside the plausible range {fps_range}")
     clip.fps = fps
-    clip.root_pos = np.asarray(clip.root_pos)
+    clip.root_pos = _numeric(src, "root_pos", clip.root_pos)
     if clip.root_pos.ndim != 2:
         raise ClipRejected(src, "root_pos", f"shape {clip.root_pos.shape}, expected (T, 3)")
     j = len(joint_names)

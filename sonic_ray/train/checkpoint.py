@@ -4,6 +4,13 @@ A save writes `<dir>/.tmp-iter_NNNNNN-<pid>/` (payload + `manifest.json` holding
 SHA-256 and size), fsyncs, then renames it to `<dir>/iter_NNNNNN/`. A crash mid-save leaves only a
 `.tmp-*` folder, which `latest_checkpoint` never picks and the next save sweeps away. Loading checks
 the manifest, so a truncated or edited file is reported instead of silently loaded.
+
+The manifest proves integrity, not origin: whoever hands over a checkpoint writes its manifest too.
+So `state.pt` is read with torch's `weights_only` unpickler, which builds tensors and plain data
+(dicts, lists, tuples, strings, numbers) and calls nothing else, plus an allow-list of exactly the
+other types our state holds: numpy arrays, dtypes and scalars (RLlib's module state and numpy's RNG
+state are numpy). A file that names any other global is refused with `CheckpointError` before
+anything from it runs.
 """
 
 from __future__ import annotations
@@ -17,7 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+try:  # numpy >= 2 renamed numpy.core to numpy._core; checkpoints may name either
+    from numpy._core import multiarray as _multiarray
+except ImportError:  # numpy 1.26
+    from numpy.core import multiarray as _multiarray
 
 MANIFEST = "manifest.json"
 STATE_FILE = "state.pt"
@@ -25,7 +38,29 @@ CKPT_RE = re.compile(r"^iter_(\d{6,})$")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, incomplete or corrupt; the message names the path."""
+    """A checkpoint that is missing, incomplete, corrupt or unsafe; the message names the path."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A state file that names code to run; refused before anything from it ran."""
+
+
+def _safe_globals() -> list:
+    """The non-torch globals a checkpoint written by `save_checkpoint` may name: numpy's array,
+    dtype and scalar reconstructors under both module names, and every numpy dtype class (an
+    unpickled dtype's type is e.g. `numpy.dtypes.Float32DType`, and torch only builds allow-listed
+    types). None of them calls anything but numpy's own constructors."""
+    allowed: list = [np.ndarray, np.dtype, bytes]
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed += [(_multiarray._reconstruct, f"{mod}._reconstruct"), (_multiarray.scalar, f"{mod}.scalar")]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        allowed += [c for c in vars(dtypes).values() if isinstance(c, type) and issubclass(c, np.dtype)]
+    return allowed
+
+
+_REFUSED_RE = re.compile(  # the ways torch's weights_only unpickler names what it refused
+    r"GLOBAL (\S+)|unrecognized function (\S+)|allowlisted via `add_safe_globals` but got (.+)")
 
 
 def _sha256(path: Path) -> str:
@@ -137,6 +172,37 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     ckpt = resolve_checkpoint(path)
     verify_checkpoint(ckpt)
     try:
-        return torch.load(ckpt / STATE_FILE, map_location=map_location, weights_only=False)
-    except Exception as e:  # a bad pickle stream after a matching hash means a writer bug
-        raise CheckpointError(f"{ckpt / STATE_FILE}: cannot be loaded ({e})") from e
+        with torch.serialization.safe_globals(_safe_globals()):
+            state = torch.load(ckpt / STATE_FILE, map_location=map_location, weights_only=True)
+    except Exception as e:
+        m = _REFUSED_RE.search(str(e))
+        if m:  # torch's own text suggests weights_only=False, which is exactly what must not happen
+            what = next(g for g in m.groups() if g).rstrip(".")
+            raise UnsafeCheckpointError(
+                f"{ckpt / STATE_FILE}: refused to load: it names {what}, which a sonic-ray checkpoint never "
+                "holds (crafted or foreign file; nothing in it was run)") from None
+        raise CheckpointError(f"{ckpt / STATE_FILE}: cannot be loaded ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{ckpt / STATE_FILE}: holds a {type(state).__name__}, "
+                              "not a checkpoint state dict")
+    return state
+
+
+def load_for_resume(path: str | Path, *, report=print) -> tuple[Path, dict[str, Any]]:
+    """(checkpoint, state) to resume from `path`: a checkpoint loads as given (any error raised);
+    for a run dir, the newest checkpoint that verifies and loads, each skipped one `report`ed
+    (a corrupt latest one falls back to the previous). An unsafe file is never skipped: raised."""
+    p = Path(path).expanduser()
+    if (p / MANIFEST).is_file():
+        return p, load_checkpoint(p)
+    ckpts = list_checkpoints(p / "checkpoints") or list_checkpoints(p)
+    if not ckpts:
+        raise CheckpointError(f"{p}: not a checkpoint and holds no complete checkpoint under checkpoints/")
+    for ckpt in reversed(ckpts):
+        try:
+            return ckpt, load_checkpoint(ckpt)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as e:
+            report(f"sonic-ray: skipping {ckpt.name}: {e}")
+    raise CheckpointError(f"{p}: none of its {len(ckpts)} checkpoint(s) verifies and loads (reasons above)")

@@ -15,12 +15,20 @@ def add_parser(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """0: finished, or stopped by SIGTERM/SIGINT with a checkpoint saved; 1: a checkpoint, the motion
+    store or training itself failed (one line on stderr naming the file or the iteration)."""
     from sonic_ray.config.compose import load_config
 
     cfg = load_config(args.overrides)  # fails before any Ray process starts
+    from sonic_ray.motion.store import StoreError
+    from sonic_ray.train.checkpoint import CheckpointError
     from sonic_ray.train.driver import Trainer, TrainingStopped
 
-    trainer = Trainer(cfg)
+    try:
+        trainer = Trainer(cfg)
+    except (CheckpointError, StoreError) as e:
+        print(f"sonic-ray train: {e}", file=sys.stderr)
+        return 1
     try:
         last = trainer.run()
     except TrainingStopped as e:
@@ -28,6 +36,10 @@ def _train(args: argparse.Namespace) -> int:
         return 1
     finally:
         trainer.close()
+    if trainer.stopped_by:
+        print(f"sonic-ray train: stopped by {trainer.stopped_by} after iteration {trainer.iteration}, "
+              f"checkpoint saved; continue with resume={trainer.run_dir}", file=sys.stderr)
+        return 0
     print(f"run dir: {trainer.run_dir}", file=sys.stderr)
     keys = ("iteration", "env/episode_length", "reward/total", "perf/env_steps_per_s")
     print(" ".join(f"{k}={last.get(k)}" for k in keys))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 from sonic_ray.config.compose import to_yaml
 from sonic_ray.config.schema import SonicConfig
-from sonic_ray.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
+from sonic_ray.train.checkpoint import list_checkpoints, load_checkpoint, load_for_resume, save_checkpoint
 from sonic_ray.train.metrics import MetricsLog, plot_learning_curves, read_metrics
 from sonic_ray.train.progress import ProgressView
 from sonic_ray.train.wandb_log import WandbLogger
@@ -24,6 +26,7 @@ from sonic_ray.utils.rng import rng_state, set_rng_state
 
 CHECKPOINT_FORMAT = 2  # 2: + env runner and sampler state
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's entrypoint
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch for a loopback-only local node
 FINAL_EVAL_WAIT_S = 600.0  # at the end of training, how long to wait for evaluations still running
 
 
@@ -34,7 +37,7 @@ def default_run_dir(cfg: SonicConfig, prefix: str = "") -> Path:
 def init_ray(cfg: SonicConfig) -> None:
     """Join `ray.address` when given; inside a `ray job submit` job or with RAY_ADDRESS set, a plain
     `ray.init()` (it reads the address, the job's runtime env and the auth token from the job's
-    environment); else start a local Ray."""
+    environment); else start a local Ray bound to loopback only (`start_local_ray`)."""
     import ray
 
     if ray.is_initialized():
@@ -44,8 +47,83 @@ def init_ray(cfg: SonicConfig) -> None:
     elif os.environ.get("RAY_ADDRESS") or os.environ.get(RAY_JOB_ENV):
         ray.init(log_to_driver=True)
     else:
-        ray.init(include_dashboard=cfg.ray.include_dashboard, log_to_driver=True,
-                 runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
+        start_local_ray(include_dashboard=cfg.ray.include_dashboard, log_to_driver=True,
+                        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
+
+
+def start_local_ray(**init_kwargs: Any) -> None:
+    """`ray.init(**init_kwargs)` for a new local instance whose every port listens on 127.0.0.1.
+
+    Ray resolves a node address of 127.0.0.1 to the machine's routable IP, and its GCS, raylet,
+    workers and metrics exporters then listen on all interfaces, unauthenticated. Ray's own
+    local-only mode (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the macOS/Windows default) keeps the node
+    address on loopback, and the servers bind to it. The variable is read at import (driver) and
+    at start (Ray's processes inherit it), so both are set here; the driver's copy is restored
+    after start. A cluster is reached only through `ray.address` / RAY_ADDRESS.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(LOCAL_ONLY_ENV)
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(**init_kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[LOCAL_ONLY_ENV] = saved_env
+
+
+def check_motion_store(cfg: SonicConfig) -> None:
+    """Open `motions.store` (its footer only) so a missing or unreadable store fails before Ray starts.
+    Empty: the embedded synthetic set, built on first use."""
+    if cfg.motions.store:
+        from sonic_ray.motion.store import StoreError, store_info
+
+        try:
+            store_info(cfg.motions.store)
+        except StoreError as e:
+            raise StoreError(f"motions.store: {e}") from None
+
+
+def _run_dir_of(checkpoint: Path | None) -> Path | None:
+    """The run a checkpoint belongs to: `<run>` for `<run>/checkpoints/iter_N`, else None."""
+    if checkpoint is not None and checkpoint.parent.name == "checkpoints":
+        return checkpoint.parents[1]
+    return None
+
+
+class StopRequest:
+    """SIGTERM / SIGINT (preemption, `ray job stop`, Ctrl-C) turned into a request the training loop
+    honours after the iteration in flight: it saves a checkpoint and returns. A second signal
+    stops at once (KeyboardInterrupt). Only the main thread can own signal handlers; elsewhere
+    (a Tune trial's actor) this does nothing."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._saved = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._saved.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"sonic-ray train: {signal.Signals(signum).name} received; finishing the iteration in flight, "
+              "then saving a checkpoint (send it again to stop at once)", file=sys.stderr, flush=True)
 
 
 class TrainingStopped(RuntimeError):
@@ -58,10 +136,14 @@ class Trainer:
     def __init__(self, cfg: SonicConfig, *, run_dir: str | Path | None = None):
         from sonic_ray.train.build import build_algorithm
 
-        resume_from = None
-        if cfg.resume:
-            resume_from = resolve_checkpoint(cfg.resume)
-        self.run_dir = Path(run_dir or cfg.run_dir or (resume_from.parents[1] if resume_from else default_run_dir(cfg)))
+        # Everything that can fail on the user's input fails here, before a file is written or Ray
+        # starts: the checkpoint to resume (verified and loaded) and the motion store (opened).
+        resume_from, resume_state = load_for_resume(cfg.resume) if cfg.resume else (None, None)
+        check_motion_store(cfg)
+        self.run_dir = Path(run_dir or cfg.run_dir or _run_dir_of(resume_from) or default_run_dir(cfg))
+        if resume_from is not None and not (run_dir or cfg.run_dir) and _run_dir_of(resume_from) is None:
+            print(f"sonic-ray: {resume_from} is not under <run>/checkpoints/; the resumed run writes to "
+                  f"{self.run_dir} (set run_dir= to choose)", file=sys.stderr)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # The run dir is recorded in the config (config.yaml, env runners' gauge labels).
         self.cfg = cfg = dataclasses.replace(cfg, run_dir=str(self.run_dir))
@@ -69,8 +151,10 @@ class Trainer:
         init_ray(cfg)
         self.algo = build_algorithm(cfg)
         self.iteration = 0
+        self.stopped_by: str | None = None  # the signal's name when SIGTERM/SIGINT ended the run
         if resume_from is not None:
-            self.restore(resume_from)
+            self.restore(resume_from, resume_state)
+        self.saved_iteration = self.iteration  # the newest iteration on disk (none new yet)
         self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
         self.wandb = WandbLogger(run_dir=self.run_dir, mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
                                  entity=cfg.logging.wandb_entity, name=self.run_dir.name,
@@ -101,12 +185,15 @@ class Trainer:
                 "model_kwargs": dict(self.algo.config.rl_module_spec.model_config[MODEL_KWARGS])}
 
     def save(self) -> Path:
-        return save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.state(),
+        path = save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.state(),
                                extra_files={"config.yaml": to_yaml(self.cfg).encode()},
                                keep=self.cfg.callbacks.checkpoint_keep)
+        self.saved_iteration = self.iteration
+        return path
 
-    def restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
+    def restore(self, path: Path, state: dict[str, Any] | None = None) -> None:
+        """Continue from the checkpoint at `path` (`state`: its contents, when already loaded)."""
+        state = load_checkpoint(path) if state is None else state
         self.algo.learner_group.set_state(state["learner"])
         self.algo.env_runner_group.sync_weights(from_worker_or_learner_group=self.algo.learner_group,
                                                 inference_only=True)
@@ -144,8 +231,9 @@ class Trainer:
         last: dict[str, Any] = {}
         title = f"sonic-ray train: {cfg.experiment} -> {self.run_dir}"
         live = None if cfg.logging.progress else False
-        with ProgressView(title=title, max_iterations=cfg.algo.max_iterations, live=live) as view:
-            while self.iteration < cfg.algo.max_iterations:
+        with StopRequest() as stop, ProgressView(title=title, max_iterations=cfg.algo.max_iterations,
+                                                 live=live) as view:
+            while self.iteration < cfg.algo.max_iterations and stop.signum is None:
                 try:
                     last = self.step()
                 except Exception as e:  # env runner failures are absorbed by RLlib; this is the rest
@@ -166,6 +254,10 @@ class Trainer:
                     self.plot()
                 if on_iteration is not None:
                     on_iteration(last)
+            if stop.signum is not None:  # the iteration in flight finished: keep it
+                self.stopped_by = signal.Signals(stop.signum).name
+                if self.saved_iteration != self.iteration:
+                    self.save()
         return last  # close() draws the final curves, after the last evaluations land
 
     def plot(self) -> None:
@@ -207,7 +299,7 @@ class Trainer:
         """After training: wait for evaluations still running and log them with the last iteration."""
         if not self.evals:
             return
-        results = self._poll_evals(wait_s=FINAL_EVAL_WAIT_S)
+        results = self._poll_evals(wait_s=0.0 if self.stopped_by else FINAL_EVAL_WAIT_S)  # preempted: no wait
         if len(self.evals):
             print(f"sonic-ray train: {len(self.evals)} evaluation(s) still running after {FINAL_EVAL_WAIT_S:.0f} s; "
                   f"not logged (run `sonic-ray eval --checkpoint {self.run_dir}`)", file=sys.stderr)

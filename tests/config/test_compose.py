@@ -56,6 +56,15 @@ def test_demo_preset_is_cpu_sized():
         (["+env.commands.motion.encoder_sample_probs.vision=1"], "env.commands.motion.encoder_sample_probs.vision"),
         (["sim.backend=bullet"], "sim.backend"),
         (["ray.learner_threads=-1"], "ray.learner_threads"),
+        (["algo.actor_lr=inf"], "algo.actor_lr"),
+        (["algo.clip_param=inf"], "algo.clip_param"),
+        (["env.episode_length_s=inf"], "env.episode_length_s"),
+        (["algo.gamma=nan"], "algo.gamma"),
+        (["env.rewards.motion_global_anchor_position_error_exp.weight=-inf"],
+         "env.rewards.motion_global_anchor_position_error_exp.weight"),
+        (["sim.timestep=0.01"], "sim.timestep"),  # 0.01 s x 4 = 25 Hz, the motions are resampled to 50
+        (["motions.control_fps=30"], "sim.timestep"),
+        (["env.action_clip=0"], "env.action_clip"),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):
@@ -80,3 +89,14 @@ def test_cli_config_show(capsys):
 def test_cli_config_show_rejects_unknown_key(capsys):
     assert main(["config", "show", "+exp=sonic_release", "algo.bogus=1"]) != 0
     assert "algo.bogus" in capsys.readouterr().err
+
+
+def test_rates_that_agree_in_another_split_are_accepted():
+    cfg = load_config(["+exp=demo", "sim.timestep=0.01", "sim.decimation=2"])
+    assert cfg.sim.timestep * cfg.sim.decimation == pytest.approx(1 / cfg.motions.control_fps)
+
+
+def test_cli_names_a_non_finite_value_in_one_line(capsys):
+    assert main(["config", "show", "algo.actor_lr=inf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "sonic-ray: config error: config key 'algo.actor_lr': expected a finite number, got inf"

@@ -78,7 +78,7 @@ def test_failed_write_leaves_old_store_intact(tmp_path):
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_store(path, exploding(), joint_names=G1_JOINTS)
     assert path.read_bytes() == before
-    assert os.listdir(tmp_path) == ["m.parquet"]  # temp file cleaned up
+    assert sorted(os.listdir(tmp_path)) == [".m.parquet.lock", "m.parquet"]  # temp cleaned up, lock stays
     assert [c.name for c in read_store(path)[0]] == ["c0", "c1", "c2"]
 
 
