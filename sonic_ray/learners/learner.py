@@ -16,7 +16,6 @@ import torch
 import torch.distributed as dist
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core import DEFAULT_MODULE_ID
-from ray.rllib.core.columns import Columns
 
 from sonic_ray.learners.rl_module import FWD_EVAL
 from sonic_ray.ppo import rollout as R
@@ -146,7 +145,6 @@ class SonicLearner(PPOTorchLearner):
     def _step(self, mb: dict) -> dict[str, float]:
         """One optimiser step through RLlib's `_update` (forward_train -> compute_loss_for_module, which
         sets the step's lr -> gradients -> per-optimiser clipping -> apply, with DDP when distributed)."""
-        mb[Columns.ACTIONS] = mb[R.ACTIONS]  # RLlib's forward_train reads its own column name
         self._update({DEFAULT_MODULE_ID: mb})
         return self._last_stats
 

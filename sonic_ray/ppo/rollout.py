@@ -22,7 +22,7 @@ import torch
 from sonic_ray.models import keys as K
 
 OBS_PREFIX = "obs/"
-ACTIONS = "actions"
+ACTIONS = "actions"  # RLlib's Columns.ACTIONS too: forward_train reads it under this name
 LOGP = "logp"
 ACTION_MEAN = "action_mean"
 ACTION_STD = "action_std"
