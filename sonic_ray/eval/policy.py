@@ -51,7 +51,8 @@ def config_from_state(state: dict[str, Any], overrides: Sequence[str] = (), *, s
 def _migrate(base):
     """Configs saved by earlier versions: `algo.eval_interval` moved to `callbacks.eval_interval`;
     `sim.warp_device` was dropped (the warp backend runs on `device`); the motion command's
-    `adaptive` / `max_window_shift_frames` became `sampler` / `pre_failure_window_s`."""
+    `adaptive` / `max_window_shift_frames` became `sampler` / `pre_failure_window_s`; reset noise
+    `root_pos` / `root_rpy` (one range for every axis) became per-axis keys (gear_sonic's)."""
     sim = base.get("sim")
     if sim is not None and "warp_device" in sim:
         sim.pop("warp_device")
@@ -64,6 +65,14 @@ def _migrate(base):
             frames = motion.pop("max_window_shift_frames")
             fps = float((base.get("motions") or {}).get("control_fps", 50.0))
             motion.setdefault("pre_failure_window_s", frames / fps)
+        noise = motion.get("reset_pose_noise")
+        if noise is not None:
+            for old, new in (("root_pos", ("root_pos_xy", "root_pos_z")),
+                             ("root_rpy", ("root_roll_pitch", "root_yaw"))):
+                if old in noise:
+                    value = noise.pop(old)
+                    for key in new:
+                        noise.setdefault(key, value)
     algo = base.get("algo")
     if algo is not None and "eval_interval" in algo:
         interval = algo.pop("eval_interval")

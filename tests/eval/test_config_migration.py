@@ -14,6 +14,8 @@ def test_old_keys_are_migrated():
     del motion["sampler"], motion["pre_failure_window_s"]
     motion["adaptive"] = False
     motion["max_window_shift_frames"] = 100
+    motion["reset_pose_noise"] = {"root_pos": [-0.05, 0.05], "root_rpy": [-0.1, 0.1], "joint_pos": [-0.1, 0.1]}
+    del old["actor_critic"]["obs_normalization"], old["env"]["action_clip"]  # keys added later: defaults
     old["algo"]["eval_interval"] = 7
     del old["callbacks"]["eval_interval"]
     new = config_from_state({"config_yaml": yaml.safe_dump(old)})
@@ -21,3 +23,8 @@ def test_old_keys_are_migrated():
     assert new.env.commands.motion.pre_failure_window_s == 100 / cfg.motions.control_fps
     assert new.callbacks.eval_interval == 7
     assert new.sim.backend == cfg.sim.backend
+    noise = new.env.commands.motion.reset_pose_noise
+    assert noise["root_pos_xy"] == noise["root_pos_z"] == [-0.05, 0.05]
+    assert noise["root_roll_pitch"] == noise["root_yaw"] == [-0.1, 0.1]
+    assert "root_pos" not in noise and "root_rpy" not in noise
+    assert new.actor_critic.obs_normalization is False and new.env.action_clip == 100.0

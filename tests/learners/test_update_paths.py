@@ -62,6 +62,8 @@ def test_inprocess_and_rllib_learners_end_an_update_with_identical_parameters(ex
     mine, theirs = ac.state_dict(), module.ac.state_dict()
     assert mine.keys() == theirs.keys()
     for key in mine:
-        torch.testing.assert_close(theirs[key], mine[key], rtol=1e-5, atol=1e-6, msg=key)
-        if key.startswith(("token.", "critic.")):
+        torch.testing.assert_close(theirs[key], mine[key], rtol=0, atol=0, msg=key)
+        # (not the g1_kin decoder's first layer: a fresh encoder's tokens are all the zero code, so
+        # that layer's weights get no gradient until the latents cross a rounding boundary)
+        if key.startswith(("token.encoders.", "token.dyn_decoder.", "critic.")):
             assert not torch.equal(mine[key], before[key]), f"{key} did not move"
