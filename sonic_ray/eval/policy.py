@@ -52,7 +52,8 @@ def _migrate(base):
     """Configs saved by earlier versions: `algo.eval_interval` moved to `callbacks.eval_interval`;
     `sim.warp_device` was dropped (the warp backend runs on `device`); the motion command's
     `adaptive` / `max_window_shift_frames` became `sampler` / `pre_failure_window_s`; reset noise
-    `root_pos` / `root_rpy` (one range for every axis) became per-axis keys (gear_sonic's)."""
+    `root_pos` / `root_rpy` (one range for every axis) became per-axis keys (gear_sonic's); the
+    reward `feet_acc_l2` became SONIC's `joint_acc_l2` over the ankle joints."""
     sim = base.get("sim")
     if sim is not None and "warp_device" in sim:
         sim.pop("warp_device")
@@ -73,6 +74,11 @@ def _migrate(base):
                     value = noise.pop(old)
                     for key in new:
                         noise.setdefault(key, value)
+    rewards = (base.get("env") or {}).get("rewards")
+    if rewards is not None and "feet_acc_l2" in rewards:
+        old = rewards.pop("feet_acc_l2")
+        rewards.setdefault("joint_acc_l2", {"weight": old.get("weight", -2.5e-6),
+                                            "params": {"joint_pattern": ".*ankle.*"}})
     algo = base.get("algo")
     if algo is not None and "eval_interval" in algo:
         interval = algo.pop("eval_interval")

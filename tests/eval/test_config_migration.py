@@ -16,6 +16,8 @@ def test_old_keys_are_migrated():
     motion["max_window_shift_frames"] = 100
     motion["reset_pose_noise"] = {"root_pos": [-0.05, 0.05], "root_rpy": [-0.1, 0.1], "joint_pos": [-0.1, 0.1]}
     del old["actor_critic"]["obs_normalization"], old["env"]["action_clip"]  # keys added later: defaults
+    old["env"]["rewards"]["feet_acc_l2"] = old["env"]["rewards"].pop("joint_acc_l2")
+    del old["env"]["rewards"]["feet_acc_l2"]["params"]
     old["algo"]["eval_interval"] = 7
     del old["callbacks"]["eval_interval"]
     new = config_from_state({"config_yaml": yaml.safe_dump(old)})
@@ -27,4 +29,6 @@ def test_old_keys_are_migrated():
     assert noise["root_pos_xy"] == noise["root_pos_z"] == [-0.05, 0.05]
     assert noise["root_roll_pitch"] == noise["root_yaw"] == [-0.1, 0.1]
     assert "root_pos" not in noise and "root_rpy" not in noise
+    assert new.env.rewards["joint_acc_l2"].params["joint_pattern"] == ".*ankle.*"
+    assert "feet_acc_l2" not in new.env.rewards
     assert new.actor_critic.obs_normalization is False and new.env.action_clip == 100.0
