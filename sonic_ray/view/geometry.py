@@ -5,6 +5,7 @@ give; no second kinematics, no meshes other than the model's."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import mujoco
@@ -30,6 +31,11 @@ def _quat_to_mat(q: np.ndarray) -> np.ndarray:
 
 def geom_mesh(geom_type: int, size: np.ndarray):
     """(vertices, faces) of one primitive geom, centred, MuJoCo's axes (capsule along z)."""
+    return _geom_mesh(int(geom_type), tuple(float(x) for x in size[:3]))
+
+
+@functools.lru_cache(maxsize=256)
+def _geom_mesh(geom_type: int, size: tuple[float, ...]):
     import trimesh
 
     if geom_type == _GT.mjGEOM_SPHERE:

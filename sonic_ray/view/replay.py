@@ -9,6 +9,7 @@ clip stores them. Joint-limit violations compare each frame with the table's joi
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class MotionStore:
         try:
             return self.names.index(name)
         except ValueError:
-            near = search(self.names, name)[:5]
+            near = difflib.get_close_matches(name, self.names, n=5, cutoff=0.6)
             hint = f"; did you mean {near}?" if near else f"; it holds {len(self.names)} clips"
             raise ClipNotFound(f"{self.path}: no clip named {name!r}{hint}") from None
 
