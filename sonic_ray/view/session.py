@@ -172,7 +172,7 @@ class PolicySession:
     def step(self) -> StepReport:
         """One control step; at the clip's end the episode starts again from its first frame."""
         ep = self.sim.episode
-        if ep.frame >= ep.ref.num_frames:
+        if ep.frame >= ep.ref.num_frames - 1:  # the last frame was shown (sim2sim stops here too)
             self._begin(ep.ref)
             return self.last
         first = self.sim.step(self.policies[self.encoder])
