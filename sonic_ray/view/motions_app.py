@@ -20,6 +20,14 @@ from sonic_ray.view.replay import SPEEDS, ClipPoses, MotionStore, Playback, Pose
 MAX_LISTED = 500  # clips in the dropdown at once; the search narrows a larger store
 
 
+def listed(names: list[str], query: str, current: str) -> list[str]:
+    """The clip list for a search: the matches (at most MAX_LISTED), with the clip shown now first
+    when it does not match, so the list always holds the selected value and picking a match is a
+    change the page reports (a list without it would make viser select the first match itself)."""
+    found = search(names, query)[:MAX_LISTED]
+    return found if current in found else [current, *found]
+
+
 class MotionsApp:
     def __init__(self, server, store: MotionStore, poser: Poser, *, clip: str | None = None):
         self.server, self.store, self.poser = server, store, poser
@@ -40,7 +48,7 @@ class MotionsApp:
         gui = self.server.gui
         gui.add_markdown(f"**{self.store.path.name}**: {len(self.store.names)} clips")
         self.search = gui.add_text("Search", "", hint="words that the clip name contains")
-        self.clip_list = gui.add_dropdown("Clip", self._listed(""), initial_value=first)
+        self.clip_list = gui.add_dropdown("Clip", listed(self.store.names, "", first), initial_value=first)
         self.play_button = gui.add_button("Pause", icon=None)
         self.frame_slider = gui.add_slider("Frame", min=0, max=1, step=1, initial_value=0)
         self.speed = gui.add_dropdown("Speed", [f"{s:g}x" for s in SPEEDS], initial_value="1x")
@@ -52,9 +60,7 @@ class MotionsApp:
 
         @self.search.on_update
         def _(event) -> None:
-            options = self._listed(self.search.value)
-            if options:
-                self.clip_list.options = options
+            self.clip_list.options = listed(self.store.names, self.search.value, self.clip_list.value)
 
         @self.clip_list.on_update
         def _(event) -> None:
@@ -85,9 +91,6 @@ class MotionsApp:
         for box in (self.follow, self.show_vr, self.show_smpl):
             box.on_update(lambda _event: self._show_locked())
 
-    def _listed(self, query: str) -> list[str]:
-        return search(self.store.names, query)[:MAX_LISTED]
-
     # ---- actions --------------------------------------------------------------------------------
     def select(self, name: str) -> None:
         """Show clip `name` from its first frame (ClipNotFound for a name the store lacks)."""
@@ -99,7 +102,7 @@ class MotionsApp:
                                      speed=float(self.speed.value.rstrip("x")), loop=bool(self.loop.value))
             self.frame_slider.max = max(1, poses.num_frames - 1)
             if name not in self.clip_list.options:
-                self.clip_list.options = (name, *self.clip_list.options)
+                self.clip_list.options = listed(self.store.names, self.search.value, name)
             self.clip_list.value = name
             self.smpl_note = "" if poses.smpl_joints is not None else " (this clip stores none)"
             self._show()

@@ -16,10 +16,8 @@ import numpy as np
 
 from sonic_ray.view import draw
 from sonic_ray.view.geometry import body_meshes
-from sonic_ray.view.replay import search
+from sonic_ray.view.motions_app import listed
 from sonic_ray.view.session import PolicySession
-
-MAX_LISTED = 500
 
 
 class PolicyApp:
@@ -40,7 +38,7 @@ class PolicyApp:
         gui, s = self.server.gui, self.session
         gui.add_markdown(f"**{self.title}**")
         self.search = gui.add_text("Search", "", hint="words that the clip name contains")
-        self.clip_list = gui.add_dropdown("Clip", search(s.clip_names, "")[:MAX_LISTED], initial_value=s.clip)
+        self.clip_list = gui.add_dropdown("Clip", listed(s.clip_names, "", s.clip), initial_value=s.clip)
         self.encoder = gui.add_dropdown("Encoder", list(s.policies), initial_value=s.encoder)
         self.run_button = gui.add_button("Pause")
         self.push_button = gui.add_button("Push")
@@ -51,9 +49,7 @@ class PolicyApp:
 
         @self.search.on_update
         def _(event) -> None:
-            options = search(s.clip_names, self.search.value)[:MAX_LISTED]
-            if options:
-                self.clip_list.options = options
+            self.clip_list.options = listed(s.clip_names, self.search.value, s.clip)
 
         @self.clip_list.on_update
         def _(event) -> None:
@@ -78,7 +74,7 @@ class PolicyApp:
         with self.lock:
             self.session.select_clip(clip)
             if clip not in self.clip_list.options:
-                self.clip_list.options = (clip, *self.clip_list.options)
+                self.clip_list.options = listed(self.session.clip_names, self.search.value, clip)
             self.clip_list.value = clip
             self._show()
 
