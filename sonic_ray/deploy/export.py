@@ -320,7 +320,8 @@ def prepare_export(checkpoint: str | Path) -> PreparedExport:
     obs_dims, _ = _obs_dims(ac.state_dict())
     layouts, command = observation_layouts(cfg, robot)
     check_layouts(layouts, obs_dims, info["checkpoint"])
-    return PreparedExport(cfg, ac, info, base_metadata(cfg, robot, layouts, command, info), export_specs(ac, obs_dims))
+    base = base_metadata(cfg, robot, layouts, command, info)
+    return PreparedExport(cfg, ac, info, base, export_specs(ac, obs_dims))
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tol: float = 1e-5, batch: int = 64,

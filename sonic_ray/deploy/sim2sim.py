@@ -176,7 +176,8 @@ class Sim2Sim:
         t0 = time.perf_counter()
         seen = ep.history[0]  # the state `delay` steps old (the oldest kept)
         f = ep.frame
-        obs = ep.builder.reset(seen, ep.ref, f, ep.action) if f == 0 else ep.builder.step(seen, ep.ref, f, ep.action)
+        build = ep.builder.reset if f == 0 else ep.builder.step
+        obs = build(seen, ep.ref, f, ep.action)
         ep.action = (policy or self.policy)(obs)
         t1 = time.perf_counter()
         d.ctrl[:] = self.default + self.scale * ep.action
@@ -221,10 +222,12 @@ class Sim2Sim:
 
 def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Path | None = None,
         obs_delay_steps: int = 0, obs_noise: float = 0.0, render: int = 0, width: int = 480, height: int = 352,
-        seed: int = 0, on_clip: Callable[[dict], None] | None = None) -> dict:
+        seed: int = 0, on_clip: Callable[[dict], None] | None = None,
+        view_command: str | None = None) -> dict:
     """Run every reference; with out_dir, write what `sonic-ray eval` writes (metrics.json with
     this run's settings and speed, clips.parquet, report.html, videos/ of the `render` worst
-    clips). Returns {"metrics": metrics.json content, "rows": per-clip rows, "speed": ...}."""
+    clips; report.html gives `view_command`, with `{clip}`, for any clip). Returns {"metrics":
+    metrics.json content, "rows": per-clip rows, "speed": ...}."""
     from sonic_ray.eval.metrics import clip_metrics, summarize
     from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
     from sonic_ray.eval.runner import ClipTrajectory, worst_first_key
@@ -264,5 +267,5 @@ def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Pa
              for row, r in sorted(runs, key=lambda x: worst_first_key(x[0]))[: max(0, int(render))]]
     videos = render_worst(sim.model, worst, out / VIDEOS_DIR, several_encoders=False, width=width, height=height)
     metrics = write_outputs(out, rows, meta=run_meta, videos=videos,
-                            title=f"sonic-ray sim2sim: {Path(onnx_path).name}")
+                            title=f"sonic-ray sim2sim: {Path(onnx_path).name}", view_command=view_command)
     return {"metrics": metrics, "rows": rows, "speed": speed}

@@ -15,9 +15,18 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT}; 0: any free)")
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine "
-                   "only; reach it from elsewhere through an ssh tunnel)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to serve on (default {DEFAULT_PORT}; 0: any free)",
+    )
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to bind (default {DEFAULT_HOST}: this machine "
+        "only; reach it from elsewhere through an ssh tunnel)",
+    )
 
 
 def add_parser(subparsers) -> None:
@@ -34,10 +43,17 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("policy", help="run a checkpoint's or an exported ONNX policy live in MuJoCo (CPU)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="PATH", help="a checkpoint dir, or a run dir (its latest)")
-    src.add_argument("--onnx", metavar="FILE", help="a policy_<encoder>.onnx from `sonic-ray export` (the other "
-                     "policy_*.onnx beside it become the encoder choices)")
-    p.add_argument("--motions", metavar="STORE", help="reference clips (required with --onnx; default with "
-                   "--checkpoint: the store it was trained on)")
+    src.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="a policy_<encoder>.onnx from `sonic-ray export` (the other "
+        "policy_*.onnx beside it become the encoder choices)",
+    )
+    p.add_argument(
+        "--motions",
+        metavar="STORE",
+        help="reference clips (required with --onnx; default with --checkpoint: the store it was trained on)",
+    )
     p.add_argument("--clip", metavar="NAME", help="clip shown first (default: the store's first)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pushes")
     _server_args(p)

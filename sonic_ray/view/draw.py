@@ -21,12 +21,24 @@ GRID_CELL = 0.5
 class RobotDrawing:
     """Per-body meshes under `/name/<body>`; `set_pose` moves them all in one message batch."""
 
-    def __init__(self, server, name: str, meshes: list[BodyMesh], *, color=ROBOT_RGB, opacity: float | None = None):
+    def __init__(
+        self, server, name: str, meshes: list[BodyMesh], *, color=ROBOT_RGB, opacity: float | None = None
+    ):
         self.server = server
         self.handles = [
-            server.scene.add_mesh_simple(f"/{name}/{m.body}", m.vertices, m.faces, color=color, opacity=opacity,
-                                         cast_shadow=opacity is None, receive_shadow=opacity is None)
-            if len(m.faces) else None for m in meshes]
+            server.scene.add_mesh_simple(
+                f"/{name}/{m.body}",
+                m.vertices,
+                m.faces,
+                color=color,
+                opacity=opacity,
+                cast_shadow=opacity is None,
+                receive_shadow=opacity is None,
+            )
+            if len(m.faces)
+            else None
+            for m in meshes
+        ]
 
     def set_pose(self, body_pos_w: np.ndarray, body_quat_w: np.ndarray, offset: np.ndarray) -> None:
         """body_pos_w (B,3), body_quat_w (B,4) wxyz in the meshes' body order."""
@@ -44,7 +56,9 @@ class Markers:
     """A set of spheres (one icosphere each; a handful per frame, so no batching needed)."""
 
     def __init__(self, server, name: str, count: int, *, color, radius: float = 0.035):
-        self.handles = [server.scene.add_icosphere(f"/{name}/{i}", radius=radius, color=color) for i in range(count)]
+        self.handles = [
+            server.scene.add_icosphere(f"/{name}/{i}", radius=radius, color=color) for i in range(count)
+        ]
 
     def set(self, points_w: np.ndarray | None, offset: np.ndarray, visible: bool = True) -> None:
         show = visible and points_w is not None
@@ -56,8 +70,16 @@ class Markers:
 
 class Ground:
     def __init__(self, server):
-        self.grid = server.scene.add_grid("/ground", width=20.0, height=20.0, cell_size=GRID_CELL, section_size=1.0,
-                                          plane_color=(235, 235, 235), plane_opacity=1.0, shadow_opacity=0.2)
+        self.grid = server.scene.add_grid(
+            "/ground",
+            width=20.0,
+            height=20.0,
+            cell_size=GRID_CELL,
+            section_size=1.0,
+            plane_color=(235, 235, 235),
+            plane_opacity=1.0,
+            shadow_opacity=0.2,
+        )
 
     def follow(self, offset: np.ndarray) -> None:
         self.grid.position = (-(offset[0] % 1.0), -(offset[1] % 1.0), -0.001)

@@ -48,8 +48,10 @@ def _geom_mesh(geom_type: int, size: tuple[float, ...]):
     elif geom_type == _GT.mjGEOM_CYLINDER:
         m = trimesh.creation.cylinder(radius=float(size[0]), height=2.0 * float(size[1]), sections=16)
     else:
-        raise ValueError(f"geom type {mujoco.mjtGeom(geom_type).name} is not drawn by the viewer "
-                         "(capsule, sphere, box, cylinder are)")
+        raise ValueError(
+            f"geom type {mujoco.mjtGeom(geom_type).name} is not drawn by the viewer "
+            "(capsule, sphere, box, cylinder are)"
+        )
     return np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces, dtype=np.int64)
 
 
@@ -68,8 +70,13 @@ def body_meshes(model: mujoco.MjModel, body_names) -> list[BodyMesh]:
             verts.append(v @ _quat_to_mat(model.geom_quat[g]).T + model.geom_pos[g])
             faces.append(f + n)
             n += len(v)
-        out.append(BodyMesh(name, np.concatenate(verts).astype(np.float32) if verts else np.zeros((0, 3), np.float32),
-                            np.concatenate(faces).astype(np.uint32) if faces else np.zeros((0, 3), np.uint32)))
+        out.append(
+            BodyMesh(
+                name,
+                np.concatenate(verts).astype(np.float32) if verts else np.zeros((0, 3), np.float32),
+                np.concatenate(faces).astype(np.uint32) if faces else np.zeros((0, 3), np.uint32),
+            )
+        )
     return out
 
 

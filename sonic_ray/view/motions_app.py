@@ -98,8 +98,13 @@ class MotionsApp:
         with self.lock:
             self.poses: ClipPoses = poses
             playing = getattr(self, "playback", None) is None or self.playback.playing
-            self.playback = Playback(poses.num_frames, poses.fps, playing=playing,
-                                     speed=float(self.speed.value.rstrip("x")), loop=bool(self.loop.value))
+            self.playback = Playback(
+                poses.num_frames,
+                poses.fps,
+                playing=playing,
+                speed=float(self.speed.value.rstrip("x")),
+                loop=bool(self.loop.value),
+            )
             self.frame_slider.max = max(1, poses.num_frames - 1)
             if name not in self.clip_list.options:
                 self.clip_list.options = listed(self.store.names, self.search.value, name)
@@ -132,7 +137,9 @@ class MotionsApp:
         with self.server.atomic():
             self.robot.set_pose(p.body_pos_w[f], p.body_quat_w[f], offset)
             self.vr.set(p.vr_pos_w[f], offset, bool(self.show_vr.value))
-            self.smpl.set(None if p.smpl_joints is None else p.smpl_joints[f], offset, bool(self.show_smpl.value))
+            self.smpl.set(
+                None if p.smpl_joints is None else p.smpl_joints[f], offset, bool(self.show_smpl.value)
+            )
             self.ground.follow(offset)
             self.frame_slider.value = f
             self.play_button.label = "Pause" if self.playback.playing else "Play"
@@ -141,10 +148,16 @@ class MotionsApp:
     def _info_text(self) -> str:
         s = self.status()
         bad = s["limit_violations"]
-        lines = [f"**{s['clip']}**", f"frame {s['frame']} / {s['num_frames'] - 1} at {s['fps']:g} fps, "
-                 f"t = {s['time_s']:.2f} s of {s['duration_s']:.2f} s", f"root height {s['root_height_m']:.3f} m",
-                 f"joint-limit violations: {len(bad)}" + "".join(f"\n- {j}: {v:+.3f} rad" for j, v in bad[:8])
-                 + ("\n- ..." if len(bad) > 8 else ""), f"SMPL joints{self.smpl_note}"]
+        lines = [
+            f"**{s['clip']}**",
+            f"frame {s['frame']} / {s['num_frames'] - 1} at {s['fps']:g} fps, "
+            f"t = {s['time_s']:.2f} s of {s['duration_s']:.2f} s",
+            f"root height {s['root_height_m']:.3f} m",
+            f"joint-limit violations: {len(bad)}"
+            + "".join(f"\n- {j}: {v:+.3f} rad" for j, v in bad[:8])
+            + ("\n- ..." if len(bad) > 8 else ""),
+            f"SMPL joints{self.smpl_note}",
+        ]
         return "\n\n".join(lines)
 
     def status(self) -> dict:
@@ -152,8 +165,18 @@ class MotionsApp:
         with self.lock:
             p, pb = self.poses, self.playback
             f = pb.frame
-            return {"clip": p.name, "frame": f, "num_frames": p.num_frames, "fps": p.fps,
-                    "time_s": f / p.fps, "duration_s": p.duration_s, "playing": pb.playing, "speed": pb.speed,
-                    "loop": pb.loop, "root_height_m": float(p.root_height[f]),
-                    "limit_violations": list(p.violations[f]), "has_smpl": p.smpl_joints is not None,
-                    "root_pos_w": np.asarray(p.body_pos_w[f, 0]).tolist()}
+            return {
+                "clip": p.name,
+                "frame": f,
+                "num_frames": p.num_frames,
+                "fps": p.fps,
+                "time_s": f / p.fps,
+                "duration_s": p.duration_s,
+                "playing": pb.playing,
+                "speed": pb.speed,
+                "loop": pb.loop,
+                "root_height_m": float(p.root_height[f]),
+                "limit_violations": list(p.violations[f]),
+                "has_smpl": p.smpl_joints is not None,
+                "root_pos_w": np.asarray(p.body_pos_w[f, 0]).tolist(),
+            }

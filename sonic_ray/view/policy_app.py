@@ -124,19 +124,34 @@ class PolicyApp:
         fail = ", ".join(st["failures"]) or "none"
         first = st["first_failure"]
         first_txt = "none yet" if first is None else f"{first[1]} at step {first[0]}"
-        return "\n\n".join([
-            f"**{st['clip']}** with the **{st['encoder']}** encoder",
-            f"step {st['frame']} / {st['num_frames'] - 1} ({'running' if st['running'] else 'paused'})",
-            f"tracking error: {st['error_mm']:.1f} mm (root-relative {st['error_local_mm']:.1f} mm)",
-            f"terminations firing now: {fail}", f"first termination this episode: {first_txt}",
-            f"root height {st['root_height_m']:.3f} m"])
+        return "\n\n".join(
+            [
+                f"**{st['clip']}** with the **{st['encoder']}** encoder",
+                f"step {st['frame']} / {st['num_frames'] - 1} ({'running' if st['running'] else 'paused'})",
+                f"tracking error: {st['error_mm']:.1f} mm (root-relative {st['error_local_mm']:.1f} mm)",
+                f"terminations firing now: {fail}",
+                f"first termination this episode: {first_txt}",
+                f"root height {st['root_height_m']:.3f} m",
+            ]
+        )
 
     def status(self) -> dict:
         """What the page shows now (clip, encoder, step, errors, terminations, run state)."""
         with self.lock:
             s, r = self.session, self.session.last
-            return {"clip": s.clip, "encoder": s.encoder, "encoders": list(s.policies), "frame": r.frame,
-                    "num_frames": r.num_frames, "error_mm": r.error_mm, "error_local_mm": r.error_local_mm,
-                    "failures": list(r.failures), "first_failure": r.first_failure, "running": self.running,
-                    "steps": self.steps, "pushes": self.pushes,
-                    "root_height_m": float(s.sim.data.qpos[2]), "root_pos_w": s.sim.data.qpos[:3].tolist()}
+            return {
+                "clip": s.clip,
+                "encoder": s.encoder,
+                "encoders": list(s.policies),
+                "frame": r.frame,
+                "num_frames": r.num_frames,
+                "error_mm": r.error_mm,
+                "error_local_mm": r.error_local_mm,
+                "failures": list(r.failures),
+                "first_failure": r.first_failure,
+                "running": self.running,
+                "steps": self.steps,
+                "pushes": self.pushes,
+                "root_height_m": float(s.sim.data.qpos[2]),
+                "root_pos_w": s.sim.data.qpos[:3].tolist(),
+            }

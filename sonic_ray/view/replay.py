@@ -94,8 +94,9 @@ class ClipPoses:
         return (self.num_frames - 1) / self.fps
 
 
-def joint_limit_violations(joint_pos: np.ndarray, lower: np.ndarray, upper: np.ndarray, names,
-                           tol: float = 1e-4) -> list[list[tuple[str, float]]]:
+def joint_limit_violations(
+    joint_pos: np.ndarray, lower: np.ndarray, upper: np.ndarray, names, tol: float = 1e-4
+) -> list[list[tuple[str, float]]]:
     """Per frame of joint_pos (T,J): [(joint name, radians past its limit)] for joints more than
     `tol` outside [lower, upper] (signed: negative below the lower limit)."""
     below, above = joint_pos - lower, joint_pos - upper
@@ -119,8 +120,10 @@ class Poser:
 
     def check_joints(self, store: MotionStore) -> None:
         if store.joint_names != list(self.robot.joint_names):
-            raise StoreError(f"{store.path}: its joints {store.joint_names[:3]}... are not robot "
-                             f"{self.robot.name!r}'s {list(self.robot.joint_names)[:3]}... (order matters)")
+            raise StoreError(
+                f"{store.path}: its joints {store.joint_names[:3]}... are not robot "
+                f"{self.robot.name!r}'s {list(self.robot.joint_names)[:3]}... (order matters)"
+            )
 
     def pose(self, clip: MotionClip) -> ClipPoses:
         if clip.name in self._cache:
@@ -131,11 +134,22 @@ class Poser:
             bp, bq = self.fk.forward(t(clip.root_pos), t(clip.root_quat), t(clip.joint_pos))
             vr = self.fk.points(bp, bq, self.vr_table)
         r = self.robot
-        poses = ClipPoses(clip.name, float(clip.fps), bp.numpy(), bq.numpy(), vr.numpy(),
-                          None if clip.smpl_joints is None else np.asarray(clip.smpl_joints, dtype=np.float64),
-                          np.asarray(clip.joint_pos, dtype=np.float64), np.asarray(clip.root_pos[:, 2], np.float64),
-                          joint_limit_violations(np.asarray(clip.joint_pos, dtype=np.float64),
-                                                 np.asarray(r.joint_lower), np.asarray(r.joint_upper), r.joint_names))
+        poses = ClipPoses(
+            clip.name,
+            float(clip.fps),
+            bp.numpy(),
+            bq.numpy(),
+            vr.numpy(),
+            None if clip.smpl_joints is None else np.asarray(clip.smpl_joints, dtype=np.float64),
+            np.asarray(clip.joint_pos, dtype=np.float64),
+            np.asarray(clip.root_pos[:, 2], np.float64),
+            joint_limit_violations(
+                np.asarray(clip.joint_pos, dtype=np.float64),
+                np.asarray(r.joint_lower),
+                np.asarray(r.joint_upper),
+                r.joint_names,
+            ),
+        )
         self._cache[clip.name] = poses
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)

@@ -35,8 +35,10 @@ def check_port(host: str, port: int) -> None:
 def host_warning(host: str) -> str | None:
     if host in LOCAL_HOSTS:
         return None
-    return (f"warning: --host {host} makes the viewer reachable from other machines; it has no "
-            "authentication, and anyone who reaches the port can watch and drive it")
+    return (
+        f"warning: --host {host} makes the viewer reachable from other machines; it has no "
+        "authentication, and anyone who reaches the port can watch and drive it"
+    )
 
 
 def start_server(host: str, port: int, *, title: str):
@@ -67,13 +69,18 @@ def announce(server, host: str, what: str, *, out=sys.stdout) -> str:
         print(warn, file=sys.stderr)
     print(f"sonic-ray view {what}: open {url} in a browser (Ctrl-C stops)", file=out)
     if host in LOCAL_HOSTS:
-        print(f"  from another machine: ssh -L {server.get_port()}:127.0.0.1:{server.get_port()} <this host>, "
-              f"then open http://127.0.0.1:{server.get_port()}", file=out)
+        print(
+            f"  from another machine: ssh -L {server.get_port()}:127.0.0.1:{server.get_port()} <this host>, "
+            f"then open http://127.0.0.1:{server.get_port()}",
+            file=out,
+        )
     out.flush()
     return url
 
 
-def serve(server, tick: Callable[[float], None], *, rate_hz: float, stop: Callable[[], bool] = lambda: False) -> None:
+def serve(
+    server, tick: Callable[[float], None], *, rate_hz: float, stop: Callable[[], bool] = lambda: False
+) -> None:
     """Call tick(dt) at about rate_hz until Ctrl-C (or `stop()`), then stop the server."""
     period, last = 1.0 / rate_hz, time.perf_counter()
     try:

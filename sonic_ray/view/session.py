@@ -78,7 +78,10 @@ def onnx_policies(path: str | Path) -> dict[str, OnnxPolicy]:
             meta = read_metadata(other)
         except MetadataError:
             continue
-        same = meta.get("source") == first.meta.get("source") and meta["joint_names"] == first.meta["joint_names"]
+        same = (
+            meta.get("source") == first.meta.get("source")
+            and meta["joint_names"] == first.meta["joint_names"]
+        )
         if meta["kind"] == "policy" and same and meta["encoder"] not in out:
             out[meta["encoder"]] = OnnxPolicy(other)
     return out
@@ -101,8 +104,9 @@ class StepReport:
 class PolicySession:
     """policies {encoder: policy with .meta}; store: a motion store for the references."""
 
-    def __init__(self, policies: Mapping[str, object], store: str | Path, *, clip: str | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, policies: Mapping[str, object], store: str | Path, *, clip: str | None = None, seed: int = 0
+    ):
         from sonic_ray.motion.motion_lib import MotionLib
         from sonic_ray.robots import TorchFK, load_model
 
@@ -164,8 +168,13 @@ class PolicySession:
 
     def push(self) -> np.ndarray:
         """Add a random root velocity (the training push's ranges); returns it (3,) m/s, world."""
-        dv = np.array([self.rng.uniform(*PUSH_LIN_VEL_XY), self.rng.uniform(*PUSH_LIN_VEL_XY),
-                       self.rng.uniform(*PUSH_LIN_VEL_Z)])
+        dv = np.array(
+            [
+                self.rng.uniform(*PUSH_LIN_VEL_XY),
+                self.rng.uniform(*PUSH_LIN_VEL_XY),
+                self.rng.uniform(*PUSH_LIN_VEL_Z),
+            ]
+        )
         self.sim.data.qvel[:3] += dv
         return dv
 
@@ -194,7 +203,9 @@ class PolicySession:
         rob, ref = self.robot_pose()[0], ep.ref.at("body_pos_w", f)
         err = np.linalg.norm(rob - ref, axis=-1).mean()
         local = np.linalg.norm((rob - rob[:1]) - (ref - ref[:1]), axis=-1).mean()
-        return StepReport(f, ep.ref.num_frames, 1e3 * float(err), 1e3 * float(local), failures, self.first_failure)
+        return StepReport(
+            f, ep.ref.num_frames, 1e3 * float(err), 1e3 * float(local), failures, self.first_failure
+        )
 
     def robot_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """(B,3), (B,4): the robot's bodies now, in the metadata's body order."""

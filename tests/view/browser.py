@@ -24,9 +24,18 @@ import numpy as np
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # WebGL on the CPU (no GPU in CI): SwiftShader through ANGLE.
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-         "--enable-unsafe-swiftshader", "--no-first-run", "--no-default-browser-check",
-         "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 
 
 def find_chromium() -> str | None:
@@ -41,9 +50,19 @@ class Browser:
         from websockets.sync.client import connect
 
         self.profile = tempfile.mkdtemp(prefix="sonic-ray-chromium-")
-        self.proc = subprocess.Popen([executable, *FLAGS, f"--window-size={width},{height}",
-                                      "--remote-debugging-port=0", f"--user-data-dir={self.profile}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                executable,
+                *FLAGS,
+                f"--window-size={width},{height}",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         url = self._devtools_url(timeout=60)
         self.ws = connect(url, max_size=64 * 1024 * 1024, open_timeout=30)
         self.size = (width, height)
@@ -60,7 +79,9 @@ class Browser:
             line = self.proc.stderr.readline()
             m = re.search(r"DevTools listening on (ws://\S+)", line or "")
             if m:
-                threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()  # drain
+                threading.Thread(
+                    target=lambda: [None for _ in self.proc.stderr], daemon=True
+                ).start()  # drain
                 return m.group(1)
             if not line and self.proc.poll() is not None:
                 break
@@ -79,8 +100,9 @@ class Browser:
         except Exception:  # closed
             pass
 
-    def send(self, method: str, params: dict | None = None, *, session: str | None = None,
-             timeout: float = 60.0) -> dict:
+    def send(
+        self, method: str, params: dict | None = None, *, session: str | None = None, timeout: float = 60.0
+    ) -> dict:
         i = next(self._ids)
         msg = {"id": i, "method": method, "params": params or {}}
         if session:
@@ -105,8 +127,11 @@ class Browser:
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session=session)
         w, h = self.size
-        self.send("Emulation.setDeviceMetricsOverride", {"width": w, "height": h, "deviceScaleFactor": 1,
-                                                         "mobile": False}, session=session)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": False},
+            session=session,
+        )
         self.send("Page.navigate", {"url": url}, session=session)
         return page
 
@@ -127,8 +152,11 @@ class Page:
         self.browser, self.session = browser, session
 
     def eval(self, js: str):
-        r = self.browser.send("Runtime.evaluate", {"expression": js, "returnByValue": True, "awaitPromise": True},
-                              session=self.session)
+        r = self.browser.send(
+            "Runtime.evaluate",
+            {"expression": js, "returnByValue": True, "awaitPromise": True},
+            session=self.session,
+        )
         if "exceptionDetails" in r:
             raise RuntimeError(f"page JS failed: {r['exceptionDetails'].get('text')} in {js[:80]!r}")
         return r["result"].get("value")
@@ -151,7 +179,8 @@ class Page:
     def click_text(self, text: str, selector: str = "button") -> None:
         """Click the first `selector` element whose visible text is `text`."""
         ok = self.eval(f"""(() => {{ const el = [...document.querySelectorAll({json.dumps(selector)})]
-            .find(e => e.innerText.trim() === {json.dumps(text)}); if (!el) return false; el.click(); return true; }})()""")
+            .find(e => e.innerText.trim() === {json.dumps(text)});
+            if (!el) return false; el.click(); return true; }})()""")
         if not ok:
             raise LookupError(f"page: no {selector} with text {text!r}")
 

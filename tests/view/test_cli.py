@@ -36,13 +36,17 @@ def test_busy_port_is_named(store, capsys):
         with pytest.raises(PortBusy, match=f"127.0.0.1:{port}"):
             check_port("127.0.0.1", port)
         assert main(["view", "motions", str(store), "--port", str(port)]) == 2
-    assert re.fullmatch(rf"sonic-ray view motions: cannot listen on 127\.0\.0\.1:{port} \(.*\); pick another --port",
-                        _one_error(capsys))
+    assert re.fullmatch(
+        rf"sonic-ray view motions: cannot listen on 127\.0\.0\.1:{port} \(.*\); pick another --port",
+        _one_error(capsys),
+    )
 
 
 def test_unknown_clip_and_bad_store_are_named(store, tmp_path, capsys):
     assert main(["view", "motions", str(store), "--clip", "sway7", "--port", "0"]) == 2
-    assert _one_error(capsys).startswith(f"sonic-ray view motions: {store}: no clip named 'sway7'; did you mean [")
+    assert _one_error(capsys).startswith(
+        f"sonic-ray view motions: {store}: no clip named 'sway7'; did you mean ["
+    )
     assert main(["view", "motions", str(tmp_path / "missing.parquet"), "--port", "0"]) == 2
     assert _one_error(capsys).endswith("missing.parquet: motion store not found")
 
@@ -64,11 +68,18 @@ def test_only_other_hosts_warn():
 @pytest.mark.slow
 def test_serves_on_localhost_prints_url_and_stops_on_ctrl_c(store):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sonic_ray", "view", "motions", str(store), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sonic_ray", "view", "motions", str(store), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
-        m = re.match(r"sonic-ray view motions: open (http://127\.0\.0\.1:(\d+)) in a browser \(Ctrl-C stops\)", line)
+        m = re.match(
+            r"sonic-ray view motions: open (http://127\.0\.0\.1:(\d+)) in a browser \(Ctrl-C stops\)", line
+        )
         assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
         with urllib.request.urlopen(m.group(1), timeout=30) as r:
             assert r.status == 200 and b"<html" in r.read(2000).lower()

@@ -24,7 +24,9 @@ ROBOT_REGION = (slice(200, 620), slice(480, 800))  # rows, columns of a 1280x800
 def browser():
     exe = find_chromium()
     if exe is None:
-        pytest.skip("no chromium: `make setup` installs Debian's chromium (as root); or set SONIC_RAY_CHROMIUM")
+        pytest.skip(
+            "no chromium: `make setup` installs Debian's chromium (as root); or set SONIC_RAY_CHROMIUM"
+        )
     b = Browser(exe)
     yield b
     b.close()
@@ -44,8 +46,10 @@ def robot_pixels(img: np.ndarray) -> int:
 def open_app(browser, server, app):
     player = Player(server, app)
     page = browser.open(url_of(server, "127.0.0.1"))
-    page.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Pause')",
-                  what="the control panel")
+    page.wait_for(
+        "[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Pause')",
+        what="the control panel",
+    )
     return player, page
 
 
@@ -62,8 +66,10 @@ def choose(page, handle, option: str) -> None:
     """Pick `option` in a viser dropdown (a Mantine select): open it as a mouse does, click the option."""
     page.eval(f"""(() => {{ const el = document.getElementById('{handle._impl.uuid}');
         el.dispatchEvent(new MouseEvent('mousedown', {{bubbles: true}})); el.click(); }})()""")
-    visible = f"[...document.querySelectorAll('[role=option]')].filter(o => o.offsetParent !== null && " \
-              f"o.innerText.trim() === '{option}')"
+    visible = (
+        f"[...document.querySelectorAll('[role=option]')].filter(o => o.offsetParent !== null && "
+        f"o.innerText.trim() === '{option}')"
+    )
     page.wait_for(f"{visible}.length > 0", what=f"option {option!r}")
     page.eval(f"{visible}[0].click()")
 

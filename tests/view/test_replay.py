@@ -36,7 +36,7 @@ def test_every_geom_is_drawn_where_mujoco_puts_it(poser):
         start = 0
         for g in np.flatnonzero(model.geom_bodyid == b):
             n = len(geom_mesh(int(model.geom_type[g]), model.geom_size[g])[0])
-            centre = world[start:start + n].mean(axis=0)
+            centre = world[start : start + n].mean(axis=0)
             start += n
             np.testing.assert_allclose(centre, data.geom_xpos[g], atol=2e-3)
 
@@ -62,7 +62,9 @@ def test_joint_limit_violations_name_joint_and_excess(poser, store):
         ((name, excess),) = poses.violations[f]
         assert name == LIMIT_JOINT and excess == pytest.approx(0.1, abs=1e-5)
     # hand numbers: below the lower limit is negative, inside is nothing
-    got = joint_limit_violations(np.array([[-1.5, 0.0, 2.5]]), np.array([-1.0] * 3), np.array([1.0] * 3), "abc")
+    got = joint_limit_violations(
+        np.array([[-1.5, 0.0, 2.5]]), np.array([-1.0] * 3), np.array([1.0] * 3), "abc"
+    )
     assert got == [[("a", -0.5), ("c", 1.5)]]
 
 

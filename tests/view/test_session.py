@@ -86,4 +86,4 @@ def test_push_reset_encoder_clip_end_and_terminations(built):
     s.select_clip("sway2")
     frames = s.ref.num_frames
     reports = [s.step() for _ in range(frames + 1)]
-    assert [r.frame for r in reports[frames - 2:]] == [frames - 1, 0, 1]  # the clip's end starts it again
+    assert [r.frame for r in reports[frames - 2 :]] == [frames - 1, 0, 1]  # the clip's end starts it again
