@@ -93,3 +93,17 @@ def test_serves_on_localhost_prints_url_and_stops_on_ctrl_c(store):
             proc.kill()
     assert proc.returncode == 0, err
     assert "sonic-ray view: stopped" in err and "Traceback" not in err
+
+
+def test_training_prints_the_command_that_views_its_latest_checkpoint(tmp_path):
+    from sonic_ray.cli import build_parser
+    from sonic_ray.config import load_config
+    from sonic_ray.train.cli import view_command
+
+    cfg = load_config([f"motions.store={tmp_path / 'my store.parquet'}"])
+    line = view_command(tmp_path / "runs" / "demo-1", cfg)
+    assert line == f"sonic-ray view policy --checkpoint {tmp_path}/runs/demo-1 --motions '{tmp_path}/my store.parquet'"
+    import shlex
+
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert args.checkpoint == str(tmp_path / "runs" / "demo-1") and args.motions == str(tmp_path / "my store.parquet")
