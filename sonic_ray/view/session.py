@@ -46,13 +46,13 @@ class TorchPolicy:
 
 
 def checkpoint_policies(checkpoint: str | Path) -> tuple[dict[str, TorchPolicy], str]:
-    """({encoder: policy}, the motion store of the checkpoint's config) from a checkpoint or run
-    dir (its latest). CheckpointError / ValueError name the checkpoint."""
+    """({encoder: policy}, the motion store of the checkpoint's config: motions.store, else the
+    synthetic set's cache, never built here: the viewer writes nothing) from a checkpoint or run dir
+    (its latest). CheckpointError / ValueError name the checkpoint."""
     import json
 
     from sonic_ray.deploy.export import file_metadata, prepare_export
     from sonic_ray.deploy.onnx_meta import _jsonable
-    from sonic_ray.envs.factory import motion_store_path
 
     torch.set_num_threads(1)
     prep = prepare_export(checkpoint)
@@ -62,7 +62,7 @@ def checkpoint_policies(checkpoint: str | Path) -> tuple[dict[str, TorchPolicy],
             # through JSON, as a reader of the exported file sees the metadata
             meta = json.loads(json.dumps(_jsonable(file_metadata(prep.base, spec, tol=math.nan))))
             out[spec.encoder] = TorchPolicy(spec.graph, meta)
-    return out, motion_store_path(prep.cfg)
+    return out, prep.cfg.motions.store or prep.cfg.motions.synth_cache
 
 
 def onnx_policies(path: str | Path) -> dict[str, OnnxPolicy]:
