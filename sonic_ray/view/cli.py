@@ -113,13 +113,14 @@ def build_policy(args: argparse.Namespace):
 
     if args.checkpoint:
         policies, store = checkpoint_policies(args.checkpoint)
-        title = f"checkpoint {Path(args.checkpoint).name}"
+        title, encoder = f"checkpoint {Path(args.checkpoint).name}", None
     else:
         if not args.motions:
             raise ValueError("--onnx needs --motions STORE (the reference clips)")
         policies, store = onnx_policies(args.onnx), None
-        title = f"ONNX {Path(args.onnx).name}"
-    return PolicySession(policies, args.motions or store, clip=args.clip, seed=args.seed), title
+        title, encoder = f"ONNX {Path(args.onnx).name}", next(iter(policies))  # the file named acts first
+    session = PolicySession(policies, args.motions or store, clip=args.clip, encoder=encoder, seed=args.seed)
+    return session, title
 
 
 def cmd_policy(args: argparse.Namespace) -> int:

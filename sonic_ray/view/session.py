@@ -102,10 +102,17 @@ class StepReport:
 
 
 class PolicySession:
-    """policies {encoder: policy with .meta}; store: a motion store for the references."""
+    """policies {encoder: policy with .meta}; store: a motion store for the references; encoder: the
+    one acting first (default g1, else the first the policy has)."""
 
     def __init__(
-        self, policies: Mapping[str, object], store: str | Path, *, clip: str | None = None, seed: int = 0
+        self,
+        policies: Mapping[str, object],
+        store: str | Path,
+        *,
+        clip: str | None = None,
+        encoder: str | None = None,
+        seed: int = 0,
     ):
         from sonic_ray.motion.motion_lib import MotionLib
         from sonic_ray.robots import TorchFK, load_model
@@ -113,7 +120,9 @@ class PolicySession:
         if not policies:
             raise ValueError("no policy to run")
         self.policies = {e: policies[e] for e in sorted(policies, key=_encoder_rank)}
-        self.encoder = next(iter(self.policies))
+        self.encoder = encoder or next(iter(self.policies))
+        if self.encoder not in self.policies:
+            raise KeyError(f"encoder {self.encoder!r}: this policy has {list(self.policies)}")
         meta = self.meta = self.policies[self.encoder].meta
         self.layouts = {}
         for p in self.policies.values():
