@@ -102,8 +102,10 @@ def test_training_prints_the_command_that_views_its_latest_checkpoint(tmp_path):
 
     cfg = load_config([f"motions.store={tmp_path / 'my store.parquet'}"])
     line = view_command(tmp_path / "runs" / "demo-1", cfg)
-    assert line == f"sonic-ray view policy --checkpoint {tmp_path}/runs/demo-1 --motions '{tmp_path}/my store.parquet'"
+    run, store = f"{tmp_path}/runs/demo-1", f"'{tmp_path}/my store.parquet'"
+    assert line == f"sonic-ray view policy --checkpoint {run} --motions {store}"
     import shlex
 
     args = build_parser().parse_args(shlex.split(line)[1:])
-    assert args.checkpoint == str(tmp_path / "runs" / "demo-1") and args.motions == str(tmp_path / "my store.parquet")
+    assert args.checkpoint == str(tmp_path / "runs" / "demo-1")
+    assert args.motions == str(tmp_path / "my store.parquet")

@@ -43,7 +43,8 @@ def test_checkpoint_and_its_export_drive_the_same_loop(built):
     torch_policies, default_store = checkpoint_policies(ckpt)
     assert default_store == str(store) and list(torch_policies) == ["g1", "teleop", "smpl"]
     from_ckpt = PolicySession(torch_policies, store, clip="sway1")
-    from_onnx = PolicySession(onnx_policies(onnx / "policy_teleop.onnx"), store, clip="sway1", encoder="teleop")
+    teleop_file = onnx_policies(onnx / "policy_teleop.onnx")
+    from_onnx = PolicySession(teleop_file, store, clip="sway1", encoder="teleop")
     assert list(from_onnx.policies) == ["g1", "teleop", "smpl"]  # the sibling files, in the usual order
     assert from_onnx.encoder == "teleop" and from_ckpt.encoder == "g1"
     for enc in ("g1", "teleop", "smpl"):
