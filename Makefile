@@ -14,6 +14,9 @@ PYTEST_ARGS ?=
 # else print what is needed and carry on (everything but video rendering works without them).
 RENDER_PKGS := libegl1 libegl-mesa0 libgl1 libglx-mesa0 libgl1-mesa-dri libopengl0
 RENDER_LIBS := libEGL.so.1 libEGL_mesa.so.0 libOpenGL.so.0 libGL.so.1
+# The viewer's browser tests (tests/view/test_pages.py) drive a headless chromium: installed the same way.
+BROWSER_PKGS := chromium
+BROWSERS := chromium chromium-browser google-chrome
 
 system-deps:
 	@missing=""; for lib in $(RENDER_LIBS); do ldconfig -p 2>/dev/null | grep -q "$$lib" || missing="$$missing $$lib"; done; \
@@ -26,6 +29,15 @@ system-deps:
 	else \
 	  echo "note: missing$$missing; evaluation videos need $(RENDER_PKGS) (not root or no apt-get: not installed)"; \
 	fi
+	@found=""; for b in $(BROWSERS); do command -v $$b >/dev/null 2>&1 && found=$$b; done; \
+	if [ -n "$$found" ] || [ -n "$$SONIC_RAY_CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "no chromium: installing $(BROWSER_PKGS) for the viewer's browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(BROWSER_PKGS) >/dev/null) || echo "warning: apt-get could not install $(BROWSER_PKGS); the browser tests will skip"; \
+	else \
+	  echo "note: no chromium; the viewer's browser tests need $(BROWSER_PKGS) (not root or no apt-get: not installed; they skip)"; \
+	fi
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +46,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,export,video,fsq,warp]"
+	$(PY) -m pip install -q -e ".[dev,export,video,fsq,warp,view]"
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "sonic_ray.tune.cli",
     "sonic_ray.eval.cli",
     "sonic_ray.deploy.cli",
+    "sonic_ray.view.cli",
     "sonic_ray.bench",
 )
 

@@ -82,10 +82,20 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
         task = bar.add_task(f"sim2sim {Path(args.onnx).name}", total=len(refs))
         result = sim2sim.run(args.onnx, refs, out_dir=out, obs_delay_steps=args.obs_delay_steps,
                              obs_noise=args.obs_noise, render=args.render, seed=args.seed,
-                             on_clip=lambda row: bar.advance(task))
+                             on_clip=lambda row: bar.advance(task), view_command=_view_command(args))
     m, speed = result["metrics"], result["speed"]
     mpjpe = "n/a (no clip completed)" if m.get("mpjpe_g_mm") is None else f"{m['mpjpe_g_mm']:.1f} mm"
     print(f"{m['num_clips']} clips, success rate {m['success_rate']:.3f}, MPJPE global {mpjpe}; "
           f"{speed['steps_per_s']:.0f} steps/s ({speed['realtime_factor']:.1f}x real time)")
     print(f"wrote {out / 'metrics.json'}")
     return 0
+
+
+def _view_command(args: argparse.Namespace) -> str | None:
+    """The `sonic-ray view policy` command that opens a clip of this run (none for VR targets)."""
+    import shlex
+
+    if not args.motions:
+        return None
+    return (f"sonic-ray view policy --onnx {shlex.quote(str(args.onnx))} "
+            f"--motions {shlex.quote(str(args.motions))} --clip {{clip}}")

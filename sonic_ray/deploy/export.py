@@ -317,26 +317,46 @@ def check_layouts(layouts: dict, obs_dims: dict[str, int], source: str) -> None:
                              f"({layouts[key]['history_length']} x [{terms}]) but the weights take {width}")
 
 
+@dataclass
+class PreparedExport:
+    """A checkpoint's policy with everything its files would say about themselves: `base` metadata
+    (all observation layouts) and one `Spec` per file. The viewer runs `specs` in torch with the
+    metadata a file would carry (`file_metadata`), so a checkpoint and its export drive the same loop."""
+
+    cfg: object  # SonicConfig
+    ac: nn.Module
+    info: dict
+    base: dict
+    specs: list[Spec]
+
+
+def prepare_export(checkpoint: str | Path) -> PreparedExport:
+    """Load the checkpoint and build the graphs and metadata of every file (nothing traced or written).
+    Raises ValueError when the config's observation layout does not fit the weights."""
+    from sonic_ray.robots import get_robot
+
+    cfg, ac, info = load_for_export(checkpoint)
+    robot = get_robot(cfg.robot.name)
+    obs_dims, _ = _obs_dims(ac.state_dict())
+    layouts, command = observation_layouts(cfg, robot)
+    check_layouts(layouts, obs_dims, info["checkpoint"])
+    base = base_metadata(cfg, robot, layouts, command, info)
+    return PreparedExport(cfg, ac, info, base, export_specs(ac, obs_dims))
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tol: float = 1e-5, batch: int = 64,
                       seed: int = 0, log: Callable[[str], None] | None = None) -> ExportReport:
     """Export every file (see the module docstring) after checking each against torch; all files
     are checked before the first is written, and each is written atomically."""
     import onnx
 
-    from sonic_ray.robots import get_robot
-
     log = log or (lambda _msg: None)
     torch.set_num_threads(1)
-    cfg, ac, info = load_for_export(checkpoint)
+    prepared = prepare_export(checkpoint)
+    ac, info, base, specs = prepared.ac, prepared.info, prepared.base, prepared.specs
     non_finite = [f"token.{n}" for n, p in ac.token.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
     if non_finite:
         raise ExportMismatch(f"{info['checkpoint']}: weights hold NaN/inf in {non_finite[:5]}; nothing exported")
-    robot = get_robot(cfg.robot.name)
-    obs_dims, _ = _obs_dims(ac.state_dict())
-    layouts, command = observation_layouts(cfg, robot)
-    check_layouts(layouts, obs_dims, info["checkpoint"])
-    base = base_metadata(cfg, robot, layouts, command, info)
-    specs = export_specs(ac, obs_dims)
     models = []
     for i, spec in enumerate(specs):
         raw = to_onnx(spec)

@@ -45,7 +45,8 @@ def reanchored_bodies(state: RobotState, ref: Reference, frame: int, anchor: int
 
 
 class FailureChecks:
-    """`first_failure(state, ref, frame)` -> the name of the first failing term, or None."""
+    """`first_failure(state, ref, frame)` -> the name of the first failing term, or None;
+    `failures(...)` -> all of them."""
 
     def __init__(self, terms: Mapping[str, Mapping], meta: Mapping):
         self.names = list(meta["body_names"])
@@ -68,13 +69,19 @@ class FailureChecks:
         return default if body_names is None else [self.names.index(b) for b in body_names]
 
     def first_failure(self, state: RobotState, ref: Reference, frame: int) -> str | None:
+        return next(self._failing(state, ref, frame), None)
+
+    def failures(self, state: RobotState, ref: Reference, frame: int) -> list[str]:
+        """Every failing term, in the metadata's order (the viewer shows them all)."""
+        return list(self._failing(state, ref, frame))
+
+    def _failing(self, state: RobotState, ref: Reference, frame: int):
         has_bodies = "body_pos_w" in ref.data
         for name, p in self.terms:
             if name in BODY_TERMS and not has_bodies:
                 continue
             if getattr(self, name)(state, ref, frame, **p):
-                return name
-        return None
+                yield name
 
     def anchor_pos(self, state, ref, frame, threshold, adaptive=False, down_threshold=0.5,
                    root_height_threshold=1.0):

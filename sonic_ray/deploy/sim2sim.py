@@ -102,6 +102,21 @@ class ClipRun:
     timing: dict = field(default_factory=dict)
 
 
+@dataclass
+class Episode:
+    """The state of one running episode: the frame tracked next, the observation builder and its
+    delayed robot states, the last action, and time spent in the policy and in physics."""
+
+    ref: Reference
+    builder: ObservationBuilder
+    state: RobotState
+    history: deque
+    action: np.ndarray
+    frame: int = 0
+    policy_s: float = 0.0
+    physics_s: float = 0.0
+
+
 class Sim2Sim:
     """One robot, one MjData, clips one after another."""
 
@@ -141,43 +156,60 @@ class Sim2Sim:
         d.ctrl[:] = d.qpos[7:]
         return robot_state_from_mujoco(m, d, self.body_ids)
 
+    # ---- one control step at a time (the viewer drives these) ----------------------------------
+    def begin(self, ref: Reference, *, layouts: Mapping | None = None) -> RobotState:
+        """Reset onto `ref` and start an episode. `layouts`: the observation groups to build (default
+        the policy's own; the viewer passes every encoder's, so it can switch policies between steps)."""
+        builder = ObservationBuilder(layouts or self.meta["observations"], self.ctx, noise_scale=self.noise,
+                                     seed=self.seed)
+        state = self.reset(ref)
+        self.episode = Episode(ref, builder, state, deque([state], maxlen=self.delay + 1),
+                               np.zeros(len(self.default)))
+        return state
+
+    def step(self, policy: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None) -> str | None:
+        """One control step tracking the episode's current frame (with `policy`, default this
+        Sim2Sim's): observations, action, `decimation` physics substeps, then the evaluation
+        terminations against that frame. Returns the failing term ("nonfinite" for a blow-up) or None;
+        the episode moves on to the next frame either way."""
+        m, d, ep = self.model, self.data, self.episode
+        t0 = time.perf_counter()
+        seen = ep.history[0]  # the state `delay` steps old (the oldest kept)
+        f = ep.frame
+        build = ep.builder.reset if f == 0 else ep.builder.step
+        obs = build(seen, ep.ref, f, ep.action)
+        ep.action = (policy or self.policy)(obs)
+        t1 = time.perf_counter()
+        d.ctrl[:] = self.default + self.scale * ep.action
+        mujoco.mj_step(m, d, self.decimation)
+        ep.policy_s, ep.physics_s = ep.policy_s + t1 - t0, ep.physics_s + time.perf_counter() - t1
+        ep.frame = f + 1
+        if not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
+            return "nonfinite"
+        ep.state = robot_state_from_mujoco(m, d, self.body_ids)
+        ep.history.append(ep.state)
+        return self.checks.first_failure(ep.state, ep.ref, f)
+
     # ---- one clip -------------------------------------------------------------------------------
     def run_clip(self, ref: Reference, *, max_frames: int | None = None) -> ClipRun:
-        m, d = self.model, self.data
-        builder = ObservationBuilder(self.meta["observations"], self.ctx, noise_scale=self.noise, seed=self.seed)
-        state = self.reset(ref)
-        history: deque[RobotState] = deque([state], maxlen=self.delay + 1)
-        action = np.zeros(len(self.default))
+        d = self.data
+        self.begin(ref)
+        ep = self.episode
         vr_mode = "body_pos_w" not in ref.data
         frames = ref.num_frames if max_frames is None else min(ref.num_frames, int(max_frames))
         rob_pos, ref_pos, rob_q, ref_q = [], [], [], []
         failed, why = False, None
-        t_policy = t_physics = 0.0
         for f in range(frames):
-            rob_pos.append(self._compared_points(state, vr_mode))
+            rob_pos.append(self._compared_points(ep.state, vr_mode))
             ref_pos.append(ref.at("vr_pos_w", f) if vr_mode else ref.at("body_pos_w", f))
             rob_q.append(d.qpos.copy())
             ref_q.append(d.qpos.copy() if vr_mode else
                          np.concatenate((ref.at("root_pos_w", f), ref.at("root_quat_w", f), ref.at("joint_pos", f))))
-            t0 = time.perf_counter()
-            seen = history[0]  # the state `delay` steps old (the oldest kept)
-            obs = builder.reset(seen, ref, f, action) if f == 0 else builder.step(seen, ref, f, action)
-            action = self.policy(obs)
-            t1 = time.perf_counter()
-            d.ctrl[:] = self.default + self.scale * action
-            mujoco.mj_step(m, d, self.decimation)
-            t_policy, t_physics = t_policy + t1 - t0, t_physics + time.perf_counter() - t1
-            if not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
-                failed, why = True, "nonfinite"
-                break
-            state = robot_state_from_mujoco(m, d, self.body_ids)
-            history.append(state)
-            why = self.checks.first_failure(state, ref, f)
+            why = self.step()
             if why is not None:
                 failed = True
                 break
-        steps = len(rob_pos)
-        timing = {"steps": steps, "policy_s": t_policy, "physics_s": t_physics}
+        timing = {"steps": len(rob_pos), "policy_s": ep.policy_s, "physics_s": ep.physics_s}
         return ClipRun(ref.name, np.asarray(rob_pos), np.asarray(ref_pos), np.asarray(rob_q), np.asarray(ref_q),
                        failed, why, ref.num_frames, timing)
 
@@ -190,10 +222,12 @@ class Sim2Sim:
 
 def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Path | None = None,
         obs_delay_steps: int = 0, obs_noise: float = 0.0, render: int = 0, width: int = 480, height: int = 352,
-        seed: int = 0, on_clip: Callable[[dict], None] | None = None) -> dict:
+        seed: int = 0, on_clip: Callable[[dict], None] | None = None,
+        view_command: str | None = None) -> dict:
     """Run every reference; with out_dir, write what `sonic-ray eval` writes (metrics.json with
     this run's settings and speed, clips.parquet, report.html, videos/ of the `render` worst
-    clips). Returns {"metrics": metrics.json content, "rows": per-clip rows, "speed": ...}."""
+    clips; report.html gives `view_command`, with `{clip}`, for any clip). Returns {"metrics":
+    metrics.json content, "rows": per-clip rows, "speed": ...}."""
     from sonic_ray.eval.metrics import clip_metrics, summarize
     from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
     from sonic_ray.eval.runner import ClipTrajectory, worst_first_key
@@ -233,5 +267,5 @@ def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Pa
              for row, r in sorted(runs, key=lambda x: worst_first_key(x[0]))[: max(0, int(render))]]
     videos = render_worst(sim.model, worst, out / VIDEOS_DIR, several_encoders=False, width=width, height=height)
     metrics = write_outputs(out, rows, meta=run_meta, videos=videos,
-                            title=f"sonic-ray sim2sim: {Path(onnx_path).name}")
+                            title=f"sonic-ray sim2sim: {Path(onnx_path).name}", view_command=view_command)
     return {"metrics": metrics, "rows": rows, "speed": speed}

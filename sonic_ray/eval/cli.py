@@ -25,8 +25,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on every clip: metrics, report, videos")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint dir, or a run dir (its latest checkpoint)")
-    p.add_argument("--out", default=None, help="output dir (default: <run_dir>/eval/iter_NNNNNN)")
+    p.add_argument("--checkpoint", help="a checkpoint dir, or a run dir (its latest checkpoint); required "
+                   "unless --render-from names an evaluation (then its checkpoint is the default)")
+    p.add_argument("--out", default=None, help="output dir (default: <run_dir>/eval/iter_NNNNNN; with "
+                   "--render-from: that evaluation's dir)")
+    p.add_argument("--render-from", metavar="DIR/clips.parquet",
+                   help="render the --render K worst clips of an earlier evaluation (re-runs only those "
+                   "clips) and link them from its report.html")
     _common(p)
     p.set_defaults(func=_eval)
 
@@ -56,6 +61,12 @@ def _eval(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # the policy is small; the CPU steps MuJoCo and renders
     console = Console(stderr=True)
+    if args.render_from:
+        return _render_from(args)
+    if not args.checkpoint:
+        print("sonic-ray eval: give --checkpoint PATH (or --render-from DIR/clips.parquet --render K)",
+              file=sys.stderr)
+        return 2
     try:
         plan = plan_evaluation(args.checkpoint, args.overrides, **_eval_kwargs(args))
     except (CheckpointError, ValueError, FileNotFoundError) as e:
@@ -67,6 +78,27 @@ def _eval(args: argparse.Namespace) -> int:
                   f"{plan.num_tasks} task(s), {plan.num_envs} envs) -> {out_dir}")
     metrics = evaluate_plan(plan, out_dir, render=render, progress=not args.no_progress)
     _print_summary(console, metrics, out_dir)
+    return 0
+
+
+def _render_from(args: argparse.Namespace) -> int:
+    from sonic_ray.config.compose import ConfigError
+    from sonic_ray.eval.rerender import render_from
+    from sonic_ray.train.checkpoint import CheckpointError
+
+    if not args.render or args.render < 1:
+        print("sonic-ray eval: --render-from needs --render K (K >= 1 worst clips)", file=sys.stderr)
+        return 2
+    try:
+        videos = render_from(args.render_from, args.render, checkpoint=args.checkpoint,
+                             overrides=args.overrides or None, out_dir=args.out)
+    except (FileNotFoundError, ValueError, CheckpointError, ConfigError) as e:
+        print(f"sonic-ray eval: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else Path(args.render_from).parent
+    for name, caption in videos.items():
+        print(f"{out / 'videos' / name}: {caption}")
+    print(out / "report.html")
     return 0
 
 

@@ -151,6 +151,7 @@ def render_worst(cfg: SonicConfig, worst: Sequence[ClipTrajectory], videos_dir: 
 
 def output_meta(plan: EvalPlan, out: EvalOutput) -> dict:
     return {"checkpoint": str(plan.checkpoint), "iteration": plan.iteration, "encoders": list(plan.encoders),
+            "overrides": list(plan.overrides),
             "num_tasks": plan.num_tasks, "eval_seconds": round(out.seconds, 3), "env_steps": out.env_steps,
             "env_steps_per_s": round(out.env_steps / out.seconds, 1) if out.seconds > 0 else None}
 
@@ -218,7 +219,21 @@ def write_plan_outputs(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, 
     from sonic_ray.eval.report import write_outputs
 
     return write_outputs(Path(out_dir), out.rows, meta={**output_meta(plan, out), **meta}, videos=videos,
-                         title=f"sonic-ray evaluation: {plan.run_dir.name} {plan.checkpoint.name}")
+                         title=report_title(plan), view_command=view_command(plan))
+
+
+def report_title(plan: EvalPlan) -> str:
+    return f"sonic-ray evaluation: {plan.run_dir.name} {plan.checkpoint.name}"
+
+
+def view_command(plan: EvalPlan) -> str:
+    """The `sonic-ray view policy` command that opens a clip (`{clip}`) of this evaluation."""
+    import shlex
+
+    from sonic_ray.envs.factory import motion_store_path
+
+    return (f"sonic-ray view policy --checkpoint {shlex.quote(str(plan.checkpoint))} "
+            f"--motions {shlex.quote(str(motion_store_path(plan.cfg)))} --clip {{clip}}")
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,31 @@ def _fmt(v) -> str:
     return html.escape("-" if v is None else str(v))
 
 
-def render_report(metrics: dict, rows: Sequence[dict], videos: dict[str, str], *, title: str) -> str:
-    """The report page. videos: {video file name relative to the page: caption}."""
+def viewer_section(rows: Sequence[dict], view_command: str | None) -> str:
+    """'Open a clip in the viewer': the viewer is a separate server, so the page gives the command
+    that opens a clip (`view_command` with `{clip}` for the shell-quoted clip name), for any clip."""
+    if not view_command:
+        return ""
+    names = sorted({str(r["clip"]) for r in rows})
+    cmds = {n: view_command.format(clip=shlex.quote(n)) for n in names}
+    opts = "".join(f"<option>{html.escape(n)}</option>" for n in names)
+    first = html.escape(cmds[names[0]]) if names else ""
+    script_json = json.dumps(cmds).replace("</", "<\\/")  # no "</script>" inside the script
+    return f"""<h2 id="viewer">Open a clip in the viewer</h2>
+<p>The viewer is a separate server (<code>sonic-ray view</code>): pick a clip, run the command, open the
+URL it prints.</p><select id="view-clip" onchange="showView()">{opts}</select>
+<pre id="view-cmd">{first}</pre>
+<script>const VIEW = {script_json};
+function showView() {{
+  document.getElementById('view-cmd').textContent = VIEW[document.getElementById('view-clip').value]; }}
+function viewClip(c) {{ document.getElementById('view-clip').value = c; showView(); }}</script>
+"""
+
+
+def render_report(metrics: dict, rows: Sequence[dict], videos: dict[str, str], *, title: str,
+                  view_command: str | None = None) -> str:
+    """The report page. videos: {video file name relative to the page: caption}; view_command: the
+    `sonic-ray view` command line with `{clip}` where the clip name goes (None: no viewer section)."""
     keys = [*SUMMARY_KEYS, "num_success"]
     encs = list(metrics.get("per_encoder", {}))
     head = "".join(f"<th>{html.escape(e)}</th>" for e in encs)
@@ -125,7 +149,12 @@ def render_report(metrics: dict, rows: Sequence[dict], videos: dict[str, str], *
                     for t, b in _plots(rows, worst).items())
     cols = ["clip", "encoder", "success", "completed", "num_frames", "mpjpe_g_mm", "mpjpe_l_mm", "mpjpe_pa_mm",
             "err_vr3_mm", "err_feet_mm"]
-    wt = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in worst)
+    def view(r) -> str:
+        clip = html.escape(json.dumps(str(r["clip"])))
+        return f"<td><a href='#viewer' onclick='viewClip({clip})'>view</a></td>" if view_command else ""
+
+    wt = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + view(r) + "</tr>"
+                 for r in worst)
     vids = "".join(
         f"<figure><video controls muted loop preload='metadata' src='{html.escape(src)}' width='480'></video>"
         f"<figcaption>{html.escape(cap)} (<a href='{html.escape(src)}'>{html.escape(src)}</a>)</figcaption></figure>"
@@ -143,19 +172,22 @@ figure{{display:inline-block;margin:0.5em}}</style></head><body>
 {plots}
 <h2>Worst clips</h2><table><tr>{"".join(f"<th>{c}</th>" for c in cols)}</tr>{wt}</table>
 <h2>Videos of the worst clips</h2><p>Blue: the robot; translucent orange: the reference.</p>{vids}
-</body></html>
+{viewer_section(rows, view_command)}</body></html>
 """
 
 
 def write_outputs(out_dir: str | Path, rows: Sequence[dict], *, meta: dict | None = None,
-                  videos: dict[str, str] | None = None, title: str = "sonic-ray evaluation") -> dict:
+                  videos: dict[str, str] | None = None, title: str = "sonic-ray evaluation",
+                  view_command: str | None = None) -> dict:
     """metrics.json (summary + meta), clips.parquet (one row per clip and encoder), report.html.
-    `videos` {file name under videos/: caption} must already be written. Returns the metrics."""
+    `videos` {file name under videos/: caption} must already be written; `view_command` see
+    `render_report`. Returns the metrics."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = {**summarize(list(rows)), **(meta or {})}
     write_clips_parquet(out / CLIPS_FILE, rows)
     links = {f"{VIDEOS_DIR}/{name}": cap for name, cap in (videos or {}).items()}
-    atomic_write(out / REPORT_FILE, render_report(metrics, rows, links, title=title).encode())
+    page = render_report(metrics, rows, links, title=title, view_command=view_command)
+    atomic_write(out / REPORT_FILE, page.encode())
     write_metrics_json(out / METRICS_FILE, metrics)  # last: its presence means the directory is complete
     return metrics

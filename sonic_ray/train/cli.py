@@ -43,4 +43,15 @@ def _train(args: argparse.Namespace) -> int:
     print(f"run dir: {trainer.run_dir}", file=sys.stderr)
     keys = ("iteration", "env/episode_length", "reward/total", "perf/env_steps_per_s")
     print(" ".join(f"{k}={last.get(k)}" for k in keys))
+    print(f"watch the latest checkpoint: {view_command(trainer.run_dir, cfg)}")
     return 0
+
+
+def view_command(run_dir, cfg) -> str:
+    """The `sonic-ray view policy` line for a run's latest checkpoint (a run dir resolves to it)."""
+    import shlex
+
+    from sonic_ray.envs.factory import motion_store_path
+
+    return (f"sonic-ray view policy --checkpoint {shlex.quote(str(run_dir))} "
+            f"--motions {shlex.quote(str(motion_store_path(cfg)))}")
