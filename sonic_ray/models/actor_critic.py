@@ -102,6 +102,7 @@ class ActorCritic(nn.Module):
         """One forward for the losses: logp/entropy of `actions`, value, and the aux-loss tensors.
 
         Returns logp (N,), entropy (N,), mean (N,A), std (A,), value (N,), latents {name: (N,D)},
+        token (N,D) (each row's routed FSQ token, what the g1_dyn decoder sees of the motion),
         kin_target (N,G) (the g1 tokenizer input as the encoders see it: normalised when the actor's
         inputs are), kin_pred (N,G) (g1_kin decoding of each row's routed token), reencoded_smpl (N,D) (the g1
         encoder applied to the g1_kin decoding of the smpl token; None without both encoders).
@@ -114,7 +115,7 @@ class ActorCritic(nn.Module):
         std = self.std
         out = {"logp": gaussian_logp(actions, mean, std), "entropy": gaussian_entropy(std).expand(mean.shape[0]),
                "mean": mean, "std": std, "value": self.value(raw_obs), "latents": latents, "reencoded_smpl": None,
-               "kin_target": obs[K.TOKENIZER_G1]}
+               "kin_target": obs[K.TOKENIZER_G1], "token": token}
         if "smpl" in latents and "g1" in latents:
             out["kin_pred"], smpl_recon = self._kin_decode_with_smpl(token, latents["smpl"], obs[K.ENCODER_INDEX],
                                                                      plain_fsq=latent_residual is None)

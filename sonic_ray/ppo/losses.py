@@ -83,6 +83,10 @@ def losses_from_evaluation(ev: Mapping, mb: Mapping, *, clip_param: float, value
                       "loss/total": total.detach(), "ppo/approx_kl": kl,
                       "ppo/explained_variance": explained_variance(mb[VALUES], mb[RETURNS]),
                       "ppo/action_std": ev["std"].mean().detach()})
+        if ev.get("token") is not None:  # a token that collapsed to one code tells the decoder nothing
+            token = ev["token"].detach()
+            stats["token/nonzero_share"] = (token != 0).float().mean()
+            stats["token/distinct_share"] = torch.tensor(float(torch.unique(token, dim=0).shape[0]) / token.shape[0])
     stats.update(aux_stats)
     return total, stats
 

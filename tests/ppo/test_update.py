@@ -110,3 +110,29 @@ def test_full_update_runs_and_kl_schedule_moves_lr():
     state = up2.state_dict()
     up2.load_state_dict(state)
     assert up2.actor_lr == state["actor_lr"]
+
+
+def test_token_diagnostics_see_a_collapsed_token():
+    """A fresh encoder's latents round to the zero code: the decoder gets one token for every row,
+    which `token/nonzero_share` 0 and `token/distinct_share` 1/rows make visible in the learner's stats."""
+    from sonic_ray.ppo.losses import compute_losses
+
+    torch.manual_seed(0)
+    ac = small_ac()
+    data = training_tensors(fake_rollout().data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
+    mb = minibatch(data, torch.arange(data[R.ACTIONS].shape[0]), normalize_advantage=True)
+    coefs = dict(clip_param=0.2, value_loss_coef=1.0, entropy_coef=0.0, use_clipped_value_loss=True,
+                 aux_coefs={"g1_recon": 0.01})
+    with torch.no_grad():
+        for enc in ac.token.encoders.values():
+            enc[-1].weight.zero_()
+            enc[-1].bias.zero_()
+    _, stats = compute_losses(ac, mb, **coefs)
+    rows = mb[R.ACTIONS].shape[0]
+    assert float(stats["token/nonzero_share"]) == 0.0
+    assert float(stats["token/distinct_share"]) == pytest.approx(1.0 / rows)
+    with torch.no_grad():
+        for enc in ac.token.encoders.values():
+            enc[-1].bias.fill_(0.9)  # every latent on the code 0.9's nearest, never zero
+    _, stats = compute_losses(ac, mb, **coefs)
+    assert float(stats["token/nonzero_share"]) == 1.0
