@@ -15,12 +15,11 @@ A curve point is one evaluated checkpoint (every `eval_interval` iterations):
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
 
-from sonic_ray.utils.io import atomic_write
+from sonic_ray.utils.io import save_figure_png
 
 EVAL_KEYS = ("completed_mean", "success_rate", "mpjpe_l_mm_all")
 # Keys averaged over seeds and compared with zero action; larger is better except for the MPJPE.
@@ -138,10 +137,7 @@ def plot(result: dict, out_png, *, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write(out_png, buf.getvalue())
+    save_figure_png(fig, out_png)
 
 
 def _line(ax, curve: Sequence[dict], key: str, **kw) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sonic_ray.utils.io import atomic_write
+from sonic_ray.utils.io import save_figure_png
 
 # The curves drawn by `plot_learning_curves`, in panel order, when present in the log.
 CURVE_KEYS = (
@@ -87,7 +86,4 @@ def plot_learning_curves(rows: Iterable[dict[str, Any]], out_png: str | Path, *,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return atomic_write(out_png, buf.getvalue())
+    return save_figure_png(fig, out_png)

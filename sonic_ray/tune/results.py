@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from sonic_ray.config.compose import ConfigError, config_dir
 from sonic_ray.config.schema import SonicConfig
-from sonic_ray.utils.io import atomic_write
+from sonic_ray.utils.io import atomic_write, save_figure_png
 
 # Final metrics written per trial (when reported), after the tune metric itself.
 RESULT_KEYS = ("reward/total", "env/episode_length", "env/success_rate", "perf/env_steps_per_s",
@@ -105,10 +105,7 @@ def plot_results(path: Path, rows: Sequence[TrialRow], metric: str, mode: str) -
     ax2.set_yticks(range(len(rows)), [f"{label} ({r.status})" for label, r in zip(labels, rows)], fontsize=7)
     ax2.set_xlabel(f"final {metric} ({mode}; best in green)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_figure_png(fig, path, dpi=100)
 
 
 # ---- best.yaml ---------------------------------------------------------------------------------

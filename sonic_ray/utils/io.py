@@ -22,3 +22,16 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def save_figure_png(fig, path: str | os.PathLike, *, dpi: int = 90) -> Path:
+    """A matplotlib figure written as PNG through `atomic_write`, then closed (it holds memory until
+    closed)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return atomic_write(path, buf.getvalue())
