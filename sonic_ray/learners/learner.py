@@ -19,7 +19,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 
 from sonic_ray.learners.rl_module import FWD_EVAL
 from sonic_ray.ppo import rollout as R
-from sonic_ray.ppo.batch import as_tensor, training_tensors
+from sonic_ray.ppo.batch import as_tensor, obs_groups, training_tensors
 from sonic_ray.ppo.losses import losses_from_evaluation
 from sonic_ray.ppo.update import UpdateLoop, adam, clip_grad_norms, set_lr
 from sonic_ray.utils.rng import rng_state, set_rng_state
@@ -133,8 +133,7 @@ class SonicLearner(PPOTorchLearner):
         data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=hp["gamma"], lam=hp["lam"],
                                 device=self._device)
         out = self.loop.run(data, self._step)
-        ac.update_actor_normalizers({k[len(R.OBS_PREFIX):]: v for k, v in data.items() if k.startswith(R.OBS_PREFIX)},
-                                    reduce_fn=self._sum_across_learners)
+        ac.update_actor_normalizers(obs_groups(data), reduce_fn=self._sum_across_learners)
         out["ppo/critic_lr"] = float(hp["critic_lr"])
         out["learner/rows"] = data[R.ACTIONS].shape[0]
         fsq = ac.token.fsq  # what was built (a sweep over FSQ levels checks its trials differ here)

@@ -87,6 +87,11 @@ def training_tensors(data: dict[str, np.ndarray], *, value_fn: Callable[[torch.T
     return out
 
 
+def obs_groups(data: dict) -> dict:
+    """The observation groups of a flat batch ({"obs/<group>": x} entries) as {group: x}."""
+    return {k[len(R.OBS_PREFIX):]: v for k, v in data.items() if k.startswith(R.OBS_PREFIX)}
+
+
 def minibatch(data: dict[str, torch.Tensor], idx: torch.Tensor, *, normalize_advantage: bool) -> dict:
     """Rows `idx` of the flat batch, observation groups gathered under OBS as a dict."""
     mb: dict = {OBS: {}}

@@ -15,7 +15,7 @@ from sonic_ray.config.schema import SonicConfig
 from sonic_ray.envs.sampler_stats import FailureStats
 from sonic_ray.models.actor_critic import ActorCritic
 from sonic_ray.models.factory import actor_critic_kwargs
-from sonic_ray.ppo.batch import training_tensors
+from sonic_ray.ppo.batch import obs_groups, training_tensors
 from sonic_ray.ppo.rollout import OBS_PREFIX, RolloutCollector
 from sonic_ray.ppo.update import PPOUpdater
 
@@ -56,7 +56,7 @@ class InProcessTrainer:
         data = training_tensors(batch.data, value_fn=self.ac.value_from_critic_obs, gamma=self.cfg.algo.gamma,
                                 lam=self.cfg.algo.lam, device=self.device)
         stats = self.updater.update(data)
-        self.ac.update_actor_normalizers({k[len(OBS_PREFIX):]: v for k, v in data.items() if k.startswith(OBS_PREFIX)})
+        self.ac.update_actor_normalizers(obs_groups(data))
         t2 = time.perf_counter()
         self.iteration += 1
         steps = batch.num_steps * batch.num_envs

@@ -54,20 +54,15 @@ def adapt_lr(lr: float, kl: float, *, desired_kl: float, lr_min: float, lr_max: 
     return min(max(lr, lr_min), lr_max)
 
 
-def clip_grad_norms(grad_groups: Iterable[Iterable[torch.Tensor]], max_norm: float) -> list[float]:
+def clip_grad_norms(grad_groups: Iterable[Iterable[torch.Tensor]], max_norm: float) -> None:
     """Scale each group of gradient tensors (one group per optimiser), in place, to a global norm of
-    at most `max_norm` (torch's clip_grad_norm_ rule); -> each group's norm before clipping. Both
-    learners call this, so they clip identically."""
-    norms = []
+    at most `max_norm` (torch's clip_grad_norm_ rule), without a host sync. Both learners call this,
+    so they clip identically."""
     for group in grad_groups:
         grads = [g for g in group if g is not None]
-        if not grads:
-            norms.append(0.0)
-            continue
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
-        norms.append(float(norm))
-    return norms
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
 
 
 class UpdateLoop:

@@ -11,7 +11,7 @@ from sonic_ray.envs.factory import make_env
 from sonic_ray.learners.rl_module import MODEL_KWARGS
 from sonic_ray.models.actor_critic import ActorCritic
 from sonic_ray.ppo import rollout as R
-from sonic_ray.ppo.batch import training_tensors
+from sonic_ray.ppo.batch import obs_groups, training_tensors
 from sonic_ray.ppo.update import PPOUpdater
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_inprocess_and_rllib_learners_end_an_update_with_identical_parameters(ex
     data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam)
     torch.manual_seed(7)  # the minibatch permutations come from the global torch RNG on both paths
     core_stats = updater.update(data)
-    ac.update_actor_normalizers({k[len(R.OBS_PREFIX):]: v for k, v in data.items() if k.startswith(R.OBS_PREFIX)})
+    ac.update_actor_normalizers(obs_groups(data))
 
     torch.manual_seed(7)
     rllib_stats = learner.update_from_flat(fb)
