@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from sonic_ray.models import keys as K
-from sonic_ray.ppo import rollout as R
+from sonic_ray.ppo.rollout import FlatBatch
 
 SIZES = {"demo": "demo", "sonic_release": "sonic_release"}  # size -> exp preset holding its network sizes
 DEFAULT_ENVS = {"demo": 128, "sonic_release": 16}
@@ -86,7 +86,7 @@ def macs_per_row(model: nn.Module, forward) -> int:
     return int(total // n)
 
 
-def make_rollout(ac, obs_dims: dict[str, int], *, num_steps: int, num_envs: int, seed: int) -> R.FlatBatch:
+def make_rollout(ac, obs_dims: dict[str, int], *, num_steps: int, num_envs: int, seed: int) -> FlatBatch:
     """A T x N rollout shaped like `RolloutCollector`'s: random observations, actions from `ac`, a few
     terminations and truncations (with their final critic observations)."""
     T, N = num_steps, num_envs
@@ -94,44 +94,44 @@ def make_rollout(ac, obs_dims: dict[str, int], *, num_steps: int, num_envs: int,
     data = {}
     for name, dim in obs_dims.items():
         if name == K.ENCODER_INDEX:
-            data[R.OBS_PREFIX + name] = g.integers(0, len(K.ENCODER_NAMES), (T, N)).astype(np.int8)
+            data[K.OBS_PREFIX + name] = g.integers(0, len(K.ENCODER_NAMES), (T, N)).astype(np.int8)
         else:
-            data[R.OBS_PREFIX + name] = g.standard_normal((T, N, dim), dtype=np.float32)
-    obs = {k[len(R.OBS_PREFIX):]: torch.as_tensor(v.reshape(T * N, *v.shape[2:])) for k, v in data.items()}
+            data[K.OBS_PREFIX + name] = g.standard_normal((T, N, dim), dtype=np.float32)
+    obs = {k[len(K.OBS_PREFIX):]: torch.as_tensor(v.reshape(T * N, *v.shape[2:])) for k, v in data.items()}
     obs[K.ENCODER_INDEX] = obs[K.ENCODER_INDEX].long()
     with torch.no_grad():
         actions, logp, mean, std = ac.act(obs)
     A = actions.shape[-1]
-    data.update({R.ACTIONS: actions.numpy().reshape(T, N, A), R.LOGP: logp.numpy().reshape(T, N),
-                 R.ACTION_MEAN: mean.numpy().reshape(T, N, A), R.ACTION_STD: std.numpy().reshape(A),
-                 R.REWARDS: g.standard_normal((T, N), dtype=np.float32) * 0.1,
-                 R.TERMINATED: g.random((T, N)) < 0.01, R.LAST_CRITIC_OBS: g.standard_normal(
+    data.update({K.ACTIONS: actions.numpy().reshape(T, N, A), K.LOGP: logp.numpy().reshape(T, N),
+                 K.ACTION_MEAN: mean.numpy().reshape(T, N, A), K.ACTION_STD: std.numpy().reshape(A),
+                 K.REWARDS: g.standard_normal((T, N), dtype=np.float32) * 0.1,
+                 K.TERMINATED: g.random((T, N)) < 0.01, K.LAST_CRITIC_OBS: g.standard_normal(
                      (N, obs_dims[K.CRITIC]), dtype=np.float32)})
-    truncated = (g.random((T, N)) < 0.01) & ~data[R.TERMINATED]
-    data[R.TRUNCATED] = truncated
-    data[R.FINAL_INDEX] = np.flatnonzero(truncated).astype(np.int64)
-    data[R.FINAL_CRITIC_OBS] = g.standard_normal((len(data[R.FINAL_INDEX]), obs_dims[K.CRITIC]), dtype=np.float32)
-    return R.FlatBatch(data)
+    truncated = (g.random((T, N)) < 0.01) & ~data[K.TERMINATED]
+    data[K.TRUNCATED] = truncated
+    data[K.FINAL_INDEX] = np.flatnonzero(truncated).astype(np.int64)
+    data[K.FINAL_CRITIC_OBS] = g.standard_normal((len(data[K.FINAL_INDEX]), obs_dims[K.CRITIC]), dtype=np.float32)
+    return FlatBatch(data)
 
 
-def bench_ours(cfg, obs_dims, action_dim, batch: R.FlatBatch, ac, *, device, repeats: int) -> dict:
+def bench_ours(cfg, obs_dims, action_dim, batch: FlatBatch, ac, *, device, repeats: int) -> dict:
     from sonic_ray.ppo.batch import training_tensors
     from sonic_ray.ppo.update import PPOUpdater
 
     algo = asdict(cfg.algo)
-    crit = torch.as_tensor(batch.data[R.OBS_PREFIX + K.CRITIC], device=device)
+    crit = torch.as_tensor(batch.data[K.OBS_PREFIX + K.CRITIC], device=device)
     ac.update_critic_normalizer(crit.reshape(-1, crit.shape[-1]))
     data = training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam,
                             device=device)
     updater = PPOUpdater(ac, aux_coefs=asdict(cfg.aux_losses), **{k: algo[k] for k in UPDATER_KEYS})
     gen = torch.Generator().manual_seed(0)
     times = _timed(lambda: updater.update(data, generator=gen), device, repeats)
-    rows = data[R.ACTIONS].shape[0]
+    rows = data[K.ACTIONS].shape[0]
     n = min(rows, 256)
-    obs = {k[len(R.OBS_PREFIX):]: v[:n] for k, v in data.items() if k.startswith(R.OBS_PREFIX)}
+    obs = {k[len(K.OBS_PREFIX):]: v[:n] for k, v in data.items() if k.startswith(K.OBS_PREFIX)}
 
     def fwd():
-        ac.evaluate(obs, data[R.ACTIONS][:n])
+        ac.evaluate(obs, data[K.ACTIONS][:n])
         return n
 
     sec = statistics.median(times)
@@ -139,7 +139,7 @@ def bench_ours(cfg, obs_dims, action_dim, batch: R.FlatBatch, ac, *, device, rep
             "params": sum(p.numel() for p in ac.parameters()), "macs_per_row": macs_per_row(ac, fwd)}
 
 
-def bench_rsl_rl(cfg, kw: dict, batch: R.FlatBatch, *, device, repeats: int) -> dict:
+def bench_rsl_rl(cfg, kw: dict, batch: FlatBatch, *, device, repeats: int) -> dict:
     from rsl_rl.algorithms import PPO
     from rsl_rl.models import MLPModel
     from rsl_rl.storage import RolloutStorage
@@ -150,10 +150,10 @@ def bench_rsl_rl(cfg, kw: dict, batch: R.FlatBatch, *, device, repeats: int) -> 
     groups = {"actor": [K.POLICY, K.TOKENIZER_G1], "critic": [K.CRITIC]}
 
     def obs_at(t):
-        src = {k: d[R.OBS_PREFIX + k][t] if t < T else None for k in (K.POLICY, K.TOKENIZER_G1, K.CRITIC)}
+        src = {k: d[K.OBS_PREFIX + k][t] if t < T else None for k in (K.POLICY, K.TOKENIZER_G1, K.CRITIC)}
         if t == T:  # bootstrap observation: reuse the last step's actor obs, the shipped critic obs
-            src = {K.POLICY: d[R.OBS_PREFIX + K.POLICY][-1], K.TOKENIZER_G1: d[R.OBS_PREFIX + K.TOKENIZER_G1][-1],
-                   K.CRITIC: d[R.LAST_CRITIC_OBS]}
+            src = {K.POLICY: d[K.OBS_PREFIX + K.POLICY][-1], K.TOKENIZER_G1: d[K.OBS_PREFIX + K.TOKENIZER_G1][-1],
+                   K.CRITIC: d[K.LAST_CRITIC_OBS]}
         return TensorDict({k: torch.as_tensor(v, device=device) for k, v in src.items()}, batch_size=[N], device=device)
 
     obs = obs_at(0)
@@ -173,8 +173,8 @@ def bench_rsl_rl(cfg, kw: dict, batch: R.FlatBatch, *, device, repeats: int) -> 
         for t in range(T):
             alg.act(obs)
             obs = obs_at(t + 1)
-            dones = torch.as_tensor(d[R.TERMINATED][t] | d[R.TRUNCATED][t], device=device).long()
-            alg.process_env_step(obs, torch.as_tensor(d[R.REWARDS][t], device=device), dones, {})
+            dones = torch.as_tensor(d[K.TERMINATED][t] | d[K.TRUNCATED][t], device=device).long()
+            alg.process_env_step(obs, torch.as_tensor(d[K.REWARDS][t], device=device), dones, {})
         alg.compute_returns(obs)
     times = _timed(alg.update, device, repeats)  # storage.clear() keeps the data: updates repeat
     flat = obs_at(0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from sonic_ray.models.keys import ENCODER_NAMES  # encoder_index values index this tuple
+from sonic_ray.models import keys as K
 from sonic_ray.utils.rotations import (
     quat_apply,
     quat_conj,
@@ -108,12 +108,12 @@ class MotionCommand:
             "g1": future_frame_offsets(num_future_frames, future_dt, table.fps).to(self.device),
             "smpl": future_frame_offsets(smpl_num_future_frames, smpl_future_dt, table.fps).to(self.device),
         }
-        probs = dict(encoder_sample_probs or {n: 1.0 for n in ENCODER_NAMES})
-        unknown = set(probs) - set(ENCODER_NAMES)
+        probs = dict(encoder_sample_probs or {n: 1.0 for n in K.ENCODER_NAMES})
+        unknown = set(probs) - set(K.ENCODER_NAMES)
         if unknown or any(v < 0 for v in probs.values()) or sum(probs.values()) <= 0:
-            raise ValueError(f"encoder_sample_probs {probs}: keys must be among {ENCODER_NAMES}, "
+            raise ValueError(f"encoder_sample_probs {probs}: keys must be among {K.ENCODER_NAMES}, "
                              "values >= 0 with a positive sum")
-        self.encoder_probs = torch.tensor([float(probs.get(n, 0.0)) for n in ENCODER_NAMES], device=self.device)
+        self.encoder_probs = torch.tensor([float(probs.get(n, 0.0)) for n in K.ENCODER_NAMES], device=self.device)
         self.reset_pose_noise = {k: (float(v[0]), float(v[1])) for k, v in (reset_pose_noise or {}).items()}
         bad = set(self.reset_pose_noise) - set(RESET_NOISE_KEYS)
         if bad:

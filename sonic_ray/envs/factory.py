@@ -13,10 +13,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from sonic_ray.envs.command import ENCODER_NAMES
 from sonic_ray.envs.reference import ReferenceTable
 from sonic_ray.envs.sampler import AdaptiveStartSampler, UniformStartSampler, bins_per_clip, global_bin_ids
 from sonic_ray.envs.tracking_env import TrackingEnv
+from sonic_ray.models.keys import ENCODER_NAMES
 
 
 def _plain(x):
@@ -123,7 +123,7 @@ def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[in
     sim = make_sim(cfg, model, num_envs=n, device=device)
     terminations = cfg.env.eval_terminations if eval_mode else cfg.env.terminations
     return TrackingEnv(
-        sim=sim, robot=robot, table=table, sampler=sampler, num_envs=n,
+        sim=sim, robot_spec=robot, table=table, sampler=sampler, num_envs=n,
         step_dt=cfg.sim.timestep * cfg.sim.decimation, episode_length_s=cfg.env.episode_length_s,
         observations=observation_groups(cfg.env.observations), rewards=_plain(cfg.env.rewards),
         terminations=_plain(terminations), events=_plain(cfg.env.events.terms), event_level=cfg.env.events.level,

@@ -20,8 +20,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from sonic_ray.envs.command import ENCODER_NAMES
-from sonic_ray.envs.tracking_env import ENCODER_INDEX_KEY, TrackingEnv
+from sonic_ray.envs.tracking_env import TrackingEnv
+from sonic_ray.models import keys as K
 
 
 class GymVectorEnv(gym.vector.VectorEnv):
@@ -32,12 +32,12 @@ class GymVectorEnv(gym.vector.VectorEnv):
         env.final_obs_groups = None  # gymnasium's final observation is the whole observation
         self.num_envs = env.num_envs
         dims = env.obs_dims()
-        single = {k: spaces.Box(-np.inf, np.inf, (d,), np.float32) for k, d in dims.items() if k != ENCODER_INDEX_KEY}
-        single[ENCODER_INDEX_KEY] = spaces.Discrete(len(ENCODER_NAMES))
+        single = {k: spaces.Box(-np.inf, np.inf, (d,), np.float32) for k, d in dims.items() if k != K.ENCODER_INDEX}
+        single[K.ENCODER_INDEX] = spaces.Discrete(len(K.ENCODER_NAMES))
         self.single_observation_space = spaces.Dict(single)
         batched = {k: spaces.Box(-np.inf, np.inf, (self.num_envs, d), np.float32)
-                   for k, d in dims.items() if k != ENCODER_INDEX_KEY}
-        batched[ENCODER_INDEX_KEY] = spaces.MultiDiscrete([len(ENCODER_NAMES)] * self.num_envs)
+                   for k, d in dims.items() if k != K.ENCODER_INDEX}
+        batched[K.ENCODER_INDEX] = spaces.MultiDiscrete([len(K.ENCODER_NAMES)] * self.num_envs)
         self.observation_space = spaces.Dict(batched)
         self.single_action_space = spaces.Box(-np.inf, np.inf, (env.action_dim,), np.float32)
         self.action_space = spaces.Box(-np.inf, np.inf, (self.num_envs, env.action_dim), np.float32)

@@ -14,11 +14,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sonic_ray.envs.command import ENCODER_NAMES, MotionCommand
+from sonic_ray.envs.command import MotionCommand
 from sonic_ray.envs.events import EventManager
 from sonic_ray.envs.managers import ObservationGroup, ObservationManager, RewardManager, TerminationManager
-
-ENCODER_INDEX_KEY = "encoder_index"
+from sonic_ray.models import keys as K
 
 
 class TrackingEnv:
@@ -26,15 +25,16 @@ class TrackingEnv:
 
     Obs dict: one (N, k) float tensor per observation group key ("policy", "critic",
     "tokenizer_g1", "tokenizer_smpl", "tokenizer_teleop") plus "encoder_index" (N,) long (index
-    into ENCODER_NAMES, drawn per env per episode).
+    into K.ENCODER_NAMES, drawn per env per episode).
     """
 
-    def __init__(self, *, sim, robot, table, sampler, num_envs: int, step_dt: float, episode_length_s: float,
+    def __init__(self, *, sim, robot_spec, table, sampler, num_envs: int, step_dt: float, episode_length_s: float,
                  observations: dict, rewards: dict, terminations: dict, events: dict | None = None,
                  event_level: int = 0, command: dict | None = None, soft_joint_limit_factor: float = 0.9,
                  seed: int = 0, device="cpu", compile: bool = False, action_clip: float = 100.0):
         self.device = torch.device(device)
-        self.num_envs, self.step_dt, self.sim, self.spec = int(num_envs), float(step_dt), sim, robot
+        self.num_envs, self.step_dt, self.sim, self.robot_spec = int(num_envs), float(step_dt), sim, robot_spec
+        robot = robot_spec
         self.action_clip = float(action_clip)  # actions clipped to +-action_clip: rewards stay finite
         self.max_episode_length = int(round(episode_length_s / step_dt))
         self.generator = torch.Generator(device=self.device)
@@ -89,7 +89,7 @@ class TrackingEnv:
         ids = torch.arange(self.num_envs, device=self.device)
         self._reset_envs(ids)
         self.obs = self.obs_manager.compute(self, self.corruption, reset_ids=ids)
-        self.obs[ENCODER_INDEX_KEY] = self.cmd.encoder_index.clone()
+        self.obs[K.ENCODER_INDEX] = self.cmd.encoder_index.clone()
         return self.obs
 
     def step(self, actions: torch.Tensor):
@@ -130,13 +130,13 @@ class TrackingEnv:
         info["truncated_ids"] = trunc_ids = torch.nonzero(truncated).squeeze(-1)
         if len(trunc_ids):  # only truncated episodes bootstrap: their last observation, before reset
             info["final_obs"] = self.obs_manager.peek(self, trunc_ids, self.corruption, keys=self.final_obs_groups)
-            info["final_obs"][ENCODER_INDEX_KEY] = self.cmd.encoder_index[trunc_ids].clone()
+            info["final_obs"][K.ENCODER_INDEX] = self.cmd.encoder_index[trunc_ids].clone()
         info["episode_length"] = self.episode_length[done_ids].clone()
         if len(done_ids):
             self._end_episodes(done_ids, terminated, truncated)
             self._reset_envs(done_ids)
         obs = self.obs_manager.compute(self, self.corruption, reset_ids=done_ids)
-        obs[ENCODER_INDEX_KEY] = self.cmd.encoder_index.clone()
+        obs[K.ENCODER_INDEX] = self.cmd.encoder_index.clone()
         self.obs = obs
         return obs, reward, terminated, truncated, info
 
@@ -145,17 +145,17 @@ class TrackingEnv:
         e.g. given clips from frame 0) says, every episode uses `encoder`, observations carry no
         noise, and an episode may last `max_episode_length` steps (set it past the longest clip so
         only a failure or the clip's end stops it). Returns the first observation."""
-        if encoder not in ENCODER_NAMES:
-            raise ValueError(f"start_evaluation: unknown encoder {encoder!r}; expected one of {ENCODER_NAMES}")
+        if encoder not in K.ENCODER_NAMES:
+            raise ValueError(f"start_evaluation: unknown encoder {encoder!r}; expected one of {K.ENCODER_NAMES}")
         self.cmd.sampler = sampler
-        self.cmd.encoder_probs = torch.tensor([float(n == encoder) for n in ENCODER_NAMES], device=self.device)
+        self.cmd.encoder_probs = torch.tensor([float(n == encoder) for n in K.ENCODER_NAMES], device=self.device)
         self.corruption = False
         self.max_episode_length = int(max_episode_length)
         return self.reset()
 
     def obs_dims(self) -> dict[str, int]:
         """Width of each observation group (encoder_index: 1, an integer per env)."""
-        return {**self.obs_manager.dims(), ENCODER_INDEX_KEY: 1}
+        return {**self.obs_manager.dims(), K.ENCODER_INDEX: 1}
 
     def metrics(self) -> dict[str, float]:
         """Aggregates since the last call: env/episode_length (mean, steps), env/episodes,
@@ -216,7 +216,7 @@ class TrackingEnv:
 
     @property
     def encoder_names(self) -> tuple[str, ...]:
-        return ENCODER_NAMES
+        return K.ENCODER_NAMES
 
     def close(self) -> None:
         close = getattr(self.sim, "close", None)

@@ -17,10 +17,10 @@ import torch.distributed as dist
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core import DEFAULT_MODULE_ID
 
-from sonic_ray.learners.rl_module import FWD_EVAL
-from sonic_ray.ppo import rollout as R
+from sonic_ray.models import keys as K
 from sonic_ray.ppo.batch import as_tensor, obs_groups, training_tensors
 from sonic_ray.ppo.losses import losses_from_evaluation
+from sonic_ray.ppo.rollout import FlatBatch, concat_envs
 from sonic_ray.ppo.update import UpdateLoop, adam, clip_grad_norms, set_lr
 from sonic_ray.utils.rng import rng_state, set_rng_state
 
@@ -91,7 +91,7 @@ class SonicLearner(PPOTorchLearner):
     # ---- loss ----------------------------------------------------------------------------
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out) -> torch.Tensor:
         total, stats = losses_from_evaluation(
-            fwd_out[FWD_EVAL], batch,
+            fwd_out[K.FWD_EVAL], batch,
             clip_param=self.hp["clip_param"], value_loss_coef=self.hp["value_loss_coef"],
             entropy_coef=self.hp["entropy_coef"], use_clipped_value_loss=self.hp["use_clipped_value_loss"],
             aux_coefs=self.hp["aux_coefs"],
@@ -124,18 +124,18 @@ class SonicLearner(PPOTorchLearner):
             parts = ray.get(list(batch_refs))
         else:
             parts = batches if batches is not None else [batch]
-        return self.update_from_flat(R.concat_envs(list(parts)))
+        return self.update_from_flat(concat_envs(list(parts)))
 
-    def update_from_flat(self, fb: R.FlatBatch) -> dict[str, float]:
+    def update_from_flat(self, fb: FlatBatch) -> dict[str, float]:
         ac, hp = self._ac, self.hp
-        critic_obs = as_tensor(fb.data[R.OBS_PREFIX + "critic"], self._device).float()
+        critic_obs = as_tensor(fb.data[K.OBS_PREFIX + K.CRITIC], self._device).float()
         ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]), reduce_fn=self._sum_across_learners)
         data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=hp["gamma"], lam=hp["lam"],
                                 device=self._device)
         out = self.loop.run(data, self._step)
         ac.update_actor_normalizers(obs_groups(data), reduce_fn=self._sum_across_learners)
         out["ppo/critic_lr"] = float(hp["critic_lr"])
-        out["learner/rows"] = data[R.ACTIONS].shape[0]
+        out["learner/rows"] = data[K.ACTIONS].shape[0]
         fsq = ac.token.fsq  # what was built (a sweep over FSQ levels checks its trials differ here)
         out["model/codebook_size"] = float(fsq.codebook_size)
         out["model/token_dim"] = float(fsq.dim)

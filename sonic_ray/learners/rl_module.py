@@ -15,11 +15,11 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
+from sonic_ray.models import keys as K
 from sonic_ray.models.actor_critic import ActorCritic
-from sonic_ray.ppo.batch import OBS
 
-FWD_EVAL = "sonic_eval"
-MODEL_KWARGS = "sonic_actor_critic"  # model_config key holding ActorCritic's keyword arguments  # forward_train output key holding ActorCritic.evaluate's dict
+MODEL_KWARGS = "sonic_actor_critic"  # model_config key holding ActorCritic's keyword arguments
+assert K.ACTIONS == Columns.ACTIONS  # the rollout's actions reach forward_train under RLlib's own key
 
 
 class SonicRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
@@ -43,10 +43,10 @@ class SonicRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         return [f"ac.{name}" for name in ActorCritic.NON_INFERENCE_ATTRIBUTES]
 
     def _forward_inference(self, batch: dict, **kwargs) -> dict:
-        return {Columns.ACTIONS: self.ac.act_inference(batch[OBS])}
+        return {Columns.ACTIONS: self.ac.act_inference(batch[K.OBS])}
 
     def _forward_exploration(self, batch: dict, **kwargs) -> dict:
-        actions, logp, mean, std = self.ac.act(batch[OBS])
+        actions, logp, mean, std = self.ac.act(batch[K.OBS])
         return {Columns.ACTIONS: actions, Columns.ACTION_LOGP: logp, "mean": mean, "std": std}
 
     def _forward(self, batch: dict, **kwargs) -> dict:
@@ -54,10 +54,10 @@ class SonicRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     def _forward_train(self, batch: dict, **kwargs) -> dict:
         """Everything the losses need in ONE forward, so DDP sees every parameter used."""
-        return {FWD_EVAL: self.ac.evaluate(batch[OBS], batch[Columns.ACTIONS])}
+        return {K.FWD_EVAL: self.ac.evaluate(batch[K.OBS], batch[K.ACTIONS])}
 
     def compute_values(self, batch: dict, embeddings: Any = None) -> torch.Tensor:
-        return self.ac.value(batch[OBS])
+        return self.ac.value(batch[K.OBS])
 
     def get_state(self, *args, **kwargs):
         """RLlib's state turns float64 tensors into float32 arrays (and 0-d ones into floats); the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,6 +20,26 @@ from sonic_ray.models.normalizer import RunningNormalizer
 from sonic_ray.models.universal_token import UniversalTokenModule
 
 Obs = Mapping[str, torch.Tensor]
+
+
+@dataclass
+class Evaluation:
+    """What one training forward (`ActorCritic.evaluate`) gives the PPO and aux losses.
+
+    A dataclass (not a dict): DDP finds the tensors inside it, and the loss reads named fields.
+    """
+
+    logp: torch.Tensor  # (N,) log-density of the rollout's actions under the current policy
+    entropy: torch.Tensor  # (N,)
+    mean: torch.Tensor  # (N,A)
+    std: torch.Tensor  # (A,)
+    value: torch.Tensor  # (N,)
+    latents: dict[str, torch.Tensor]  # {encoder: (N,D)} pre-quantisation latents of every built encoder
+    token: torch.Tensor  # (N,D) each row's routed FSQ token (what the g1_dyn decoder sees of the motion)
+    kin_target: torch.Tensor  # (N,G) the g1 tokenizer input as the encoders see it (normalised or not)
+    kin_pred: torch.Tensor  # (N,G) g1_kin decoding of each row's routed token
+    reencoded_smpl: torch.Tensor | None  # (N,D) g1 encoder on the g1_kin decoding of the smpl token
+
 
 
 class ActorCritic(nn.Module):
@@ -98,31 +119,25 @@ class ActorCritic(nn.Module):
         return actions, gaussian_logp(actions, mean, std), mean, std
 
     # ---- training forward ----------------------------------------------------------------
-    def evaluate(self, obs: Obs, actions: torch.Tensor, latent_residual: torch.Tensor | None = None) -> dict:
-        """One forward for the losses: logp/entropy of `actions`, value, and the aux-loss tensors.
-
-        Returns logp (N,), entropy (N,), mean (N,A), std (A,), value (N,), latents {name: (N,D)},
-        token (N,D) (each row's routed FSQ token, what the g1_dyn decoder sees of the motion),
-        kin_target (N,G) (the g1 tokenizer input as the encoders see it: normalised when the actor's
-        inputs are), kin_pred (N,G) (g1_kin decoding of each row's routed token), reencoded_smpl (N,D) (the g1
-        encoder applied to the g1_kin decoding of the smpl token; None without both encoders).
-        """
+    def evaluate(self, obs: Obs, actions: torch.Tensor, latent_residual: torch.Tensor | None = None) -> Evaluation:
+        """One forward for the losses: logp/entropy of `actions` (N,A), value, and the aux-loss tensors
+        (see `Evaluation`; `reencoded_smpl` is None without both the g1 and the smpl encoder)."""
         raw_obs, obs = obs, self.normalize_actor_obs(obs)
         latents = self.token.encode_all(obs)
         routed = self.token.route(latents, obs[K.ENCODER_INDEX])
         token = self.token.tokenize(routed, latent_residual)
         mean = self.token.action_mean(token, obs[K.POLICY])
         std = self.std
-        out = {"logp": gaussian_logp(actions, mean, std), "entropy": gaussian_entropy(std).expand(mean.shape[0]),
-               "mean": mean, "std": std, "value": self.value(raw_obs), "latents": latents, "reencoded_smpl": None,
-               "kin_target": obs[K.TOKENIZER_G1], "token": token}
+        reencoded_smpl = None
         if "smpl" in latents and "g1" in latents:
-            out["kin_pred"], smpl_recon = self._kin_decode_with_smpl(token, latents["smpl"], obs[K.ENCODER_INDEX],
-                                                                     plain_fsq=latent_residual is None)
-            out["reencoded_smpl"] = self.token.encoders["g1"](smpl_recon)
+            kin_pred, smpl_recon = self._kin_decode_with_smpl(token, latents["smpl"], obs[K.ENCODER_INDEX],
+                                                              plain_fsq=latent_residual is None)
+            reencoded_smpl = self.token.encoders["g1"](smpl_recon)
         else:
-            out["kin_pred"] = self.token.kin_decoder(token)
-        return out
+            kin_pred = self.token.kin_decoder(token)
+        return Evaluation(logp=gaussian_logp(actions, mean, std), entropy=gaussian_entropy(std).expand(mean.shape[0]),
+                          mean=mean, std=std, value=self.value(raw_obs), latents=latents, token=token,
+                          kin_target=obs[K.TOKENIZER_G1], kin_pred=kin_pred, reencoded_smpl=reencoded_smpl)
 
     def _kin_decode_with_smpl(self, token: torch.Tensor, smpl_latent: torch.Tensor, encoder_index: torch.Tensor,
                               *, plain_fsq: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,14 +14,7 @@ import numpy as np
 import torch
 
 from sonic_ray.models import keys as K
-from sonic_ray.ppo import rollout as R
 from sonic_ray.ppo.gae import compute_gae
-
-# Keys of the flat training batch (rows = T*N); observations are grouped under OBS as a dict.
-OBS = "obs"
-ADVANTAGES = "advantages"
-RETURNS = "returns"
-VALUES = "values"
 
 
 def as_tensor(a: np.ndarray, device) -> torch.Tensor:
@@ -54,53 +47,53 @@ def training_tensors(data: dict[str, np.ndarray], *, value_fn: Callable[[torch.T
 
     `value_fn(critic_obs (M,C)) -> (M,)` is the critic (with its normaliser), called without grad.
     """
-    rewards = as_tensor(data[R.REWARDS], device).float()
+    rewards = as_tensor(data[K.REWARDS], device).float()
     T, N = rewards.shape
-    critic_obs = as_tensor(data[R.OBS_PREFIX + K.CRITIC], device).float()
+    critic_obs = as_tensor(data[K.OBS_PREFIX + K.CRITIC], device).float()
     with torch.no_grad():
-        everything = torch.cat((critic_obs.reshape(T * N, -1), as_tensor(data[R.LAST_CRITIC_OBS], device).float(),
-                                as_tensor(data[R.FINAL_CRITIC_OBS], device).float()))
+        everything = torch.cat((critic_obs.reshape(T * N, -1), as_tensor(data[K.LAST_CRITIC_OBS], device).float(),
+                                as_tensor(data[K.FINAL_CRITIC_OBS], device).float()))
         v = value_fn(everything).reshape(-1)
     values = v[: T * N].view(T, N)
     last_values = v[T * N: T * N + N]
     final_values = v[T * N + N:]
-    final_index = as_tensor(data[R.FINAL_INDEX], device).long()
+    final_index = as_tensor(data[K.FINAL_INDEX], device).long()
     next_values = next_values_from(values, last_values, final_values, final_index)
-    terminated = as_tensor(data[R.TERMINATED], device).bool()
-    truncated = as_tensor(data[R.TRUNCATED], device).bool() & ~terminated
+    terminated = as_tensor(data[K.TERMINATED], device).bool()
+    truncated = as_tensor(data[K.TRUNCATED], device).bool() & ~terminated
     advantages, returns = compute_gae(rewards, values, terminated, truncated, next_values, gamma=gamma, lam=lam)
     out = {}
     for key, arr in data.items():
-        if key.startswith(R.OBS_PREFIX):
-            name = key[len(R.OBS_PREFIX):]
+        if key.startswith(K.OBS_PREFIX):
+            name = key[len(K.OBS_PREFIX):]
             x = as_tensor(arr, device)
             x = x.long() if name == K.ENCODER_INDEX else x.float()
             out[key] = x.reshape((T * N,) + tuple(x.shape[2:]))
-    A = data[R.ACTIONS].shape[-1]
-    out[R.ACTIONS] = as_tensor(data[R.ACTIONS], device).float().reshape(T * N, A)
-    out[R.LOGP] = as_tensor(data[R.LOGP], device).float().reshape(T * N)
-    out[R.ACTION_MEAN] = as_tensor(data[R.ACTION_MEAN], device).float().reshape(T * N, A)
-    out[R.ACTION_STD] = as_tensor(data[R.ACTION_STD], device).float().expand(T * N, A)
-    out[VALUES] = values.reshape(-1)
-    out[ADVANTAGES] = advantages.reshape(-1)
-    out[RETURNS] = returns.reshape(-1)
+    A = data[K.ACTIONS].shape[-1]
+    out[K.ACTIONS] = as_tensor(data[K.ACTIONS], device).float().reshape(T * N, A)
+    out[K.LOGP] = as_tensor(data[K.LOGP], device).float().reshape(T * N)
+    out[K.ACTION_MEAN] = as_tensor(data[K.ACTION_MEAN], device).float().reshape(T * N, A)
+    out[K.ACTION_STD] = as_tensor(data[K.ACTION_STD], device).float().expand(T * N, A)
+    out[K.VALUES] = values.reshape(-1)
+    out[K.ADVANTAGES] = advantages.reshape(-1)
+    out[K.RETURNS] = returns.reshape(-1)
     return out
 
 
 def obs_groups(data: dict) -> dict:
     """The observation groups of a flat batch ({"obs/<group>": x} entries) as {group: x}."""
-    return {k[len(R.OBS_PREFIX):]: v for k, v in data.items() if k.startswith(R.OBS_PREFIX)}
+    return {k[len(K.OBS_PREFIX):]: v for k, v in data.items() if k.startswith(K.OBS_PREFIX)}
 
 
 def minibatch(data: dict[str, torch.Tensor], idx: torch.Tensor, *, normalize_advantage: bool) -> dict:
-    """Rows `idx` of the flat batch, observation groups gathered under OBS as a dict."""
-    mb: dict = {OBS: {}}
+    """Rows `idx` of the flat batch, observation groups gathered under K.OBS as a dict."""
+    mb: dict = {K.OBS: {}}
     for key, value in data.items():
-        if key.startswith(R.OBS_PREFIX):
-            mb[OBS][key[len(R.OBS_PREFIX):]] = value.index_select(0, idx)
+        if key.startswith(K.OBS_PREFIX):
+            mb[K.OBS][key[len(K.OBS_PREFIX):]] = value.index_select(0, idx)
         else:
             mb[key] = value.index_select(0, idx)  # cheaper than value[idx] on CPU
     if normalize_advantage:
-        adv = mb[ADVANTAGES]
-        mb[ADVANTAGES] = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = mb[K.ADVANTAGES]
+        mb[K.ADVANTAGES] = (adv - adv.mean()) / (adv.std() + 1e-8)
     return mb

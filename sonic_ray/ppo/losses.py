@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from sonic_ray.models import keys as K
-from sonic_ray.ppo import rollout as R
-from sonic_ray.ppo.batch import ADVANTAGES, OBS, RETURNS, VALUES
+from sonic_ray.models.actor_critic import Evaluation
 
 
 def surrogate_loss(logp, old_logp, advantages, *, clip_param: float):
@@ -51,14 +50,13 @@ def explained_variance(values, returns) -> torch.Tensor:
     return 1.0 - (returns - values).var() / var if var > 0 else torch.zeros((), device=values.device)
 
 
-def aux_losses(ev: Mapping, obs: Mapping[str, torch.Tensor], coefs: Mapping[str, float]):
+def aux_losses(ev: Evaluation, coefs: Mapping[str, float]):
     """Weighted sum of the token module's auxiliary losses and each term for logging."""
-    lat = ev["latents"]
-    target = ev["kin_target"] if ev.get("kin_target") is not None else obs[K.TOKENIZER_G1]
-    terms: dict[str, torch.Tensor] = {"g1_recon": F.mse_loss(ev["kin_pred"], target)}
+    lat = ev.latents
+    terms: dict[str, torch.Tensor] = {"g1_recon": F.mse_loss(ev.kin_pred, ev.kin_target)}
     if "g1" in lat and "smpl" in lat:
         terms["g1_smpl_align"] = F.mse_loss(lat["g1"], lat["smpl"])
-        terms["smpl_reencode_g1"] = F.mse_loss(ev["reencoded_smpl"], lat["g1"].detach())
+        terms["smpl_reencode_g1"] = F.mse_loss(ev.reencoded_smpl, lat["g1"].detach())
     if "g1" in lat and "teleop" in lat:
         terms["g1_teleop_align"] = F.mse_loss(lat["g1"], lat["teleop"])
     if "teleop" in lat and "smpl" in lat:
@@ -69,29 +67,29 @@ def aux_losses(ev: Mapping, obs: Mapping[str, torch.Tensor], coefs: Mapping[str,
     return total, stats
 
 
-def losses_from_evaluation(ev: Mapping, mb: Mapping, *, clip_param: float, value_loss_coef: float,
+def losses_from_evaluation(ev: Evaluation, mb: Mapping, *, clip_param: float, value_loss_coef: float,
                            entropy_coef: float, use_clipped_value_loss: bool, aux_coefs: Mapping[str, float]):
     """Total loss for one minibatch given `ActorCritic.evaluate`'s output; -> (loss, stats)."""
-    pg, stats = surrogate_loss(ev["logp"], mb[R.LOGP], mb[ADVANTAGES], clip_param=clip_param)
-    vl = value_loss(ev["value"], mb[VALUES], mb[RETURNS], clip_param=clip_param, clipped=use_clipped_value_loss)
-    entropy = ev["entropy"].mean()
-    aux, aux_stats = aux_losses(ev, mb[OBS], aux_coefs)
+    pg, stats = surrogate_loss(ev.logp, mb[K.LOGP], mb[K.ADVANTAGES], clip_param=clip_param)
+    vl = value_loss(ev.value, mb[K.VALUES], mb[K.RETURNS], clip_param=clip_param, clipped=use_clipped_value_loss)
+    entropy = ev.entropy.mean()
+    aux, aux_stats = aux_losses(ev, aux_coefs)
     total = pg + value_loss_coef * vl - entropy_coef * entropy + aux
     with torch.no_grad():
-        kl = gaussian_kl(mb[R.ACTION_MEAN], mb[R.ACTION_STD], ev["mean"], ev["std"].expand_as(ev["mean"]))
+        kl = gaussian_kl(mb[K.ACTION_MEAN], mb[K.ACTION_STD], ev.mean, ev.std.expand_as(ev.mean))
         stats.update({"loss/policy": pg.detach(), "loss/value": vl.detach(), "loss/entropy": entropy.detach(),
                       "loss/total": total.detach(), "ppo/approx_kl": kl,
-                      "ppo/explained_variance": explained_variance(mb[VALUES], mb[RETURNS]),
-                      "ppo/action_std": ev["std"].mean().detach()})
-        if ev.get("token") is not None:  # a token that collapsed to one code tells the decoder nothing
-            token = ev["token"].detach()
-            stats["token/nonzero_share"] = (token != 0).float().mean()
-            stats["token/distinct_share"] = torch.tensor(float(torch.unique(token, dim=0).shape[0]) / token.shape[0])
+                      "ppo/explained_variance": explained_variance(mb[K.VALUES], mb[K.RETURNS]),
+                      "ppo/action_std": ev.std.mean().detach()})
+        # a token that collapsed to one code tells the decoder nothing
+        token = ev.token.detach()
+        stats["token/nonzero_share"] = (token != 0).float().mean()
+        stats["token/distinct_share"] = torch.tensor(float(torch.unique(token, dim=0).shape[0]) / token.shape[0])
     stats.update(aux_stats)
     return total, stats
 
 
 def compute_losses(actor_critic, mb: Mapping, **coefs):
     """Forward + losses for one minibatch (the in-process path; the RLlib learner splits the two)."""
-    ev = actor_critic.evaluate(mb[OBS], mb[R.ACTIONS])
+    ev = actor_critic.evaluate(mb[K.OBS], mb[K.ACTIONS])
     return losses_from_evaluation(ev, mb, **coefs)

@@ -21,18 +21,6 @@ import torch
 
 from sonic_ray.models import keys as K
 
-OBS_PREFIX = "obs/"
-ACTIONS = "actions"  # RLlib's Columns.ACTIONS too: forward_train reads it under this name
-LOGP = "logp"
-ACTION_MEAN = "action_mean"
-ACTION_STD = "action_std"
-REWARDS = "rewards"
-TERMINATED = "terminated"
-TRUNCATED = "truncated"
-LAST_CRITIC_OBS = "last_critic_obs"
-FINAL_CRITIC_OBS = "final_critic_obs"
-FINAL_INDEX = "final_index"
-
 
 @dataclass
 class FlatBatch:
@@ -47,11 +35,11 @@ class FlatBatch:
 
     @property
     def num_steps(self) -> int:
-        return self.data[REWARDS].shape[0]
+        return self.data[K.REWARDS].shape[0]
 
     @property
     def num_envs(self) -> int:
-        return self.data[REWARDS].shape[1]
+        return self.data[K.REWARDS].shape[1]
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.data.values())
@@ -88,11 +76,11 @@ class RolloutCollector:
             with torch.no_grad():
                 actions, logp, mean, std = self.act_fn(obs)
             next_obs, reward, terminated, truncated, info = env.step(actions)
-            step = {OBS_PREFIX + k: v for k, v in obs.items()}
-            step.update({ACTIONS: actions, LOGP: logp, ACTION_MEAN: mean, REWARDS: reward,
-                         TERMINATED: terminated, TRUNCATED: truncated})
+            step = {K.OBS_PREFIX + k: v for k, v in obs.items()}
+            step.update({K.ACTIONS: actions, K.LOGP: logp, K.ACTION_MEAN: mean, K.REWARDS: reward,
+                         K.TERMINATED: terminated, K.TRUNCATED: truncated})
             for key, value in step.items():
-                arr = _np(value, np.int8 if key == OBS_PREFIX + K.ENCODER_INDEX else None)
+                arr = _np(value, np.int8 if key == K.OBS_PREFIX + K.ENCODER_INDEX else None)
                 if key not in buf:
                     buf[key] = np.empty((T,) + arr.shape, dtype=arr.dtype)
                 buf[key][t] = arr
@@ -101,13 +89,13 @@ class RolloutCollector:
                 finals.append(_np(info["final_obs"][K.CRITIC]))
                 final_index.append(_np(t * env.num_envs + trunc_ids))
             self.obs = next_obs
-        buf[ACTION_STD] = _np(std).reshape(-1, actions.shape[-1])[0]
-        buf[LAST_CRITIC_OBS] = _np(self.obs[K.CRITIC])
-        critic_dim = buf[LAST_CRITIC_OBS].shape[-1]
-        buf[FINAL_CRITIC_OBS] = np.concatenate(finals) if finals else np.zeros((0, critic_dim), np.float32)
-        buf[FINAL_INDEX] = np.concatenate(final_index).astype(np.int64) if final_index else np.zeros(0, np.int64)
+        buf[K.ACTION_STD] = _np(std).reshape(-1, actions.shape[-1])[0]
+        buf[K.LAST_CRITIC_OBS] = _np(self.obs[K.CRITIC])
+        critic_dim = buf[K.LAST_CRITIC_OBS].shape[-1]
+        buf[K.FINAL_CRITIC_OBS] = np.concatenate(finals) if finals else np.zeros((0, critic_dim), np.float32)
+        buf[K.FINAL_INDEX] = np.concatenate(final_index).astype(np.int64) if final_index else np.zeros(0, np.int64)
         metrics = env.metrics()
-        metrics["reward/total"] = float(buf[REWARDS].mean())  # per step, weights x dt applied
+        metrics["reward/total"] = float(buf[K.REWARDS].mean())  # per step, weights x dt applied
         return FlatBatch(buf, metrics)
 
 
@@ -119,23 +107,23 @@ def split_envs(batch: FlatBatch, num_parts: int) -> list[FlatBatch]:
     if N < num_parts:
         raise ValueError(f"cannot split {N} envs across {num_parts} learners: need num_envs >= num_learners")
     bounds = np.linspace(0, N, num_parts + 1).astype(int)
-    t_of = batch.data[FINAL_INDEX] // N
-    n_of = batch.data[FINAL_INDEX] % N
+    t_of = batch.data[K.FINAL_INDEX] // N
+    n_of = batch.data[K.FINAL_INDEX] % N
     parts = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         d = {}
         for key, arr in batch.data.items():
-            if key in (ACTION_STD,):
+            if key in (K.ACTION_STD,):
                 d[key] = arr
-            elif key in (FINAL_CRITIC_OBS, FINAL_INDEX):
+            elif key in (K.FINAL_CRITIC_OBS, K.FINAL_INDEX):
                 continue
-            elif key == LAST_CRITIC_OBS:
+            elif key == K.LAST_CRITIC_OBS:
                 d[key] = arr[lo:hi]
             else:
                 d[key] = arr[:, lo:hi]
         sel = (n_of >= lo) & (n_of < hi)
-        d[FINAL_CRITIC_OBS] = batch.data[FINAL_CRITIC_OBS][sel]
-        d[FINAL_INDEX] = t_of[sel] * (hi - lo) + (n_of[sel] - lo)
+        d[K.FINAL_CRITIC_OBS] = batch.data[K.FINAL_CRITIC_OBS][sel]
+        d[K.FINAL_INDEX] = t_of[sel] * (hi - lo) + (n_of[sel] - lo)
         parts.append(FlatBatch(d, batch.metrics if lo == 0 else {}))
     return parts
 
@@ -150,19 +138,19 @@ def concat_envs(batches: list[FlatBatch]) -> FlatBatch:
     T = batches[0].num_steps
     N_total = sum(b.num_envs for b in batches)
     for b in batches:
-        fi = b.data[FINAL_INDEX]
+        fi = b.data[K.FINAL_INDEX]
         t_of, n_of = fi // b.num_envs, fi % b.num_envs
-        finals.append(b.data[FINAL_CRITIC_OBS])
+        finals.append(b.data[K.FINAL_CRITIC_OBS])
         index.append(t_of * N_total + n_of + offset)
         offset += b.num_envs
     for key in batches[0].data:
-        if key == ACTION_STD:
+        if key == K.ACTION_STD:
             out[key] = batches[0].data[key]
-        elif key == LAST_CRITIC_OBS:
+        elif key == K.LAST_CRITIC_OBS:
             out[key] = np.concatenate([b.data[key] for b in batches], axis=0)
-        elif key not in (FINAL_CRITIC_OBS, FINAL_INDEX):
+        elif key not in (K.FINAL_CRITIC_OBS, K.FINAL_INDEX):
             out[key] = np.concatenate([b.data[key] for b in batches], axis=1)
-    out[FINAL_CRITIC_OBS] = np.concatenate(finals)
-    out[FINAL_INDEX] = np.concatenate(index)
-    assert out[REWARDS].shape == (T, N_total)
+    out[K.FINAL_CRITIC_OBS] = np.concatenate(finals)
+    out[K.FINAL_INDEX] = np.concatenate(index)
+    assert out[K.REWARDS].shape == (T, N_total)
     return FlatBatch(out, {})

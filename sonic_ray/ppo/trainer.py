@@ -13,10 +13,11 @@ import torch
 
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.envs.sampler_stats import FailureStats
+from sonic_ray.models import keys as K
 from sonic_ray.models.actor_critic import ActorCritic
 from sonic_ray.models.factory import actor_critic_kwargs
 from sonic_ray.ppo.batch import obs_groups, training_tensors
-from sonic_ray.ppo.rollout import OBS_PREFIX, RolloutCollector
+from sonic_ray.ppo.rollout import RolloutCollector
 from sonic_ray.ppo.update import PPOUpdater
 
 
@@ -51,7 +52,7 @@ class InProcessTrainer:
         self.sampler_stats.update([sampler.pop_report()])  # what the Ray aggregator does across runners
         sampler.set_rates(self.sampler_stats.rates())
         t1 = time.perf_counter()
-        critic_obs = torch.as_tensor(batch.data[OBS_PREFIX + "critic"], device=self.device)
+        critic_obs = torch.as_tensor(batch.data[K.OBS_PREFIX + K.CRITIC], device=self.device)
         self.ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]))
         data = training_tensors(batch.data, value_fn=self.ac.value_from_critic_obs, gamma=self.cfg.algo.gamma,
                                 lam=self.cfg.algo.lam, device=self.device)

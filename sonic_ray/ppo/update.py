@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 
+from sonic_ray.models import keys as K
 from sonic_ray.ppo.batch import minibatch
 from sonic_ray.ppo.losses import compute_losses
-from sonic_ray.ppo.rollout import ACTIONS
 
 StepFn = Callable[[dict], Mapping[str, float]]
 
@@ -87,10 +87,10 @@ class UpdateLoop:
     def run(self, data: dict[str, torch.Tensor], step: StepFn, *,
             generator: torch.Generator | None = None) -> dict[str, float]:
         """Every minibatch of every epoch through `step`; -> the mean of its stats, plus ppo/actor_lr."""
-        rows = data[ACTIONS].shape[0]
+        rows = data[K.ACTIONS].shape[0]
         sums: dict[str, float] = {}
         n = 0
-        for idx in minibatch_indices(rows, self.epochs, self.num_mini_batches, device=data[ACTIONS].device,
+        for idx in minibatch_indices(rows, self.epochs, self.num_mini_batches, device=data[K.ACTIONS].device,
                                      generator=generator):
             stats = step(minibatch(data, idx, normalize_advantage=self.normalize_advantage))
             for k, v in stats.items():

@@ -2,8 +2,9 @@ import pytest
 import torch
 from env_builders import reference_table, tiny_store
 
-from sonic_ray.envs.command import ENCODER_NAMES, MotionCommand
+from sonic_ray.envs.command import MotionCommand
 from sonic_ray.envs.sampler import UniformStartSampler
+from sonic_ray.models.keys import ENCODER_NAMES
 from sonic_ray.robots import G1
 from sonic_ray.utils.rotations import quat_apply, quat_conj, quat_from_axis_angle, quat_mul
 

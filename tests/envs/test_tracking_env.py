@@ -8,7 +8,7 @@ from env_builders import tiny_store
 from sonic_ray.config import config_dir, load_config
 from sonic_ray.envs.factory import make_env
 from sonic_ray.envs.gym_adapter import GymVectorEnv
-from sonic_ray.envs.tracking_env import ENCODER_INDEX_KEY
+from sonic_ray.models.keys import ENCODER_INDEX
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "exp").glob("*.yaml"))
 GROUPS = ("policy", "critic", "tokenizer_g1", "tokenizer_smpl", "tokenizer_teleop")
@@ -29,10 +29,10 @@ def test_obs_shapes_per_group_for_every_preset(store, exp):
     env = make_env(cfg_for(store, exp), num_envs=3)
     obs = env.reset()
     dims = env.obs_dims()
-    assert set(obs) == set(GROUPS) | {ENCODER_INDEX_KEY}
+    assert set(obs) == set(GROUPS) | {ENCODER_INDEX}
     for k in GROUPS:
         assert obs[k].shape == (3, dims[k]) and obs[k].dtype == torch.float32 and torch.isfinite(obs[k]).all()
-    assert obs[ENCODER_INDEX_KEY].shape == (3,)
+    assert obs[ENCODER_INDEX].shape == (3,)
     cfg = cfg_for(store, exp)
     hist = cfg.env.observations.policy.history_length
     assert dims["policy"] % hist == 0
@@ -84,7 +84,7 @@ def test_clip_end_is_a_truncation_and_final_obs_is_kept(store):
     trunc = info["truncated_ids"]
     assert set(trunc.tolist()) == set(torch.nonzero(tr).squeeze(-1).tolist())
     # By default only what bootstrapping needs: the critic's observation (and the encoder index).
-    assert set(info["final_obs"]) == {"critic", ENCODER_INDEX_KEY}
+    assert set(info["final_obs"]) == {"critic", ENCODER_INDEX}
     assert info["final_obs"]["critic"].shape == (len(trunc), env.obs_dims()["critic"])
     assert (env.episode_length == 0).all() and (env.cmd.frame < env.cmd.last_frame).all()
     m = env.metrics()

@@ -5,15 +5,14 @@ from dataclasses import asdict
 import pytest
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
-from ray.rllib.core.columns import Columns
 
 from sonic_ray.config import load_config
 from sonic_ray.envs.factory import make_env
 from sonic_ray.learners.rl_module import MODEL_KWARGS
 from sonic_ray.models.actor_critic import ActorCritic
-from sonic_ray.ppo import rollout as R
 from sonic_ray.ppo.batch import minibatch, training_tensors
 from sonic_ray.ppo.losses import compute_losses
+from sonic_ray.ppo.rollout import RolloutCollector
 from sonic_ray.train.build import algorithm_config
 
 pytestmark = pytest.mark.slow
@@ -29,7 +28,7 @@ def test_learner_loss_equals_core_loss_on_a_real_rollout():
     ac.load_state_dict(module.ac.state_dict())
 
     env = make_env(cfg, num_envs=6, seed=1)
-    batch = R.RolloutCollector(env, ac.act, 5).collect()
+    batch = RolloutCollector(env, ac.act, 5).collect()
     ac.update_critic_normalizer(torch.as_tensor(batch.data["obs/critic"]).reshape(30, -1))
     module.ac.critic_normalizer.load_state_dict(ac.critic_normalizer.state_dict())
     data = training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
@@ -40,7 +39,6 @@ def test_learner_loss_equals_core_loss_on_a_real_rollout():
                  aux_coefs=asdict(cfg.aux_losses))
     core_loss, core_stats = compute_losses(ac, mb, **coefs)
 
-    mb[Columns.ACTIONS] = mb[R.ACTIONS]
     fwd = module.forward_train(mb)
     loss = learner.compute_loss_for_module(module_id=DEFAULT_MODULE_ID, config=None, batch=mb, fwd_out=fwd)
     torch.testing.assert_close(loss, core_loss)

@@ -9,9 +9,10 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from sonic_ray.config import load_config
 from sonic_ray.envs.factory import make_env
 from sonic_ray.learners.rl_module import MODEL_KWARGS
+from sonic_ray.models import keys as K
 from sonic_ray.models.actor_critic import ActorCritic
-from sonic_ray.ppo import rollout as R
 from sonic_ray.ppo.batch import obs_groups, training_tensors
+from sonic_ray.ppo.rollout import RolloutCollector
 from sonic_ray.ppo.update import PPOUpdater
 
 pytestmark = pytest.mark.slow
@@ -41,12 +42,12 @@ def test_inprocess_and_rllib_learners_end_an_update_with_identical_parameters(ex
     before = {k: v.clone() for k, v in ac.state_dict().items()}
 
     env = make_env(cfg, num_envs=8, seed=1)
-    fb = R.RolloutCollector(env, ac.act, 6).collect()
+    fb = RolloutCollector(env, ac.act, 6).collect()
     env.close()
 
     algo = asdict(cfg.algo)
     updater = PPOUpdater(ac, aux_coefs=asdict(cfg.aux_losses), **{k: algo[k] for k in UPDATER_KEYS})
-    critic_obs = torch.as_tensor(fb.data[R.OBS_PREFIX + "critic"])
+    critic_obs = torch.as_tensor(fb.data[K.OBS_PREFIX + K.CRITIC])
     ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]))
     data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam)
     torch.manual_seed(7)  # the minibatch permutations come from the global torch RNG on both paths

@@ -67,10 +67,10 @@ def test_act_and_evaluate_agree_and_std_is_clamped():
     actions, logp, mean, std = ac.act(obs)
     torch.testing.assert_close(std, torch.full((4,), 0.05))
     ev = ac.evaluate(obs, actions)
-    torch.testing.assert_close(ev["logp"], logp)
-    torch.testing.assert_close(ev["mean"], mean)
-    assert ev["value"].shape == (9,) and ev["kin_pred"].shape == (9, 12)
-    assert set(ev["latents"]) == set(DIMS) and ev["reencoded_smpl"].shape == (9, 6)
+    torch.testing.assert_close(ev.logp, logp)
+    torch.testing.assert_close(ev.mean, mean)
+    assert ev.value.shape == (9,) and ev.kin_pred.shape == (9, 12)
+    assert set(ev.latents) == set(DIMS) and ev.reencoded_smpl.shape == (9, 6)
     with torch.no_grad():
         ac.log_std.fill_(5.0)
     ac.project_std()  # the optimiser step's projection
@@ -137,7 +137,7 @@ def test_shared_kin_decoding_equals_two_separate_passes(mode):
     residual = 0.1 * torch.randn(9, ac.token.latent_dim) if mode != "none" else None
     actions = torch.randn(9, 4)
     ev = ac.evaluate(obs, actions, residual)
-    (ev["kin_pred"].square().sum() + ev["reencoded_smpl"].square().sum()).backward()
+    (ev.kin_pred.square().sum() + ev.reencoded_smpl.square().sum()).backward()
     fast = {n: p.grad.clone() for n, p in ac.named_parameters() if p.grad is not None}
     ac.zero_grad()
     tok = ac.token
@@ -145,8 +145,8 @@ def test_shared_kin_decoding_equals_two_separate_passes(mode):
     token = tok.tokenize(tok.route(latents, obs[K.ENCODER_INDEX]), residual)
     kin_pred = tok.kin_decoder(token)
     reencoded = tok.encoders["g1"](tok.kin_decoder(tok.fsq(latents["smpl"])))
-    torch.testing.assert_close(ev["kin_pred"], kin_pred)
-    torch.testing.assert_close(ev["reencoded_smpl"], reencoded)
+    torch.testing.assert_close(ev.kin_pred, kin_pred)
+    torch.testing.assert_close(ev.reencoded_smpl, reencoded)
     (kin_pred.square().sum() + reencoded.square().sum()).backward()
     slow = {n: p.grad for n, p in ac.named_parameters() if p.grad is not None}
     assert set(fast) == set(slow)

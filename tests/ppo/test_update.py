@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from sonic_ray.models import keys as K
-from sonic_ray.ppo import rollout as R
-from sonic_ray.ppo.batch import OBS, minibatch, training_tensors
+from sonic_ray.ppo import rollout
+from sonic_ray.ppo.batch import minibatch, training_tensors
 from sonic_ray.ppo.losses import aux_losses
 from sonic_ray.ppo.update import PPOUpdater, minibatch_indices
 from tests.models.test_actor_critic import DIMS, small_ac
@@ -12,32 +12,32 @@ from tests.models.test_actor_critic import DIMS, small_ac
 T, N = 6, 8
 
 
-def fake_rollout(seed=0) -> R.FlatBatch:
+def fake_rollout(seed=0) -> rollout.FlatBatch:
     """A rollout with the shapes and dtypes the collector writes (random content)."""
     rng = np.random.default_rng(seed)
     f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
-    d = {R.OBS_PREFIX + K.TOKENIZER_KEYS[n]: f(T, N, dim) for n, dim in DIMS.items()}
-    d[R.OBS_PREFIX + K.POLICY] = f(T, N, 10)
-    d[R.OBS_PREFIX + K.CRITIC] = f(T, N, 11)
-    d[R.OBS_PREFIX + K.ENCODER_INDEX] = rng.integers(0, 3, (T, N)).astype(np.int8)
-    d.update({R.ACTIONS: f(T, N, 4), R.LOGP: f(T, N) - 5, R.ACTION_MEAN: f(T, N, 4),
-              R.ACTION_STD: np.full(4, 0.05, np.float32), R.REWARDS: f(T, N),
-              R.TERMINATED: rng.random((T, N)) < 0.1, R.TRUNCATED: np.zeros((T, N), bool),
-              R.LAST_CRITIC_OBS: f(N, 11)})
-    d[R.TRUNCATED][2, 5] = True
-    d[R.TERMINATED][2, 5] = False
-    d[R.FINAL_CRITIC_OBS] = f(1, 11)
-    d[R.FINAL_INDEX] = np.array([2 * N + 5])
-    return R.FlatBatch(d)
+    d = {K.OBS_PREFIX + K.TOKENIZER_KEYS[n]: f(T, N, dim) for n, dim in DIMS.items()}
+    d[K.OBS_PREFIX + K.POLICY] = f(T, N, 10)
+    d[K.OBS_PREFIX + K.CRITIC] = f(T, N, 11)
+    d[K.OBS_PREFIX + K.ENCODER_INDEX] = rng.integers(0, 3, (T, N)).astype(np.int8)
+    d.update({K.ACTIONS: f(T, N, 4), K.LOGP: f(T, N) - 5, K.ACTION_MEAN: f(T, N, 4),
+              K.ACTION_STD: np.full(4, 0.05, np.float32), K.REWARDS: f(T, N),
+              K.TERMINATED: rng.random((T, N)) < 0.1, K.TRUNCATED: np.zeros((T, N), bool),
+              K.LAST_CRITIC_OBS: f(N, 11)})
+    d[K.TRUNCATED][2, 5] = True
+    d[K.TERMINATED][2, 5] = False
+    d[K.FINAL_CRITIC_OBS] = f(1, 11)
+    d[K.FINAL_INDEX] = np.array([2 * N + 5])
+    return rollout.FlatBatch(d)
 
 
 def test_split_then_concat_roundtrip():
     b = fake_rollout()
-    parts = R.split_envs(b, 3)
+    parts = rollout.split_envs(b, 3)
     assert [p.num_envs for p in parts] == [2, 3, 3]
-    owner = [i for i, p in enumerate(parts) if len(p.data[R.FINAL_INDEX])]
+    owner = [i for i, p in enumerate(parts) if len(p.data[K.FINAL_INDEX])]
     assert owner == [2]  # slices are envs 0-1, 2-4, 5-7: the truncated env 5 travels with the third
-    joined = R.concat_envs(parts)
+    joined = rollout.concat_envs(parts)
     for k, v in b.data.items():
         np.testing.assert_array_equal(joined.data[k], v, err_msg=k)
 
@@ -46,10 +46,10 @@ def test_training_tensors_shapes_and_bootstrap():
     b = fake_rollout()
     ac = small_ac()
     data = training_tensors(b.data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
-    assert data[R.ACTIONS].shape == (T * N, 4) and data["advantages"].shape == (T * N,)
-    assert data[R.OBS_PREFIX + K.ENCODER_INDEX].dtype == torch.long
+    assert data[K.ACTIONS].shape == (T * N, 4) and data["advantages"].shape == (T * N,)
+    assert data[K.OBS_PREFIX + K.ENCODER_INDEX].dtype == torch.long
     mb = minibatch(data, torch.arange(5), normalize_advantage=True)
-    assert set(mb[OBS]) == {K.POLICY, K.CRITIC, K.ENCODER_INDEX, *K.TOKENIZER_KEYS.values()}
+    assert set(mb[K.OBS]) == {K.POLICY, K.CRITIC, K.ENCODER_INDEX, *K.TOKENIZER_KEYS.values()}
     assert float(mb["advantages"].mean()) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -71,8 +71,8 @@ def test_aux_losses_decrease_on_a_fixed_batch():
     opt = torch.optim.Adam(ac.token.parameters(), lr=3e-3)
     first = None
     for _ in range(100):
-        ev = ac.evaluate(mb[OBS], mb[R.ACTIONS])
-        loss, stats = aux_losses(ev, mb[OBS], coefs)
+        ev = ac.evaluate(mb[K.OBS], mb[K.ACTIONS])
+        loss, stats = aux_losses(ev, coefs)
         first = first or {k: float(v) for k, v in stats.items()}
         opt.zero_grad()
         loss.backward()
@@ -101,9 +101,9 @@ def test_full_update_runs_and_kl_schedule_moves_lr():
         assert np.isfinite(stats[k]), k
     # Old means equal to the current policy's and a tiny lr: KL stays tiny, so the lr grows.
     with torch.no_grad():
-        data[R.ACTION_MEAN] = ac.act_inference({k[4:]: v for k, v in data.items() if k.startswith("obs/")})
-        data[R.LOGP] = ac.evaluate({k[4:]: v for k, v in data.items() if k.startswith("obs/")},
-                                   data[R.ACTIONS])["logp"]
+        data[K.ACTION_MEAN] = ac.act_inference({k[4:]: v for k, v in data.items() if k.startswith("obs/")})
+        data[K.LOGP] = ac.evaluate({k[4:]: v for k, v in data.items() if k.startswith("obs/")},
+                                   data[K.ACTIONS]).logp
     up2 = PPOUpdater(ac, actor_lr=1e-5, **kw)
     up2.update(data)
     assert up2.actor_lr > 1e-5
@@ -120,7 +120,7 @@ def test_token_diagnostics_see_a_collapsed_token():
     torch.manual_seed(0)
     ac = small_ac()
     data = training_tensors(fake_rollout().data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
-    mb = minibatch(data, torch.arange(data[R.ACTIONS].shape[0]), normalize_advantage=True)
+    mb = minibatch(data, torch.arange(data[K.ACTIONS].shape[0]), normalize_advantage=True)
     coefs = dict(clip_param=0.2, value_loss_coef=1.0, entropy_coef=0.0, use_clipped_value_loss=True,
                  aux_coefs={"g1_recon": 0.01})
     with torch.no_grad():
@@ -128,7 +128,7 @@ def test_token_diagnostics_see_a_collapsed_token():
             enc[-1].weight.zero_()
             enc[-1].bias.zero_()
     _, stats = compute_losses(ac, mb, **coefs)
-    rows = mb[R.ACTIONS].shape[0]
+    rows = mb[K.ACTIONS].shape[0]
     assert float(stats["token/nonzero_share"]) == 0.0
     assert float(stats["token/distinct_share"]) == pytest.approx(1.0 / rows)
     with torch.no_grad():
