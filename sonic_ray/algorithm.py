@@ -8,20 +8,19 @@ the runners. Each phase is timed into `perf/time_*_s`.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 from ray.rllib.algorithms.ppo import PPO, PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from sonic_ray.config.compose import to_typed
+from sonic_ray.config.compose import config_from_dict, config_to_dict
 from sonic_ray.config.schema import SonicConfig
-from sonic_ray.env_runners.runner import SONIC_CFG_KEY, SonicEnvRunner
+from sonic_ray.env_runners.runner import SonicEnvRunner
 from sonic_ray.env_runners.sampler_actor import SamplerStatsActor
-from sonic_ray.learners.learner import ALGO_KEY, THREADS_KEY, SonicLearner
-from sonic_ray.learners.rl_module import MODEL_KWARGS, SonicRLModule
+from sonic_ray.envs.factory import make_failure_stats
+from sonic_ray.learners.learner import SonicLearner
+from sonic_ray.learners.rl_module import MODEL_KWARGS, SONIC_CFG_KEY, SonicRLModule
 
 SONIC_METRICS = "sonic"  # key of our metrics in the result dict
 
@@ -33,12 +32,8 @@ class SonicPPO(PPO):
 
     def setup(self, config) -> None:
         super().setup(config)
-        from sonic_ray.envs.factory import global_num_bins
-
-        cfg = to_typed(OmegaConf.create(self.config.env_config[SONIC_CFG_KEY]))
-        mc = cfg.env.commands.motion
-        self.sampler_stats = SamplerStatsActor.remote(global_num_bins(cfg), smoothing=mc.rate_smoothing,
-                                                      cap_multiple=mc.failure_rate_cap)
+        cfg = config_from_dict(self.config.env_config[SONIC_CFG_KEY])  # once per algorithm process
+        self.sampler_stats = SamplerStatsActor.remote(make_failure_stats(cfg))
         self._sampler_rates = None  # ObjectRef of the rates the next sample call applies
 
     def training_step(self) -> None:
@@ -126,20 +121,15 @@ def _aggregate_runner_metrics(metrics: list[dict]) -> dict[str, float]:
     return out
 
 
-def algo_hyperparameters(cfg: SonicConfig) -> dict[str, Any]:
-    hp = asdict(cfg.algo)
-    hp["aux_coefs"] = asdict(cfg.aux_losses)
-    return hp
-
-
 def to_algorithm_config(cfg: SonicConfig, *, observation_space, action_space, model_config: dict) -> PPOConfig:
     """Translate our validated config into RLlib's AlgorithmConfig (nothing else touches the builder)."""
     r = cfg.ray
+    as_dict = config_to_dict(cfg)  # RLlib's config dicts carry plain containers; each process re-types once
     return (
         SonicPPO.get_default_config()
         .framework("torch")
         .environment(observation_space=observation_space, action_space=action_space,
-                     env_config={SONIC_CFG_KEY: OmegaConf.to_container(OmegaConf.structured(cfg))})
+                     env_config={SONIC_CFG_KEY: as_dict})
         .env_runners(env_runner_cls=SonicEnvRunner, num_env_runners=r.num_env_runners,
                      num_cpus_per_env_runner=r.cpus_per_env_runner, num_gpus_per_env_runner=r.gpus_per_env_runner,
                      custom_resources_per_env_runner=dict(r.custom_resources_per_env_runner),
@@ -148,7 +138,7 @@ def to_algorithm_config(cfg: SonicConfig, *, observation_space, action_space, mo
         .learners(num_learners=r.num_learners, num_cpus_per_learner=r.cpus_per_learner,
                   num_gpus_per_learner=r.gpus_per_learner, learner_class=SonicLearner,
                   custom_resources_per_learner=dict(r.custom_resources_per_learner),
-                  learner_config_dict={ALGO_KEY: algo_hyperparameters(cfg), THREADS_KEY: int(r.learner_threads)})
+                  learner_config_dict={SONIC_CFG_KEY: as_dict})
         .training(lr=cfg.algo.actor_lr, gamma=cfg.algo.gamma, lambda_=cfg.algo.lam,
                   grad_clip=cfg.algo.max_grad_norm, grad_clip_by="global_norm")
         .rl_module(rl_module_spec=RLModuleSpec(module_class=SonicRLModule, model_config={MODEL_KWARGS: model_config}))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -36,9 +35,6 @@ from sonic_ray.ppo.rollout import FlatBatch
 
 SIZES = {"demo": "demo", "sonic_release": "sonic_release"}  # size -> exp preset holding its network sizes
 DEFAULT_ENVS = {"demo": 128, "sonic_release": 16}
-UPDATER_KEYS = ("actor_lr", "critic_lr", "lr_min", "lr_max", "desired_kl", "schedule", "num_learning_epochs",
-                "num_mini_batches", "clip_param", "value_loss_coef", "entropy_coef", "use_clipped_value_loss",
-                "max_grad_norm", "normalize_advantage")
 
 
 def _sync(device) -> None:
@@ -118,12 +114,11 @@ def bench_ours(cfg, obs_dims, action_dim, batch: FlatBatch, ac, *, device, repea
     from sonic_ray.ppo.batch import training_tensors
     from sonic_ray.ppo.update import PPOUpdater
 
-    algo = asdict(cfg.algo)
     crit = torch.as_tensor(batch.data[K.OBS_PREFIX + K.CRITIC], device=device)
     ac.update_critic_normalizer(crit.reshape(-1, crit.shape[-1]))
     data = training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam,
                             device=device)
-    updater = PPOUpdater(ac, aux_coefs=asdict(cfg.aux_losses), **{k: algo[k] for k in UPDATER_KEYS})
+    updater = PPOUpdater.from_config(ac, cfg)
     gen = torch.Generator().manual_seed(0)
     times = _timed(lambda: updater.update(data, generator=gen), device, repeats)
     rows = data[K.ACTIONS].shape[0]
@@ -135,7 +130,7 @@ def bench_ours(cfg, obs_dims, action_dim, batch: FlatBatch, ac, *, device, repea
         return n
 
     sec = statistics.median(times)
-    return {"seconds": sec, "seconds_all": times, "samples_per_s": algo["num_learning_epochs"] * rows / sec,
+    return {"seconds": sec, "seconds_all": times, "samples_per_s": cfg.algo.num_learning_epochs * rows / sec,
             "params": sum(p.numel() for p in ac.parameters()), "macs_per_row": macs_per_row(ac, fwd)}
 
 

@@ -82,6 +82,18 @@ def load_config(overrides: Sequence[str] = ()) -> SonicConfig:
     return to_typed(compose(overrides))
 
 
+def config_to_dict(cfg: SonicConfig) -> dict:
+    """The validated config as plain dicts and lists: what RLlib's config dicts (env_config,
+    learner_config_dict) carry to the runner and learner processes."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def config_from_dict(data: dict) -> SonicConfig:
+    """Inverse of `config_to_dict`, at the RLlib boundary: once per process (env runner, learner,
+    algorithm), which then passes typed sections and keyword arguments down."""
+    return to_typed(OmegaConf.create(data))
+
+
 def to_yaml(cfg: SonicConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 

@@ -19,13 +19,11 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.env_runner import EnvRunner
 from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 
-from sonic_ray.config.compose import to_typed
+from sonic_ray.config.compose import config_from_dict
 from sonic_ray.envs.factory import make_env
-from sonic_ray.learners.rl_module import SonicRLModule
+from sonic_ray.learners.rl_module import SONIC_CFG_KEY, SonicRLModule
 from sonic_ray.ppo.rollout import RolloutCollector, split_envs
 from sonic_ray.utils.rng import rng_state, set_rng_state
-
-SONIC_CFG_KEY = "sonic"  # env_config key: the whole validated SonicConfig as a plain dict
 
 
 def runner_seed(seed: int, worker_index: int) -> int:
@@ -47,9 +45,7 @@ def _to_cpu(x):
 class SonicEnvRunner(EnvRunner):
     def __init__(self, *, config, **kwargs):
         super().__init__(config=config, **kwargs)
-        from omegaconf import OmegaConf
-
-        self.cfg = to_typed(OmegaConf.create(config.env_config[SONIC_CFG_KEY]))
+        self.cfg = config_from_dict(config.env_config[SONIC_CFG_KEY])  # once per runner process
         index = self.worker_index or 0
         workers = max(self.num_workers, 1)
         self.seed = runner_seed(self.cfg.seed, index)

@@ -23,8 +23,9 @@ from sonic_ray.envs.sampler_stats import FailureStats
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class SamplerStatsActor:
-    def __init__(self, num_bins: int, *, smoothing: float, cap_multiple: float):
-        self.stats = FailureStats(num_bins, smoothing=smoothing, cap_multiple=cap_multiple)
+    def __init__(self, stats: FailureStats):
+        """`stats`: the empty table (`envs.factory.make_failure_stats(cfg)`, built by the algorithm)."""
+        self.stats = stats
 
     def update(self, reports: list[dict]) -> np.ndarray:
         """Fold in one iteration's reports; -> capped rates (K,) float32 for every global bin."""

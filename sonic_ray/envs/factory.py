@@ -15,6 +15,7 @@ import torch
 
 from sonic_ray.envs.reference import ReferenceTable
 from sonic_ray.envs.sampler import AdaptiveStartSampler, UniformStartSampler, bins_per_clip, global_bin_ids
+from sonic_ray.envs.sampler_stats import FailureStats
 from sonic_ray.envs.tracking_env import TrackingEnv
 from sonic_ray.models.keys import ENCODER_NAMES
 
@@ -81,6 +82,13 @@ def global_num_bins(cfg) -> int:
 
     frames = store_control_frames(motion_store_path(cfg), cfg.motions.control_fps)
     return int(bins_per_clip(frames, cfg.env.commands.motion.bin_size_frames).sum())
+
+
+def make_failure_stats(cfg) -> FailureStats:
+    """The start sampler's failure table over every bin of the store, as configured: the one builder
+    for the Ray aggregator (`SamplerStatsActor`) and the in-process trainer."""
+    mc = cfg.env.commands.motion
+    return FailureStats(global_num_bins(cfg), smoothing=mc.rate_smoothing, cap_multiple=mc.failure_rate_cap)
 
 
 def make_sampler(cfg, table: ReferenceTable, *, device="cpu"):

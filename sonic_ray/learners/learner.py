@@ -9,40 +9,36 @@ compute_loss_for_module -> gradients -> grad clip -> apply), which carries DDP w
 
 from __future__ import annotations
 
-from typing import Any
-
 import ray
 import torch
 import torch.distributed as dist
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core import DEFAULT_MODULE_ID
 
+from sonic_ray.config.compose import config_from_dict
+from sonic_ray.learners.rl_module import SONIC_CFG_KEY
 from sonic_ray.models import keys as K
 from sonic_ray.ppo.batch import as_tensor, obs_groups, training_tensors
 from sonic_ray.ppo.losses import losses_from_evaluation
 from sonic_ray.ppo.rollout import FlatBatch, concat_envs
-from sonic_ray.ppo.update import UpdateLoop, adam, clip_grad_norms, set_lr
+from sonic_ray.ppo.update import adam, clip_grad_norms, loss_coefficients, set_lr, update_loop
 from sonic_ray.utils.rng import rng_state, set_rng_state
 
-ALGO_KEY = "sonic_algo"  # learner_config_dict key: the AlgoConfig fields + aux coefficients
-THREADS_KEY = "sonic_torch_threads"  # learner_config_dict key: ray.learner_threads (0: one per CPU)
 ACTOR_OPT = "actor"
 CRITIC_OPT = "critic"
 
 
 class SonicLearner(PPOTorchLearner):
     def build(self) -> None:
-        self.hp: dict[str, Any] = dict(self.config.learner_config_dict[ALGO_KEY])
-        hp = self.hp
-        self.loop = UpdateLoop(**{k: hp[k] for k in ("actor_lr", "lr_min", "lr_max", "desired_kl", "schedule",
-                                                     "num_learning_epochs", "num_mini_batches",
-                                                     "normalize_advantage")})
+        cfg = config_from_dict(self.config.learner_config_dict[SONIC_CFG_KEY])
+        self.algo = cfg.algo  # AlgoConfig
+        self.loss_coefs = loss_coefficients(cfg)
+        self.loop = update_loop(cfg.algo)
         self._last_stats: dict[str, torch.Tensor] = {}
         # One intra-op thread per CPU this learner was given unless ray.learner_threads says otherwise:
         # more oversubscribes the node's cores (the env runners step MuJoCo on their own), which costs
         # far more than it gains, except where the runners are idle while it learns (a local learner).
-        threads = int(self.config.learner_config_dict.get(THREADS_KEY) or 0)
-        torch.set_num_threads(threads or max(1, int(self.config.num_cpus_per_learner or 1)))
+        torch.set_num_threads(cfg.ray.learner_threads or max(1, int(self.config.num_cpus_per_learner or 1)))
         super().build()
 
     # ---- optimisers -----------------------------------------------------------------------
@@ -51,11 +47,11 @@ class SonicLearner(PPOTorchLearner):
         actor_params = list(ac.actor_parameters())
         critic_params = list(ac.critic_parameters())
         self.register_optimizer(module_id=module_id, optimizer_name=ACTOR_OPT,
-                                optimizer=adam(actor_params, self.hp["actor_lr"]),
-                                params=actor_params, lr_or_lr_schedule=self.hp["actor_lr"])
+                                optimizer=adam(actor_params, self.algo.actor_lr),
+                                params=actor_params, lr_or_lr_schedule=self.algo.actor_lr)
         self.register_optimizer(module_id=module_id, optimizer_name=CRITIC_OPT,
-                                optimizer=adam(critic_params, self.hp["critic_lr"]),
-                                params=critic_params, lr_or_lr_schedule=self.hp["critic_lr"])
+                                optimizer=adam(critic_params, self.algo.critic_lr),
+                                params=critic_params, lr_or_lr_schedule=self.algo.critic_lr)
 
     @property
     def actor_lr(self) -> float:
@@ -66,7 +62,7 @@ class SonicLearner(PPOTorchLearner):
         same function as the in-process learner; RLlib's own clipping is the same rule per optimiser)."""
         groups = [self.filter_param_dict_for_optimizer(param_dict=module_gradients_dict, optimizer=opt).values()
                   for _, opt in self.get_optimizers_for_module(module_id)]
-        clip_grad_norms(groups, float(self.hp["max_grad_norm"]))
+        clip_grad_norms(groups, self.algo.max_grad_norm)
         return dict(module_gradients_dict)
 
     def apply_gradients(self, gradients_dict) -> None:
@@ -90,12 +86,7 @@ class SonicLearner(PPOTorchLearner):
 
     # ---- loss ----------------------------------------------------------------------------
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out) -> torch.Tensor:
-        total, stats = losses_from_evaluation(
-            fwd_out[K.FWD_EVAL], batch,
-            clip_param=self.hp["clip_param"], value_loss_coef=self.hp["value_loss_coef"],
-            entropy_coef=self.hp["entropy_coef"], use_clipped_value_loss=self.hp["use_clipped_value_loss"],
-            aux_coefs=self.hp["aux_coefs"],
-        )
+        total, stats = losses_from_evaluation(fwd_out[K.FWD_EVAL], batch, **self.loss_coefs)
         # The lr of the step about to be taken, adapted to this minibatch's KL (averaged over learners).
         kl = float(self._mean_across_learners(stats["ppo/approx_kl"].reshape(1).to(self._device)))
         set_lr(self.get_optimizer(module_id, ACTOR_OPT), self.loop.lr_for_step(kl))
@@ -127,14 +118,14 @@ class SonicLearner(PPOTorchLearner):
         return self.update_from_flat(concat_envs(list(parts)))
 
     def update_from_flat(self, fb: FlatBatch) -> dict[str, float]:
-        ac, hp = self._ac, self.hp
+        ac = self._ac
         critic_obs = as_tensor(fb.data[K.OBS_PREFIX + K.CRITIC], self._device).float()
         ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]), reduce_fn=self._sum_across_learners)
-        data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=hp["gamma"], lam=hp["lam"],
+        data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=self.algo.gamma, lam=self.algo.lam,
                                 device=self._device)
         out = self.loop.run(data, self._step)
         ac.update_actor_normalizers(obs_groups(data), reduce_fn=self._sum_across_learners)
-        out["ppo/critic_lr"] = float(hp["critic_lr"])
+        out["ppo/critic_lr"] = self.algo.critic_lr
         out["learner/rows"] = data[K.ACTIONS].shape[0]
         fsq = ac.token.fsq  # what was built (a sweep over FSQ levels checks its trials differ here)
         out["model/codebook_size"] = float(fsq.codebook_size)

@@ -19,6 +19,9 @@ from sonic_ray.models import keys as K
 from sonic_ray.models.actor_critic import ActorCritic
 
 MODEL_KWARGS = "sonic_actor_critic"  # model_config key holding ActorCritic's keyword arguments
+# env_config and learner_config_dict key: the validated SonicConfig as plain dicts (`config_to_dict`);
+# the env runner, the learner and the algorithm each turn it back into the typed config once.
+SONIC_CFG_KEY = "sonic"
 assert K.ACTIONS == Columns.ACTIONS  # the rollout's actions reach forward_train under RLlib's own key
 
 

@@ -7,12 +7,11 @@ can be checked end to end in one process (and benchmarked against the Ray pipeli
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 
 import torch
 
 from sonic_ray.config.schema import SonicConfig
-from sonic_ray.envs.sampler_stats import FailureStats
+from sonic_ray.envs.factory import make_env, make_failure_stats
 from sonic_ray.models import keys as K
 from sonic_ray.models.actor_critic import ActorCritic
 from sonic_ray.models.factory import actor_critic_kwargs
@@ -23,8 +22,6 @@ from sonic_ray.ppo.update import PPOUpdater
 
 class InProcessTrainer:
     def __init__(self, cfg: SonicConfig, *, num_envs: int | None = None, seed: int | None = None):
-        from sonic_ray.envs.factory import global_num_bins, make_env
-
         self.cfg = cfg
         seed = cfg.seed if seed is None else seed
         torch.manual_seed(seed)
@@ -32,15 +29,9 @@ class InProcessTrainer:
         self.env = make_env(cfg, num_envs=num_envs, seed=seed, device=cfg.device)
         kwargs = actor_critic_kwargs(cfg, obs_dims=self.env.obs_dims(), action_dim=self.env.action_dim)
         self.ac = ActorCritic(**kwargs).to(self.device)
-        algo = asdict(cfg.algo)
-        self.updater = PPOUpdater(self.ac, aux_coefs=asdict(cfg.aux_losses), **{
-            k: algo[k] for k in ("actor_lr", "critic_lr", "lr_min", "lr_max", "desired_kl", "schedule",
-                                 "num_learning_epochs", "num_mini_batches", "clip_param", "value_loss_coef",
-                                 "entropy_coef", "use_clipped_value_loss", "max_grad_norm", "normalize_advantage")})
+        self.updater = PPOUpdater.from_config(self.ac, cfg)
         self.collector = RolloutCollector(self.env, self.ac.act, cfg.algo.num_steps_per_env)
-        mc = cfg.env.commands.motion
-        self.sampler_stats = FailureStats(global_num_bins(cfg), smoothing=mc.rate_smoothing,
-                                          cap_multiple=mc.failure_rate_cap)
+        self.sampler_stats = make_failure_stats(cfg)
         self.iteration = 0
 
     def iterate(self) -> dict[str, float]:

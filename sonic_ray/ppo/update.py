@@ -16,9 +16,11 @@ from the caller, so the in-process trainer (`PPOUpdater.step`) and the RLlib lea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict
 
 import torch
 
+from sonic_ray.config.schema import AlgoConfig, SonicConfig
 from sonic_ray.models import keys as K
 from sonic_ray.ppo.batch import minibatch
 from sonic_ray.ppo.losses import compute_losses
@@ -101,6 +103,20 @@ class UpdateLoop:
         return out
 
 
+def update_loop(algo: AlgoConfig) -> UpdateLoop:
+    """The update loop as `algo` configures it (both learners build theirs here)."""
+    return UpdateLoop(actor_lr=algo.actor_lr, lr_min=algo.lr_min, lr_max=algo.lr_max, desired_kl=algo.desired_kl,
+                      schedule=algo.schedule, num_learning_epochs=algo.num_learning_epochs,
+                      num_mini_batches=algo.num_mini_batches, normalize_advantage=algo.normalize_advantage)
+
+
+def loss_coefficients(cfg: SonicConfig) -> dict:
+    """`losses_from_evaluation`'s keyword arguments from the config (both learners use these)."""
+    a = cfg.algo
+    return dict(clip_param=a.clip_param, value_loss_coef=a.value_loss_coef, entropy_coef=a.entropy_coef,
+                use_clipped_value_loss=a.use_clipped_value_loss, aux_coefs=asdict(cfg.aux_losses))
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -150,6 +166,15 @@ class PPOUpdater:
     def state_dict(self) -> dict:
         return {"actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
                 "actor_lr": self.loop.actor_lr}
+
+    @classmethod
+    def from_config(cls, actor_critic, cfg: SonicConfig) -> PPOUpdater:
+        """The in-process learner for `actor_critic` as `cfg` configures it."""
+        a = cfg.algo
+        return cls(actor_critic, actor_lr=a.actor_lr, critic_lr=a.critic_lr, lr_min=a.lr_min, lr_max=a.lr_max,
+                   desired_kl=a.desired_kl, schedule=a.schedule, num_learning_epochs=a.num_learning_epochs,
+                   num_mini_batches=a.num_mini_batches, max_grad_norm=a.max_grad_norm,
+                   normalize_advantage=a.normalize_advantage, **loss_coefficients(cfg))
 
     def load_state_dict(self, state: dict) -> None:
         self.actor_opt.load_state_dict(state["actor_opt"])

@@ -80,7 +80,7 @@ def test_adaptive_sampler_metrics_and_aggregator(uninterrupted):
 def test_aggregator_actor_pools_runner_reports(local_ray):
     from sonic_ray.env_runners.sampler_actor import SamplerStatsActor
 
-    actor = SamplerStatsActor.remote(6, smoothing=0.5, cap_multiple=2.0)
+    actor = SamplerStatsActor.remote(FailureStats(6, smoothing=0.5, cap_multiple=2.0))
     a = {"bins": np.array([0, 1]), "visits": np.array([4, 2]), "failures": np.array([0, 2])}  # runner 1's shard
     b = {"bins": np.array([4]), "visits": np.array([5]), "failures": np.array([1])}  # runner 2's shard
     rates = local_ray.get(actor.update.remote([a, b]))
@@ -90,7 +90,7 @@ def test_aggregator_actor_pools_runner_reports(local_ray):
     # rates [0, 1, -, -, 0.2, -]: mean of visited 0.4, cap 0.8
     np.testing.assert_allclose(rates, [0.0, 0.8, 0.0, 0.0, 0.2, 0.0], rtol=1e-6)
     state = local_ray.get(actor.get_state.remote())
-    other = SamplerStatsActor.remote(6, smoothing=0.5, cap_multiple=2.0)
+    other = SamplerStatsActor.remote(FailureStats(6, smoothing=0.5, cap_multiple=2.0))
     np.testing.assert_array_equal(local_ray.get(other.set_state.remote(state)), rates)
     with pytest.raises(Exception, match="different store or bin size"):
         local_ray.get(actor.update.remote([{"bins": np.array([6]), "visits": np.array([1]),
