@@ -33,8 +33,9 @@ class FailureStats:
     def update(self, reports: list[dict]) -> None:
         """One iteration's reports ({"bins", "visits", "failures"} from `BinnedStartSampler.pop_report`)."""
         a = self.smoothing
-        self.visits *= 1.0 - a
-        self.failures *= 1.0 - a
+        # New arrays, not in place: a table that crossed a Ray boundary holds read-only buffers.
+        self.visits = self.visits * (1.0 - a)
+        self.failures = self.failures * (1.0 - a)
         for r in reports:
             bins = np.asarray(r["bins"], dtype=np.int64)
             if len(bins) and (bins.min() < 0 or bins.max() >= self.num_bins):

@@ -146,3 +146,13 @@ def test_bad_parameters_are_errors():
         FailureStats(3, smoothing=0.0)
     with pytest.raises(ValueError, match="do not cover"):
         AdaptiveStartSampler(FRAMES, global_bins=[5, 6, 7]).set_rates(np.zeros(3))
+
+
+def test_failure_stats_update_works_on_read_only_buffers():
+    """A table unpickled by Ray (zero-copy) holds read-only arrays; update must not write into them."""
+    stats = FailureStats(4, smoothing=0.5)
+    stats.visits.setflags(write=False)
+    stats.failures.setflags(write=False)
+    stats.update([{"bins": [1, 2], "visits": [2.0, 4.0], "failures": [1.0, 0.0]}])
+    np.testing.assert_allclose(stats.visits, [0.0, 1.0, 2.0, 0.0])
+    np.testing.assert_allclose(stats.raw_rates(), [0.0, 0.5, 0.0, 0.0])
