@@ -127,11 +127,11 @@ def _start_ray(cfg) -> bool:
     when this call initialised Ray."""
     import ray
 
-    from sonic_ray.train.driver import RAY_JOB_ENV, init_ray
+    from sonic_ray.cluster import init_ray, joins_existing_cluster
 
     if ray.is_initialized():
         return False
-    if cfg.ray.address or os.environ.get("RAY_ADDRESS") or os.environ.get(RAY_JOB_ENV):
+    if joins_existing_cluster(cfg):
         init_ray(cfg)
     else:  # the runners' stdout would land in the bench's (JSON) output: keep it in Ray's logs
         ray.init(include_dashboard=False, log_to_driver=False,

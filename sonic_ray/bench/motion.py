@@ -50,7 +50,7 @@ def _robot(robot: str | None):
     """G1 joint data from sonic_ray.robots when present, else 29 synthetic joints (same sizes)."""
     if robot is not None:
         try:
-            from sonic_ray.motion.cli import robot_context
+            from sonic_ray.motion.robot_context import robot_context
 
             names, lower, upper, _fk = robot_context(robot)
             return names, lower, upper, robot

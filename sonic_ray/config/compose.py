@@ -15,7 +15,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sonic_ray.config.errors import ConfigError
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.config.search_space import parse_search_space
 
 ENV_CONFIG_DIR = "SONIC_RAY_CONFIG_DIR"
 RESIDUAL_MODES = ("none", "post_quant", "pre_quant", "replace")
@@ -25,10 +27,6 @@ ACTIVATIONS = ("silu", "elu", "relu", "tanh", "gelu")
 EVENT_MODES = ("startup", "reset", "interval")
 TUNE_SCHEDULERS = ("asha", "fifo")
 START_SAMPLERS = ("uniform", "adaptive")
-
-
-class ConfigError(ValueError):
-    """A composed configuration that does not fit the schema; the message names the key."""
 
 
 def config_dir() -> Path:
@@ -223,6 +221,4 @@ def validate_tune(cfg: SonicConfig, conf: DictConfig) -> None:
     for k, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2), ("max_concurrent_trials", 1)):
         _check(getattr(t, k) >= low, f"tune.{k}", f"an integer >= {low}", getattr(t, k))
     if t.search_space:
-        from sonic_ray.tune.space import parse_search_space
-
         parse_search_space(t.search_space, conf)

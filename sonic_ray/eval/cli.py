@@ -56,7 +56,8 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from sonic_ray.eval.pipeline import evaluate_plan, plan_evaluation
+    from sonic_ray.eval.dispatch import evaluate_plan
+    from sonic_ray.eval.pipeline import plan_evaluation
     from sonic_ray.train.checkpoint import CheckpointError
 
     torch.set_num_threads(1)  # the policy is small; the CPU steps MuJoCo and renders

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sonic_ray.eval.pipeline import EVAL_DIR, evaluate_plan, log_metrics, plan_evaluation
+from sonic_ray.eval.dispatch import evaluate_plan
+from sonic_ray.eval.pipeline import EVAL_DIR, log_metrics, plan_evaluation
 from sonic_ray.train.checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,

@@ -1,6 +1,7 @@
 """Evaluating a checkpoint end to end, Ray-free: plan the chunks, evaluate a chunk, merge chunks,
 render the worst clips, write the output directory. `sonic_ray.eval.tasks` runs the same chunks
-as Ray tasks; `evaluate_checkpoint_local` runs them in this process.
+as Ray tasks; `evaluate_checkpoint_local` runs them in this process; `sonic_ray.eval.dispatch`
+chooses between the two.
 """
 
 from __future__ import annotations
@@ -177,18 +178,6 @@ def evaluate_checkpoint_local(plan: EvalPlan, out_dir: str | Path, *, render: in
                 for k in range(plan.num_tasks)]
     out = merge_outputs(outs, render)
     return finish(plan, out, out_dir, render=render, progress=progress, stride=stride)
-
-
-def evaluate_plan(plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progress: bool = True) -> dict:
-    """Evaluate and write out_dir: in this process for one chunk; as Ray tasks for several
-    (joining RAY_ADDRESS / ray.address, or starting a local Ray, when Ray is not up yet)."""
-    if plan.num_tasks == 1:
-        return evaluate_checkpoint_local(plan, out_dir, render=render, progress=progress)
-    from sonic_ray.eval.tasks import evaluate_checkpoint
-    from sonic_ray.train.driver import init_ray
-
-    init_ray(plan.cfg)
-    return evaluate_checkpoint(plan, out_dir, render=render, progress=progress)
 
 
 def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int, progress: bool = True,

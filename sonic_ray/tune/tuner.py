@@ -131,7 +131,7 @@ def _fit(cfg: SonicConfig, specs: Sequence[Spec], base_yaml: str, run_dir: Path)
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from sonic_ray.train.driver import init_ray
+    from sonic_ray.cluster import init_ray
 
     t = cfg.tune
     # Trials keep the driver's working directory (relative motion paths, configs/ resolve as in `train`).
