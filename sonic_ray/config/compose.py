@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sonic_ray.config.errors import ConfigError
+from sonic_ray.config.migrate import drop_removed_keys
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.config.search_space import parse_search_space
 
@@ -66,7 +67,7 @@ def _cause(e: BaseException) -> str:
 def to_typed(cfg: DictConfig) -> SonicConfig:
     """Merge into the schema (unknown keys and wrong types fail with the full key) and check values."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(SonicConfig), cfg)
+        merged = OmegaConf.merge(OmegaConf.structured(SonicConfig), drop_removed_keys(cfg))
         typed: SonicConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)

@@ -29,6 +29,7 @@ from sonic_ray.train.checkpoint import (
     checkpoint_iteration,
     list_checkpoints,
 )
+from sonic_ray.train.wandb_log import RUN_ID_FILE, WandbLogger
 from sonic_ray.utils.io import atomic_write
 
 STATE_FILE = "monitor_state.json"
@@ -133,8 +134,6 @@ class Monitor:
         return True
 
     def _log_wandb(self, cfg, metrics: dict, out_dir: Path) -> None:
-        from sonic_ray.train.wandb_log import RUN_ID_FILE, WandbLogger
-
         id_file = self.run_dir / RUN_ID_FILE
         if cfg.logging.wandb_mode == "disabled":
             return

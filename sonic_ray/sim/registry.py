@@ -25,6 +25,7 @@ def available_backends() -> list[str]:
 
 def make_sim(backend: str, model: mujoco.MjModel, **kwargs) -> BatchedSim:
     """A BatchedSim of `backend` over `model`; kwargs go to the backend (num_envs, decimation, device, ...)."""
+    # lazy: the backends import sim.base through this package's __init__, and mujoco_warp is optional
     if backend == "mujoco":
         from sonic_ray.sim.mujoco_cpu import MujocoCpuSim
 

@@ -18,6 +18,7 @@ from typing import Any
 from sonic_ray.cluster import TrainingGauges, init_ray, run_name
 from sonic_ray.config.compose import to_yaml
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.eval.pipeline import EVAL_DIR, log_metrics, plan_evaluation
 from sonic_ray.train.checkpoint import list_checkpoints, load_checkpoint, load_for_resume, save_checkpoint
 from sonic_ray.train.metrics import MetricsLog, plot_learning_curves, read_metrics
 from sonic_ray.train.progress import ProgressView
@@ -88,6 +89,7 @@ class Trainer:
     """Builds the algorithm for a validated config and runs iterations with all run outputs."""
 
     def __init__(self, cfg: SonicConfig, *, run_dir: str | Path | None = None):
+        # lazy, like every Ray import here: `sonic-ray --help` imports this module; Ray loads with a Trainer
         from sonic_ray.train.build import build_algorithm
 
         # Everything that can fail on the user's input fails here, before a file is written or Ray
@@ -119,7 +121,7 @@ class Trainer:
         self.gauges = TrainingGauges(run=run_name(str(self.run_dir), cfg.experiment))
         self.evals = None
         if cfg.callbacks.eval_interval > 0:
-            from sonic_ray.eval.tasks import BackgroundEvaluation
+            from sonic_ray.eval.tasks import BackgroundEvaluation  # imports ray
 
             self.evals = BackgroundEvaluation()
 
@@ -129,7 +131,7 @@ class Trainer:
         normaliser, lr, learner RNG), the aggregator's failure stats and every env runner's
         RunnerState (env RNG, simulator, episodes, histories, sampler, policy RNG), driver RNG;
         plus the model's keyword arguments, so evaluation and export rebuild it without Ray."""
-        from sonic_ray.learners.rl_module import MODEL_KWARGS
+        from sonic_ray.learners.rl_module import MODEL_KWARGS  # imports ray
 
         return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration,
                 "learner": self.algo.learner_group.get_state(), "algo": self.algo.sonic_state(),
@@ -161,7 +163,7 @@ class Trainer:
 
     # ---- loop ---------------------------------------------------------------------------
     def step(self) -> dict[str, Any]:
-        from sonic_ray.algorithm import SONIC_METRICS
+        from sonic_ray.algorithm import SONIC_METRICS  # imports ray
 
         result = self.algo.train()
         self.iteration += 1
@@ -220,8 +222,6 @@ class Trainer:
     # ---- evaluation beside training ----------------------------------------------------
     def _submit_eval(self, checkpoint: Path) -> None:
         """Launch Ray tasks evaluating `checkpoint`; never blocks, never stops training."""
-        from sonic_ray.eval.pipeline import EVAL_DIR, plan_evaluation
-
         try:
             plan = plan_evaluation(checkpoint, cfg=self.cfg)
             self.evals.submit(plan, self.run_dir / EVAL_DIR / checkpoint.name, render=self.cfg.callbacks.eval_render)
@@ -234,7 +234,6 @@ class Trainer:
         (a failed one: its message printed, `eval/failures` 1)."""
         if not self.evals:
             return []
-        from sonic_ray.eval.pipeline import log_metrics
 
         results = self.evals.poll() if wait_s is None else self.evals.wait(wait_s)
         out = []
