@@ -17,21 +17,37 @@ Ours does more work per row (the encoders, the kin decoder twice, the re-encodin
 raw `over_rsl_rl` the JSON gives forward multiply-accumulates per row of both (`macs_per_row`) and
 `over_rsl_rl_per_mac` (throughput in MACs/s, ours over theirs): the raw ratio is the price of the
 token module and aux losses, the per-MAC ratio how efficiently each runs its own network.
+
+- rllib: the `SonicLearner` that training runs (RLlib's `PPOTorchLearner`, built here in-process by
+  `build_learner()` as the local learner of `num_learners=0`, no Ray cluster), from the same initial
+  weights, updating on the same prepared tensors through its update loop: every minibatch goes
+  through RLlib's `_update` (forward_train, compute_loss_for_module, gradients, clipping, apply).
+  `rllib_over_ours` and `rllib_over_rsl_rl` are its samples/s over the other two: the first is the
+  cost of RLlib's learner machinery around the same math. It runs with the bench's torch threads
+  (the learner sets its own at build; they are set back). CPU only.
 torch runs 1 thread by default: on a shared 2-core box more threads swing timings by 10x.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import statistics
 import time
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from sonic_ray.config import load_config
 from sonic_ray.models import keys as K
+from sonic_ray.models.actor_critic import ActorCritic
+from sonic_ray.models.factory import actor_critic_kwargs
+from sonic_ray.ppo.batch import training_tensors
 from sonic_ray.ppo.rollout import FlatBatch
+from sonic_ray.ppo.update import PPOUpdater
 
 SIZES = {"demo": "demo", "sonic_release": "sonic_release"}  # size -> exp preset holding its network sizes
 DEFAULT_ENVS = {"demo": 128, "sonic_release": 16}
@@ -57,7 +73,6 @@ def _timed(fn, device, repeats: int) -> list[float]:
 
 def probe_dims(overrides=()) -> tuple[dict[str, int], int]:
     """Observation dims and action dim of the demo env (MuJoCo CPU, one env)."""
-    from sonic_ray.config import load_config
     from sonic_ray.train.build import probe_env
 
     return probe_env(load_config(["+exp=demo", "sim.backend=mujoco", "device=cpu", *overrides]))
@@ -110,14 +125,15 @@ def make_rollout(ac, obs_dims: dict[str, int], *, num_steps: int, num_envs: int,
     return FlatBatch(data)
 
 
-def bench_ours(cfg, obs_dims, action_dim, batch: FlatBatch, ac, *, device, repeats: int) -> dict:
-    from sonic_ray.ppo.batch import training_tensors
-    from sonic_ray.ppo.update import PPOUpdater
-
+def prepare(cfg, batch: FlatBatch, ac, *, device) -> dict[str, torch.Tensor]:
+    """What a learner does before its epochs: critic normaliser update, values, GAE -> training tensors."""
     crit = torch.as_tensor(batch.data[K.OBS_PREFIX + K.CRITIC], device=device)
     ac.update_critic_normalizer(crit.reshape(-1, crit.shape[-1]))
-    data = training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam,
+    return training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam,
                             device=device)
+
+
+def bench_ours(cfg, data: dict[str, torch.Tensor], ac, *, device, repeats: int) -> dict:
     updater = PPOUpdater.from_config(ac, cfg)
     gen = torch.Generator().manual_seed(0)
     times = _timed(lambda: updater.update(data, generator=gen), device, repeats)
@@ -132,6 +148,31 @@ def bench_ours(cfg, obs_dims, action_dim, batch: FlatBatch, ac, *, device, repea
     sec = statistics.median(times)
     return {"seconds": sec, "seconds_all": times, "samples_per_s": cfg.algo.num_learning_epochs * rows / sec,
             "params": sum(p.numel() for p in ac.parameters()), "macs_per_row": macs_per_row(ac, fwd)}
+
+
+def bench_rllib(cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.Tensor], init_state: dict, *,
+                device, repeats: int) -> dict:
+    """The RLlib `SonicLearner` on the same tensors from the same weights (see the module docstring)."""
+    # lazy: ray and RLlib load only when this bench runs (`sonic-ray --help` imports this module)
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    from sonic_ray.algorithm import to_algorithm_config
+    from sonic_ray.train.build import observation_space
+
+    if torch.device(device).type != "cpu":
+        return {"error": "the rllib side runs on cpu only in this bench"}
+    threads = torch.get_num_threads()
+    act_space = gym.spaces.Box(-np.inf, np.inf, (kw["action_dim"],), np.float32)
+    cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, num_learners=0, gpus_per_learner=0))
+    learner = to_algorithm_config(cfg, observation_space=observation_space(obs_dims), action_space=act_space,
+                                  model_config=kw).build_learner()
+    torch.set_num_threads(threads)  # the learner set ray.learner_threads (or its CPUs): equal threads here
+    learner.module[DEFAULT_MODULE_ID].ac.load_state_dict(init_state)
+    # the learner's update loop with its own step (RLlib's _update), on the tensors ours updates on
+    times = _timed(lambda: learner.loop.run(data, learner._step), device, repeats)
+    sec = statistics.median(times)
+    rows = data[K.ACTIONS].shape[0]
+    return {"seconds": sec, "seconds_all": times, "samples_per_s": cfg.algo.num_learning_epochs * rows / sec}
 
 
 def bench_rsl_rl(cfg, kw: dict, batch: FlatBatch, *, device, repeats: int) -> dict:
@@ -187,11 +228,8 @@ def bench_rsl_rl(cfg, kw: dict, batch: FlatBatch, *, device, repeats: int) -> di
 
 def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict | None = None, device: str = "cpu",
         threads: int = 1, repeats: int = 3, seed: int = 0, **_) -> dict:
-    """Both learners at each size -> {size: {ours, rsl_rl, over_rsl_rl, over_rsl_rl_per_mac, rows}, meta}."""
-    from sonic_ray.config import load_config
-    from sonic_ray.models.actor_critic import ActorCritic
-    from sonic_ray.models.factory import actor_critic_kwargs
-
+    """All three learners at each size -> {size: {ours, rllib, rsl_rl, over_rsl_rl, over_rsl_rl_per_mac,
+    rllib_over_ours, rllib_over_rsl_rl, rows}, meta}."""
     if threads:
         torch.set_num_threads(threads)
     envs = dict(DEFAULT_ENVS, **(num_envs or {}))
@@ -209,15 +247,23 @@ def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict 
         torch.manual_seed(seed)
         ac = ActorCritic(**kw).to(device)
         batch = make_rollout(ac, obs_dims, num_steps=num_steps, num_envs=envs[size], seed=seed)
-        ours = bench_ours(cfg, obs_dims, action_dim, batch, ac, device=device, repeats=repeats)
+        data = prepare(cfg, batch, ac, device=device)
+        init_state = copy.deepcopy(ac.state_dict())
+        ours = bench_ours(cfg, data, ac, device=device, repeats=repeats)
+        rllib = bench_rllib(cfg, kw, obs_dims, data, init_state, device=device, repeats=repeats)
         try:
             rsl = bench_rsl_rl(cfg, kw, batch, device=device, repeats=repeats)
         except ImportError as e:  # rsl-rl-lib is a dev extra
             rsl = {"error": f"rsl_rl unavailable: {e}"}
-        entry = {"rows": batch.num_steps * batch.num_envs, "num_envs": envs[size], "ours": ours, "rsl_rl": rsl}
+        entry = {"rows": batch.num_steps * batch.num_envs, "num_envs": envs[size], "ours": ours, "rllib": rllib,
+                 "rsl_rl": rsl}
         if "samples_per_s" in rsl:
             entry["over_rsl_rl"] = ours["samples_per_s"] / rsl["samples_per_s"]
             entry["over_rsl_rl_per_mac"] = entry["over_rsl_rl"] * ours["macs_per_row"] / rsl["macs_per_row"]
+        if "samples_per_s" in rllib:
+            entry["rllib_over_ours"] = rllib["samples_per_s"] / ours["samples_per_s"]
+            if "samples_per_s" in rsl:
+                entry["rllib_over_rsl_rl"] = rllib["samples_per_s"] / rsl["samples_per_s"]
         result[size] = entry
     return result
 
@@ -232,13 +278,16 @@ def _main(args) -> int:
     for size in args.sizes:
         e = out[size]
         rsl = e["rsl_rl"].get("samples_per_s", float("nan"))
-        print(f"{size:14s} rows={e['rows']:6d}  ours {e['ours']['samples_per_s']:9.0f}/s  rsl_rl {rsl:9.0f}/s  "
-              f"ratio {e.get('over_rsl_rl', float('nan')):.2f}  per-MAC {e.get('over_rsl_rl_per_mac', float('nan')):.2f}")
+        rl = e["rllib"].get("samples_per_s", float("nan"))
+        print(f"{size:14s} rows={e['rows']:6d}  ours {e['ours']['samples_per_s']:9.0f}/s  rllib {rl:9.0f}/s  "
+              f"rsl_rl {rsl:9.0f}/s  ours/rsl_rl {e.get('over_rsl_rl', float('nan')):.2f}  "
+              f"per-MAC {e.get('over_rsl_rl_per_mac', float('nan')):.2f}  "
+              f"rllib/ours {e.get('rllib_over_ours', float('nan')):.2f}")
     return 0
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("learner", help="PPO update samples/s: ours vs rsl_rl at demo and release sizes")
+    p = subparsers.add_parser("learner", help="PPO update samples/s: ours, the RLlib learner, rsl_rl (demo, release)")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--num-steps", type=int, default=24, help="T steps per env in the batch")
     p.add_argument("--demo-envs", type=int, default=0, help=f"N envs at demo size (default {DEFAULT_ENVS['demo']})")
