@@ -129,8 +129,8 @@ def prepare(cfg, batch: FlatBatch, ac, *, device) -> dict[str, torch.Tensor]:
     """What a learner does before its epochs: critic normaliser update, values, GAE -> training tensors."""
     crit = torch.as_tensor(batch.data[K.OBS_PREFIX + K.CRITIC], device=device)
     ac.update_critic_normalizer(crit.reshape(-1, crit.shape[-1]))
-    return training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam,
-                            device=device)
+    return training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma,
+                            lam=cfg.algo.lam, device=device)
 
 
 def bench_ours(cfg, data: dict[str, torch.Tensor], ac, *, device, repeats: int) -> dict:
@@ -255,8 +255,8 @@ def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict 
             rsl = bench_rsl_rl(cfg, kw, batch, device=device, repeats=repeats)
         except ImportError as e:  # rsl-rl-lib is a dev extra
             rsl = {"error": f"rsl_rl unavailable: {e}"}
-        entry = {"rows": batch.num_steps * batch.num_envs, "num_envs": envs[size], "ours": ours, "rllib": rllib,
-                 "rsl_rl": rsl}
+        entry = {"rows": batch.num_steps * batch.num_envs, "num_envs": envs[size], "ours": ours,
+                 "rllib": rllib, "rsl_rl": rsl}
         if "samples_per_s" in rsl:
             entry["over_rsl_rl"] = ours["samples_per_s"] / rsl["samples_per_s"]
             entry["over_rsl_rl_per_mac"] = entry["over_rsl_rl"] * ours["macs_per_row"] / rsl["macs_per_row"]
@@ -287,7 +287,8 @@ def _main(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("learner", help="PPO update samples/s: ours, the RLlib learner, rsl_rl (demo, release)")
+    p = subparsers.add_parser("learner",
+                              help="PPO update samples/s: ours, the RLlib learner, rsl_rl (demo, release)")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--num-steps", type=int, default=24, help="T steps per env in the batch")
     p.add_argument("--demo-envs", type=int, default=0, help=f"N envs at demo size (default {DEFAULT_ENVS['demo']})")

@@ -119,24 +119,25 @@ def run(*, exp: str = "demo", num_envs: int = 64, num_steps: int = 24, warmup: i
                                             "torch_threads": torch_threads, "overrides": base,
                                             "note": "medians; timings are noisy when other processes share the cores"}}
     demo_threads = load_config(base).ray.learner_threads  # 0: one per CPU of the learner
-    equal = [*base, f"ray.learner_threads={torch_threads}"]  # the Ray learner on the in-process side's threads
+    equal = [*base, f"ray.learner_threads={torch_threads}"]  # the Ray learner on the in-process threads
     result["meta"].update({"learner_threads": torch_threads, "demo_learner_threads": demo_threads})
     inproc, obs_dims, action_dim = measure_inprocess(load_config(base), warmup=warmup, iterations=iterations)
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
     try:
-        ray1, last = measure_ray(load_config([*equal, "ray.num_env_runners=1"]), warmup=warmup, iterations=iterations)
-        ray2, _ = measure_ray(load_config([*equal, "ray.num_env_runners=2"]), warmup=warmup, iterations=iterations)
+        timed = {"warmup": warmup, "iterations": iterations}
+        ray1, last = measure_ray(load_config([*equal, "ray.num_env_runners=1"]), **timed)
+        ray2, _ = measure_ray(load_config([*equal, "ray.num_env_runners=2"]), **timed)
         ray1_demo = ray1
         if demo_threads != torch_threads:
-            ray1_demo, _ = measure_ray(load_config([*base, "ray.num_env_runners=1"]), warmup=warmup,
-                                       iterations=iterations)
+            ray1_demo, _ = measure_ray(load_config([*base, "ray.num_env_runners=1"]), **timed)
     finally:
         ray.shutdown()
         torch.set_num_threads(torch_threads)  # the local learners set the driver's threads
     result.update({"inprocess": inproc, "ray_1": ray1, "ray_1_demo_threads": ray1_demo, "ray_2": ray2,
                    "ray_over_inprocess": ray1["env_steps_per_s"] / inproc["env_steps_per_s"],
-                   "ray_over_inprocess_demo_threads": ray1_demo["env_steps_per_s"] / inproc["env_steps_per_s"],
+                   "ray_over_inprocess_demo_threads":
+                       ray1_demo["env_steps_per_s"] / inproc["env_steps_per_s"],
                    "scale_2_runners_over_1": ray2["sample_steps_per_s"] / ray1["sample_steps_per_s"],
                    "bytes_per_transition": last["perf/bytes_per_transition"],
                    "naive_bytes_per_transition": naive_bytes_per_transition(obs_dims),
@@ -154,9 +155,10 @@ def _main(args) -> int:
     for name in ("inprocess", "ray_1", "ray_1_demo_threads", "ray_2"):
         r = out[name]
         phases = " ".join(f"{k} {v:.3f}s" for k, v in r["phase_s"].items())
-        print(f"{name:18s} {r['env_steps_per_s']:8.0f} env-steps/s  sampling {r['sample_steps_per_s']:8.0f}/s  {phases}")
-    for k in ("ray_over_inprocess", "ray_over_inprocess_demo_threads", "scale_2_runners_over_1", "bytes_per_transition",
-              "naive_bytes_per_transition"):
+        print(f"{name:18s} {r['env_steps_per_s']:8.0f} env-steps/s  "
+              f"sampling {r['sample_steps_per_s']:8.0f}/s  {phases}")
+    for k in ("ray_over_inprocess", "ray_over_inprocess_demo_threads", "scale_2_runners_over_1",
+              "bytes_per_transition", "naive_bytes_per_transition"):
         print(f"{k}: {out[k]:.3f}")
     return 0
 
