@@ -2,7 +2,8 @@
 
 For each size ("demo", "sonic_release") both learners update on the same T x N rollout through
 5 epochs x 4 minibatches (the preset's `algo`); throughput is samples/s = epochs * rows / seconds
-of one `update`, the median of 3 after one warm-up update.
+of one `update`, the median of 3 after one warm-up update. The learners take turns (one timed
+update of each per round), so a change of load on a shared machine hits all of them alike.
 
 - Observation sizes are the real ones: the demo config's env is probed once (MuJoCo CPU). The
   release size keeps those observations and takes its network sizes from `+exp=sonic_release`.
@@ -35,6 +36,7 @@ import dataclasses
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -58,16 +60,19 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn, device, repeats: int) -> list[float]:
-    """One warm-up call, then `repeats` timed calls."""
-    fn()
-    out = []
-    for _ in range(repeats):
-        _sync(device)
-        t = time.perf_counter()
+def _timed(fns: dict[str, Callable[[], object]], device, repeats: int) -> dict[str, list[float]]:
+    """One warm-up call of each, then `repeats` rounds timing each once in turn: a change of load on a
+    shared machine then falls on every side alike, and the ratios hold better than the figures."""
+    for fn in fns.values():
         fn()
-        _sync(device)
-        out.append(time.perf_counter() - t)
+    out = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            out[name].append(time.perf_counter() - t)
     return out
 
 
@@ -133,10 +138,10 @@ def prepare(cfg, batch: FlatBatch, ac, *, device) -> dict[str, torch.Tensor]:
                             lam=cfg.algo.lam, device=device)
 
 
-def bench_ours(cfg, data: dict[str, torch.Tensor], ac, *, device, repeats: int) -> dict:
+def setup_ours(cfg, data: dict[str, torch.Tensor], ac) -> tuple[Callable, dict]:
+    """(one update, {params, macs_per_row}) of the in-process PPOUpdater."""
     updater = PPOUpdater.from_config(ac, cfg)
     gen = torch.Generator().manual_seed(0)
-    times = _timed(lambda: updater.update(data, generator=gen), device, repeats)
     rows = data[K.ACTIONS].shape[0]
     n = min(rows, 256)
     obs = {k[len(K.OBS_PREFIX):]: v[:n] for k, v in data.items() if k.startswith(K.OBS_PREFIX)}
@@ -145,14 +150,14 @@ def bench_ours(cfg, data: dict[str, torch.Tensor], ac, *, device, repeats: int) 
         ac.evaluate(obs, data[K.ACTIONS][:n])
         return n
 
-    sec = statistics.median(times)
-    return {"seconds": sec, "seconds_all": times, "samples_per_s": cfg.algo.num_learning_epochs * rows / sec,
-            "params": sum(p.numel() for p in ac.parameters()), "macs_per_row": macs_per_row(ac, fwd)}
+    info = {"params": sum(p.numel() for p in ac.parameters()), "macs_per_row": macs_per_row(ac, fwd)}
+    return (lambda: updater.update(data, generator=gen)), info
 
 
-def bench_rllib(cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.Tensor], init_state: dict, *,
-                device, repeats: int) -> dict:
-    """The RLlib `SonicLearner` on the same tensors from the same weights (see the module docstring)."""
+def setup_rllib(cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.Tensor], init_state: dict, *,
+                device) -> tuple[Callable, dict]:
+    """(one update, {}) of the RLlib `SonicLearner` on the same tensors from the same weights (see the
+    module docstring). Raises _Unavailable off the CPU."""
     # lazy: ray and RLlib load only when this bench runs (`sonic-ray --help` imports this module)
     from ray.rllib.core import DEFAULT_MODULE_ID
 
@@ -160,7 +165,7 @@ def bench_rllib(cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.T
     from sonic_ray.train.build import observation_space
 
     if torch.device(device).type != "cpu":
-        return {"error": "the rllib side runs on cpu only in this bench"}
+        raise _Unavailable("the rllib side runs on cpu only in this bench")
     threads = torch.get_num_threads()
     act_space = gym.spaces.Box(-np.inf, np.inf, (kw["action_dim"],), np.float32)
     cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, num_learners=0, gpus_per_learner=0))
@@ -169,13 +174,11 @@ def bench_rllib(cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.T
     torch.set_num_threads(threads)  # the learner set ray.learner_threads (or its CPUs): equal threads here
     learner.module[DEFAULT_MODULE_ID].ac.load_state_dict(init_state)
     # the learner's update loop with its own step (RLlib's _update), on the tensors ours updates on
-    times = _timed(lambda: learner.loop.run(data, learner._step), device, repeats)
-    sec = statistics.median(times)
-    rows = data[K.ACTIONS].shape[0]
-    return {"seconds": sec, "seconds_all": times, "samples_per_s": cfg.algo.num_learning_epochs * rows / sec}
+    return (lambda: learner.loop.run(data, learner._step)), {}
 
 
-def bench_rsl_rl(cfg, kw: dict, batch: FlatBatch, *, device, repeats: int) -> dict:
+def setup_rsl_rl(cfg, kw: dict, batch: FlatBatch, *, device) -> tuple[Callable, dict]:
+    """(one update, {params, macs_per_row}) of rsl_rl's PPO filled with the same rollout."""
     from rsl_rl.algorithms import PPO
     from rsl_rl.models import MLPModel
     from rsl_rl.storage import RolloutStorage
@@ -212,7 +215,6 @@ def bench_rsl_rl(cfg, kw: dict, batch: FlatBatch, *, device, repeats: int) -> di
             dones = torch.as_tensor(d[K.TERMINATED][t] | d[K.TRUNCATED][t], device=device).long()
             alg.process_env_step(obs, torch.as_tensor(d[K.REWARDS][t], device=device), dones, {})
         alg.compute_returns(obs)
-    times = _timed(alg.update, device, repeats)  # storage.clear() keeps the data: updates repeat
     flat = obs_at(0)
 
     def fwd():
@@ -220,10 +222,45 @@ def bench_rsl_rl(cfg, kw: dict, batch: FlatBatch, *, device, repeats: int) -> di
         critic(flat)
         return N
 
-    sec = statistics.median(times)
     params = sum(p.numel() for p in actor.parameters()) + sum(p.numel() for p in critic.parameters())
-    return {"seconds": sec, "seconds_all": times, "samples_per_s": a.num_learning_epochs * T * N / sec,
-            "params": params, "macs_per_row": macs_per_row(nn.ModuleList([actor, critic]), fwd)}
+    # alg.update repeats on the same data: storage.clear() keeps it
+    return alg.update, {"params": params, "macs_per_row": macs_per_row(nn.ModuleList([actor, critic]), fwd)}
+
+
+class _Unavailable(RuntimeError):
+    """A side that cannot run here (its message goes into the JSON)."""
+
+
+def compare(cfg, kw: dict, obs_dims: dict[str, int], batch: FlatBatch, ac, *, device, repeats: int) -> dict:
+    """The three learners on one batch from the same weights -> {rows, ours, rllib, rsl_rl, ratios}."""
+    data = prepare(cfg, batch, ac, device=device)
+    init_state = copy.deepcopy(ac.state_dict())
+    sides, errors = {"ours": setup_ours(cfg, data, ac)}, {}
+    try:
+        sides["rllib"] = setup_rllib(cfg, kw, obs_dims, data, init_state, device=device)
+    except _Unavailable as e:
+        errors["rllib"] = {"error": str(e)}
+    try:
+        sides["rsl_rl"] = setup_rsl_rl(cfg, kw, batch, device=device)
+    except ImportError as e:  # rsl-rl-lib is a dev extra
+        errors["rsl_rl"] = {"error": f"rsl_rl unavailable: {e}"}
+    times = _timed({name: fn for name, (fn, _) in sides.items()}, device, repeats)
+    rows = batch.num_steps * batch.num_envs
+    timed = {}
+    for name, (_, info) in sides.items():
+        sec = statistics.median(times[name])
+        timed[name] = {"seconds": sec, "seconds_all": times[name],
+                       "samples_per_s": cfg.algo.num_learning_epochs * rows / sec, **info}
+    ours, rllib, rsl = timed["ours"], {**errors, **timed}.get("rllib"), {**errors, **timed}.get("rsl_rl")
+    entry = {"rows": rows, "ours": ours, "rllib": rllib, "rsl_rl": rsl}
+    if "samples_per_s" in rsl:
+        entry["over_rsl_rl"] = ours["samples_per_s"] / rsl["samples_per_s"]
+        entry["over_rsl_rl_per_mac"] = entry["over_rsl_rl"] * ours["macs_per_row"] / rsl["macs_per_row"]
+    if "samples_per_s" in rllib:
+        entry["rllib_over_ours"] = rllib["samples_per_s"] / ours["samples_per_s"]
+        if "samples_per_s" in rsl:
+            entry["rllib_over_rsl_rl"] = rllib["samples_per_s"] / rsl["samples_per_s"]
+    return entry
 
 
 def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict | None = None, device: str = "cpu",
@@ -237,7 +274,8 @@ def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict 
     result = {"bench": "learner", "meta": {"device": str(device), "torch_threads": torch.get_num_threads(),
                                           "num_steps": num_steps, "num_envs": {s: envs[s] for s in sizes},
                                           "obs_dims": obs_dims, "action_dim": action_dim, "repeats": repeats,
-                                          "timing": "median of repeats after 1 warm-up update",
+                                          "timing": "median of repeats after 1 warm-up update; the "
+                                                    "learners take turns in each round",
                                           "note": "timings are noisy when other processes share the CPU cores"}}
     for size in sizes:
         cfg = load_config([f"+exp={SIZES[size]}", "sim.backend=mujoco", "device=cpu"])
@@ -247,24 +285,8 @@ def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict 
         torch.manual_seed(seed)
         ac = ActorCritic(**kw).to(device)
         batch = make_rollout(ac, obs_dims, num_steps=num_steps, num_envs=envs[size], seed=seed)
-        data = prepare(cfg, batch, ac, device=device)
-        init_state = copy.deepcopy(ac.state_dict())
-        ours = bench_ours(cfg, data, ac, device=device, repeats=repeats)
-        rllib = bench_rllib(cfg, kw, obs_dims, data, init_state, device=device, repeats=repeats)
-        try:
-            rsl = bench_rsl_rl(cfg, kw, batch, device=device, repeats=repeats)
-        except ImportError as e:  # rsl-rl-lib is a dev extra
-            rsl = {"error": f"rsl_rl unavailable: {e}"}
-        entry = {"rows": batch.num_steps * batch.num_envs, "num_envs": envs[size], "ours": ours,
-                 "rllib": rllib, "rsl_rl": rsl}
-        if "samples_per_s" in rsl:
-            entry["over_rsl_rl"] = ours["samples_per_s"] / rsl["samples_per_s"]
-            entry["over_rsl_rl_per_mac"] = entry["over_rsl_rl"] * ours["macs_per_row"] / rsl["macs_per_row"]
-        if "samples_per_s" in rllib:
-            entry["rllib_over_ours"] = rllib["samples_per_s"] / ours["samples_per_s"]
-            if "samples_per_s" in rsl:
-                entry["rllib_over_rsl_rl"] = rllib["samples_per_s"] / rsl["samples_per_s"]
-        result[size] = entry
+        result[size] = {"num_envs": envs[size], **compare(cfg, kw, obs_dims, batch, ac, device=device,
+                                                            repeats=repeats)}
     return result
 
 
