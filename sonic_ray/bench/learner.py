@@ -50,6 +50,7 @@ from sonic_ray.models.factory import actor_critic_kwargs
 from sonic_ray.ppo.batch import training_tensors
 from sonic_ray.ppo.rollout import FlatBatch
 from sonic_ray.ppo.update import PPOUpdater
+from sonic_ray.train.build import observation_space, probe_env
 
 SIZES = {"demo": "demo", "sonic_release": "sonic_release"}  # size -> exp preset holding its network sizes
 DEFAULT_ENVS = {"demo": 128, "sonic_release": 16}
@@ -78,8 +79,6 @@ def _timed(fns: dict[str, Callable[[], object]], device, repeats: int) -> dict[s
 
 def probe_dims(overrides=()) -> tuple[dict[str, int], int]:
     """Observation dims and action dim of the demo env (MuJoCo CPU, one env)."""
-    from sonic_ray.train.build import probe_env
-
     return probe_env(load_config(["+exp=demo", "sim.backend=mujoco", "device=cpu", *overrides]))
 
 
@@ -162,7 +161,6 @@ def setup_rllib(cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.T
     from ray.rllib.core import DEFAULT_MODULE_ID
 
     from sonic_ray.algorithm import to_algorithm_config
-    from sonic_ray.train.build import observation_space
 
     if torch.device(device).type != "cpu":
         raise _Unavailable("the rllib side runs on cpu only in this bench")

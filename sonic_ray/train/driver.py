@@ -19,6 +19,7 @@ from sonic_ray.cluster import TrainingGauges, init_ray, run_name
 from sonic_ray.config.compose import to_yaml
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.eval.pipeline import EVAL_DIR, log_metrics, plan_evaluation
+from sonic_ray.motion.store import StoreError, store_info
 from sonic_ray.train.checkpoint import list_checkpoints, load_checkpoint, load_for_resume, save_checkpoint
 from sonic_ray.train.metrics import MetricsLog, plot_learning_curves, read_metrics
 from sonic_ray.train.progress import ProgressView
@@ -37,8 +38,6 @@ def check_motion_store(cfg: SonicConfig) -> None:
     """Open `motions.store` (its footer only) so a missing or unreadable store fails before Ray starts.
     Empty: the embedded synthetic set, built on first use."""
     if cfg.motions.store:
-        from sonic_ray.motion.store import StoreError, store_info
-
         try:
             store_info(cfg.motions.store)
         except StoreError as e:

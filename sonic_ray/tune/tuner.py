@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sonic_ray.cluster import init_ray
-from sonic_ray.config.compose import compose, to_typed
+from sonic_ray.config.compose import ConfigError, compose, to_typed
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.train.driver import Trainer, default_run_dir
 from sonic_ray.train.metrics import read_metrics
@@ -94,8 +94,6 @@ def run_sweep(overrides: Sequence[str]) -> Path:
     t = cfg.tune
     specs = parse_search_space(t.search_space)  # checked in full by to_typed; here only the specs
     if not specs:
-        from sonic_ray.config.compose import ConfigError
-
         raise ConfigError("tune.search_space is empty: compose a sweep (+exp=tune_smoke, tune=fsq_encoders) "
                           "or add keys (+tune.search_space.algo.actor_lr={loguniform:[1e-5,1e-3]})")
     check_space(base, specs)
