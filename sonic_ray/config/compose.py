@@ -135,8 +135,8 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
               **{f"tokenizer.{k}": g for k, g in env.observations.tokenizer.items()}}
     for gname, group in groups.items():
         for tname, term in group.terms.items():
-            _check(term.noise >= 0, f"env.observations.{gname}.terms.{tname}.noise", "a noise half-width >= 0",
-                   term.noise)
+            tkey = f"env.observations.{gname}.terms.{tname}"
+            _check(term.noise >= 0, f"{tkey}.noise", "a noise half-width >= 0", term.noise)
 
     q = ac.quantizer
     _check(len(q.levels) > 0, "actor_critic.quantizer.levels", "a non-empty list of integers >= 2", q.levels)

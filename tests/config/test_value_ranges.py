@@ -74,8 +74,8 @@ def test_every_float_field_has_a_range_case():
 CASES = [(k, v) for k, vs in OUT_OF_RANGE.items() for v in vs]
 CASES += [(k, v) for k in OUT_OF_RANGE for v in (math.inf, -math.inf, math.nan)]
 # Keys checked together with another (min <= init <= max std, lr_min <= lr_max): either may be named.
-PAIRED = {"actor_critic.min_std": "actor_critic.init_noise_std", "actor_critic.max_std": "actor_critic.init_noise_std",
-          "algo.lr_max": "algo.lr_min"}
+PAIRED = {"actor_critic.min_std": "actor_critic.init_noise_std",
+          "actor_critic.max_std": "actor_critic.init_noise_std", "algo.lr_max": "algo.lr_min"}
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +93,13 @@ def test_an_out_of_range_float_is_refused_naming_its_key(demo, key, value):
     assert any(n in str(err.value) for n in named), str(err.value)
 
 
+MOTION, EVENTS = "env.commands.motion", "env.events.terms.push_robot"
+
+
 @pytest.mark.parametrize("override, key", [
-    ("env.commands.motion.reset_pose_noise.root_yaw=[0.2,-0.2]", "env.commands.motion.reset_pose_noise.root_yaw"),
-    ("env.events.terms.push_robot.interval_range_s=[6.0,4.0]", "env.events.terms.push_robot.interval_range_s"),
-    ("env.events.terms.push_robot.interval_range_s=[0.0,4.0]", "env.events.terms.push_robot.interval_range_s"),
+    (f"{MOTION}.reset_pose_noise.root_yaw=[0.2,-0.2]", f"{MOTION}.reset_pose_noise.root_yaw"),
+    (f"{EVENTS}.interval_range_s=[6.0,4.0]", f"{EVENTS}.interval_range_s"),
+    (f"{EVENTS}.interval_range_s=[0.0,4.0]", f"{EVENTS}.interval_range_s"),
     ("env.observations.policy.terms.base_ang_vel.noise=-0.2", "env.observations.policy.terms.base_ang_vel.noise"),
 ])
 def test_ranges_inside_dicts_and_lists_name_their_key(override, key):
