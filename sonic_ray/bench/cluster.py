@@ -34,6 +34,16 @@ FAST_HEALTH_CHECKS = {"RAY_health_check_period_ms": "1000", "RAY_health_check_fa
 
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's loopback-only mode
+AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
+
+
+def _reload_auth() -> None:
+    """Make this process's Ray re-read the auth mode and token from the environment (both are
+    cached on first use), as Ray's own tests do when they switch tokens."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
@@ -177,16 +187,31 @@ class LocalCluster:
         raise TimeoutError(f"node {node.name} did not join in {timeout_s} s: {node.log()}")
 
     def connect(self, **init_kwargs) -> None:
-        """`ray.init` this process as a driver on the head (127.0.0.1), with the cluster's token."""
+        """`ray.init` this process as a driver on the head (127.0.0.1), with the cluster's token;
+        `disconnect()` undoes it (the process's own auth settings back)."""
         import ray
         from ray._private import ray_constants
 
-        saved_flag, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False  # 127.0.0.1 kept
+        self._saved_auth = {k: os.environ.get(k) for k in AUTH_ENV}
         os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)})
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        _reload_auth()
+        saved_flag, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False  # 127.0.0.1 kept
         try:
             ray.init(address=self.address, **init_kwargs)
         finally:
             ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+
+    def disconnect(self) -> None:
+        import ray
+
+        ray.shutdown()
+        for k, v in getattr(self, "_saved_auth", {}).items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _reload_auth()
 
     def kill_raylet(self, node: ClusterNode) -> int:
         """SIGKILL `node`'s raylet (a lost machine, as the head sees it); -> its pid. Its `ray start`

@@ -81,14 +81,14 @@ def runner_sigkill(work: Path, store: Path) -> dict:
         pids = tr.algo.env_runner_group.foreach_env_runner(lambda r: os.getpid(), local_env_runner=False)
         os.kill(pids[0], signal.SIGKILL)
         rows = [tr.step()]
-        while rows[-1]["perf/num_healthy_runners"] < 2 and len(rows) < 15:
+        while rows[-1].get("perf/num_healthy_runners", 0) < 2 and len(rows) < 15:
             rows.append(tr.step())
         rows.append(tr.step())  # sampled by both runners after the restart
         tr.save()
     finally:
         tr.close()
     last = rows[-1]["iteration"]
-    return {"recovered": rows[-1]["perf/num_healthy_runners"] == 2 and all(r["perf/env_steps"] > 0 for r in rows),
+    return {"recovered": rows[-1].get("perf/num_healthy_runners", 0) == 2 and all(r.get("perf/env_steps", 0) > 0 for r in rows),
             "iterations_lost": 1 + len(rows) - len(_rows(run_dir)),
             "data_lost": not _contiguous(_rows(run_dir), last),
             "iterations_until_restarted": len(rows) - 1}
@@ -132,7 +132,7 @@ def node_loss(work: Path, store: Path) -> dict:
             t0 = time.monotonic()
             cluster.kill_raylet(second)
             rows.append(tr.step())
-            while (rows[-1]["perf/num_healthy_runners"] < 2 or sorted(_runner_nodes(tr)) != [head_id] * 2) \
+            while (rows[-1].get("perf/num_healthy_runners", 0) < 2 or sorted(_runner_nodes(tr)) != [head_id] * 2) \
                     and len(rows) < 20:
                 rows.append(tr.step())
             out["seconds_to_replace"] = round(time.monotonic() - t0, 1)
@@ -156,11 +156,11 @@ def node_loss(work: Path, store: Path) -> dict:
         ray.kill(holder)
         out["next_run_uses_rejoined_node"] = rejoined.node_id in next_nodes
     finally:
-        ray.shutdown()
+        cluster.disconnect()
         cluster.stop()
     last = rows[-1]["iteration"]
     out["recovered"] = (second.node_id in placed and after == [head_id] * 2 and out["next_run_uses_rejoined_node"]
-                        and all(r["perf/env_steps"] > 0 for r in rows))
+                        and all(r.get("perf/env_steps", 0) > 0 for r in rows))
     out["iterations_lost"] = last - len(_rows(run_dir))
     out["data_lost"] = not _contiguous(_rows(run_dir), last)
     return out
@@ -191,7 +191,7 @@ def driver_sigterm(work: Path, store: Path) -> dict:
             "message": next((line for line in err.splitlines() if "stopped by SIGTERM" in line), None)}
 
 
-def corrupt_checkpoint(work: Path, store: Path) -> dict:
+def corrupt_checkpoint(work: Path, store: Path | None) -> dict:
     import torch
 
     from sonic_ray.train.checkpoint import STATE_FILE, load_for_resume, save_checkpoint
@@ -267,7 +267,9 @@ def run(only: list[str] | None = None, *, num_cpus: int = 3, work_dir: str | Non
     from sonic_ray.motion.default_store import ensure_synth_store
 
     names = [n for n in FAULTS if not only or n in only]
-    store = ensure_synth_store(Path(load_config([]).motions.synth_cache).resolve())
+    store = None  # the embedded synthetic set, built on first use by the faults that train or import
+    if set(names) - {"corrupt_checkpoint"}:
+        store = ensure_synth_store(Path(load_config([]).motions.synth_cache).resolve())
     work = Path(work_dir or tempfile.mkdtemp(prefix="sonic-faults-"))
     results: dict[str, dict] = {}
     local = [n for n in names if n in NEEDS_LOCAL_RAY]
@@ -301,7 +303,7 @@ def _main(args) -> int:
     if unknown:
         print(f"sonic-ray bench faults: unknown fault(s) {unknown}; expected some of {list(FAULTS)}", file=sys.stderr)
         return 2
-    out = run(args.only, num_cpus=args.num_cpus)
+    out = run(args.only, num_cpus=args.num_cpus, work_dir=args.work_dir)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -316,5 +318,7 @@ def add_parser(subparsers) -> None:
                                              "NaN loss, concurrent import) and report recovery")
     p.add_argument("--only", action="append", metavar="NAME", help=f"run only this fault (repeatable): {FAULTS}")
     p.add_argument("--num-cpus", type=int, default=3, help="CPUs of the local Ray for runner_sigkill and nan_loss")
+    p.add_argument("--work-dir", default=None, help="where the runs, checkpoints and stores go (default: a "
+                                                      "new temporary folder, kept for inspection)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_main)
