@@ -141,8 +141,8 @@ def node_loss(work: Path, store: Path) -> dict:
             tr.save()
         finally:
             tr.close()
-        out["runner_nodes_before"] = ["head" if n == head_id else "second" for n in placed]
-        out["runner_nodes_after"] = ["head" if n == head_id else "second" for n in after]
+        out["runner_nodes_before"] = sorted("head" if n == head_id else "second" for n in placed)
+        out["runner_nodes_after"] = sorted("head" if n == head_id else "second" for n in after)
         out["iterations_until_replaced"] = len(rows) - 2
 
         rejoined = cluster.add_node("second-rejoined", cpus=1, resources={"sonic_sim": 1})
