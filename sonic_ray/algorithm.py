@@ -39,7 +39,8 @@ class SonicPPO(PPO):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        self.sampler_stats = SamplerStatsActor.options(scheduling_strategy=here).remote(make_failure_stats(cfg))
+        stats = make_failure_stats(cfg)
+        self.sampler_stats = SamplerStatsActor.options(scheduling_strategy=here).remote(stats)
         self._sampler_rates = None  # ObjectRef of the rates the next sample call applies
 
     def training_step(self) -> None:

@@ -89,7 +89,8 @@ class ClusterNode:
     def raylet_pid(self) -> int:
         found = [p.pid for p in self.processes() if p.name() == "raylet"]
         if not found:
-            raise RuntimeError(f"node {self.name}: no raylet under ray start (pid {self.proc.pid}): {self.log()}")
+            raise RuntimeError(f"node {self.name}: no raylet under ray start (pid {self.proc.pid}): "
+                               f"{self.log()}")
         return found[0]
 
     def log(self) -> str:
@@ -175,7 +176,8 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not node.alive:
-                raise RuntimeError(f"ray start for {node.name} exited with {node.proc.returncode}: {node.log()}")
+                raise RuntimeError(f"ray start for {node.name} exited with {node.proc.returncode}: "
+                                   f"{node.log()}")
             for row in self.alive_nodes():
                 if int(row["NodeManagerPort"]) == node.node_manager_port:
                     if row["NodeManagerAddress"] != node.ip:
@@ -196,7 +198,8 @@ class LocalCluster:
         os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)})
         os.environ.pop("RAY_AUTH_TOKEN", None)
         _reload_auth()
-        saved_flag, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False  # 127.0.0.1 kept
+        saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+        ray_constants.ENABLE_RAY_CLUSTER = False  # the driver's node address stays 127.0.0.1
         try:
             ray.init(address=self.address, **init_kwargs)
         finally:

@@ -32,7 +32,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-FAULTS = ("runner_sigkill", "node_loss", "driver_sigterm", "corrupt_checkpoint", "nan_loss", "concurrent_import")
+FAULTS = ("runner_sigkill", "node_loss", "driver_sigterm", "corrupt_checkpoint", "nan_loss",
+          "concurrent_import")
 NEEDS_LOCAL_RAY = ("runner_sigkill", "nan_loss")
 
 
@@ -88,7 +89,8 @@ def runner_sigkill(work: Path, store: Path) -> dict:
     finally:
         tr.close()
     last = rows[-1]["iteration"]
-    return {"recovered": rows[-1].get("perf/num_healthy_runners", 0) == 2 and all(r.get("perf/env_steps", 0) > 0 for r in rows),
+    healthy = rows[-1].get("perf/num_healthy_runners", 0) == 2
+    return {"recovered": healthy and all(r.get("perf/env_steps", 0) > 0 for r in rows),
             "iterations_lost": 1 + len(rows) - len(_rows(run_dir)),
             "data_lost": not _contiguous(_rows(run_dir), last),
             "iterations_until_restarted": len(rows) - 1}
@@ -104,7 +106,8 @@ def node_loss(work: Path, store: Path) -> dict:
 
     from sonic_ray.bench.cluster import LocalCluster
 
-    extra = ("ray.num_env_runners=2", "+ray.custom_resources_per_env_runner.sonic_sim=1", "algo.max_iterations=30")
+    extra = ("ray.num_env_runners=2", "+ray.custom_resources_per_env_runner.sonic_sim=1",
+             "algo.max_iterations=30")
     out: dict = {}
     cluster = LocalCluster(head_cpus=2, head_resources={"sonic_sim": 2}).start()
     try:
@@ -132,8 +135,11 @@ def node_loss(work: Path, store: Path) -> dict:
             t0 = time.monotonic()
             cluster.kill_raylet(second)
             rows.append(tr.step())
-            while (rows[-1].get("perf/num_healthy_runners", 0) < 2 or sorted(_runner_nodes(tr)) != [head_id] * 2) \
-                    and len(rows) < 20:
+            def replaced() -> bool:
+                healthy = rows[-1].get("perf/num_healthy_runners", 0) == 2
+                return healthy and sorted(_runner_nodes(tr)) == [head_id] * 2
+
+            while not replaced() and len(rows) < 20:
                 rows.append(tr.step())
             out["seconds_to_replace"] = round(time.monotonic() - t0, 1)
             rows.append(tr.step())
@@ -159,8 +165,9 @@ def node_loss(work: Path, store: Path) -> dict:
         cluster.disconnect()
         cluster.stop()
     last = rows[-1]["iteration"]
-    out["recovered"] = (second.node_id in placed and after == [head_id] * 2 and out["next_run_uses_rejoined_node"]
-                        and all(r.get("perf/env_steps", 0) > 0 for r in rows))
+    sampled = all(r.get("perf/env_steps", 0) > 0 for r in rows)
+    out["recovered"] = (second.node_id in placed and after == [head_id] * 2
+                        and out["next_run_uses_rejoined_node"] and sampled)
     out["iterations_lost"] = last - len(_rows(run_dir))
     out["data_lost"] = not _contiguous(_rows(run_dir), last)
     return out
@@ -170,7 +177,8 @@ def driver_sigterm(work: Path, store: Path) -> dict:
     from sonic_ray.train.checkpoint import list_checkpoints
 
     run_dir = work / "driver_sigterm"
-    base = [sys.executable, "-m", "sonic_ray", "train", *_overrides(run_dir, store, "algo.save_interval=1000")]
+    base = [sys.executable, "-m", "sonic_ray", "train",
+            *_overrides(run_dir, store, "algo.save_interval=1000")]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen([*base, "algo.max_iterations=1000"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -205,7 +213,8 @@ def corrupt_checkpoint(work: Path, store: Path | None) -> dict:
     state_file.write_bytes(bytes(data))
     said: list[str] = []
     ckpt, state = load_for_resume(root.parent, report=said.append)
-    return {"recovered": ckpt.name == "iter_000001" and bool(said), "iterations_lost": 2 - int(state["iteration"]),
+    return {"recovered": ckpt.name == "iter_000001" and bool(said),
+            "iterations_lost": 2 - int(state["iteration"]),
             "data_lost": not bool((state["weights"] == 1.0).all()), "message": said[0] if said else None}
 
 
@@ -250,7 +259,8 @@ def concurrent_import(work: Path, store: Path) -> dict:
         d.mkdir(parents=True, exist_ok=True)
         write_lafan_csv(d / f"{'ab'[i % 2]}_{clip.name}.csv", clip)
         names.append(f"{'ab'[i % 2]}_{clip.name}")
-    argv = [sys.executable, "-m", "sonic_ray", "motions", "import", "--out", str(out_store), "--fps", "50", "--json"]
+    argv = [sys.executable, "-m", "sonic_ray", "motions", "import", "--out", str(out_store), "--fps", "50",
+            "--json"]
     procs = [subprocess.Popen([*argv, str(d)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for d in dirs]
     codes = [p.wait(timeout=600) for p in procs]
@@ -280,8 +290,8 @@ def run(only: list[str] | None = None, *, num_cpus: int = 3, work_dir: str | Non
             from sonic_ray.train.driver import start_local_ray
 
             if not ray.is_initialized():
-                start_local_ray(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                                runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+                start_local_ray(address="local", num_cpus=num_cpus, include_dashboard=False,
+                                log_to_driver=False, runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
         log(f"bench faults: {name} ...")
         t0 = time.monotonic()
         try:
@@ -301,7 +311,8 @@ def run(only: list[str] | None = None, *, num_cpus: int = 3, work_dir: str | Non
 def _main(args) -> int:
     unknown = sorted(set(args.only or ()) - set(FAULTS))
     if unknown:
-        print(f"sonic-ray bench faults: unknown fault(s) {unknown}; expected some of {list(FAULTS)}", file=sys.stderr)
+        print(f"sonic-ray bench faults: unknown fault(s) {unknown}; expected some of {list(FAULTS)}",
+              file=sys.stderr)
         return 2
     out = run(args.only, num_cpus=args.num_cpus, work_dir=args.work_dir)
     if args.json:
@@ -314,10 +325,12 @@ def _main(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("faults", help="inject each fault (runner/node loss, SIGTERM, corrupt checkpoint, "
-                                             "NaN loss, concurrent import) and report recovery")
-    p.add_argument("--only", action="append", metavar="NAME", help=f"run only this fault (repeatable): {FAULTS}")
-    p.add_argument("--num-cpus", type=int, default=3, help="CPUs of the local Ray for runner_sigkill and nan_loss")
+    p = subparsers.add_parser("faults", help="inject each fault (runner/node loss, SIGTERM, corrupt "
+                                             "checkpoint, NaN loss, concurrent import) and report recovery")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help=f"run only this fault (repeatable): {FAULTS}")
+    p.add_argument("--num-cpus", type=int, default=3,
+                   help="CPUs of the local Ray for runner_sigkill and nan_loss")
     p.add_argument("--work-dir", default=None, help="where the runs, checkpoints and stores go (default: a "
                                                       "new temporary folder, kept for inspection)")
     p.add_argument("--json", action="store_true")

@@ -94,13 +94,14 @@ def test_an_out_of_range_float_is_refused_naming_its_key(demo, key, value):
 
 
 MOTION, EVENTS = "env.commands.motion", "env.events.terms.push_robot"
+OBS = "env.observations.policy.terms.base_ang_vel"
 
 
 @pytest.mark.parametrize("override, key", [
     (f"{MOTION}.reset_pose_noise.root_yaw=[0.2,-0.2]", f"{MOTION}.reset_pose_noise.root_yaw"),
     (f"{EVENTS}.interval_range_s=[6.0,4.0]", f"{EVENTS}.interval_range_s"),
     (f"{EVENTS}.interval_range_s=[0.0,4.0]", f"{EVENTS}.interval_range_s"),
-    ("env.observations.policy.terms.base_ang_vel.noise=-0.2", "env.observations.policy.terms.base_ang_vel.noise"),
+    (f"{OBS}.noise=-0.2", f"{OBS}.noise"),
 ])
 def test_ranges_inside_dicts_and_lists_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):

@@ -35,7 +35,8 @@ def test_the_inprocess_learner_skips_the_poisoned_update(monkeypatch):
     torch.manual_seed(0)
     ac = small_ac()
     up = PPOUpdater(ac, actor_lr=1e-3, critic_lr=1e-3, lr_min=1e-6, lr_max=1e-2, desired_kl=0.01,
-                    schedule="adaptive", num_learning_epochs=EPOCHS, num_mini_batches=MINIBATCHES, clip_param=0.2,
+                    schedule="adaptive", num_learning_epochs=EPOCHS, num_mini_batches=MINIBATCHES,
+                    clip_param=0.2,
                     value_loss_coef=1.0, entropy_coef=0.0, use_clipped_value_loss=True, max_grad_norm=1.0,
                     normalize_advantage=True, aux_coefs={"g1_recon": 0.01})
     data = training_tensors(fake_rollout().data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
