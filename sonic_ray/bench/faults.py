@@ -35,6 +35,9 @@ from pathlib import Path
 FAULTS = ("runner_sigkill", "node_loss", "driver_sigterm", "corrupt_checkpoint", "nan_loss",
           "concurrent_import")
 NEEDS_LOCAL_RAY = ("runner_sigkill", "nan_loss")
+# How long the node-loss run may take to bring the lost runner back on the head (a new worker
+# process builds its env: ~70 s on a loaded 2-core machine, ~190 s under load 10).
+REPLACE_TIMEOUT_S = 600.0
 
 
 def _overrides(run_dir: Path, store: Path, *extra: str) -> list[str]:
@@ -58,8 +61,9 @@ def _runner_nodes(trainer) -> list[str]:
 
 
 def _weights(trainer) -> dict:
+    """The trained parameters (the observation normalisers' running stats follow the data, not the loss)."""
     state = trainer.algo.learner_group.get_state(components="learner/rl_module")
-    return state["learner"]["rl_module"]["default_policy"]
+    return {k: v for k, v in state["learner"]["rl_module"]["default_policy"].items() if "normalizer" not in k}
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -139,7 +143,7 @@ def node_loss(work: Path, store: Path) -> dict:
                 healthy = rows[-1].get("perf/num_healthy_runners", 0) == 2
                 return healthy and sorted(_runner_nodes(tr)) == [head_id] * 2
 
-            while not replaced() and len(rows) < 20:
+            while not replaced() and time.monotonic() - t0 < REPLACE_TIMEOUT_S:
                 rows.append(tr.step())
             out["seconds_to_replace"] = round(time.monotonic() - t0, 1)
             rows.append(tr.step())
@@ -243,7 +247,8 @@ def nan_loss(work: Path, store: Path) -> dict:
     later = [r.get("loss/total", math.nan) for r in rows[2:]]
     return {"recovered": unchanged and finite and skipped[1] > 0 and all(math.isfinite(v) for v in later),
             "iterations_lost": sum(1 for s in skipped if s), "data_lost": not _contiguous(_rows(run_dir), 4),
-            "skipped_steps_per_iteration": skipped}
+            "skipped_steps_per_iteration": skipped, "weights_unchanged_by_skipped_update": unchanged,
+            "loss_total_after": later}
 
 
 def concurrent_import(work: Path, store: Path) -> dict:
