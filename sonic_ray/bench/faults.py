@@ -319,7 +319,17 @@ def _main(args) -> int:
         print(f"sonic-ray bench faults: unknown fault(s) {unknown}; expected some of {list(FAULTS)}",
               file=sys.stderr)
         return 2
-    out = run(args.only, num_cpus=args.num_cpus, work_dir=args.work_dir)
+    # Ray's driver prints node and worker deaths to stdout (even with log_to_driver=False): while the
+    # faults run, stdout goes to stderr, so that --json prints nothing but the report.
+    sys.stdout.flush()
+    saved_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        out = run(args.only, num_cpus=args.num_cpus, work_dir=args.work_dir)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
