@@ -1,6 +1,8 @@
 """A worker node lost mid-run on a real multi-node Ray (two `ray start` nodes on loopback): the run
 goes on, the lost runner is replaced on the head, and once the node rejoins the next run uses it.
-The scenario is `sonic-ray bench faults --only node_loss`'s, so the bench and this test agree."""
+The scenario is `sonic-ray bench faults --only node_loss`'s, so the bench and this test agree.
+Takes 6-7 minutes on the shared 2-core machine under load 7-8 (two runs' startup, a runner
+restarted in a new process, a node joining twice)."""
 
 from __future__ import annotations
 
