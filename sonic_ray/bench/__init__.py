@@ -14,6 +14,7 @@ BENCH_MODULES = (
     "sonic_ray.bench.learner",
     "sonic_ray.bench.pipeline",
     "sonic_ray.bench.learning",
+    "sonic_ray.bench.faults",
 )
 
 
