@@ -239,6 +239,10 @@ def store_names(path) -> set[str]:
     """Clip names in the store at `path` (empty if there is none yet)."""
     if not os.path.exists(path):
         return set()
+    if os.path.isdir(path):
+        from sonic_ray.motion.sharded import read_manifest
+
+        return set(read_manifest(path)["clips"]["name"])
     return {c["name"] for c in _read_header(_open(path), path)["clips"]}
 
 
@@ -298,8 +302,13 @@ def _write_locked(path: str, clips: Iterable[MotionClip], joint_names: list[str]
 
 
 def store_info(path) -> dict:
-    """Footer-only summary: joint names, per-clip index, totals and per-source counts."""
+    """Footer-only summary: joint names, per-clip index, totals and per-source counts (a sharded
+    store, i.e. a folder: its manifest only, `sharded.sharded_info`)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        from sonic_ray.motion.sharded import sharded_info
+
+        return sharded_info(path)
     pf = _open(path)
     header = _read_header(pf, path)
     clips = header["clips"]
@@ -332,8 +341,14 @@ def shard_indices(num_clips: int, shard: tuple[int, int] | None) -> list[int]:
 def iter_store(path, *, shard: tuple[int, int] | None = None, smpl: bool = True,
                batch: int = 256) -> Iterator[MotionClip]:
     """Yield the clips of `shard` in store order, reading `batch` row groups per call (lazy:
-    at most one batch of clips is decoded at a time; per-call overhead dominates single reads)."""
+    at most one batch of clips is decoded at a time; per-call overhead dominates single reads).
+    A folder is a sharded store (`sharded.iter_sharded`)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        from sonic_ray.motion.sharded import iter_sharded
+
+        yield from iter_sharded(path, shard=shard, smpl=smpl)
+        return
     pf = _open(path)
     header = _read_header(pf, path)
     j = len(header["joint_names"])
@@ -381,7 +396,7 @@ def _table_to_clips(table: pa.Table, num_joints: int) -> list[MotionClip]:
 def read_store(path, *, shard: tuple[int, int] | None = None) -> tuple[list[MotionClip], dict]:
     """All clips of `shard` (k, n) -> clips k::n, plus the store header (joint_names, ...)."""
     path = os.fspath(path)
-    header = _read_header(_open(path), path)
+    header = store_info(path) if os.path.isdir(path) else _read_header(_open(path), path)
     return list(iter_store(path, shard=shard)), {
         "schema_version": header["schema_version"],
         "joint_names": header["joint_names"],
