@@ -8,8 +8,8 @@ from test_cli import _bad_files, _good_files
 
 from sonic_ray.motion.cli import add_parser
 from sonic_ray.motion.importers.writers import write_sonic_pkl
-from sonic_ray.motion.sharded import read_manifest
 from sonic_ray.motion.shard_import import import_sharded, list_files
+from sonic_ray.motion.sharded import read_manifest
 from sonic_ray.motion.store import iter_store, store_info
 
 
