@@ -24,6 +24,8 @@ def _init_ray(workers: int) -> bool:
         return False
     address = os.environ.get("RAY_ADDRESS") or "local"
     kw = {} if address != "local" else {"num_cpus": max(workers, 1) + 1, "include_dashboard": False}
+    if address == "local":  # Ray nices its workers (15); here they do all the work and the driver waits
+        os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(address=address, logging_level="ERROR", log_to_driver=False, **kw)
     return True
 

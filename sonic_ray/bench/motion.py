@@ -93,6 +93,7 @@ def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s
         write_sources(os.path.join(tmp, "one"), 1, clips_per_file=1, fps=fps, min_s=min_s, max_s=max_s, seed=seed)
         sources_s = time.perf_counter() - t0
         files = list_files([src])
+        os.environ.setdefault("RAY_worker_niceness", "0")  # as sonic_ray.ingest does for its local Ray
         ray.init(address="local", num_cpus=3, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         try:
             t1, _ = _import(files, os.path.join(tmp, "store1"), workers=1)
