@@ -7,7 +7,7 @@ and computes a clip's reference rows when an env starts following it: `ensure(cl
 missing clips with the same code as the full table (`MotionLib.from_clips` + `ReferenceTable`), so
 every row is bit-for-bit what the full table holds, and writes them into an arena of
 `cache_frames` rows. Clips no env follows stay cached until room is needed (least recently
-ensured go first); the arena grows past `cache_frames` only when the clips in use need it.
+ensured go first, down to half the arena, so compactions are rare); the arena grows past `cache_frames` only when the clips in use need it.
 
 It has the full table's interface (`data`, `clip_start`, `clip_frames`, `store_index`, `fps`,
 `body_names`, `num_clips`, `nbytes`): `clip_start[c]` is clip c's first row in the arena, valid
@@ -21,11 +21,13 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from sonic_ray.envs.reference import ReferenceTable
 from sonic_ray.motion.frames import control_rate_frames
 from sonic_ray.motion.motion_lib import MotionLib
+from sonic_ray.motion.sharded import is_sharded, read_manifest
 from sonic_ray.motion.store import MotionClip, iter_store, shard_indices, store_info
 
 _RAW_KEYS = ("root_pos", "root_quat", "joint_pos", "smpl_joints")
@@ -35,17 +37,22 @@ class RawShard:
     """A shard's clips as stored: flat float32 arrays (sum of native frames, ...) plus offsets."""
 
     def __init__(self, store_path, shard=None, *, load_smpl: bool = True):
-        info = store_info(store_path)
-        idx = shard_indices(info["num_clips"], shard)
+        if is_sharded(store_path):  # the manifest's columns: no per-clip dicts
+            m = read_manifest(store_path)
+            names, frames, fps, joints = m["clips"]["name"], m["clips"]["frames"], m["clips"]["fps"], m["joint_names"]
+        else:
+            info = store_info(store_path)
+            joints, c = info["joint_names"], info["clips"]
+            names, frames, fps = [x["name"] for x in c], [x["frames"] for x in c], [x["fps"] for x in c]
+        idx = shard_indices(len(names), shard)
         if not idx:
             raise ValueError(f"{store_path}: shard {shard} holds no clips")
-        meta = [info["clips"][i] for i in idx]
         self.store_index = np.asarray(idx, dtype=np.int64)
-        self.names = [m["name"] for m in meta]
-        self.fps = np.array([m["fps"] for m in meta], dtype=np.float64)
-        self.frames = np.array([m["frames"] for m in meta], dtype=np.int64)
+        self.names = [names[i] for i in idx]
+        self.fps = np.asarray(fps, dtype=np.float64)[idx]
+        self.frames = np.asarray(frames, dtype=np.int64)[idx]
         self.start = np.concatenate(([0], np.cumsum(self.frames)[:-1]))
-        total, j = int(self.frames.sum()), len(info["joint_names"])
+        total, j = int(self.frames.sum()), len(joints)
         shapes = {"root_pos": (3,), "root_quat": (4,), "joint_pos": (j,), "smpl_joints": (24, 3)}
         self.arrays = {k: np.empty((total, *shapes[k]), np.float32) for k in _RAW_KEYS if load_smpl or k[0] != "s"}
         has_smpl = True
@@ -59,6 +66,7 @@ class RawShard:
                     a[rows] = v
         if not has_smpl:
             self.arrays.pop("smpl_joints", None)
+        pa.default_memory_pool().release_unused()  # arrow's allocator keeps the freed read buffers
 
     def clip(self, i: int) -> MotionClip:
         rows = slice(self.start[i], self.start[i] + self.frames[i])
@@ -136,7 +144,7 @@ class CachedReference:
         survivors to the arena's front (growing it only if the kept clips alone need more)."""
         live = sum(self._resident.values())
         for c in list(self._resident):
-            if live + req <= self.cache_frames:
+            if live + req <= self.cache_frames // 2:  # down to half: a compaction per many resets, not each
                 break
             if c not in keep:
                 live -= self._resident.pop(c)
