@@ -110,7 +110,8 @@ def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_
     if not str(args.out).endswith(".parquet"):
         from sonic_ray.motion.sharded_cli import cmd_import_sharded
 
-        return cmd_import_sharded(args, robot_context_fn=robot_context_fn, ray_engine=ray_engine)
+        return cmd_import_sharded(args, robot_context_fn=robot_context_fn, ray_engine=ray_engine,
+                                  print_report=_print_import)
     if args.list_file:
         from sonic_ray.motion.shard_import import list_files
 
@@ -160,7 +161,7 @@ def _print_import(report: dict, out) -> None:
 
 
 def cmd_migrate(args) -> int:
-    from sonic_ray.motion.sharded import migrate
+    from sonic_ray.motion.store import migrate
 
     out = migrate(args.src, args.dst)
     print(f"{args.dst}: {len(out['added'])} clip(s) added, {len(out['duplicates'])} duplicate(s) skipped, "

@@ -7,11 +7,11 @@ Layout (schema version 2)
   planning and the driver read only this file; clip order in the index is the store's order
   (what `shard_indices` numbers).
 - `shard-*.parquet`: at most `MAX_SHARD_CLIPS` clips each, the one-file store's row schema
-  (`store._schema`), row groups of `ROW_GROUP_CLIPS` clips (a row group per clip costs ~1 kB of
+  (`store_format._schema`), row groups of `ROW_GROUP_CLIPS` clips (a row group per clip costs ~1 kB of
   footer per clip, +5-10 % for short clips). Shards are written once and never rewritten.
 
 Writes: new clips go to new shard files (unique names), then the manifest is written to a temp
-file and `os.replace`d over the old one, under the store lock (`store.store_lock` on the folder).
+file and `os.replace`d over the old one, under the store lock (`store_format.store_lock` on the folder).
 A writer that dies before the rename leaves the previous manifest valid and its new shards
 unreferenced; the next writer, holding the lock, deletes unreferenced shard files. Appends never
 touch old shards. A clip whose content hash (arrays + fps) is already stored is skipped as a
@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sonic_ray.motion.store import (
+from sonic_ray.motion.store_format import (
     _WRITE_OPTIONS,
     MotionClip,
     StoreError,
@@ -372,11 +372,3 @@ def write_sharded(path, clips: Iterable[MotionClip], *, joint_names, append: boo
             raise
         remove_unreferenced(path, manifest)
     return {"added": added, "duplicates": dups, "num_clips": len(manifest["clips"]["name"])}
-
-
-def migrate(src, dst) -> dict:
-    """Copy a one-file store (or another sharded store) into the sharded store `dst`, clip by clip."""
-    from sonic_ray.motion.store import iter_store, store_info
-
-    joint_names = store_info(src)["joint_names"]
-    return write_sharded(dst, iter_store(src), joint_names=joint_names, append=True)

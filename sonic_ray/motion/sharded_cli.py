@@ -31,7 +31,9 @@ def pick_engine(name: str, num_files: int, workers: int, ray_engine: Callable | 
     return name, engine
 
 
-def cmd_import_sharded(args, *, robot_context_fn: Callable, ray_engine: Callable | None = None) -> int:
+def cmd_import_sharded(args, *, robot_context_fn: Callable, ray_engine: Callable | None = None,
+                       print_report: Callable | None = None) -> int:
+    """print_report(report, out): the one-file import's summary printer (`motion.cli._print_import`)."""
     from sonic_ray.motion.shard_import import default_batch_files, import_sharded, list_files
     from sonic_ray.motion.store import StoreError
 
@@ -57,9 +59,8 @@ def cmd_import_sharded(args, *, robot_context_fn: Callable, ray_engine: Callable
         print(json.dumps({k: report[k] for k in ("imported", "rejected", "duplicates")}
                          | {"engine": name, "seconds": seconds}))
     else:
-        from sonic_ray.motion.cli import _print_import
-
-        _print_import(report, args.out)
+        if print_report is not None:
+            print_report(report, args.out)
         n = len(report["imported"])
         print(f"{n} clip(s) in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} clips/s, engine {name}); "
               f"{len(report['duplicates'])} duplicate(s) skipped")

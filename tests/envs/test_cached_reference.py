@@ -5,7 +5,7 @@ from env_builders import reference_table, tiny_store
 from sonic_ray.envs.cached_reference import CachedReference, RawShard
 from sonic_ray.envs.command import MotionCommand
 from sonic_ray.envs.sampler import UniformStartSampler
-from sonic_ray.motion.sharded import migrate
+from sonic_ray.motion.store import migrate
 from sonic_ray.robots import G1
 
 

@@ -6,7 +6,7 @@ from env_builders import tiny_store
 from sonic_ray.config import load_config
 from sonic_ray.envs.factory import make_env
 from sonic_ray.motion import sharded
-from sonic_ray.motion.sharded import migrate
+from sonic_ray.motion.store import migrate
 from sonic_ray.train.build import probe_env
 
 

@@ -6,8 +6,16 @@ import pytest
 from motion_builders import G1_JOINTS, make_clip
 
 from sonic_ray.motion import sharded
-from sonic_ray.motion.sharded import MANIFEST, migrate, read_manifest, verify_store, write_sharded
-from sonic_ray.motion.store import StoreError, iter_store, read_store, store_info, store_names, write_store
+from sonic_ray.motion.sharded import MANIFEST, read_manifest, verify_store, write_sharded
+from sonic_ray.motion.store import (
+    StoreError,
+    iter_store,
+    migrate,
+    read_store,
+    store_info,
+    store_names,
+    write_store,
+)
 
 
 def _clips(n, start=0, **kw):
