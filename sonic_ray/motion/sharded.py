@@ -110,8 +110,11 @@ def read_manifest(path) -> dict:
 
 
 def sharded_info(path) -> dict:
-    """`store.store_info` for a sharded store, from the manifest only."""
+    """`store.store_info` for a sharded store, from the manifest only (built once per manifest
+    version: the driver asks several times while it starts; callers must not modify it)."""
     m = read_manifest(path)
+    if "_info" in m:
+        return m["_info"]
     c = m["clips"]
     by_format: dict[str, int] = {}
     for f in c["format"]:
@@ -122,7 +125,7 @@ def sharded_info(path) -> dict:
     clips = [{"name": name, "source": c["source"][i], "format": c["format"][i], "fps": c["fps"][i],
               "frames": c["frames"][i], "warnings": warnings.get(name, []), "fk_max_err_m": c["fk_max_err_m"][i]}
              for i, name in enumerate(c["name"])]
-    return {
+    m["_info"] = {
         "path": os.fspath(path),
         "schema_version": m["schema_version"],
         "joint_names": m["joint_names"],
@@ -135,6 +138,7 @@ def sharded_info(path) -> dict:
         "store_bytes": sum(s["bytes"] for s in m["shards"]),
         "clips": clips,
     }
+    return m["_info"]
 
 
 def clip_frames_fps(path) -> tuple[np.ndarray, np.ndarray]:
@@ -288,7 +292,7 @@ def load_for_append(path, joint_names) -> dict:
     m = read_manifest(path)
     if m["joint_names"] != list(joint_names):
         raise StoreError(f"{path}: store joint_names differ from the clips' joint_names")
-    return json.loads(json.dumps(m))  # a private copy: the cached one stays as on disk
+    return json.loads(json.dumps({k: v for k, v in m.items() if k != "_info"}))  # a private copy
 
 
 def remove_unreferenced(path, manifest: dict) -> None:
