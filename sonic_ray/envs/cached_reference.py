@@ -7,7 +7,9 @@ and computes a clip's reference rows when an env starts following it: `ensure(cl
 missing clips with the same code as the full table (`MotionLib.from_clips` + `ReferenceTable`), so
 every row is bit-for-bit what the full table holds, and writes them into an arena of
 `cache_frames` rows. Clips no env follows stay cached until room is needed (least recently
-ensured go first, down to half the arena, so compactions are rare); the arena grows past `cache_frames` only when the clips in use need it.
+ensured go first, down to half the arena, so compactions are rare); the arena grows past
+`cache_frames` only when the clips in use need it, to twice what they need (N envs x clip length
+x ~1.9 kB: the design's limit for many envs on long clips, where a per-env window would be due).
 
 It has the full table's interface (`data`, `clip_start`, `clip_frames`, `store_index`, `fps`,
 `body_names`, `num_clips`, `nbytes`): `clip_start[c]` is clip c's first row in the arena, valid
@@ -140,23 +142,27 @@ class CachedReference:
         return int(self.data["joint_pos"].shape[0]) if self.data else 0
 
     def _make_room(self, keep: set[int], req: int, lengths: np.ndarray) -> None:
-        """Evict least recently ensured clips not in `keep` until `req` rows fit, compacting the
-        survivors to the arena's front (growing it only if the kept clips alone need more)."""
+        """Evict least recently ensured clips not in `keep` until `req` more rows fill at most half
+        the arena, grow the arena to twice the rows in use when the kept clips need it, and compact
+        the survivors to the front: each compaction frees half the arena, so its copy is paid once
+        per (arena / 2) rows computed, not at every reset."""
+        capacity = max(self._capacity(), self.cache_frames)
         live = sum(self._resident.values())
         for c in list(self._resident):
-            if live + req <= self.cache_frames // 2:  # down to half: a compaction per many resets, not each
+            if live + req <= capacity // 2:
                 break
             if c not in keep:
                 live -= self._resident.pop(c)
                 self.clip_start[c] = -1
+        if live + req > capacity // 2:
+            capacity = 2 * (live + req)
         order = list(self._resident)
         rows = torch.cat([torch.arange(int(self.clip_start[c]), int(self.clip_start[c]) + n)
                           for c, n in self._resident.items()]) if order else torch.zeros(0, dtype=torch.long)
         rows = rows.to(self.device)
-        capacity = max(self._capacity(), live + req)
         for k, v in self.data.items():
             kept = v.index_select(0, rows)
-            if capacity > v.shape[0]:
+            if capacity != v.shape[0]:
                 v = self.data[k] = torch.empty((capacity, *v.shape[1:]), dtype=v.dtype, device=self.device)
             v[:live] = kept
         top = 0
