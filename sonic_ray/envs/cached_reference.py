@@ -20,6 +20,8 @@ The step's gathers are unchanged; the cost moves to resets of envs onto clips no
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from collections import OrderedDict
 
 import numpy as np
@@ -69,6 +71,8 @@ class RawShard:
         if not has_smpl:
             self.arrays.pop("smpl_joints", None)
         pa.default_memory_pool().release_unused()  # arrow's allocator keeps the freed read buffers
+        with contextlib.suppress(OSError, AttributeError):  # and glibc its heap (not on every libc)
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
     def clip(self, i: int) -> MotionClip:
         rows = slice(self.start[i], self.start[i] + self.frames[i])

@@ -52,6 +52,7 @@ SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 MAX_SHARD_CLIPS = 4096
 ROW_GROUP_CLIPS = 32
+READ_GROUPS = 4  # row groups per read (single-threaded: Arrow's reader threads keep freed buffers)
 _INDEX_KEYS = ("name", "source", "format", "fps", "frames", "hash", "shard", "row", "fk_max_err_m")
 _SHARD_OPTIONS = {**_WRITE_OPTIONS, "write_statistics": False}
 _cache: dict[str, tuple[tuple, dict]] = {}  # manifest path -> ((mtime_ns, size), parsed manifest)
@@ -181,15 +182,19 @@ def iter_sharded(path, *, shard: tuple[int, int] | None = None, smpl: bool = Tru
         pf = _open_shard(path, entry)
         columns = [k for k in pf.schema_arrow.names if smpl or k != "smpl_joints"]
         rows = by_file[s]
-        groups = sorted({r // ROW_GROUP_CLIPS for _, r in rows})
-        try:
-            table = pf.read_row_groups(groups, columns=columns)
-        except (OSError, pa.ArrowException) as e:
-            raise StoreError(f"{_shard_file(path, entry['file'])}: shard data unreadable, corrupt on disk? "
-                             f"({type(e).__name__}: {e})") from None
-        start = {g: k * ROW_GROUP_CLIPS for k, g in enumerate(groups)}  # groups are full but the last
-        take = [start[r // ROW_GROUP_CLIPS] + r % ROW_GROUP_CLIPS for _, r in rows]
-        yield from _table_to_clips(table.take(take), j)
+        by_group: dict[int, list[int]] = {}
+        for _, r in rows:
+            by_group.setdefault(r // ROW_GROUP_CLIPS, []).append(r % ROW_GROUP_CLIPS)
+        groups = sorted(by_group)
+        for b in range(0, len(groups), READ_GROUPS):  # a few row groups per read: small transient buffers
+            chunk = groups[b:b + READ_GROUPS]
+            try:
+                table = pf.read_row_groups(chunk, columns=columns, use_threads=False)
+            except (OSError, pa.ArrowException) as e:
+                raise StoreError(f"{_shard_file(path, entry['file'])}: shard data unreadable, corrupt on disk? "
+                                 f"({type(e).__name__}: {e})") from None
+            take = [k * ROW_GROUP_CLIPS + i for k, g in enumerate(chunk) for i in by_group[g]]  # groups full
+            yield from _table_to_clips(table.take(take), j)  # but a file's last, which comes last
 
 
 def verify_store(path) -> list[str]:
