@@ -329,6 +329,7 @@ def commit(path, manifest: dict, shards: list[dict], clips: list[dict]) -> dict:
             manifest["warnings"][c["name"]] = c["warnings"]
     fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.tmp-", dir=path)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; the manifest is read like the shards
         with os.fdopen(fd, "w") as f:
             json.dump(manifest, f, separators=(",", ":"))
             f.flush()
