@@ -139,6 +139,12 @@ def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[in
     fk = TorchFK(model, robot, device=device)
     table = make_reference(cfg, fk, robot, shard=shard, device=device)
     sampler = make_sampler(cfg, table, device=device)
+    if cfg.motions.reference == "cached" and table.num_clips > 1:
+        # a runner holds its shard and nothing of the store index past this point (the driver's
+        # one-clip probe keeps it cached for its bin count)
+        from sonic_ray.motion.sharded import forget
+
+        forget(motion_store_path(cfg))
     mc = cfg.env.commands.motion
     command = {k: _plain(getattr(mc, k)) for k in ("num_future_frames", "future_dt", "smpl_num_future_frames",
                                                     "smpl_future_dt", "encoder_sample_probs", "reset_pose_noise")}
