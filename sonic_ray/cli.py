@@ -13,7 +13,7 @@ from sonic_ray.config.compose import ConfigError
 # Feature modules that contribute top-level subcommands, in help order.
 COMMAND_MODULES = (
     "sonic_ray.config.cli",
-    "sonic_ray.motion.cli",
+    "sonic_ray.ingest",  # motions: sonic_ray.motion.cli with the Ray Data import engine
     "sonic_ray.train.cli",
     "sonic_ray.tune.cli",
     "sonic_ray.eval.cli",

@@ -1,40 +1,38 @@
-"""`sonic-ray bench motion`: import rate, store load cost and MotionLib query cost.
+"""`sonic-ray bench motion --clips N --json`: the motion data path at scale.
 
-Synthetic clips (random smooth motions, 2-6 s at 30 fps by default) are written as SONIC
-joblib pickles and imported through the real path (content detection, restricted unpickler,
-validation, streaming Parquet write). Then a MotionLib loads the store (time, resident-memory
-growth against the raw size of the stored arrays) and answers batched (clip, time) queries.
+Synthetic clips (random smooth motions, `min_s`-`max_s` s at 30 fps; 2-4.7 s gives ~100 frames a
+clip, so 100k clips hold >= 10M frames) are written as SONIC joblib pickles (`clips_per_file`
+each) and imported through the real path into a sharded store twice, with 1 and with 2 Ray Data
+workers (Ray started once beforehand, so the times are the pipeline's). Then, each in a fresh
+process (`motion_probe`): the training driver's start-up (config, probe env, global bins) and a
+runner's env on shard (0, 2) built and stepped, in each reference mode, against a runner on a
+1-clip store (subtracted: interpreter, torch, MuJoCo, policy-free env).
+
+Keys: import_2_over_1 (steady clips/s with 2 workers over 1: batches of 2 files after the first
+result, so the actor pool's start-up is left out; `import_2_over_1_end_to_end` includes it),
+store_over_raw (shard bytes over the raw
+float32 arrays: root pose + joints), runner_rss_over_raw[_table] ((RSS - 1-clip RSS) over the
+shard's raw arrays), driver_start_s (and driver_start_s_1clip), reset_4096_ms / step_4096_ms
+(reference reset and step for 4096 envs' queries), env_step_ms at `num_envs` envs per mode.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
 import numpy as np
-import torch
 
 from sonic_ray.motion.importers.writers import write_sonic_pkl
-from sonic_ray.motion.importing import import_motions
-from sonic_ray.motion.motion_lib import MotionLib
-from sonic_ray.motion.store import MotionClip, store_info
-from sonic_ray.robots.fk import TorchFK
-from sonic_ray.robots.registry import load_model
+from sonic_ray.motion.store import MotionClip
 
 NUM_JOINTS = 29
-
-
-def _rss_bytes() -> int:
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-    except ImportError:  # Linux fallback: resident pages from /proc
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+RAW_FLOATS = 3 + 4 + NUM_JOINTS  # root_pos, root_quat, joint_pos per frame
 
 
 def _synthetic_clip(i: int, rng: np.random.Generator, fps: float, min_s: float, max_s: float) -> MotionClip:
@@ -43,120 +41,131 @@ def _synthetic_clip(i: int, rng: np.random.Generator, fps: float, min_s: float, 
     yaw = rng.uniform(-np.pi, np.pi) + rng.uniform(-1, 1) * t[:, 0]
     quat = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=1)
     root = np.concatenate([rng.normal(size=(1, 2)) + rng.normal(size=(1, 2)) * t, 0.78 + 0.02 * np.sin(3 * t)], 1)
-    joints = 0.6 * np.sin(rng.uniform(0.5, 3, NUM_JOINTS) * t + rng.uniform(0, 6.3, NUM_JOINTS))
-    return MotionClip(f"clip{i:06d}", "bench", fps, root.astype(np.float32), quat.astype(np.float32),
+    joints = 0.3 * np.sin(rng.uniform(0.5, 3, NUM_JOINTS) * t + rng.uniform(0, 6.3, NUM_JOINTS))
+    return MotionClip(f"clip{i:07d}", "bench", fps, root.astype(np.float32), quat.astype(np.float32),
                       joints.astype(np.float32))
 
 
-def _robot(robot: str | None):
-    """G1 joint data from sonic_ray.robots when present, else 29 synthetic joints (same sizes)."""
-    if robot is not None:
-        try:
-            from sonic_ray.motion.robot_context import robot_context
-
-            names, lower, upper, _fk = robot_context(robot)
-            return names, lower, upper, robot
-        except (SystemExit, ImportError, AttributeError):
-            pass
-    return [f"joint_{j}" for j in range(NUM_JOINTS)], np.full(NUM_JOINTS, -np.pi), np.full(NUM_JOINTS, np.pi), None
-
-
-def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s: float = 6.0,
-        num_files: int = 10, query_batch: int = 4096, repeats: int = 20, control_fps: float = 50.0,
-        seed: int = 0, device: str = "cpu", robot: str | None = "g1", workdir: str | None = None) -> dict:
+def write_sources(folder: str, num_clips: int, *, clips_per_file: int, fps: float, min_s: float, max_s: float,
+                  seed: int = 0) -> None:
+    os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
-    joint_names, lower, upper, robot_used = _robot(robot)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+    for f, s in enumerate(range(0, num_clips, clips_per_file)):
+        clips = [_synthetic_clip(i, rng, fps, min_s, max_s) for i in range(s, min(num_clips, s + clips_per_file))]
+        write_sonic_pkl(os.path.join(folder, f"part{f:05d}.pkl"), clips)
+
+
+def _import(files: list[str], store: str, workers: int, batch_files: int = 2) -> tuple[float, float, dict]:
+    from sonic_ray.ingest import run_ray
+    from sonic_ray.motion.robot_context import robot_context
+    from sonic_ray.motion.shard_import import import_sharded
+
+    def engine(files, kw, *, batch_files, on_result=None):
+        return run_ray(files, kw, batch_files=batch_files, on_result=on_result, workers=workers)
+
+    marks: list[tuple[float, int]] = []  # (time, clips) of each batch result
+
+    t0 = time.perf_counter()
+    report = import_sharded(files, out=store, robot="g1", context_fn=robot_context, engine=engine,
+                            batch_files=batch_files,
+                            on_result=lambda r: marks.append((time.perf_counter(), len(r["clips"]))))
+    total = time.perf_counter() - t0
+    # steady state: clips of every batch after the first, over the time since the first arrived
+    # (excludes the actor pool's start-up: ~9 s on a loaded 2-core machine, whatever the size)
+    steady = sum(n for _, n in marks[1:]) / max(marks[-1][0] - marks[0][0], 1e-9) if len(marks) > 1 else 0.0
+    return total, steady, report
+
+
+def _probe(kind: str, **kw) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "sonic_ray.bench.motion_probe", kind, json.dumps(kw)],
+                         capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"motion_probe {kind} {kw} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s: float = 4.7,
+        clips_per_file: int = 100, num_envs: int = 16, table_mode: bool | None = None, seed: int = 0,
+        workdir: str | None = None) -> dict:
+    import ray
+
+    from sonic_ray.motion.shard_import import list_files
+    from sonic_ray.motion.sharded import sharded_info
+
+    table_mode = num_clips <= 20_000 if table_mode is None else table_mode
+    tmp = tempfile.mkdtemp(prefix="bench-motion-", dir=workdir)
+    try:
         src = os.path.join(tmp, "src")
-        os.makedirs(src)
-        per_file = -(-num_clips // num_files)
-        for f in range(num_files):
-            ids = range(f * per_file, min(num_clips, (f + 1) * per_file))
-            write_sonic_pkl(os.path.join(src, f"part{f:03d}.pkl"), [_synthetic_clip(i, rng, fps, min_s, max_s) for i in ids])
-        store = os.path.join(tmp, "motions.parquet")
         t0 = time.perf_counter()
-        report = import_motions([src], out=store, joint_names=joint_names, lower=lower, upper=upper, fps=fps)
-        import_s = time.perf_counter() - t0
-        info = store_info(store)
-        raw_bytes = info["total_frames"] * (3 + 4 + NUM_JOINTS) * 4
-
-        gc.collect()
-        rss0 = _rss_bytes()
-        t0 = time.perf_counter()
-        lib = MotionLib(store, control_fps=control_fps, device=device)
-        load_s = time.perf_counter() - t0
-        gc.collect()
-        rss_delta = _rss_bytes() - rss0
-
-        g = torch.Generator().manual_seed(seed)
-        clip_ids = torch.randint(lib.num_clips, (query_batch,), generator=g).to(lib.device)
-        times = (torch.rand(query_batch, generator=g).to(lib.device) * lib.clip_length_s[clip_ids])
-        lib.state(clip_ids, times)  # warm-up
-        samples = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            lib.state(clip_ids, times)
-            if lib.device.type == "cuda":
-                torch.cuda.synchronize()
-            samples.append(time.perf_counter() - t0)
-        fk_ms, fk_reason = _fk_query_ms(lib, robot_used, clip_ids, times, repeats)
-        return {
-            "num_clips": info["num_clips"],
-            "rejected": len(report["rejected"]),
-            "robot": robot_used or "synthetic-29-joint",
-            "total_frames": info["total_frames"],
-            "total_duration_h": info["total_duration_s"] / 3600,
-            "import_s": import_s,
-            "import_clips_per_s": info["num_clips"] / import_s,
-            "store_file_mb": os.path.getsize(store) / 1e6,
-            "raw_array_mb": raw_bytes / 1e6,
-            "load_s": load_s,
-            "load_rss_delta_mb": rss_delta / 1e6,
-            "motion_lib_tensor_mb": lib.nbytes() / 1e6,
-            "control_fps": control_fps,
-            "query_batch": query_batch,
-            "query_ms_median": 1e3 * float(np.median(samples)),
-            "query_ms_min": 1e3 * float(np.min(samples)),
-            "query_with_fk_ms": fk_ms,
-            "query_with_fk_reason": fk_reason,
-            "device": str(lib.device),
-            "torch_threads": torch.get_num_threads(),
+        write_sources(src, num_clips, clips_per_file=clips_per_file, fps=fps, min_s=min_s, max_s=max_s, seed=seed)
+        write_sources(os.path.join(tmp, "one"), 1, clips_per_file=1, fps=fps, min_s=min_s, max_s=max_s, seed=seed)
+        sources_s = time.perf_counter() - t0
+        files = list_files([src])
+        os.environ.setdefault("RAY_worker_niceness", "0")  # as sonic_ray.ingest does for its local Ray
+        ray.init(address="local", num_cpus=3, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        try:
+            t1, rate1, _ = _import(files, os.path.join(tmp, "store1"), workers=1)
+            t2, rate2, report = _import(files, os.path.join(tmp, "store"), workers=2)
+            _import(list_files([os.path.join(tmp, "one")]), os.path.join(tmp, "one_store"), workers=1)
+        finally:
+            ray.shutdown()
+        shutil.rmtree(os.path.join(tmp, "store1"))
+        store, one = os.path.join(tmp, "store"), os.path.join(tmp, "one_store")
+        info = sharded_info(store)
+        raw = info["total_frames"] * RAW_FLOATS * 4
+        frames = np.array([c["frames"] for c in info["clips"]])
+        raw_shard = int(frames[0::2].sum()) * RAW_FLOATS * 4
+        result = {
+            "num_clips": info["num_clips"], "total_frames": info["total_frames"], "num_shards": info["num_shards"],
+            "rejected": len(report["rejected"]), "sources_s": sources_s,
+            "import_1_worker_s": t1, "import_2_workers_s": t2,
+            "import_clips_per_s_1": info["num_clips"] / t1, "import_clips_per_s_2": info["num_clips"] / t2,
+            "import_steady_clips_per_s_1": rate1, "import_steady_clips_per_s_2": rate2,
+            "import_2_over_1": rate2 / rate1 if rate1 else None, "import_2_over_1_end_to_end": t1 / t2,
+            "store_mb": info["store_bytes"] / 1e6, "raw_mb": raw / 1e6, "store_over_raw": info["store_bytes"] / raw,
+            "raw_shard_mb": raw_shard / 1e6,
         }
-
-
-def _fk_query_ms(lib: MotionLib, robot: str | None, clip_ids, times, repeats: int):
-    """Median ms of one body_state query (state + TorchFK), or (None, why not)."""
-    if robot is None:
-        return None, "no robot FK available (sonic_ray.robots not importable): synthetic joints"
-
-    model, spec = load_model(robot)
-    lib.fk = TorchFK(model, spec, device=lib.device)
-    lib.body_state(clip_ids, times)  # warm-up
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        lib.body_state(clip_ids, times)
-        if lib.device.type == "cuda":
-            torch.cuda.synchronize()
-        samples.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(samples)), f"TorchFK over {lib.fk.num_bodies} bodies of {robot}"
+        d1, dn = _probe("driver", store=one), _probe("driver", store=store)
+        result.update(driver_start_s=dn["driver_start_s"], driver_start_s_1clip=d1["driver_start_s"],
+                      driver_rss_mb=dn["rss_bytes"] / 1e6, driver_rss_mb_1clip=d1["rss_bytes"] / 1e6)
+        for mode in ("cached", "table") if table_mode else ("cached",):
+            base = _probe("runner", store=one, shard=[0, 1], mode=mode, num_envs=num_envs)
+            r = _probe("runner", store=store, shard=[0, 2], mode=mode, num_envs=num_envs)
+            suffix = "" if mode == "cached" else "_table"
+            result.update({
+                f"runner_rss_over_raw{suffix}": (r["rss_bytes"] - base["rss_bytes"]) / raw_shard,
+                f"runner_rss_mb{suffix}": r["rss_bytes"] / 1e6, f"runner_rss_mb_1clip{suffix}": base["rss_bytes"] / 1e6,
+                f"runner_build_s{suffix}": r["build_s"], f"env_step_ms{suffix}": r["env_step_ms"],
+                f"reset_4096_ms{suffix}": r["reset_4096_ms"], f"step_4096_ms{suffix}": r["step_4096_ms"],
+                f"reference_rows{suffix}": r["reference_rows"],
+            })
+        result["num_envs"] = num_envs
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("motion", help="motion store import/load and MotionLib query benchmark")
-    p.add_argument("--num-clips", type=int, default=10_000)
-    p.add_argument("--query-batch", type=int, default=4096)
-    p.add_argument("--device", default="cpu")
+    p = subparsers.add_parser("motion", help="sharded store import (Ray Data), store size, runner memory, "
+                                             "driver start-up, reference reset/step cost")
+    p.add_argument("--clips", "--num-clips", dest="clips", type=int, default=10_000)
+    p.add_argument("--num-envs", type=int, default=16, help="envs of the measured runner (RSS, env step)")
+    p.add_argument("--table", choices=("auto", "yes", "no"), default="auto",
+                   help="also measure the full ReferenceTable runner (auto: up to 20k clips)")
+    p.add_argument("--workdir", default=None, help="folder for the generated files (default: the system temp)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
-    result = run(num_clips=args.num_clips, query_batch=args.query_batch, device=args.device, seed=args.seed)
+    table = None if args.table == "auto" else args.table == "yes"
+    result = run(num_clips=args.clips, num_envs=args.num_envs, table_mode=table, seed=args.seed,
+                 workdir=args.workdir)
     if args.json:
         print(json.dumps(result))
     else:
         for k, v in result.items():
-            print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
+            print(f"{k:>28}: {v:.4g}" if isinstance(v, float) else f"{k:>28}: {v}")
     return 0

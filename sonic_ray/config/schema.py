@@ -26,6 +26,11 @@ class MotionsConfig:
     # Where the embedded synthetic set is cached when `store` is empty.
     synth_cache: str = "runs/motions/synth.parquet"
     control_fps: float = 50.0
+    # How a runner holds its shard's reference: "table" precomputes every control-rate frame
+    # (envs/reference.py, ~1.9 kB a frame); "cached" keeps the stored arrays and computes a clip's
+    # frames when an env starts it, into a cache of cache_frames rows (envs/cached_reference.py).
+    reference: str = "table"
+    cache_frames: int = 16384
 
 
 @dataclass

@@ -250,6 +250,7 @@ class MotionCommand:
         """Episode state and sampler counts; the reference is re-gathered (call set_robot after)."""
         for k in self._STATE:
             setattr(self, k, state[k].clone().to(self.device))
+        self.table.ensure(self.clip)
         self.sampler.load_state_dict(state["sampler"])
         self._future_cache.clear()
         self.update_reference()
@@ -262,6 +263,7 @@ class MotionCommand:
         clip, start = self.sampler.sample(n, generator)
         clip, start = clip.to(self.device), start.to(self.device)
         self.clip[env_ids], self.frame[env_ids], self.start_frame[env_ids] = clip, start, start
+        self.table.ensure(self.clip)  # a cached reference computes clips no env followed yet
         self.last_frame[env_ids] = self.table.clip_frames[clip] - 1
         self.encoder_index[env_ids] = torch.multinomial(self.encoder_probs, n, replacement=True,
                                                         generator=generator)

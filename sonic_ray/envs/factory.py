@@ -59,6 +59,22 @@ def load_motions(cfg, *, shard=None, device="cpu", fk=None):
     return MotionLib(motion_store_path(cfg), control_fps=cfg.motions.control_fps, shard=shard, device=device, fk=fk)
 
 
+def make_reference(cfg, fk, robot, *, shard=None, device="cpu"):
+    """The runner's reference (motions.reference): the full ReferenceTable of its shard, or a
+    CachedReference over the shard's stored arrays."""
+    kw = dict(anchor_body=robot.anchor_body, vr_points=robot.vr_points, smpl_points=robot.smpl_keypoints,
+              device=device)
+    if cfg.motions.reference == "table":
+        return ReferenceTable(load_motions(cfg, shard=shard, device=device), fk, **kw)
+    if cfg.motions.reference == "cached":
+        from sonic_ray.envs.cached_reference import CachedReference, RawShard
+
+        raw = RawShard(motion_store_path(cfg), shard)
+        return CachedReference(raw, fk, control_fps=cfg.motions.control_fps, cache_frames=cfg.motions.cache_frames,
+                               **kw)
+    raise ValueError(f"motions.reference: {cfg.motions.reference!r}, expected 'table' or 'cached'")
+
+
 def make_sim(cfg, model, *, num_envs: int, device):
     """The configured simulator backend, from sonic_ray.sim's registry."""
     from sonic_ray.sim import make_sim as registry_make_sim
@@ -121,10 +137,14 @@ def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[in
     n = int(num_envs if num_envs is not None else cfg.env.num_envs)
     model, robot = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
     fk = TorchFK(model, robot, device=device)
-    motions = load_motions(cfg, shard=shard, device=device)
-    table = ReferenceTable(motions, fk, anchor_body=robot.anchor_body, vr_points=robot.vr_points,
-                           smpl_points=robot.smpl_keypoints, device=device)
+    table = make_reference(cfg, fk, robot, shard=shard, device=device)
     sampler = make_sampler(cfg, table, device=device)
+    if cfg.motions.reference == "cached" and table.num_clips > 1:
+        # a runner holds its shard and nothing of the store index past this point (the driver's
+        # one-clip probe keeps it cached for its bin count)
+        from sonic_ray.motion.sharded import forget
+
+        forget(motion_store_path(cfg))
     mc = cfg.env.commands.motion
     command = {k: _plain(getattr(mc, k)) for k in ("num_future_frames", "future_dt", "smpl_num_future_frames",
                                                     "smpl_future_dt", "encoder_sample_probs", "reset_pose_noise")}

@@ -84,5 +84,8 @@ class ReferenceTable:
     def num_frames(self) -> int:
         return int(self.data["joint_pos"].shape[0])
 
+    def ensure(self, clips: torch.Tensor) -> None:
+        """Every clip is always here (`CachedReference.ensure` computes the missing ones)."""
+
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.data.values())

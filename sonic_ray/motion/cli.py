@@ -14,20 +14,33 @@ from collections.abc import Callable
 from sonic_ray.motion.robot_context import RobotContext, robot_context
 
 
-def add_parser(subparsers, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> None:
+def add_parser(subparsers, *, robot_context_fn: Callable[[str], RobotContext] = robot_context,
+               ray_engine: Callable | None = None) -> None:
+    """ray_engine: the Ray Data import engine (`sonic_ray.ingest.run_ray`), handed in by the shell
+    (`sonic_ray.ingest.add_parser`) so this core module never imports Ray."""
     p = subparsers.add_parser("motions", help="import and inspect reference motions")
     sub = p.add_subparsers(dest="motions_cmd", required=True)
     imp = sub.add_parser("import", help="import motion files/folders into a store (appends)")
-    imp.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
-    imp.add_argument("--out", required=True, metavar="STORE", help="motion store (.parquet), created or appended")
+    imp.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (searched recursively)")
+    imp.add_argument("--out", required=True, metavar="STORE",
+                     help="motion store: a folder (sharded store, created or appended) or a one-file .parquet")
+    imp.add_argument("--list", dest="list_file", metavar="FILE", help="a file naming motion files, one a line")
+    imp.add_argument("--engine", choices=("auto", "ray", "serial"), default="auto",
+                     help="sharded import: Ray Data pipeline or in-process (auto: ray for 8+ files)")
+    imp.add_argument("--workers", type=int, default=None, help="Ray Data import workers (default: CPU count)")
     imp.add_argument("--fps", type=float, default=None, help="frame rate for files that carry none (CSV)")
     imp.add_argument("--robot", default="g1", help="robot whose joints the motions drive (default g1)")
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
-    imp.set_defaults(func=lambda args: cmd_import(args, robot_context_fn=robot_context_fn))
+    imp.set_defaults(func=lambda args: cmd_import(args, robot_context_fn=robot_context_fn, ray_engine=ray_engine))
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store", metavar="STORE")
     info.add_argument("--json", action="store_true")
+    info.add_argument("--verify", action="store_true", help="sharded store: check every shard's size and hash")
     info.set_defaults(func=cmd_info)
+    mig = sub.add_parser("migrate", help="copy a one-file store into a sharded store (folder)")
+    mig.add_argument("src", metavar="STORE")
+    mig.add_argument("dst", metavar="FOLDER")
+    mig.set_defaults(func=cmd_migrate)
     syn = sub.add_parser("synth", help="build the embedded synthetic G1 data set (IK, planted feet)")
     syn.add_argument("--out", required=True, metavar="STORE", help="motion store (.parquet) to write (replaced)")
     syn.add_argument("--fps", type=float, default=50.0, help="frame rate of the clips (default 50)")
@@ -56,12 +69,22 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> int:
+def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_context,
+               ray_engine: Callable | None = None) -> int:
     """Exit 0 if at least one clip was imported, else 1 (also when the store cannot be read or
     written: one line naming it)."""
     from sonic_ray.motion.importing import import_motions
     from sonic_ray.motion.store import StoreError
 
+    if not str(args.out).endswith(".parquet"):
+        from sonic_ray.motion.sharded_cli import cmd_import_sharded
+
+        return cmd_import_sharded(args, robot_context_fn=robot_context_fn, ray_engine=ray_engine,
+                                  print_report=_print_import)
+    if args.list_file:
+        from sonic_ray.motion.shard_import import list_files
+
+        args.paths = list_files(args.paths, args.list_file)
     joint_names, lower, upper, fk = robot_context_fn(args.robot)
     kw = dict(out=args.out, joint_names=joint_names, lower=lower, upper=upper, fk=fk, fps=args.fps)
     try:
@@ -106,6 +129,15 @@ def _print_import(report: dict, out) -> None:
         console.print(table)
 
 
+def cmd_migrate(args) -> int:
+    from sonic_ray.motion.store import migrate
+
+    out = migrate(args.src, args.dst)
+    print(f"{args.dst}: {len(out['added'])} clip(s) added, {len(out['duplicates'])} duplicate(s) skipped, "
+          f"{out['num_clips']} stored")
+    return 0
+
+
 def cmd_info(args) -> int:
     from sonic_ray.motion.store import store_info
 
@@ -114,11 +146,16 @@ def cmd_info(args) -> int:
     except (OSError, ValueError) as e:
         print(f"motions info: {args.store}: {e}", file=sys.stderr)
         return 1
+    bad = None
+    if args.verify:
+        from sonic_ray.motion.sharded_cli import verify
+
+        bad = verify(args.store, quiet=args.json)
     warned = {c["name"]: c["warnings"] for c in info["clips"] if c["warnings"]}
     if args.json:
         summary = {k: v for k, v in info.items() if k != "clips"}
-        print(json.dumps({**summary, "warnings": warned}))
-        return 0
+        print(json.dumps({**summary, "warnings": warned} | ({} if bad is None else {"bad_shards": bad})))
+        return 1 if bad else 0
     from rich.console import Console
     from rich.table import Table
 
@@ -135,4 +172,4 @@ def cmd_info(args) -> int:
         console.print(f"[yellow]{name}[/]: " + "; ".join(ws))
     if len(warned) > 50:
         console.print(f"... and {len(warned) - 50} more clips with warnings (use --json)")
-    return 0
+    return 1 if bad else 0

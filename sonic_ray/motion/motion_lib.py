@@ -25,12 +25,15 @@ from sonic_ray.motion.frames import (
     interpolate,
     resample_plan,
 )
+from sonic_ray.motion.sharded import clip_frames_fps, is_sharded
 from sonic_ray.motion.store import iter_store, shard_indices, store_info
 
 
 def store_control_frames(store_path, control_fps: float) -> np.ndarray:
     """(C_all,) control-rate frames of every clip of the store, from its footer only (no clip data):
     the layout the adaptive sampler's global bins are numbered in."""
+    if is_sharded(store_path):  # the manifest's columns, no per-clip dicts (100k clips: ~10 ms)
+        return control_rate_frames(*clip_frames_fps(store_path), control_fps)
     clips = store_info(store_path)["clips"]
     return control_rate_frames(np.array([c["frames"] for c in clips]), np.array([c["fps"] for c in clips]),
                                control_fps)
@@ -39,7 +42,11 @@ def store_control_frames(store_path, control_fps: float) -> np.ndarray:
 def _load_resampled(store_path, shard, control_fps: float, load_smpl: bool):
     """Read the shard and resample every clip to control_fps: (names, out_frames (C,), frames)
     with frames = root_pos_w (S,3), root_quat_w (S,4), joint_pos (S,J)[, smpl_joints (S,24,3)]."""
-    clips = list(iter_store(store_path, shard=shard, smpl=load_smpl))
+    return resample_clips(list(iter_store(store_path, shard=shard, smpl=load_smpl)), control_fps, load_smpl)
+
+
+def resample_clips(clips, control_fps: float, load_smpl: bool = True):
+    """`_load_resampled` for clips already in memory (MotionClip-like: name, fps, arrays)."""
     frames_n = np.array([c.num_frames for c in clips], dtype=np.int64)
     fps = np.array([c.fps for c in clips], dtype=np.float64)
     out_frames, i0, alpha = resample_plan(frames_n, fps, control_fps)
@@ -85,6 +92,21 @@ class MotionLib:
             raise ValueError(f"{store_path}: shard {shard} holds no clips")
         self.names, out_frames, frames = _load_resampled(store_path, shard, self.control_fps, load_smpl)
         pa.default_memory_pool().release_unused()  # arrow's allocator keeps freed read buffers
+        self._setup(out_frames, frames)
+
+    @classmethod
+    def from_clips(cls, clips, *, control_fps: float, store_index, device="cpu", fk=None) -> MotionLib:
+        """A MotionLib over clips already in memory (the cached reference builds one per batch of
+        clips it computes); store_index (C,) their indices in the store."""
+        self = cls.__new__(cls)
+        self.control_fps, self.device, self.fk = float(control_fps), torch.device(device), fk
+        self.store_index = torch.as_tensor(store_index, dtype=torch.long)
+        self.names, out_frames, frames = resample_clips(clips, self.control_fps)
+        self.joint_names = []
+        self._setup(out_frames, frames)
+        return self
+
+    def _setup(self, out_frames: np.ndarray, frames: dict) -> None:
         self.clip_frames = torch.as_tensor(out_frames, device=self.device)
         self.clip_start = torch.as_tensor(np.concatenate(([0], np.cumsum(out_frames)[:-1])), device=self.device)
         self.clip_length_s = (self.clip_frames - 1).to(torch.float32) / self.control_fps

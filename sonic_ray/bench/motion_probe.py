@@ -1,0 +1,98 @@
+"""Child processes of `sonic-ray bench motion`: one runner or one driver start-up, measured alone.
+
+`python -m sonic_ray.bench.motion_probe runner|driver JSON_ARGS` prints one JSON line. A fresh
+process per measurement, so resident memory is the runner's own (no bench state) and the driver's
+start-up is cold (the manifest cache empty).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        import os
+
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cfg(store: str, mode: str, num_envs: int):
+    from sonic_ray.config import load_config
+
+    return load_config([f"motions.store={store}", f"motions.reference={mode}", f"env.num_envs={num_envs}",
+                        "device=cpu", "sim.backend=mujoco"])
+
+
+def runner(store: str, shard: list[int], mode: str, num_envs: int = 16, steps: int = 20,
+           queries: int = 4096) -> dict:
+    """An env runner's env on shard (k, n): RSS once built and stepped, step and reference costs."""
+    import torch
+
+    from sonic_ray.envs.factory import make_env
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    env = make_env(_cfg(store, mode, num_envs), shard=tuple(shard), seed=0)
+    build_s = time.perf_counter() - t0
+    env.reset()
+    zero = torch.zeros(env.num_envs, env.action_dim)
+    for _ in range(3):
+        env.step(zero)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(zero)
+    step_ms = 1e3 * (time.perf_counter() - t0) / steps
+    gc.collect()
+    # RSS before the 4096-query check below, which allocates its own command
+    out = {"rss_bytes": rss_bytes(), "build_s": build_s, "env_step_ms": step_ms, "num_envs": num_envs,
+           "reference_rows": int(env.cmd.table.data["joint_pos"].shape[0]), "table_bytes": env.cmd.table.nbytes()}
+    out.update(_queries(env, queries))
+    return out
+
+
+def _queries(env, n: int) -> dict:
+    """Reference reset (resample: clips drawn, cached ones computed) and step (gather + advance) for
+    n envs' worth of queries through the env's own MotionCommand type and table."""
+    import torch
+
+    from sonic_ray.envs.command import MotionCommand
+
+    c = env.cmd
+    cmd = MotionCommand(c.table, c.sampler, num_envs=n, anchor_body=c.body_names[c.anchor_index],
+                        joint_names=env.robot_spec.joint_names, joint_lower=env.robot_spec.joint_lower,
+                        joint_upper=env.robot_spec.joint_upper, step_dt=1.0 / c.table.fps)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.arange(n)
+    t0 = time.perf_counter()
+    cmd.resample(ids, g)
+    cmd.update_reference()
+    reset_ms = 1e3 * (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(10):
+        cmd.advance()
+        cmd.update_reference()
+        cmd.future("body_pos_w")
+    return {"reset_4096_ms": reset_ms, "step_4096_ms": 1e3 * (time.perf_counter() - t0) / 10}
+
+
+def driver(store: str) -> dict:
+    """What the training driver does before Ray: config, probe env (one clip), global bin count."""
+    t0 = time.perf_counter()
+    from sonic_ray.envs.factory import global_num_bins
+    from sonic_ray.train.build import probe_env
+
+    imports_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cfg = _cfg(store, "table", 16)
+    probe_env(cfg)
+    global_num_bins(cfg)
+    return {"driver_start_s": time.perf_counter() - t0, "imports_s": imports_s, "rss_bytes": rss_bytes()}
+
+
+if __name__ == "__main__":
+    kind, args = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps({"runner": runner, "driver": driver}[kind](**args)))
