@@ -17,10 +17,13 @@ link-frame (body origin) ones. `contact_forces` is MuJoCo Warp's `cfrc_ext` (aft
 `rne_postconstraint` on the last substep) and `applied_torque` its `qfrc_actuator`, read from the
 solver's data, as on the Warp backend.
 
-Legitimate differences from the MuJoCo backends (the conformance tests state the tolerances):
-Newton re-derives contact parameters from USD materials (friction 1 on every shape, no geom
-priority: the sole's 0.6 does not win over the floor), so contact-rich rollouts diverge after a
-few steps; Warp computes in float32. Isaac Lab keeps one SimulationContext per process: building a
+Randomisation writes Newton's model (per-shape friction, MuJoCo solref for restitution, body
+mass/inertia/COM through the articulation) and Newton pushes it into MuJoCo Warp at the next step.
+
+Legitimate differences from the MuJoCo backends (the conformance tests state the tolerances): geom
+priority does not survive the USD conversion (the floor is frictionless instead, see _GROUND_MJCF),
+MuJoCo Warp computes in float32, and Newton rebuilds the MuJoCo model from USD (inertia frames,
+geom order), so contact-rich rollouts drift apart slowly. Isaac Lab keeps one SimulationContext per process: building a
 second IsaacLabSim closes the first (use one sim per process, as the env runners do).
 """
 
@@ -42,13 +45,17 @@ from sonic_ray.sim.base import (
     as_index,
     as_rows,
     init_common,
+    restitution_to_dampratio,
 )
 
 INSTALL_HINT = ("the isaaclab backend needs Isaac Lab 3.0 on Python 3.12 (isaaclab==3.0.0, "
                 "mujoco-usd-converter==0.6.1, mujoco==3.12.0): run `make isaaclab-setup` and use .venv-isaaclab")
 _CONVERTER_TAG = "mujoco-usd-converter-0.6/strip-v1"  # part of the cache key: bump when the USD recipe changes
-_GROUND_MJCF = ('<mujoco model="ground"><worldbody><geom name="floor" type="plane" size="0 0 0.05" condim="3"/>'
-                "</worldbody></mujoco>")
+# Friction ~0 (MuJoCo Warp's minimum, 1e-5): MuJoCo (Warp) takes a contact's friction as the max of its two geoms' unless a geom has
+# priority, and priority does not survive the USD conversion; with a frictionless floor every contact
+# gets the robot geom's own friction (the sole's 0.6), as the MuJoCo model's sole priority does.
+_GROUND_MJCF = ('<mujoco model="ground"><worldbody><geom name="floor" type="plane" size="0 0 0.05" condim="3" '
+                'friction="1e-5 0 0"/></worldbody></mujoco>')
 
 
 def import_isaaclab():
@@ -140,7 +147,7 @@ class IsaacLabSim:
             body_lin_vel_w=torch.zeros(n, b, 3, **z), body_ang_vel_w=torch.zeros(n, b, 3, **z),
             contact_forces=torch.zeros(n, b, 3, **z), applied_torque=torch.zeros(n, j, **z))
         self._bad = torch.zeros(n, dtype=torch.bool, device=self.device)
-        self._nominal_mu = self._friction_view().clone()
+        self._bind_shapes()
         self._refresh()
 
     # ---- construction --------------------------------------------------------------------------
@@ -179,7 +186,12 @@ class IsaacLabSim:
         root = self.layout.root_body
         cfg = il["InteractiveSceneCfg"](num_envs=self.num_envs, env_spacing=0.0)
         cfg.ground = il["AssetBaseCfg"](prim_path="/World/ground", spawn=sim_utils.UsdFileCfg(usd_path=str(ground)))
-        cfg.robot = art(prim_path="{ENV_REGEX_NS}/Robot", spawn=sim_utils.UsdFileCfg(usd_path=str(usd)),
+        # Self-collision as in the MuJoCo model (off by default there: robot geoms have contype 0, they
+        # touch the floor only); Newton does not read contype/conaffinity from the converted USD.
+        self_collide = bool(np.any(m.geom_contype[m.geom_bodyid > 0] != 0))
+        spawn = sim_utils.UsdFileCfg(usd_path=str(usd), articulation_props=sim_utils.ArticulationRootPropertiesCfg(
+            enabled_self_collisions=self_collide))
+        cfg.robot = art(prim_path="{ENV_REGEX_NS}/Robot", spawn=spawn,
                         init_state=art.InitialStateCfg(pos=tuple(float(x) for x in m.body_pos[root]),
                                                        rot=_xyzw(m.body_quat[root])),
                         actuators={"joints": self._actuator_cfg(il)})
@@ -319,14 +331,17 @@ class IsaacLabSim:
         raise NotImplementedError("isaaclab backend: get_state/set_state (exact resume) is not implemented")
 
     # ---- domain randomisation ------------------------------------------------------------------
-    def _friction_view(self) -> torch.Tensor:
-        """(N, shapes) torch view of Newton's per-shape friction for the robot (shape_material_mu)."""
-        if not hasattr(self, "_mu_binding"):
-            model = self._manager.get_model()
-            self._mu_binding = self._wp.to_torch(self.robot._root_view.get_attribute("shape_material_mu", model)[:, 0])
-            self._e_binding = self._wp.to_torch(
-                self.robot._root_view.get_attribute("shape_material_restitution", model)[:, 0])
-        return self._mu_binding
+    def _bind_shapes(self) -> None:
+        """(N, S) indices of each env's robot shapes in Newton's model, and torch views of the
+        per-shape friction and MuJoCo solref Newton copies into MuJoCo Warp's geoms."""
+        nm = self._manager.get_model()
+        world = nm.shape_world.numpy()
+        per_env = [np.flatnonzero(world == i) for i in range(self.num_envs)]
+        if len({len(p) for p in per_env}) != 1:
+            raise RuntimeError("isaaclab backend: envs hold different numbers of shapes")
+        self._shape_ids = torch.as_tensor(np.stack(per_env), device=self.device)
+        self._mu = self._wp.to_torch(nm.shape_material_mu)
+        self._solref = self._wp.to_torch(nm.mujoco.solref)
 
     def _shapes_changed(self) -> None:
         from newton import ModelFlags
@@ -334,25 +349,22 @@ class IsaacLabSim:
         self._manager.add_model_change(ModelFlags.SHAPE_PROPERTIES)  # applied at the next physics step
 
     def set_friction(self, env_ids, static, dynamic=None) -> None:
-        """Friction of every robot shape in env_ids = static (Newton has one coefficient; `dynamic` ignored).
-
-        MuJoCo Warp combines a contact's friction as the max of its two geoms', so values below the
-        floor's (1.0 as converted) only take effect on the floor when the floor's is lowered too."""
+        """Friction of every robot shape in env_ids = static (one Coulomb coefficient, `dynamic` is
+        ignored, as on the MuJoCo backends). The floor's is ~0, so a contact's (the max of its two
+        geoms') is the robot shape's."""
         ids = torch.as_tensor(as_index(env_ids, self.num_envs), device=self.device)
         mu = torch.as_tensor(as_rows(static, len(ids), None, "static"), dtype=torch.float32, device=self.device)
         if bool((mu < 0).any()):
             raise ValueError(f"static friction must be >= 0, got {mu}")
-        self._friction_view()[ids] = mu[:, None]
+        self._mu[self._shape_ids[ids]] = mu[:, None]
         self._shapes_changed()
 
     def set_restitution(self, env_ids, value) -> None:
-        """Restitution of every robot shape in env_ids (Newton's shape_material_restitution)."""
+        """Restitution of every robot shape in env_ids, mapped to the contact damping ratio (solref[1])
+        as on the MuJoCo backends (MuJoCo Warp has no restitution coefficient)."""
         ids = torch.as_tensor(as_index(env_ids, self.num_envs), device=self.device)
-        e = torch.as_tensor(as_rows(value, len(ids), None, "restitution"), dtype=torch.float32, device=self.device)
-        if bool(((e < 0) | (e >= 1)).any()):
-            raise ValueError(f"restitution must lie in [0, 1), got {e}")
-        self._friction_view()
-        self._e_binding[ids] = e[:, None]
+        zeta = restitution_to_dampratio(as_rows(value, len(ids), None, "restitution"))
+        self._solref[self._shape_ids[ids], 1] = torch.as_tensor(zeta, dtype=torch.float32, device=self.device)[:, None]
         self._shapes_changed()
 
     def set_body_mass_scale(self, env_ids, body_ids, scale) -> None:
