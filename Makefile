@@ -72,7 +72,7 @@ ISAACLAB_VENV ?= .venv-isaaclab
 ISAACLAB_MUJOCO ?= mujoco==3.12.0
 ISAACLAB_PY := $(ISAACLAB_VENV)/bin/python
 ISAACLAB_STAMP := $(ISAACLAB_VENV)/.sonic-ray-installed
-ISAACLAB_TESTS ?= tests/sim/test_isaaclab_backend.py
+ISAACLAB_TESTS ?= tests/sim/test_isaaclab_backend.py tests/sim/test_conformance.py -k isaaclab
 
 $(ISAACLAB_PY):
 	@py=""; if python3.12 --version >/dev/null 2>&1; then py=python3.12; \

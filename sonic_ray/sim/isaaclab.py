@@ -51,11 +51,11 @@ from sonic_ray.sim.base import (
 INSTALL_HINT = ("the isaaclab backend needs Isaac Lab 3.0 on Python 3.12 (isaaclab==3.0.0, "
                 "mujoco-usd-converter==0.6.1, mujoco==3.12.0): run `make isaaclab-setup` and use .venv-isaaclab")
 _CONVERTER_TAG = "mujoco-usd-converter-0.6/strip-v1"  # part of the cache key: bump when the USD recipe changes
-# Friction ~0 (MuJoCo Warp's minimum, 1e-5): MuJoCo (Warp) takes a contact's friction as the max of its two geoms' unless a geom has
+# Friction ~0 (just above MuJoCo Warp's minimum, 1e-5): MuJoCo (Warp) takes a contact's friction as the max of its two geoms' unless a geom has
 # priority, and priority does not survive the USD conversion; with a frictionless floor every contact
 # gets the robot geom's own friction (the sole's 0.6), as the MuJoCo model's sole priority does.
 _GROUND_MJCF = ('<mujoco model="ground"><worldbody><geom name="floor" type="plane" size="0 0 0.05" condim="3" '
-                'friction="1e-5 0 0"/></worldbody></mujoco>')
+                'friction="2e-5 0 0"/></worldbody></mujoco>')
 
 
 def import_isaaclab():
