@@ -84,3 +84,24 @@ def test_tracking_env_steps_on_isaaclab(tmp_path):
         assert all(torch.isfinite(v).all() for v in obs.values() if v.is_floating_point())
     assert not env.sim.nonfinite_envs().any()
     assert float(env.sim.state.root_pos_w[:, 2].min()) > 0.5
+
+
+@needs_isaaclab
+def test_env_bench_runs_isaaclab_beside_mujoco():
+    """`sonic-ray bench env --backend isaaclab`: both backends at each N in one run; no snapshot, so
+    physics is the env's own sim calls timed in place (replay_exact null)."""
+    import json
+
+    from sonic_ray.bench.env import run
+
+    threads = torch.get_num_threads()
+    try:
+        out = json.loads(json.dumps(run(num_envs=(2,), threads=(1,), steps=2, warmup=1, backend="isaaclab")))
+    finally:
+        torch.set_num_threads(threads)
+    by_backend = {p["backend"]: p for p in out["points"]}
+    assert set(by_backend) == {"isaaclab", "mujoco"}
+    il, mj = by_backend["isaaclab"], by_backend["mujoco"]
+    assert il["replay_exact"] is None and mj["replay_exact"] is True
+    assert il["env_steps_per_s"] > 0 and il["first_step_s"] > 0 and il["build_s"] > 0
+    assert 0 < il["in_env_physics_ms_per_step"] < il["env_ms_per_step"]
