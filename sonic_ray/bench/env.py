@@ -34,7 +34,10 @@ calls timed inside the env steps (`replay_exact` null) rather than a replay.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import time
 
 import torch
@@ -264,10 +267,26 @@ def _warp_cache_dir() -> str | None:
     return str(warp.config.kernel_cache_dir)
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Everything written to stdout (Isaac Lab's timing prints, MuJoCo Warp's kernel printf) goes to
+    stderr meanwhile, at the file-descriptor level, so `--json` prints nothing but the JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _main(args) -> int:
-    out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), steps=args.steps, warmup=args.warmup,
-              exp=args.exp, store=args.store, backend=args.backend, device=args.device,
-              overrides=tuple(args.overrides))
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), steps=args.steps, warmup=args.warmup,
+                  exp=args.exp, store=args.store, backend=args.backend, device=args.device,
+                  overrides=tuple(args.overrides))
     if args.json:
         print(json.dumps(out, indent=2))
     else:

@@ -147,6 +147,7 @@ class IsaacLabSim:
             body_lin_vel_w=torch.zeros(n, b, 3, **z), body_ang_vel_w=torch.zeros(n, b, 3, **z),
             contact_forces=torch.zeros(n, b, 3, **z), applied_torque=torch.zeros(n, j, **z))
         self._bad = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self._targets = torch.as_tensor(np.tile(self.model.qpos0[7:], (n, 1)), dtype=torch.float32, device=self.device)
         self._bind_shapes()
         self._refresh()
 
@@ -268,7 +269,7 @@ class IsaacLabSim:
         if tuple(joint_targets.shape) != (self.num_envs, self.num_joints):
             raise ValueError(f"joint_targets: expected shape {(self.num_envs, self.num_joints)}, "
                              f"got {tuple(joint_targets.shape)}")
-        self.robot.set_joint_position_target_index(target=joint_targets.detach().to(self.device, torch.float32))
+        self._set_targets(joint_targets.detach().to(self.device, torch.float32))
         self.scene.write_data_to_sim()
         for _ in range(self.decimation):
             self.sim.step(render=False)
@@ -276,6 +277,12 @@ class IsaacLabSim:
             self._il["mjw"].rne_postconstraint(self._solver.mjw_model, self._solver.mjw_data)
         self.scene.update(self.step_dt)
         self._refresh(forces=True)
+
+    def _set_targets(self, targets: torch.Tensor) -> None:
+        """(N,J) joint position targets into the actuators (applied at write_data_to_sim)."""
+        if targets is not self._targets:
+            self._targets.copy_(targets)
+        self.robot.set_joint_position_target_index(target=self._targets)
 
     def reset(self, env_ids, root_pos, root_quat, root_lin_vel, root_ang_vel, joint_pos, joint_vel) -> None:
         """Set the state of env_ids (see BatchedSim.reset); clears warm start, targets, forces."""
@@ -294,7 +301,8 @@ class IsaacLabSim:
         a.write_root_link_velocity_to_sim_index(root_velocity=torch.cat((rows["root_lin_vel"], rows["root_ang_vel"]), 1),
                                                 env_ids=ids)
         a.write_joint_state_to_sim_index(position=rows["joint_pos"], velocity=rows["joint_vel"], env_ids=ids)
-        a.set_joint_position_target_index(target=rows["joint_pos"], env_ids=ids)
+        self._targets[ids.long()] = rows["joint_pos"]
+        self._set_targets(self._targets)
         lids = ids.long()
         self._warm[lids] = 0.0
         self._cfrc[lids] = 0.0
@@ -322,13 +330,55 @@ class IsaacLabSim:
         """(N,) bool: NaN/inf state or |velocity| > max_qvel since the last reset of the env."""
         return self._bad | self._unhealthy()
 
-    # ---- snapshot ------------------------------------------------------------------------------
+    # ---- snapshot (exact resume) ---------------------------------------------------------------
+    _MODEL_FIELDS = ("shape_material_mu", "body_mass", "body_inv_mass", "body_inertia", "body_inv_inertia", "body_com")
+
+    def _model_arrays(self) -> dict:
+        nm = self._manager.get_model()
+        out = {f: self._wp.to_torch(getattr(nm, f)) for f in self._MODEL_FIELDS}
+        out["mujoco.solref"] = self._solref
+        return out
+
     def get_state(self) -> dict:
-        raise NotImplementedError("isaaclab backend: get_state/set_state (exact resume) is not implemented; "
-                                  "Newton's state and MuJoCo Warp's warm start would both have to be captured")
+        """Newton's joint coordinates (what MuJoCo Warp steps from), MuJoCo Warp's warm start and
+        time, the joint targets, the per-world model fields (randomisation) and the state views."""
+        st, wp = self._manager.get_state_0(), self._wp
+        cpu = lambda t: t.detach().cpu().clone()  # noqa: E731
+        d = self._solver.mjw_data
+        return {"backend": "isaaclab",
+                "newton": {"joint_q": cpu(wp.to_torch(st.joint_q)), "joint_qd": cpu(wp.to_torch(st.joint_qd))},
+                "mjw": {"qacc_warmstart": cpu(self._warm), "time": cpu(wp.to_torch(d.time))},
+                "targets": cpu(self._targets), "bad": cpu(self._bad),
+                "model": {k: cpu(v) for k, v in self._model_arrays().items()},
+                "state": {f: cpu(getattr(self.state, f)) for f in self.state.__dataclass_fields__}}
 
     def set_state(self, state: dict) -> None:
-        raise NotImplementedError("isaaclab backend: get_state/set_state (exact resume) is not implemented")
+        """Restore a `get_state()` snapshot taken from a sim of the same model and num_envs."""
+        if state.get("backend") != "isaaclab":
+            raise ValueError(f"sim state from backend {state.get('backend')!r}, expected 'isaaclab'")
+        s = state["state"]
+        if tuple(s["joint_pos"].shape) != (self.num_envs, self.num_joints):
+            raise ValueError(f"sim state for joint_pos {tuple(s['joint_pos'].shape)}, this sim has "
+                             f"{(self.num_envs, self.num_joints)} (a different robot model or num_envs?)")
+        # Through Isaac Lab's writers first (its cached data and FK follow), then Newton's raw coordinates
+        # over them (the writers' link/COM conversions round in float32) and MuJoCo Warp's warm start.
+        self.reset(range(self.num_envs), s["root_pos_w"], s["root_quat_w"], s["root_lin_vel_w"], s["root_ang_vel_w"],
+                   s["joint_pos"], s["joint_vel"])
+        from newton import ModelFlags
+
+        for k, v in self._model_arrays().items():
+            v.copy_(state["model"][k].to(v.device))
+        self._manager.add_model_change(ModelFlags.SHAPE_PROPERTIES)
+        self._manager.add_model_change(ModelFlags.BODY_INERTIAL_PROPERTIES)
+        st, wp = self._manager.get_state_0(), self._wp
+        for k, v in state["newton"].items():
+            wp.to_torch(getattr(st, k)).copy_(v.to(self.device))
+        self._warm.copy_(state["mjw"]["qacc_warmstart"].to(self.device))
+        wp.to_torch(self._solver.mjw_data.time).copy_(state["mjw"]["time"].to(self.device))
+        self._set_targets(state["targets"].to(self.device))
+        self._bad.copy_(state["bad"].to(self.device))
+        for f, v in s.items():
+            getattr(self.state, f).copy_(v.to(self.device))
 
     # ---- domain randomisation ------------------------------------------------------------------
     def _bind_shapes(self) -> None:
