@@ -82,11 +82,11 @@ $(ISAACLAB_PY):
 
 $(ISAACLAB_STAMP): pyproject.toml | $(ISAACLAB_PY)
 	$(ISAACLAB_PY) -m pip install -q --upgrade pip
-	$(ISAACLAB_PY) -m pip install -q "$(ISAACLAB_MUJOCO)" $$($(ISAACLAB_PY) -c "import tomllib; \
-	  p = tomllib.load(open('pyproject.toml', 'rb'))['project']; o = p['optional-dependencies']; \
-	  d = [r for r in p['dependencies'] if not r.startswith('mujoco')] + o['isaaclab'] \
-	  + [r for r in o['dev'] if r.startswith('pytest')]; \
-	  print(' '.join(repr(r) for r in d))")
+	$(ISAACLAB_PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	  o = p['optional-dependencies']; d = [r for r in p['dependencies'] if not r.startswith('mujoco')]; \
+	  d += o['isaaclab'] + [r for r in o['dev'] if r.startswith('pytest')] + ['$(ISAACLAB_MUJOCO)']; \
+	  open('$(ISAACLAB_VENV)/requirements.txt', 'w').write(chr(10).join(d) + chr(10))"
+	$(ISAACLAB_PY) -m pip install -q -r $(ISAACLAB_VENV)/requirements.txt
 	$(ISAACLAB_PY) -m pip install -q --no-deps -e .
 	touch $(ISAACLAB_STAMP)
 

@@ -28,8 +28,8 @@ Timings taken while other processes share the cores are noisy.
 `--backend isaaclab` (Isaac Lab 3 / Newton, .venv-isaaclab) measures MuJoCo CPU (1 thread) at the
 same N in the same run, and `build_s` / `first_step_s` (make_env, and the first physics step, which
 compiles Warp's kernels unless they are in Warp's cache: run with an empty `WARP_CACHE_PATH` for the
-first-run figure). That backend has no snapshot (`get_state`), so its physics figures are its sim
-calls timed inside the env steps (`replay_exact` null) rather than a replay.
+first-run figure). A backend without a snapshot (`get_state` raising NotImplementedError) gets its
+sim calls timed inside the env steps as its physics figures (`replay_exact` null) instead of a replay.
 """
 
 from __future__ import annotations
