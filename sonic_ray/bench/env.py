@@ -284,14 +284,15 @@ def _stdout_to_stderr():
 
 def _main(args) -> int:
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), steps=args.steps, warmup=args.warmup,
-                  exp=args.exp, store=args.store, backend=args.backend, device=args.device,
+        out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), steps=args.steps,
+                  warmup=args.warmup, exp=args.exp, store=args.store, backend=args.backend, device=args.device,
                   overrides=tuple(args.overrides))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         for p in out["points"]:
-            print(f"{p['backend']:>11s} N={p['num_envs']:5d} threads={p['threads']}  physics {p['physics_steps_per_s']:9.0f}/s  "
+            print(f"{p['backend']:>11s} N={p['num_envs']:5d} threads={p['threads']}  "
+                  f"physics {p['physics_steps_per_s']:9.0f}/s  "
                   f"env {p['env_steps_per_s']:9.0f}/s  env/physics {p['env_over_physics']:.2f}  "
                   f"(in-env physics {p['in_env_physics_ms_per_step']:.1f} ms + MDP {p['mdp_ms_per_step']:.1f} ms "
                   f"per step: {p['env_over_in_env_physics']:.2f}; replay exact: {p['replay_exact']})")
@@ -314,7 +315,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--exp", default="demo")
     p.add_argument("--store", default=None, help="motion store (default: the config's, or the synthetic set)")
     p.add_argument("--backend", default="mujoco", choices=["mujoco", "mujoco_warp", "isaaclab"],
-                   help="simulator backend (threads only matter for mujoco; isaaclab also runs mujoco beside it)")
+                   help="simulator backend (threads only matter for mujoco; isaaclab also measures mujoco "
+                   "beside it)")
     p.add_argument("--device", default="cpu", help="torch device of the env (and of warp: cpu or cuda:N)")
     p.add_argument("--json", action="store_true")
     p.add_argument("overrides", nargs="*", help="config overrides (key=value)")

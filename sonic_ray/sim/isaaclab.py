@@ -21,17 +21,16 @@ Randomisation writes Newton's model (per-shape friction, MuJoCo solref for resti
 mass/inertia/COM through the articulation) and Newton pushes it into MuJoCo Warp at the next step.
 
 Legitimate differences from the MuJoCo backends (the conformance tests state the tolerances): geom
-priority does not survive the USD conversion (the floor is frictionless instead, see _GROUND_MJCF),
-MuJoCo Warp computes in float32, and Newton rebuilds the MuJoCo model from USD (inertia frames,
-geom order), so contact-rich rollouts drift apart slowly. Isaac Lab keeps one SimulationContext per process: building a
-second IsaacLabSim closes the first (use one sim per process, as the env runners do).
+priority does not survive the USD conversion (the floor is nearly frictionless instead, see
+isaaclab_usd.GROUND_MJCF), MuJoCo Warp computes in float32, and Newton rebuilds the MuJoCo model
+from USD (inertia frames, geom order): measured, 1 s of a contact-rich rollout stays within ~1e-5 m.
+Isaac Lab keeps one SimulationContext per process: building a second IsaacLabSim closes the first
+(one sim per process, as the env runners and evaluation tasks have).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import mujoco
@@ -47,15 +46,7 @@ from sonic_ray.sim.base import (
     init_common,
     restitution_to_dampratio,
 )
-
-INSTALL_HINT = ("the isaaclab backend needs Isaac Lab 3.0 on Python 3.12 (isaaclab==3.0.0, "
-                "mujoco-usd-converter==0.6.1, mujoco==3.12.0): run `make isaaclab-setup` and use .venv-isaaclab")
-_CONVERTER_TAG = "mujoco-usd-converter-0.6/strip-v1"  # part of the cache key: bump when the USD recipe changes
-# Friction ~0 (just above MuJoCo Warp's minimum, 1e-5): MuJoCo (Warp) takes a contact's friction as the max of its two geoms' unless a geom has
-# priority, and priority does not survive the USD conversion; with a frictionless floor every contact
-# gets the robot geom's own friction (the sole's 0.6), as the MuJoCo model's sole priority does.
-_GROUND_MJCF = ('<mujoco model="ground"><worldbody><geom name="floor" type="plane" size="0 0 0.05" condim="3" '
-                'friction="2e-5 0 0"/></worldbody></mujoco>')
+from sonic_ray.sim.isaaclab_usd import GROUND_MJCF, INSTALL_HINT, cached_usd, robot_only_mjcf
 
 
 def import_isaaclab():
@@ -70,52 +61,19 @@ def import_isaaclab():
         from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg, NewtonManager
     except ImportError as err:
         raise ImportError(f"{INSTALL_HINT} ({err})") from err
-    return dict(sim_utils=sim_utils, converter=mujoco_usd_converter, mjw=mujoco_warp, ImplicitActuatorCfg=ImplicitActuatorCfg,
-                ArticulationCfg=ArticulationCfg, AssetBaseCfg=AssetBaseCfg, InteractiveScene=InteractiveScene,
-                InteractiveSceneCfg=InteractiveSceneCfg, MJWarpSolverCfg=MJWarpSolverCfg, NewtonCfg=NewtonCfg,
-                NewtonManager=NewtonManager)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SONIC_RAY_CACHE", Path.home() / ".cache" / "sonic-ray")) / "isaaclab-usd"
-
-
-def robot_only_mjcf(mjcf: str) -> str:
-    """The MJCF without what Isaac Lab provides itself or must not get twice: world geoms (the
-    floor), lights, cameras, sites, keyframes and actuators (the articulation's actuator config
-    drives the joints; converted MuJoCo actuators would hold ctrl 0)."""
-    spec = mujoco.MjSpec.from_string(mjcf)
-    for g in list(spec.worldbody.geoms):
-        spec.delete(g)
-    for seq in (spec.lights, spec.cameras, spec.sites, spec.keys, spec.actuators):
-        for item in list(seq):
-            spec.delete(item)
-    return spec.to_xml()
-
-
-def cached_usd(mjcf: str, cache_dir: str | os.PathLike | None = None, *, converter=None) -> Path:
-    """Path of the USD converted from `mjcf`, converting once per distinct MJCF (atomic rename, so
-    concurrent runners never read half a file)."""
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = hashlib.sha256(f"{_CONVERTER_TAG}\n{mjcf}".encode()).hexdigest()[:16]
-    out = root / key
-    if not (out / "model.usdc").is_file():
-        if converter is None:
-            converter = import_isaaclab()["converter"]
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            src = Path(tmp) / "model.xml"
-            src.write_text(mjcf)
-            usd = Path(converter.Converter(layer_structure=False, scene=False).convert(str(src), f"{tmp}/usd").path)
-            usd.rename(Path(tmp) / "model.usdc")
-            src.rename(Path(tmp) / "source.xml")
-            (Path(tmp) / "usd").rmdir()
-            try:
-                os.rename(tmp, out)
-                os.mkdir(tmp)  # TemporaryDirectory removes it on exit
-            except OSError:  # another process converted it meanwhile
-                pass
-    return out / "model.usdc"
+    return dict(
+        sim_utils=sim_utils,
+        converter=mujoco_usd_converter,
+        mjw=mujoco_warp,
+        ImplicitActuatorCfg=ImplicitActuatorCfg,
+        ArticulationCfg=ArticulationCfg,
+        AssetBaseCfg=AssetBaseCfg,
+        InteractiveScene=InteractiveScene,
+        InteractiveSceneCfg=InteractiveSceneCfg,
+        MJWarpSolverCfg=MJWarpSolverCfg,
+        NewtonCfg=NewtonCfg,
+        NewtonManager=NewtonManager,
+    )
 
 
 class IsaacLabSim:
@@ -125,29 +83,48 @@ class IsaacLabSim:
     or "cuda:N" (CUDA graphs on CUDA). nconmax/njmax: contacts and constraint rows per world.
     """
 
-    def __init__(self, model: mujoco.MjModel, *, mjcf: str, num_envs: int, decimation: int = DEFAULT_DECIMATION,
-                 device="cpu", max_qvel: float = DEFAULT_MAX_QVEL, nconmax: int = 96, njmax: int = 256,
-                 cache_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        *,
+        mjcf: str,
+        num_envs: int,
+        decimation: int = DEFAULT_DECIMATION,
+        device="cpu",
+        max_qvel: float = DEFAULT_MAX_QVEL,
+        nconmax: int = 96,
+        njmax: int = 256,
+        cache_dir: str | os.PathLike | None = None,
+    ):
         if num_envs < 1 or decimation < 1:
             raise ValueError(f"num_envs and decimation must be >= 1, got {num_envs}, {decimation}")
         il = import_isaaclab()
         self._il = il
         init_common(self, model, num_envs=num_envs, decimation=decimation, device=device, max_qvel=max_qvel)
         usd = cached_usd(robot_only_mjcf(mjcf), cache_dir, converter=il["converter"])
-        ground = cached_usd(_GROUND_MJCF, cache_dir, converter=il["converter"])
+        ground = cached_usd(GROUND_MJCF, cache_dir, converter=il["converter"])
         self._build_scene(il, usd, ground, nconmax=nconmax, njmax=njmax)
         self._bind_solver()
         n, j, b = self.num_envs, self.num_joints, self.num_bodies
         z = dict(device=self.device, dtype=torch.float32)
         self.state = SimState(
-            root_pos_w=torch.zeros(n, 3, **z), root_quat_w=torch.zeros(n, 4, **z),
-            root_lin_vel_w=torch.zeros(n, 3, **z), root_ang_vel_w=torch.zeros(n, 3, **z),
-            joint_pos=torch.zeros(n, j, **z), joint_vel=torch.zeros(n, j, **z),
-            body_pos_w=torch.zeros(n, b, 3, **z), body_quat_w=torch.zeros(n, b, 4, **z),
-            body_lin_vel_w=torch.zeros(n, b, 3, **z), body_ang_vel_w=torch.zeros(n, b, 3, **z),
-            contact_forces=torch.zeros(n, b, 3, **z), applied_torque=torch.zeros(n, j, **z))
+            root_pos_w=torch.zeros(n, 3, **z),
+            root_quat_w=torch.zeros(n, 4, **z),
+            root_lin_vel_w=torch.zeros(n, 3, **z),
+            root_ang_vel_w=torch.zeros(n, 3, **z),
+            joint_pos=torch.zeros(n, j, **z),
+            joint_vel=torch.zeros(n, j, **z),
+            body_pos_w=torch.zeros(n, b, 3, **z),
+            body_quat_w=torch.zeros(n, b, 4, **z),
+            body_lin_vel_w=torch.zeros(n, b, 3, **z),
+            body_ang_vel_w=torch.zeros(n, b, 3, **z),
+            contact_forces=torch.zeros(n, b, 3, **z),
+            applied_torque=torch.zeros(n, j, **z),
+        )
         self._bad = torch.zeros(n, dtype=torch.bool, device=self.device)
-        self._targets = torch.as_tensor(np.tile(self.model.qpos0[7:], (n, 1)), dtype=torch.float32, device=self.device)
+        self._targets = torch.as_tensor(
+            np.tile(self.model.qpos0[7:], (n, 1)), dtype=torch.float32, device=self.device
+        )
         self._bind_shapes()
         self._refresh()
 
@@ -163,8 +140,9 @@ class IsaacLabSim:
             kd[name] = float(-m.actuator_biasprm[a, 2])
             effort[name] = float(m.actuator_forcerange[a, 1]) if m.actuator_forcelimited[a] else 1.0e9
             armature[name] = float(m.dof_armature[m.jnt_dofadr[i]])
-        return il["ImplicitActuatorCfg"](joint_names_expr=[".*"], stiffness=kp, damping=kd, effort_limit_sim=effort,
-                                         armature=armature)
+        return il["ImplicitActuatorCfg"](
+            joint_names_expr=[".*"], stiffness=kp, damping=kd, effort_limit_sim=effort, armature=armature
+        )
 
     def _build_scene(self, il, usd: Path, ground: Path, *, nconmax: int, njmax: int) -> None:
         from isaaclab.sim import SimulationCfg, SimulationContext
@@ -172,38 +150,63 @@ class IsaacLabSim:
         if SimulationContext.instance() is not None:  # one Isaac Lab simulation per process
             SimulationContext.clear_instance()
         m = self.model
-        integrator = {int(mujoco.mjtIntegrator.mjINT_EULER): "euler", int(mujoco.mjtIntegrator.mjINT_RK4): "rk4",
-                      int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST): "implicitfast"}.get(int(m.opt.integrator))
+        integrator = {
+            int(mujoco.mjtIntegrator.mjINT_EULER): "euler",
+            int(mujoco.mjtIntegrator.mjINT_RK4): "rk4",
+            int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST): "implicitfast",
+        }.get(int(m.opt.integrator))
         if integrator is None:
-            raise ValueError(f"isaaclab backend: MuJoCo integrator {int(m.opt.integrator)} has no MuJoCo Warp twin")
-        solver = il["MJWarpSolverCfg"](njmax=njmax, nconmax=nconmax, iterations=int(m.opt.iterations),
-                                       ls_iterations=int(m.opt.ls_iterations), integrator=integrator,
-                                       cone="pyramidal")
+            raise ValueError(
+                f"isaaclab backend: MuJoCo integrator {int(m.opt.integrator)} has no MuJoCo Warp twin"
+            )
+        solver = il["MJWarpSolverCfg"](
+            njmax=njmax,
+            nconmax=nconmax,
+            iterations=int(m.opt.iterations),
+            ls_iterations=int(m.opt.ls_iterations),
+            integrator=integrator,
+            cone="pyramidal",
+        )
         cuda = self.device.type == "cuda"
-        self.sim = SimulationContext(SimulationCfg(
-            dt=self.physics_dt, device=str(self.device), gravity=tuple(float(g) for g in m.opt.gravity),
-            physics=il["NewtonCfg"](solver_cfg=solver, use_cuda_graph=cuda)))
+        self.sim = SimulationContext(
+            SimulationCfg(
+                dt=self.physics_dt,
+                device=str(self.device),
+                gravity=tuple(float(g) for g in m.opt.gravity),
+                physics=il["NewtonCfg"](solver_cfg=solver, use_cuda_graph=cuda),
+            )
+        )
         sim_utils, art = il["sim_utils"], il["ArticulationCfg"]
         root = self.layout.root_body
         cfg = il["InteractiveSceneCfg"](num_envs=self.num_envs, env_spacing=0.0)
-        cfg.ground = il["AssetBaseCfg"](prim_path="/World/ground", spawn=sim_utils.UsdFileCfg(usd_path=str(ground)))
+        cfg.ground = il["AssetBaseCfg"](
+            prim_path="/World/ground", spawn=sim_utils.UsdFileCfg(usd_path=str(ground))
+        )
         # Self-collision as in the MuJoCo model (off by default there: robot geoms have contype 0, they
         # touch the floor only); Newton does not read contype/conaffinity from the converted USD.
         self_collide = bool(np.any(m.geom_contype[m.geom_bodyid > 0] != 0))
-        spawn = sim_utils.UsdFileCfg(usd_path=str(usd), articulation_props=sim_utils.ArticulationRootPropertiesCfg(
-            enabled_self_collisions=self_collide))
-        cfg.robot = art(prim_path="{ENV_REGEX_NS}/Robot", spawn=spawn,
-                        init_state=art.InitialStateCfg(pos=tuple(float(x) for x in m.body_pos[root]),
-                                                       rot=_xyzw(m.body_quat[root])),
-                        actuators={"joints": self._actuator_cfg(il)})
+        spawn = sim_utils.UsdFileCfg(
+            usd_path=str(usd),
+            articulation_props=sim_utils.ArticulationRootPropertiesCfg(enabled_self_collisions=self_collide),
+        )
+        cfg.robot = art(
+            prim_path="{ENV_REGEX_NS}/Robot",
+            spawn=spawn,
+            init_state=art.InitialStateCfg(
+                pos=tuple(float(x) for x in m.body_pos[root]), rot=_xyzw(m.body_quat[root])
+            ),
+            actuators={"joints": self._actuator_cfg(il)},
+        )
         self.scene = il["InteractiveScene"](cfg)
         self.sim.reset()
         self.robot = self.scene["robot"]
         want_j = [m.joint(i).name for i in range(1, m.njnt)]
         want_b = [m.body(i).name for i in range(1, m.nbody)]
         if list(self.robot.joint_names) != want_j or list(self.robot.body_names) != want_b:
-            raise RuntimeError("isaaclab backend: the converted articulation's joint/body order differs from the "
-                               f"MuJoCo model's: {self.robot.joint_names} / {self.robot.body_names}")
+            raise RuntimeError(
+                "isaaclab backend: the converted articulation's joint/body order differs from the "
+                f"MuJoCo model's: {self.robot.joint_names} / {self.robot.body_names}"
+            )
 
     def _bind_solver(self) -> None:
         """Views of the MuJoCo Warp data inside Newton's solver, in the MuJoCo model's body/dof order."""
@@ -224,7 +227,9 @@ class IsaacLabSim:
             hits = [k for k, w in enumerate(jnames) if w == name or w.endswith("_" + name)]
             dofs.append(int(mj.jnt_dofadr[min(hits, key=lambda k: len(jnames[k]))]) if hits else -1)
         if -1 in bodies or -1 in dofs:
-            raise RuntimeError(f"isaaclab backend: cannot map MuJoCo Warp bodies/joints {wp_names} / {jnames}")
+            raise RuntimeError(
+                f"isaaclab backend: cannot map MuJoCo Warp bodies/joints {wp_names} / {jnames}"
+            )
         self._wp_bodies = torch.as_tensor(bodies, device=self.device)
         self._wp_dofs = torch.as_tensor(dofs, device=self.device)
         import warp as wp
@@ -267,8 +272,10 @@ class IsaacLabSim:
     def step(self, joint_targets: torch.Tensor) -> None:
         """Hold joint_targets (N,J) for `decimation` substeps in every env, then refresh `state`."""
         if tuple(joint_targets.shape) != (self.num_envs, self.num_joints):
-            raise ValueError(f"joint_targets: expected shape {(self.num_envs, self.num_joints)}, "
-                             f"got {tuple(joint_targets.shape)}")
+            raise ValueError(
+                f"joint_targets: expected shape {(self.num_envs, self.num_joints)}, "
+                f"got {tuple(joint_targets.shape)}"
+            )
         self._set_targets(joint_targets.detach().to(self.device, torch.float32))
         self.scene.write_data_to_sim()
         for _ in range(self.decimation):
@@ -290,16 +297,26 @@ class IsaacLabSim:
         if not len(ids_np):
             return
         n, j, dev = len(ids_np), self.num_joints, self.device
-        rows = {k: torch.as_tensor(as_rows(v, n, w, k), dtype=torch.float32, device=dev) for k, v, w in (
-            ("root_pos", root_pos, 3), ("root_quat", root_quat, 4), ("root_lin_vel", root_lin_vel, 3),
-            ("root_ang_vel", root_ang_vel, 3), ("joint_pos", joint_pos, j), ("joint_vel", joint_vel, j))}
+        rows = {
+            k: torch.as_tensor(as_rows(v, n, w, k), dtype=torch.float32, device=dev)
+            for k, v, w in (
+                ("root_pos", root_pos, 3),
+                ("root_quat", root_quat, 4),
+                ("root_lin_vel", root_lin_vel, 3),
+                ("root_ang_vel", root_ang_vel, 3),
+                ("joint_pos", joint_pos, j),
+                ("joint_vel", joint_vel, j),
+            )
+        }
         ids = torch.as_tensor(ids_np, device=dev, dtype=torch.int32)
         quat = rows["root_quat"] / rows["root_quat"].norm(dim=1, keepdim=True)
         a = self.robot
-        a.write_root_link_pose_to_sim_index(root_pose=torch.cat((rows["root_pos"], quat.roll(-1, dims=1)), 1),
-                                            env_ids=ids)
-        a.write_root_link_velocity_to_sim_index(root_velocity=torch.cat((rows["root_lin_vel"], rows["root_ang_vel"]), 1),
-                                                env_ids=ids)
+        a.write_root_link_pose_to_sim_index(
+            root_pose=torch.cat((rows["root_pos"], quat.roll(-1, dims=1)), 1), env_ids=ids
+        )
+        a.write_root_link_velocity_to_sim_index(
+            root_velocity=torch.cat((rows["root_lin_vel"], rows["root_ang_vel"]), 1), env_ids=ids
+        )
         a.write_joint_state_to_sim_index(position=rows["joint_pos"], velocity=rows["joint_vel"], env_ids=ids)
         self._targets[ids.long()] = rows["joint_pos"]
         self._set_targets(self._targets)
@@ -317,8 +334,9 @@ class IsaacLabSim:
     def push(self, env_ids, lin_vel_delta) -> None:
         """Add lin_vel_delta (n,3), world frame, to the root linear velocity of env_ids."""
         ids_np = as_index(env_ids, self.num_envs)
-        delta = torch.as_tensor(as_rows(lin_vel_delta, len(ids_np), 3, "lin_vel_delta"), dtype=torch.float32,
-                                device=self.device)
+        delta = torch.as_tensor(
+            as_rows(lin_vel_delta, len(ids_np), 3, "lin_vel_delta"), dtype=torch.float32, device=self.device
+        )
         ids = torch.as_tensor(ids_np, device=self.device)
         vel = torch.cat((self.state.root_lin_vel_w[ids] + delta, self.state.root_ang_vel_w[ids]), 1)
         self.robot.write_root_link_velocity_to_sim_index(root_velocity=vel, env_ids=ids.to(torch.int32))
@@ -331,7 +349,14 @@ class IsaacLabSim:
         return self._bad | self._unhealthy()
 
     # ---- snapshot (exact resume) ---------------------------------------------------------------
-    _MODEL_FIELDS = ("shape_material_mu", "body_mass", "body_inv_mass", "body_inertia", "body_inv_inertia", "body_com")
+    _MODEL_FIELDS = (
+        "shape_material_mu",
+        "body_mass",
+        "body_inv_mass",
+        "body_inertia",
+        "body_inv_inertia",
+        "body_com",
+    )
 
     def _model_arrays(self) -> dict:
         nm = self._manager.get_model()
@@ -345,12 +370,15 @@ class IsaacLabSim:
         st, wp = self._manager.get_state_0(), self._wp
         cpu = lambda t: t.detach().cpu().clone()  # noqa: E731
         d = self._solver.mjw_data
-        return {"backend": "isaaclab",
-                "newton": {"joint_q": cpu(wp.to_torch(st.joint_q)), "joint_qd": cpu(wp.to_torch(st.joint_qd))},
-                "mjw": {"qacc_warmstart": cpu(self._warm), "time": cpu(wp.to_torch(d.time))},
-                "targets": cpu(self._targets), "bad": cpu(self._bad),
-                "model": {k: cpu(v) for k, v in self._model_arrays().items()},
-                "state": {f: cpu(getattr(self.state, f)) for f in self.state.__dataclass_fields__}}
+        return {
+            "backend": "isaaclab",
+            "newton": {"joint_q": cpu(wp.to_torch(st.joint_q)), "joint_qd": cpu(wp.to_torch(st.joint_qd))},
+            "mjw": {"qacc_warmstart": cpu(self._warm), "time": cpu(wp.to_torch(d.time))},
+            "targets": cpu(self._targets),
+            "bad": cpu(self._bad),
+            "model": {k: cpu(v) for k, v in self._model_arrays().items()},
+            "state": {f: cpu(getattr(self.state, f)) for f in self.state.__dataclass_fields__},
+        }
 
     def set_state(self, state: dict) -> None:
         """Restore a `get_state()` snapshot taken from a sim of the same model and num_envs."""
@@ -358,12 +386,21 @@ class IsaacLabSim:
             raise ValueError(f"sim state from backend {state.get('backend')!r}, expected 'isaaclab'")
         s = state["state"]
         if tuple(s["joint_pos"].shape) != (self.num_envs, self.num_joints):
-            raise ValueError(f"sim state for joint_pos {tuple(s['joint_pos'].shape)}, this sim has "
-                             f"{(self.num_envs, self.num_joints)} (a different robot model or num_envs?)")
+            raise ValueError(
+                f"sim state for joint_pos {tuple(s['joint_pos'].shape)}, this sim has "
+                f"{(self.num_envs, self.num_joints)} (a different robot model or num_envs?)"
+            )
         # Through Isaac Lab's writers first (its cached data and FK follow), then Newton's raw coordinates
         # over them (the writers' link/COM conversions round in float32) and MuJoCo Warp's warm start.
-        self.reset(range(self.num_envs), s["root_pos_w"], s["root_quat_w"], s["root_lin_vel_w"], s["root_ang_vel_w"],
-                   s["joint_pos"], s["joint_vel"])
+        self.reset(
+            range(self.num_envs),
+            s["root_pos_w"],
+            s["root_quat_w"],
+            s["root_lin_vel_w"],
+            s["root_ang_vel_w"],
+            s["joint_pos"],
+            s["joint_vel"],
+        )
         from newton import ModelFlags
 
         for k, v in self._model_arrays().items():
@@ -403,7 +440,9 @@ class IsaacLabSim:
         ignored, as on the MuJoCo backends). The floor's is ~0, so a contact's (the max of its two
         geoms') is the robot shape's."""
         ids = torch.as_tensor(as_index(env_ids, self.num_envs), device=self.device)
-        mu = torch.as_tensor(as_rows(static, len(ids), None, "static"), dtype=torch.float32, device=self.device)
+        mu = torch.as_tensor(
+            as_rows(static, len(ids), None, "static"), dtype=torch.float32, device=self.device
+        )
         if bool((mu < 0).any()):
             raise ValueError(f"static friction must be >= 0, got {mu}")
         self._mu[self._shape_ids[ids]] = mu[:, None]
@@ -414,22 +453,30 @@ class IsaacLabSim:
         as on the MuJoCo backends (MuJoCo Warp has no restitution coefficient)."""
         ids = torch.as_tensor(as_index(env_ids, self.num_envs), device=self.device)
         zeta = restitution_to_dampratio(as_rows(value, len(ids), None, "restitution"))
-        self._solref[self._shape_ids[ids], 1] = torch.as_tensor(zeta, dtype=torch.float32, device=self.device)[:, None]
+        self._solref[self._shape_ids[ids], 1] = torch.as_tensor(
+            zeta, dtype=torch.float32, device=self.device
+        )[:, None]
         self._shapes_changed()
 
     def set_body_mass_scale(self, env_ids, body_ids, scale) -> None:
         """Mass and inertia of body_ids (k,) (0-based, world excluded) = nominal × scale."""
         ids = torch.as_tensor(as_index(env_ids, self.num_envs), device=self.device)
         bodies = torch.as_tensor(as_index(body_ids, self.num_bodies), device=self.device)
-        s = torch.as_tensor(as_rows(scale, len(ids), len(bodies), "scale", env_column=True), dtype=torch.float32,
-                            device=self.device)
+        s = torch.as_tensor(
+            as_rows(scale, len(ids), len(bodies), "scale", env_column=True),
+            dtype=torch.float32,
+            device=self.device,
+        )
         if bool((s <= 0).any()):
             raise ValueError(f"mass scale must be > 0, got {s}")
         mass = torch.as_tensor(self.model.body_mass[1:], dtype=torch.float32, device=self.device)[bodies] * s
         inertia = self._nominal_inertia()[bodies] * s[..., None, None]
         self.robot.set_masses_index(masses=mass, body_ids=bodies.to(torch.int32), env_ids=ids.to(torch.int32))
-        self.robot.set_inertias_index(inertias=inertia.reshape(len(ids), len(bodies), 9),
-                                      body_ids=bodies.to(torch.int32), env_ids=ids.to(torch.int32))
+        self.robot.set_inertias_index(
+            inertias=inertia.reshape(len(ids), len(bodies), 9),
+            body_ids=bodies.to(torch.int32),
+            env_ids=ids.to(torch.int32),
+        )
 
     def _nominal_inertia(self) -> torch.Tensor:
         """(B,3,3) body-frame inertia about the COM of the nominal model (MuJoCo stores it diagonal
@@ -449,8 +496,9 @@ class IsaacLabSim:
         b = int(as_index([body_id], self.num_bodies)[0])
         off = torch.as_tensor(as_rows(offset, len(ids), 3, "offset"), dtype=torch.float32, device=self.device)
         com = torch.as_tensor(self.model.body_ipos[b + 1], dtype=torch.float32, device=self.device) + off
-        self.robot.set_coms_index(coms=com[:, None, :], body_ids=torch.tensor([b], dtype=torch.int32),
-                                  env_ids=ids.to(torch.int32))
+        self.robot.set_coms_index(
+            coms=com[:, None, :], body_ids=torch.tensor([b], dtype=torch.int32), env_ids=ids.to(torch.int32)
+        )
 
     def close(self) -> None:
         from isaaclab.sim import SimulationContext

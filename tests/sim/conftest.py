@@ -15,7 +15,8 @@ BACKEND_PARAMS = [
                                           reason="mujoco_warp / warp-lang not installed")),
     pytest.param("isaaclab", id="isaaclab",
                  marks=pytest.mark.skipif("isaaclab" not in available_backends(),
-                                          reason="Isaac Lab 3 not installed (Python 3.12: make test-isaaclab)")),
+                                          reason="Isaac Lab 3 not installed (Python 3.12: "
+                                                 "make test-isaaclab)")),
 ]
 
 

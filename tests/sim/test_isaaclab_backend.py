@@ -14,7 +14,9 @@ from sonic_ray.sim import available_backends, make_sim
 from tests.sim.conftest import build, default_targets, standing
 
 HAVE_ISAACLAB = "isaaclab" in available_backends()
-needs_isaaclab = pytest.mark.skipif(not HAVE_ISAACLAB, reason="Isaac Lab 3 not installed (Python 3.12: make test-isaaclab)")
+needs_isaaclab = pytest.mark.skipif(
+    not HAVE_ISAACLAB, reason="Isaac Lab 3 not installed (Python 3.12: make test-isaaclab)"
+)
 
 
 @pytest.mark.skipif(HAVE_ISAACLAB, reason="Isaac Lab is installed here")
@@ -26,7 +28,7 @@ def test_missing_isaaclab_names_what_to_install(g1):
 @needs_isaaclab
 def test_usd_is_converted_once_per_mjcf(tmp_path):
     from sonic_ray.robots import model_mjcf
-    from sonic_ray.sim.isaaclab import cached_usd, robot_only_mjcf
+    from sonic_ray.sim.isaaclab_usd import cached_usd, robot_only_mjcf
 
     mjcf = robot_only_mjcf(model_mjcf("g1"))
     first = cached_usd(mjcf, tmp_path)
@@ -57,9 +59,18 @@ def test_agrees_with_mujoco_cpu_on_an_open_loop_rollout(g1):
             targets[:, 15:] += 0.3 * np.sin(0.5 * k)
             sim.step(targets)
         out.append(sim.state.clone())
-    tol = dict(root_pos_w=5e-4, root_quat_w=5e-4, joint_pos=5e-4, body_pos_w=5e-4, joint_vel=1e-2,
-               root_lin_vel_w=1e-2, body_lin_vel_w=1e-2, body_ang_vel_w=1e-2, contact_forces=0.5,
-               applied_torque=1e-2)
+    tol = dict(
+        root_pos_w=5e-4,
+        root_quat_w=5e-4,
+        joint_pos=5e-4,
+        body_pos_w=5e-4,
+        joint_vel=1e-2,
+        root_lin_vel_w=1e-2,
+        body_lin_vel_w=1e-2,
+        body_ang_vel_w=1e-2,
+        contact_forces=0.5,
+        applied_torque=1e-2,
+    )
     for name, atol in tol.items():
         torch.testing.assert_close(getattr(out[1], name), getattr(out[0], name), atol=atol, rtol=0, msg=name)
 
