@@ -213,6 +213,10 @@ class IsaacLabSim:
         manager = self._il["NewtonManager"]
         solver = manager._solver
         self._manager, self._solver = manager, solver
+        # MuJoCo Warp printf()s "linesearch iterations limit reached" to stdout on steps where the model's
+        # line search (20 iterations, as on CPU MuJoCo, which stays silent) does not converge: hundreds of
+        # lines per training iteration. The overflow is still recorded per world in mjw_data.
+        solver.mjw_model.opt.warn_overflow = False
         mj = solver.mj_model
         wp_names = [mj.body(i).name for i in range(mj.nbody)]
         bodies = []
