@@ -33,7 +33,14 @@ class SonicPPO(PPO):
     def setup(self, config) -> None:
         super().setup(config)
         cfg = config_from_dict(self.config.env_config[SONIC_CFG_KEY])  # once per algorithm process
-        self.sampler_stats = SamplerStatsActor.remote(make_failure_stats(cfg))
+        # On the driver's node: an actor with no CPUs may land on any node, and losing that node
+        # would lose the failure stats for good (no restart) and fail every later sample call.
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        stats = make_failure_stats(cfg)
+        self.sampler_stats = SamplerStatsActor.options(scheduling_strategy=here).remote(stats)
         self._sampler_rates = None  # ObjectRef of the rates the next sample call applies
 
     def training_step(self) -> None:

@@ -1,5 +1,5 @@
 """The `sonic-ray` command. Each feature module registers its own subcommand with
-`add_parser(subparsers)`; its parser sets `func(args) -> int`. Only modules that exist are listed."""
+`add_parser(subparsers)`; its parser sets `func(args) -> int`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from sonic_ray.config.compose import ConfigError
 
 # Feature modules that contribute top-level subcommands, in help order.
 COMMAND_MODULES = (
@@ -28,19 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # not built yet on this branch
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sonic_ray.config.compose import ConfigError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

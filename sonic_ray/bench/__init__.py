@@ -14,24 +14,12 @@ BENCH_MODULES = (
     "sonic_ray.bench.learner",
     "sonic_ray.bench.pipeline",
     "sonic_ray.bench.learning",
+    "sonic_ray.bench.faults",
 )
 
 
-def _available_modules() -> list:
-    modules = []
-    for name in BENCH_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-    return modules
-
-
 def add_parser(subparsers) -> None:
-    modules = _available_modules()
-    if not modules:
-        return
+    modules = [importlib.import_module(name) for name in BENCH_MODULES]
     p = subparsers.add_parser("bench", help="benchmarks (JSON output, ratios from one run)")
     sub = p.add_subparsers(dest="bench_name", metavar="NAME", required=True)
     for module in modules:

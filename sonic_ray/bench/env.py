@@ -42,6 +42,10 @@ import time
 
 import torch
 
+from sonic_ray.config import load_config
+from sonic_ray.envs.factory import make_env
+from sonic_ray.robots import load_model
+
 # BatchedSim calls the env makes, recorded for the physics replay (nonfinite_envs, a read-only
 # check, stays on the env's side).
 SIM_CALLS = ("step", "reset", "push", "set_friction", "set_restitution", "set_body_mass_scale", "set_com_offset")
@@ -108,8 +112,6 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
     the round's start and replays the round's calls, which must leave it where the env left it
     (so the next round goes on from there). Alternating the two keeps slow drifts of a shared
     machine from landing on one side only."""
-    from sonic_ray.envs.factory import make_env
-
     t0 = time.perf_counter()
     env = make_env(cfg, num_envs=num_envs, seed=seed)
     build_s = time.perf_counter() - t0
@@ -221,8 +223,6 @@ def machine_scale(model, *, threads: int, envs_per_thread: int = 16, seconds: fl
 def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 10, exp: str = "demo",
         store: str | None = None, overrides=(), torch_threads: int = 1, backend: str = "mujoco",
         device: str = "cpu", **_) -> dict:
-    from sonic_ray.config import load_config
-
     # The simulator's threads own the cores; torch's own intra-op pool competing with them made
     # each small MDP op ~30x slower here (measured: 105 vs 27 ms per step at N=64).
     torch.set_num_threads(torch_threads)
@@ -241,8 +241,6 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
     t_lo, t_hi = min(threads), max(threads)
     machine = None
     if backend == "mujoco" and t_hi > 1:
-        from sonic_ray.robots import load_model
-
         cfg = load_config([f"+exp={exp}", *overrides])
         machine = machine_scale(load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)[0],
                                 threads=t_hi)

@@ -42,6 +42,15 @@ from sonic_ray.bench.learning_report import (
     seed_curve,
     summary_at,
 )
+from sonic_ray.cluster import init_ray, joins_existing_cluster
+from sonic_ray.config import load_config
+from sonic_ray.config.cli import OVERRIDES_HELP
+from sonic_ray.envs.factory import make_env, motion_store_path
+from sonic_ray.eval.metrics import summarize
+from sonic_ray.eval.runner import evaluate_policy, store_clip_names
+from sonic_ray.robots import load_model
+from sonic_ray.train.driver import Trainer, TrainingStopped
+from sonic_ray.train.metrics import read_metrics
 from sonic_ray.utils.io import atomic_write
 
 DEFAULT_MARKS = (500_000, 1_000_000)
@@ -66,10 +75,6 @@ def _device(cfg) -> str:
 
 def zero_action_eval(cfg) -> dict:
     """The zero policy through the evaluation the checkpoints get (callbacks.eval_*; one process)."""
-    from sonic_ray.eval.metrics import summarize
-    from sonic_ray.eval.runner import evaluate_policy, store_clip_names
-    from sonic_ray.robots import load_model
-
     cb = cfg.callbacks
     clip_ids = None
     if cb.eval_max_clips > 0:
@@ -84,8 +89,6 @@ def zero_action_eval(cfg) -> dict:
 
 def zero_action_train_length(cfg, *, seed: int, steps: int) -> dict:
     """Mean length of the episodes that end while the training env steps zero actions `steps` times."""
-    from sonic_ray.envs.factory import make_env
-
     env = make_env(cfg, seed=seed, device=_device(cfg))
     try:
         zeros = torch.zeros(env.num_envs, env.action_dim, device=env.device)
@@ -127,11 +130,9 @@ def _start_ray(cfg) -> bool:
     when this call initialised Ray."""
     import ray
 
-    from sonic_ray.train.driver import RAY_JOB_ENV, init_ray
-
     if ray.is_initialized():
         return False
-    if cfg.ray.address or os.environ.get("RAY_ADDRESS") or os.environ.get(RAY_JOB_ENV):
+    if joins_existing_cluster(cfg):
         init_ray(cfg)
     else:  # the runners' stdout would land in the bench's (JSON) output: keep it in Ray's logs
         ray.init(include_dashboard=False, log_to_driver=False,
@@ -141,9 +142,6 @@ def _start_ray(cfg) -> bool:
 
 def train_seed(cfg, run_dir: Path, *, eval_interval: int, window: int, on_iteration=None) -> dict:
     """One `Trainer` run to cfg.algo.max_iterations (its stdout into run_dir/train.log) -> its figures."""
-    from sonic_ray.train.driver import Trainer, TrainingStopped
-    from sonic_ray.train.metrics import read_metrics
-
     if (run_dir / "metrics.jsonl").exists():
         raise FileExistsError(f"{run_dir} already holds a run (metrics.jsonl): choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -188,8 +186,6 @@ def finish(result: dict, out_dir: Path, marks: Sequence[int]) -> None:
 def zero_action(base: Sequence[str], seeds: Sequence[int], *, steps: int) -> dict:
     """The zero-action baseline: its evaluation (deterministic: once, with the first seed's config)
     and its training-termination episode length per seed and in the mean."""
-    from sonic_ray.config import load_config
-
     zero = zero_action_eval(load_config([*base, f"seed={seeds[0]}"]))
     per_seed = {str(s): zero_action_train_length(load_config([*base, f"seed={s}"]), seed=int(s), steps=steps)
                 for s in seeds}
@@ -204,9 +200,6 @@ def run(*, exp: str = "demo", store: str | None = None, seeds: Sequence[int] = (
         overrides: Sequence[str] = (), progress: bool = True) -> dict:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from sonic_ray.config import load_config
-    from sonic_ray.envs.factory import motion_store_path
 
     out_dir = Path(out_dir or Path("runs") / f"bench-learning-{time.strftime('%Y%m%d-%H%M%S')}")
     # Before the caller's overrides (they may turn W&B back on); checkpoints are all kept so that
@@ -299,8 +292,6 @@ def _main(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from sonic_ray.config.cli import OVERRIDES_HELP
-
     p = subparsers.add_parser("learning", help="sample efficiency: train N env steps per seed, eval curves "
                                                "against zero action")
     p.add_argument("overrides", nargs="*",

@@ -21,6 +21,8 @@ from sonic_ray.motion.importers.writers import write_sonic_pkl
 from sonic_ray.motion.importing import import_motions
 from sonic_ray.motion.motion_lib import MotionLib
 from sonic_ray.motion.store import MotionClip, store_info
+from sonic_ray.robots.fk import TorchFK
+from sonic_ray.robots.registry import load_model
 
 NUM_JOINTS = 29
 
@@ -50,7 +52,7 @@ def _robot(robot: str | None):
     """G1 joint data from sonic_ray.robots when present, else 29 synthetic joints (same sizes)."""
     if robot is not None:
         try:
-            from sonic_ray.motion.cli import robot_context
+            from sonic_ray.motion.robot_context import robot_context
 
             names, lower, upper, _fk = robot_context(robot)
             return names, lower, upper, robot
@@ -126,8 +128,6 @@ def _fk_query_ms(lib: MotionLib, robot: str | None, clip_ids, times, repeats: in
     """Median ms of one body_state query (state + TorchFK), or (None, why not)."""
     if robot is None:
         return None, "no robot FK available (sonic_ray.robots not importable): synthetic joints"
-    from sonic_ray.robots.fk import TorchFK
-    from sonic_ray.robots.registry import load_model
 
     model, spec = load_model(robot)
     lib.fk = TorchFK(model, spec, device=lib.device)

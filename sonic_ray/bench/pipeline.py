@@ -1,22 +1,28 @@
 """`sonic-ray bench pipeline`: full training throughput through Ray against one process, in one run.
 
-Three smoke-sized runs of the same config (demo preset, N envs per runner, T steps per env):
+Smoke-sized runs of the same config (demo preset, N envs per runner, T steps per env):
+- `inprocess`: `InProcessTrainer` (same collector, batch preparation and PPOUpdater, no Ray), torch
+  on `torch_threads` threads;
 - `ray_1`: the real `Trainer` (SonicPPO on a local Ray started here with `num_cpus`), 1 env runner,
-  the learner in the driver (num_learners=0);
-- `inprocess`: `InProcessTrainer` (same collector, batch preparation and PPOUpdater, no Ray);
+  the learner in the driver (num_learners=0) on the same `torch_threads` (`ray.learner_threads`);
+- `ray_1_demo_threads`: as `ray_1` with the preset's own `ray.learner_threads` (the demo gives its
+  local learner 2 threads, since the runner is idle while it learns); skipped when that is equal;
 - `ray_2`: as `ray_1` with 2 env runners (each steps N envs, so an iteration samples 2 N T steps).
 Each does `warmup` iterations, then `iterations` timed ones; figures are medians over the timed ones.
 
 Reported: env-steps/s of a whole iteration (wall clock around `Trainer.step` / `iterate`, so driver
-overhead counts) and `ray_over_inprocess`; sampling env-steps/s (steps / `perf/time_sample_s`, the
+overhead counts); `ray_over_inprocess` (equal learner threads: like for like) and
+`ray_over_inprocess_demo_threads` (the preset's learner threads on the Ray side, as `train` runs it);
+sampling env-steps/s (steps / `perf/time_sample_s`, the
 algorithm's sample phase: runner rollouts + object-store puts + the RPC) and
 `scale_2_runners_over_1`; seconds per phase (sample, learn, sync, other = wall - the three);
 `bytes_per_transition` = `FlatBatch.nbytes()` / (T N) as the runner ships it (every observation
 group of the current step in float32, encoder index int8, actions, logp, action mean, rewards, the
 two flags as bool, plus the per-rollout action std, last critic obs and truncated episodes' final
-critic obs, amortised) against `naive_bytes_per_transition` = 4 bytes x (every observation group,
-encoder index included, for obs AND next obs + actions + reward + done), a float32 dump of each
-transition. Timings on a shared 2-core machine are noisy.
+critic obs, amortised) against `naive_bytes_per_transition` = one float32 copy of every observation
+group per transition (4 bytes x the summed group widths, encoder index included): what the
+observations alone cost shipped naively, so `bytes_over_naive` is the shipped batch's overhead (or
+saving) over the observations themselves. Timings on a shared 2-core machine are noisy.
 """
 
 from __future__ import annotations
@@ -95,9 +101,9 @@ def measure_inprocess(cfg, *, warmup: int, iterations: int) -> tuple[dict, dict[
     return _summary(rows), dims, action_dim
 
 
-def naive_bytes_per_transition(obs_dims: dict[str, int], action_dim: int) -> int:
-    """float32 obs and next obs (every group) + actions + reward + done."""
-    return 4 * (2 * sum(obs_dims.values()) + action_dim + 2)
+def naive_bytes_per_transition(obs_dims: dict[str, int]) -> int:
+    """One float32 copy of every observation group (encoder index included) of a transition."""
+    return 4 * sum(obs_dims.values())
 
 
 def run(*, exp: str = "demo", num_envs: int = 64, num_steps: int = 24, warmup: int = 1, iterations: int = 3,
@@ -112,19 +118,29 @@ def run(*, exp: str = "demo", num_envs: int = 64, num_steps: int = 24, warmup: i
                                             "warmup": warmup, "iterations": iterations, "ray_num_cpus": num_cpus,
                                             "torch_threads": torch_threads, "overrides": base,
                                             "note": "medians; timings are noisy when other processes share the cores"}}
+    demo_threads = load_config(base).ray.learner_threads  # 0: one per CPU of the learner
+    equal = [*base, f"ray.learner_threads={torch_threads}"]  # the Ray learner on the in-process threads
+    result["meta"].update({"learner_threads": torch_threads, "demo_learner_threads": demo_threads})
     inproc, obs_dims, action_dim = measure_inprocess(load_config(base), warmup=warmup, iterations=iterations)
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
     try:
-        ray1, last = measure_ray(load_config([*base, "ray.num_env_runners=1"]), warmup=warmup, iterations=iterations)
-        ray2, _ = measure_ray(load_config([*base, "ray.num_env_runners=2"]), warmup=warmup, iterations=iterations)
+        timed = {"warmup": warmup, "iterations": iterations}
+        ray1, last = measure_ray(load_config([*equal, "ray.num_env_runners=1"]), **timed)
+        ray2, _ = measure_ray(load_config([*equal, "ray.num_env_runners=2"]), **timed)
+        ray1_demo = ray1
+        if demo_threads != torch_threads:
+            ray1_demo, _ = measure_ray(load_config([*base, "ray.num_env_runners=1"]), **timed)
     finally:
         ray.shutdown()
-    result.update({"inprocess": inproc, "ray_1": ray1, "ray_2": ray2,
+        torch.set_num_threads(torch_threads)  # the local learners set the driver's threads
+    result.update({"inprocess": inproc, "ray_1": ray1, "ray_1_demo_threads": ray1_demo, "ray_2": ray2,
                    "ray_over_inprocess": ray1["env_steps_per_s"] / inproc["env_steps_per_s"],
+                   "ray_over_inprocess_demo_threads":
+                       ray1_demo["env_steps_per_s"] / inproc["env_steps_per_s"],
                    "scale_2_runners_over_1": ray2["sample_steps_per_s"] / ray1["sample_steps_per_s"],
                    "bytes_per_transition": last["perf/bytes_per_transition"],
-                   "naive_bytes_per_transition": naive_bytes_per_transition(obs_dims, action_dim),
+                   "naive_bytes_per_transition": naive_bytes_per_transition(obs_dims),
                    "obs_dims": obs_dims, "action_dim": action_dim})
     result["bytes_over_naive"] = result["bytes_per_transition"] / result["naive_bytes_per_transition"]
     return result
@@ -136,11 +152,13 @@ def _main(args) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    for name in ("inprocess", "ray_1", "ray_2"):
+    for name in ("inprocess", "ray_1", "ray_1_demo_threads", "ray_2"):
         r = out[name]
         phases = " ".join(f"{k} {v:.3f}s" for k, v in r["phase_s"].items())
-        print(f"{name:9s} {r['env_steps_per_s']:8.0f} env-steps/s  sampling {r['sample_steps_per_s']:8.0f}/s  {phases}")
-    for k in ("ray_over_inprocess", "scale_2_runners_over_1", "bytes_per_transition", "naive_bytes_per_transition"):
+        print(f"{name:18s} {r['env_steps_per_s']:8.0f} env-steps/s  "
+              f"sampling {r['sample_steps_per_s']:8.0f}/s  {phases}")
+    for k in ("ray_over_inprocess", "ray_over_inprocess_demo_threads", "scale_2_runners_over_1",
+              "bytes_per_transition", "naive_bytes_per_transition"):
         print(f"{k}: {out[k]:.3f}")
     return 0
 

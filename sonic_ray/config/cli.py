@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sonic_ray.config.compose import load_config, to_yaml
+
 OVERRIDES_HELP = "Hydra overrides: key=value, +key=value (add), ++key=value (add or replace), +exp=NAME"
 
 
@@ -16,7 +18,5 @@ def add_parser(subparsers) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from sonic_ray.config.compose import load_config, to_yaml
-
     print(to_yaml(load_config(args.overrides)), end="")
     return 0

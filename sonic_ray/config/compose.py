@@ -15,7 +15,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sonic_ray.config.errors import ConfigError
+from sonic_ray.config.migrate import drop_removed_keys
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.config.search_space import parse_search_space
 
 ENV_CONFIG_DIR = "SONIC_RAY_CONFIG_DIR"
 RESIDUAL_MODES = ("none", "post_quant", "pre_quant", "replace")
@@ -25,10 +28,6 @@ ACTIVATIONS = ("silu", "elu", "relu", "tanh", "gelu")
 EVENT_MODES = ("startup", "reset", "interval")
 TUNE_SCHEDULERS = ("asha", "fifo")
 START_SAMPLERS = ("uniform", "adaptive")
-
-
-class ConfigError(ValueError):
-    """A composed configuration that does not fit the schema; the message names the key."""
 
 
 def config_dir() -> Path:
@@ -68,7 +67,7 @@ def _cause(e: BaseException) -> str:
 def to_typed(cfg: DictConfig) -> SonicConfig:
     """Merge into the schema (unknown keys and wrong types fail with the full key) and check values."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(SonicConfig), cfg)
+        merged = OmegaConf.merge(OmegaConf.structured(SonicConfig), drop_removed_keys(cfg))
         typed: SonicConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
@@ -120,12 +119,23 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
            f"sim.timestep x sim.decimation = 1 / motions.control_fps ({frame_s:g} s: one policy step per "
            f"reference frame); {cfg.sim.timestep:g} x {cfg.sim.decimation} = {policy_dt:g} s",
            cfg.sim.timestep)
+    _check(env.episode_length_s >= policy_dt, "env.episode_length_s", f">= one policy step ({policy_dt:g} s)",
+           env.episode_length_s)
     _check(env.action_clip > 0, "env.action_clip", "> 0 (actions are clipped to +-action_clip)",
            env.action_clip)
     _check(cfg.sim.num_threads >= 1, "sim.num_threads", "an integer >= 1", cfg.sim.num_threads)
     _check(0 <= env.events.level <= 4, "env.events.level", "an integer in 0..4", env.events.level)
     for name, term in env.events.terms.items():
         _check(term.mode in EVENT_MODES, f"env.events.terms.{name}.mode", f"one of {EVENT_MODES}", term.mode)
+        lo_hi = term.interval_range_s
+        _check(len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1], f"env.events.terms.{name}.interval_range_s",
+               "[lo, hi] seconds with 0 < lo <= hi", lo_hi)
+    groups = {"policy": env.observations.policy, "critic": env.observations.critic,
+              **{f"tokenizer.{k}": g for k, g in env.observations.tokenizer.items()}}
+    for gname, group in groups.items():
+        for tname, term in group.terms.items():
+            tkey = f"env.observations.{gname}.terms.{tname}"
+            _check(term.noise >= 0, f"{tkey}.noise", "a noise half-width >= 0", term.noise)
 
     q = ac.quantizer
     _check(len(q.levels) > 0, "actor_critic.quantizer.levels", "a non-empty list of integers >= 2", q.levels)
@@ -151,6 +161,11 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     _check(0 <= mc.uniform_ratio <= 1, f"{key}.uniform_ratio", "a share in [0, 1]", mc.uniform_ratio)
     _check(mc.pre_failure_window_s >= 0, f"{key}.pre_failure_window_s", ">= 0 seconds", mc.pre_failure_window_s)
     _check(0 < mc.rate_smoothing <= 1, f"{key}.rate_smoothing", "an EMA weight in (0, 1]", mc.rate_smoothing)
+    for k in ("future_dt", "smpl_future_dt"):
+        _check(getattr(mc, k) > 0, f"{key}.{k}", "> 0 seconds between future frames", getattr(mc, k))
+    for name, lo_hi in mc.reset_pose_noise.items():
+        _check(len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1], f"{key}.reset_pose_noise.{name}", "a range [lo, hi]",
+               lo_hi)
 
     probs = env.commands.motion.encoder_sample_probs
     key = "env.commands.motion.encoder_sample_probs"
@@ -164,11 +179,17 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     _check(algo.num_mini_batches > 0, "algo.num_mini_batches", "an integer > 0", algo.num_mini_batches)
     _check(0 < algo.gamma <= 1, "algo.gamma", "a discount in (0, 1]", algo.gamma)
     _check(0 <= algo.lam <= 1, "algo.lam", "a GAE lambda in [0, 1]", algo.lam)
-    _check(algo.clip_param > 0, "algo.clip_param", "> 0", algo.clip_param)
+    _check(0 < algo.clip_param <= 1, "algo.clip_param", "a PPO ratio clip in (0, 1]", algo.clip_param)
     _check(algo.schedule in ("adaptive", "fixed"), "algo.schedule", "'adaptive' or 'fixed'", algo.schedule)
+    for k in ("actor_lr", "critic_lr", "lr_max"):
+        _check(0 < getattr(algo, k) <= 1, f"algo.{k}", "a learning rate in (0, 1]", getattr(algo, k))
     _check(0 < algo.lr_min <= algo.lr_max, "algo.lr_min", f"0 < lr_min <= lr_max ({algo.lr_max})", algo.lr_min)
-    for k in ("actor_lr", "critic_lr", "max_grad_norm"):
+    for k in ("desired_kl", "max_grad_norm"):
         _check(getattr(algo, k) > 0, f"algo.{k}", "> 0", getattr(algo, k))
+    for k in ("entropy_coef", "value_loss_coef"):
+        _check(getattr(algo, k) >= 0, f"algo.{k}", "a loss weight >= 0", getattr(algo, k))
+    for k, w in dataclasses.asdict(cfg.aux_losses).items():
+        _check(w >= 0, f"aux_losses.{k}", "a loss weight >= 0", w)
     _check(algo.max_iterations > 0, "algo.max_iterations", "an integer > 0", algo.max_iterations)
     _check(algo.save_interval > 0, "algo.save_interval", "an integer > 0", algo.save_interval)
     cb = cfg.callbacks
@@ -223,6 +244,4 @@ def validate_tune(cfg: SonicConfig, conf: DictConfig) -> None:
     for k, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2), ("max_concurrent_trials", 1)):
         _check(getattr(t, k) >= low, f"tune.{k}", f"an integer >= {low}", getattr(t, k))
     if t.search_space:
-        from sonic_ray.tune.space import parse_search_space
-
         parse_search_space(t.search_space, conf)

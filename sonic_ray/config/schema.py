@@ -1,8 +1,8 @@
 """Typed configuration: the one shape every YAML preset in `configs/` must compose into.
 
 OmegaConf merges the composed YAML into these dataclasses, which rejects unknown keys and wrong
-types with the full key path; `sonic_ray.config.validate` then checks values that types cannot
-(levels >= 2, positive counts, probabilities). Components never receive this object whole: the
+types with the full key path; `sonic_ray.config.compose.validate` then checks values that types
+cannot (levels >= 2, positive counts, probabilities). Components never receive this object whole: the
 entry points unpack the fields they need into keyword arguments.
 """
 
@@ -120,8 +120,8 @@ class EnvConfig:
     # Policy actions are clipped to +-action_clip before they become joint targets (a diverging
     # policy then gives large, finite penalties instead of inf rewards); 100 as in legged_gym/Isaac Lab.
     action_clip: float = 100.0
-    # torch.compile the per-step tensor math (terminations, rewards, observation terms): ~2x less
-    # time outside physics; the first env of a process compiles for ~30 s (cached on disk after).
+    # torch.compile a step's terminations and rewards (observation terms stay eager): measured at
+    # N=64 on CPU 1.5 -> 0.33 ms per step; the first env of a process compiles for ~15 s.
     compile: bool = False
     observations: ObservationsConfig = field(default_factory=ObservationsConfig)
     rewards: dict[str, RewardTermConfig] = field(default_factory=dict)
@@ -243,7 +243,6 @@ class LoggingConfig:
     wandb_mode: str = "offline"  # offline | online | disabled
     wandb_project: str = "sonic-ray"
     wandb_entity: str | None = None
-    log_interval: int = 1
     progress: bool = True
 
 

@@ -1,5 +1,6 @@
 """`sonic-ray export` and `sonic-ray sim2sim`: deploy a trained policy as ONNX, and check it in a
-plain MuJoCo loop. Heavy imports happen inside the commands so `sonic-ray --help` stays fast."""
+plain MuJoCo loop. onnx and onnxruntime load only when a command runs (export and sim2sim import
+them inside their functions)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+from sonic_ray.deploy import sim2sim
+from sonic_ray.deploy.export import ExportMismatch, export_checkpoint
+from sonic_ray.deploy.onnx_meta import MetadataError, read_metadata
+from sonic_ray.deploy.reference import load_references, vr_reference
+from sonic_ray.train.checkpoint import CheckpointError
 
 
 def add_parser(subparsers) -> None:
@@ -34,9 +41,6 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from sonic_ray.deploy.export import ExportMismatch, export_checkpoint
-    from sonic_ray.train.checkpoint import CheckpointError
-
     if args.tol < 0 or args.batch < 1:
         print(f"sonic-ray export: --tol must be >= 0 and --batch >= 1, got {args.tol}, {args.batch}", file=sys.stderr)
         return 2
@@ -53,10 +57,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_sim2sim(args: argparse.Namespace) -> int:
     from rich.progress import Progress
-
-    from sonic_ray.deploy import sim2sim
-    from sonic_ray.deploy.onnx_meta import MetadataError, read_metadata
-    from sonic_ray.deploy.reference import load_references, vr_reference
 
     for flag, value in (("--obs-delay-steps", args.obs_delay_steps), ("--obs-noise", args.obs_noise),
                         ("--render", args.render)):

@@ -32,10 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from sonic_ray.config.compose import ConfigError
 from sonic_ray.deploy import onnx_meta
 from sonic_ray.deploy.observations import DeployContext, Inputs, Reference, RobotState
 from sonic_ray.deploy.observations import term as deploy_term
+from sonic_ray.envs.command import future_frame_offsets, lower_body_joint_ids
+from sonic_ray.envs.factory import observation_groups
+from sonic_ray.eval.policy import read_checkpoint
 from sonic_ray.models import keys as K
+from sonic_ray.robots import get_robot
 
 OPSET = 17
 BOUNDARY_MARGIN = 1e-4  # in FSQ level units
@@ -66,9 +71,6 @@ def load_for_export(checkpoint: str | Path):
     """(cfg, ActorCritic in eval mode, info) from a checkpoint or run dir (its latest), through
     `sonic_ray.eval.policy.read_checkpoint` (the one Ray-free loader). info: checkpoint path,
     iteration, experiment."""
-    from sonic_ray.config.compose import ConfigError
-    from sonic_ray.eval.policy import read_checkpoint
-
     loaded = read_checkpoint(checkpoint)
     try:
         cfg, ac = loaded.policy()
@@ -232,9 +234,6 @@ def compare(spec: Spec, model_bytes: bytes, feed: dict[str, np.ndarray], skip: t
 def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
     """Per-group layouts (terms with their widths, from the deployment terms on a probe state) for
     every observation group of the config, and the command metadata (horizons, leg joints)."""
-    from sonic_ray.envs.command import future_frame_offsets, lower_body_joint_ids
-    from sonic_ray.envs.factory import observation_groups
-
     mc = cfg.env.commands.motion
     fps = float(cfg.motions.control_fps)
     offsets = lambda n, dt: future_frame_offsets(n, dt, fps).numpy()  # noqa: E731
@@ -333,8 +332,6 @@ class PreparedExport:
 def prepare_export(checkpoint: str | Path) -> PreparedExport:
     """Load the checkpoint and build the graphs and metadata of every file (nothing traced or written).
     Raises ValueError when the config's observation layout does not fit the weights."""
-    from sonic_ray.robots import get_robot
-
     cfg, ac, info = load_for_export(checkpoint)
     robot = get_robot(cfg.robot.name)
     obs_dims, _ = _obs_dims(ac.state_dict())

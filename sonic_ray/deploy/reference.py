@@ -29,7 +29,8 @@ import torch
 
 from sonic_ray.deploy.observations import Reference
 from sonic_ray.motion.frames import clip_velocity, resample_clip, smpl_joints_local, vr_local
-from sonic_ray.robots import PointSpec, TorchFK
+from sonic_ray.motion.motion_lib import MotionLib
+from sonic_ray.robots import PointSpec, TorchFK, load_model
 from sonic_ray.utils.rotations import quat_apply, quat_normalize
 
 VR_KEYS = ("head", "left_wrist", "right_wrist")
@@ -166,9 +167,6 @@ def vr_targets_from_reference(ref: Reference, meta: Mapping) -> dict[str, np.nda
 def load_references(store: str | Path, meta: Mapping, clips: Sequence[str | int] | None = None) -> list[Reference]:
     """References of `clips` of a motion store at the metadata's control rate, with the metadata's
     robot (model from `sonic_ray.robots`, checked against the metadata's joint order)."""
-    from sonic_ray.motion.motion_lib import MotionLib
-    from sonic_ray.robots import load_model
-
     store = Path(store)
     if not store.is_file():
         raise FileNotFoundError(f"{store}: motion store not found")

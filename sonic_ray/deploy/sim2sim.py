@@ -44,6 +44,11 @@ from sonic_ray.deploy.observations import (
     yaw_quat,
 )
 from sonic_ray.deploy.onnx_meta import MetadataError, ort_session, read_metadata
+from sonic_ray.eval.metrics import clip_metrics, summarize
+from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
+from sonic_ray.eval.runner import ClipTrajectory, worst_first_key
+from sonic_ray.eval.video import render_worst
+from sonic_ray.robots import load_model
 
 VR_POINT_NAMES = ("head", "left_hand", "right_hand")
 
@@ -71,8 +76,6 @@ class OnnxPolicy:
 def build_model(meta: Mapping) -> mujoco.MjModel:
     """The robot's MuJoCo model at the metadata's physics step, PD gains and effort limits from the
     metadata (position actuators: kp on the error, kd on the joint velocity)."""
-    from sonic_ray.robots import load_model
-
     model, _ = load_model(meta["robot"], timestep=float(meta["physics_dt"]))
     hinges = [model.joint(int(model.actuator_trnid[a, 0])).name for a in range(model.nu)]
     if hinges != list(meta["joint_names"]):
@@ -228,11 +231,6 @@ def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Pa
     this run's settings and speed, clips.parquet, report.html, videos/ of the `render` worst
     clips; report.html gives `view_command`, with `{clip}`, for any clip). Returns {"metrics":
     metrics.json content, "rows": per-clip rows, "speed": ...}."""
-    from sonic_ray.eval.metrics import clip_metrics, summarize
-    from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
-    from sonic_ray.eval.runner import ClipTrajectory, worst_first_key
-    from sonic_ray.eval.video import render_worst
-
     policy = OnnxPolicy(onnx_path)
     sim = Sim2Sim(policy, obs_delay_steps=obs_delay_steps, obs_noise=obs_noise, seed=seed)
     meta, fps, encoder = policy.meta, float(policy.meta["control_hz"]), str(policy.meta["encoder"])

@@ -121,7 +121,7 @@ class SonicEnvRunner(EnvRunner):
         return True
 
     def _publish_gauges(self, metrics: dict[str, Any], steps_per_s: float) -> None:
-        from sonic_ray.train.gauges import RUNNER_GAUGES, TrainingGauges, run_name
+        from sonic_ray.cluster import RUNNER_GAUGES, TrainingGauges, run_name
 
         if self._gauges is None:
             self._gauges = TrainingGauges(run=run_name(self.cfg.run_dir, self.cfg.experiment),

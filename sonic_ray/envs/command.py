@@ -299,8 +299,3 @@ class MotionCommand:
         if "joint_pos" in noise:
             j = state["joint_pos"] + self._uniform(state["joint_pos"].shape, noise["joint_pos"], generator)
             state["joint_pos"] = torch.maximum(torch.minimum(j, self.joint_upper), self.joint_lower)
-
-    def episode_seconds_left(self) -> torch.Tensor:
-        """(N,) seconds of reference left after the current frame."""
-        return (self.last_frame - self.frame).to(torch.float32) / self.table.fps
-

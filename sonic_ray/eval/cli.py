@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 from sonic_ray.config.cli import OVERRIDES_HELP
+from sonic_ray.config.compose import ConfigError
+from sonic_ray.eval.dispatch import evaluate_plan
+from sonic_ray.eval.metrics import SUMMARY_KEYS
+from sonic_ray.eval.monitor import Monitor
+from sonic_ray.eval.pipeline import plan_evaluation
+from sonic_ray.eval.rerender import render_from
+from sonic_ray.train.checkpoint import CheckpointError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -56,9 +63,6 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from sonic_ray.eval.pipeline import evaluate_plan, plan_evaluation
-    from sonic_ray.train.checkpoint import CheckpointError
-
     torch.set_num_threads(1)  # the policy is small; the CPU steps MuJoCo and renders
     console = Console(stderr=True)
     if args.render_from:
@@ -82,10 +86,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _render_from(args: argparse.Namespace) -> int:
-    from sonic_ray.config.compose import ConfigError
-    from sonic_ray.eval.rerender import render_from
-    from sonic_ray.train.checkpoint import CheckpointError
-
     if not args.render or args.render < 1:
         print("sonic-ray eval: --render-from needs --render K (K >= 1 worst clips)", file=sys.stderr)
         return 2
@@ -104,8 +104,6 @@ def _render_from(args: argparse.Namespace) -> int:
 
 def _print_summary(console, metrics: dict, out_dir: Path) -> None:
     from rich.table import Table
-
-    from sonic_ray.eval.metrics import SUMMARY_KEYS
 
     table = Table(title=f"evaluation: {metrics.get('checkpoint')}")
     encs = list(metrics.get("per_encoder", {}))
@@ -127,8 +125,6 @@ def _print_summary(console, metrics: dict, out_dir: Path) -> None:
 
 def _monitor(args: argparse.Namespace) -> int:
     import torch
-
-    from sonic_ray.eval.monitor import Monitor
 
     torch.set_num_threads(1)
     try:

@@ -21,13 +21,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sonic_ray.eval.pipeline import EVAL_DIR, evaluate_plan, log_metrics, plan_evaluation
+from sonic_ray.eval.dispatch import evaluate_plan
+from sonic_ray.eval.pipeline import EVAL_DIR, log_metrics, plan_evaluation
 from sonic_ray.train.checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
     checkpoint_iteration,
     list_checkpoints,
 )
+from sonic_ray.train.wandb_log import RUN_ID_FILE, WandbLogger
 from sonic_ray.utils.io import atomic_write
 
 STATE_FILE = "monitor_state.json"
@@ -132,8 +134,6 @@ class Monitor:
         return True
 
     def _log_wandb(self, cfg, metrics: dict, out_dir: Path) -> None:
-        from sonic_ray.train.wandb_log import RUN_ID_FILE, WandbLogger
-
         id_file = self.run_dir / RUN_ID_FILE
         if cfg.logging.wandb_mode == "disabled":
             return

@@ -1,6 +1,7 @@
 """Evaluating a checkpoint end to end, Ray-free: plan the chunks, evaluate a chunk, merge chunks,
 render the worst clips, write the output directory. `sonic_ray.eval.tasks` runs the same chunks
-as Ray tasks; `evaluate_checkpoint_local` runs them in this process.
+as Ray tasks; `evaluate_checkpoint_local` runs them in this process; `sonic_ray.eval.dispatch`
+chooses between the two.
 """
 
 from __future__ import annotations
@@ -15,8 +16,20 @@ from typing import TYPE_CHECKING
 import torch
 
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.envs.factory import motion_store_path
+from sonic_ray.eval import video
 from sonic_ray.eval.metrics import SUMMARY_KEYS
-from sonic_ray.eval.runner import ClipTrajectory, EvalOutput, evaluate_policy, worst_first_key
+from sonic_ray.eval.policy import read_checkpoint
+from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
+from sonic_ray.eval.runner import (
+    ClipTrajectory,
+    EvalOutput,
+    evaluate_policy,
+    store_clip_names,
+    worst_first_key,
+)
+from sonic_ray.motion.store import store_info
+from sonic_ray.robots import load_model
 from sonic_ray.train.checkpoint import checkpoint_iteration, resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -72,10 +85,6 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     With `cfg` (the training driver: it is the checkpoint's config) nothing is loaded here, so
     planning costs the store's footer only; the tasks verify the checkpoint when they load it.
     Otherwise the loaded checkpoint stays with the plan (`loaded`) for the chunks run in this process."""
-    from sonic_ray.envs.factory import motion_store_path
-    from sonic_ray.eval.policy import read_checkpoint
-    from sonic_ray.motion.store import store_info
-
     loaded = None
     if cfg is None:
         loaded = read_checkpoint(checkpoint)
@@ -105,8 +114,6 @@ def plan_device(plan: EvalPlan) -> str:
 
 def plan_policy(plan: EvalPlan, device: str):
     """(cfg, policy) of the plan's checkpoint: from the state planning loaded, else read here."""
-    from sonic_ray.eval.policy import read_checkpoint
-
     loaded = plan.loaded if plan.loaded is not None else read_checkpoint(plan.checkpoint)
     return loaded.policy(plan.overrides, device=device)
 
@@ -115,8 +122,6 @@ def run_chunk(plan: EvalPlan, k: int, *, keep_worst: int = 0, device: str | None
               on_clip: Callable[[dict], None] | None = None, policy=None) -> EvalOutput:
     """Evaluate chunk k of the plan in this process (what one Ray task does). `policy`: the
     (cfg, ActorCritic) of `plan_policy` on `device`, built once for several chunks; else built here."""
-    from sonic_ray.eval.runner import store_clip_names
-
     dev = device or plan_device(plan)
     cfg, policy = policy if policy is not None else plan_policy(plan, dev)
     shard = plan.shard(k)
@@ -141,9 +146,6 @@ def render_worst(cfg: SonicConfig, worst: Sequence[ClipTrajectory], videos_dir: 
                  on_video: Callable[[str, float], None] | None = None) -> dict[str, str]:
     """MP4s of `worst` into videos_dir with the config's robot model; returns {file name: caption}.
     on_video(name, seconds)."""
-    from sonic_ray.eval import video
-    from sonic_ray.robots import load_model
-
     model, _ = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
     return video.render_worst(model, worst, videos_dir, several_encoders=several_encoders, width=width, height=height,
                               stride=stride, on_video=on_video)
@@ -179,23 +181,9 @@ def evaluate_checkpoint_local(plan: EvalPlan, out_dir: str | Path, *, render: in
     return finish(plan, out, out_dir, render=render, progress=progress, stride=stride)
 
 
-def evaluate_plan(plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progress: bool = True) -> dict:
-    """Evaluate and write out_dir: in this process for one chunk; as Ray tasks for several
-    (joining RAY_ADDRESS / ray.address, or starting a local Ray, when Ray is not up yet)."""
-    if plan.num_tasks == 1:
-        return evaluate_checkpoint_local(plan, out_dir, render=render, progress=progress)
-    from sonic_ray.eval.tasks import evaluate_checkpoint
-    from sonic_ray.train.driver import init_ray
-
-    init_ray(plan.cfg)
-    return evaluate_checkpoint(plan, out_dir, render=render, progress=progress)
-
-
 def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int, progress: bool = True,
            stride: int = 1) -> dict:
     """Render the worst clips (in this process) and write the output directory."""
-    from sonic_ray.eval.report import VIDEOS_DIR
-
     out_dir = Path(out_dir)
     videos, timings = {}, []
     if render and out.worst:
@@ -216,8 +204,6 @@ def write_plan_outputs(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, 
                        **meta) -> dict:
     """metrics.json (summary, `output_meta`, then `meta`), clips.parquet and report.html of an evaluated
     plan; `videos` {file name: caption} must already be in out_dir/videos. Returns the metrics."""
-    from sonic_ray.eval.report import write_outputs
-
     return write_outputs(Path(out_dir), out.rows, meta={**output_meta(plan, out), **meta}, videos=videos,
                          title=report_title(plan), view_command=view_command(plan))
 
@@ -229,8 +215,6 @@ def report_title(plan: EvalPlan) -> str:
 def view_command(plan: EvalPlan) -> str:
     """The `sonic-ray view policy` command that opens a clip (`{clip}`) of this evaluation."""
     import shlex
-
-    from sonic_ray.envs.factory import motion_store_path
 
     return (f"sonic-ray view policy --checkpoint {shlex.quote(str(plan.checkpoint))} "
             f"--motions {shlex.quote(str(motion_store_path(plan.cfg)))} --clip {{clip}}")

@@ -23,7 +23,9 @@ from omegaconf import OmegaConf
 
 from sonic_ray.config.compose import ConfigError, to_typed
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.envs.factory import make_env
 from sonic_ray.models.actor_critic import ActorCritic
+from sonic_ray.models.factory import actor_critic_kwargs
 from sonic_ray.train.checkpoint import (
     CheckpointError,
     checkpoint_iteration,
@@ -89,9 +91,6 @@ def _migrate(base):
 
 def model_kwargs_for(cfg: SonicConfig) -> dict[str, Any]:
     """ActorCritic keyword arguments for `cfg`, observation sizes probed from a one-env instance."""
-    from sonic_ray.envs.factory import make_env
-    from sonic_ray.models.factory import actor_critic_kwargs
-
     env = make_env(cfg, num_envs=1, seed=cfg.seed, device="cpu")
     try:
         return actor_critic_kwargs(cfg, obs_dims=env.obs_dims(), action_dim=env.action_dim)

@@ -15,8 +15,9 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sonic_ray.eval.pipeline import plan_evaluation, plan_policy, render_worst, report_title, view_command
 from sonic_ray.eval.report import METRICS_FILE, REPORT_FILE, VIDEOS_DIR, render_report
-from sonic_ray.eval.runner import worst_first_key
+from sonic_ray.eval.runner import evaluate_policy, store_clip_names, worst_first_key
 from sonic_ray.utils.io import atomic_write
 
 
@@ -56,9 +57,6 @@ def render_from(
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Render the `render` worst clips of the evaluation at clips_file; returns {video: caption}."""
-    from sonic_ray.eval.pipeline import plan_evaluation, plan_policy, render_worst, report_title, view_command
-    from sonic_ray.eval.runner import evaluate_policy, store_clip_names
-
     clips_file = Path(clips_file)
     metrics, rows = read_evaluation(clips_file)
     if "sim2sim" in metrics:

@@ -27,6 +27,7 @@ import torch
 
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.eval.metrics import clip_metrics
+from sonic_ray.motion.store import shard_indices, store_info
 
 
 class ClipQueueSampler:
@@ -96,8 +97,9 @@ def eval_config(cfg: SonicConfig) -> SonicConfig:
 
 def store_clip_names(cfg: SonicConfig, shard: tuple[int, int] | None) -> tuple[list[str], list[int]]:
     """Names and store indices of the clips in `shard`, in the order the env's MotionLib holds them."""
+    # envs lazily, here and below: sim2sim and the report use this module's trajectories and ranking
+    # without loading the training env (tests/deploy/test_sim2sim.py lists what sim2sim imports)
     from sonic_ray.envs.factory import motion_store_path
-    from sonic_ray.motion.store import shard_indices, store_info
 
     info = store_info(motion_store_path(cfg))
     idx = shard_indices(info["num_clips"], shard)

@@ -25,7 +25,9 @@ from sonic_ray.eval.pipeline import (
     run_chunk,
     write_plan_outputs,
 )
+from sonic_ray.eval.report import VIDEOS_DIR
 from sonic_ray.eval.runner import ClipTrajectory, EvalOutput
+from sonic_ray.utils.io import atomic_write
 
 
 @ray.remote(num_cpus=1)
@@ -116,9 +118,6 @@ class BackgroundEvaluation:
         return results
 
     def _advance(self, p: _Pending, timeout: float) -> EvalResult | None:
-        from sonic_ray.eval.report import VIDEOS_DIR
-        from sonic_ray.utils.io import atomic_write
-
         if p.merged is None:
             ready, _ = ray.wait(p.refs, num_returns=len(p.refs), timeout=timeout)
             if len(ready) < len(p.refs):

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sonic_ray.eval.report import video_name
+
 ROBOT_RGBA = (0.25, 0.45, 0.85, 1.0)
 REF_RGBA = (0.95, 0.55, 0.15, 0.3)
 GRID_RGBA = (0.3, 0.33, 0.36, 1.0)
@@ -172,8 +174,6 @@ def render_worst(model, worst: Sequence, videos_dir: str | Path, *, several_enco
     """An MP4 per clip of `worst` (ClipTrajectory: row, robot_qpos, ref_qpos, fps) into videos_dir,
     named by `report.video_name`; returns {file name: caption}. on_video(name, seconds) after each.
     `sonic-ray eval` and `sonic-ray sim2sim` both render their worst clips here."""
-    from sonic_ray.eval.report import video_name
-
     out = {}
     for tr in worst:
         r = tr.row

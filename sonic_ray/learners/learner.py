@@ -21,7 +21,15 @@ from sonic_ray.models import keys as K
 from sonic_ray.ppo.batch import as_tensor, obs_groups, training_tensors
 from sonic_ray.ppo.losses import losses_from_evaluation
 from sonic_ray.ppo.rollout import FlatBatch, concat_envs
-from sonic_ray.ppo.update import adam, clip_grad_norms, loss_coefficients, set_lr, update_loop
+from sonic_ray.ppo.update import (
+    SKIPPED_NONFINITE,
+    adam,
+    clip_grad_norms,
+    grads_finite,
+    loss_coefficients,
+    set_lr,
+    update_loop,
+)
 from sonic_ray.utils.rng import rng_state, set_rng_state
 
 ACTOR_OPT = "actor"
@@ -35,6 +43,7 @@ class SonicLearner(PPOTorchLearner):
         self.loss_coefs = loss_coefficients(cfg)
         self.loop = update_loop(cfg.algo)
         self._last_stats: dict[str, torch.Tensor] = {}
+        self._skipped = False  # the current minibatch's gradients were not finite: no step
         # One intra-op thread per CPU this learner was given unless ray.learner_threads says otherwise:
         # more oversubscribes the node's cores (the env runners step MuJoCo on their own), which costs
         # far more than it gains, except where the runners are idle while it learns (a local learner).
@@ -69,11 +78,14 @@ class SonicLearner(PPOTorchLearner):
         """RLlib's apply step, with its per-tensor finiteness checks (two `isfinite(g).all()` per
         parameter per minibatch: ~15% of a demo-sized update on CPU) replaced by one fused check.
         All norms finite means every gradient is finite, and RLlib would then assign the gradients
-        as they are and step every optimiser: that is what happens here. Anything else (a nan/inf,
-        an overflowing norm, grad scalers or lr schedulers) takes RLlib's own path unchanged."""
-        grads = [g for g in gradients_dict.values() if g is not None]
+        as they are and step every optimiser: that is what happens here. A nan/inf anywhere (or an
+        overflowing norm) skips the step and is counted (`loss/skipped_nonfinite`); grad scalers or
+        lr schedulers take RLlib's own path unchanged."""
+        if not grads_finite(gradients_dict.values()):  # nan/inf (after DDP's all-reduce: on every learner)
+            self._skipped = True  # no step: RLlib would zero the nans and still move weights through Adam
+            return
         plain = self._grad_scalers is None and not self._lr_scheduler_classes
-        if not (plain and grads and bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())):
+        if not (plain and gradients_dict):
             super().apply_gradients(gradients_dict)
             self._ac.project_std()
             return
@@ -87,6 +99,7 @@ class SonicLearner(PPOTorchLearner):
     # ---- loss ----------------------------------------------------------------------------
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out) -> torch.Tensor:
         total, stats = losses_from_evaluation(fwd_out[K.FWD_EVAL], batch, **self.loss_coefs)
+        total = self.loop.inject_fault(total)
         # The lr of the step about to be taken, adapted to this minibatch's KL (averaged over learners).
         kl = float(self._mean_across_learners(stats["ppo/approx_kl"].reshape(1).to(self._device)))
         set_lr(self.get_optimizer(module_id, ACTOR_OPT), self.loop.lr_for_step(kl))
@@ -135,8 +148,9 @@ class SonicLearner(PPOTorchLearner):
     def _step(self, mb: dict) -> dict[str, float]:
         """One optimiser step through RLlib's `_update` (forward_train -> compute_loss_for_module, which
         sets the step's lr -> gradients -> per-optimiser clipping -> apply, with DDP when distributed)."""
+        self._skipped = False
         self._update({DEFAULT_MODULE_ID: mb})
-        return self._last_stats
+        return {SKIPPED_NONFINITE: 1.0} if self._skipped else self._last_stats
 
     def _sum_across_learners(self, x: torch.Tensor) -> torch.Tensor:
         if self._world() > 1:

@@ -1,9 +1,7 @@
 """`sonic-ray motions import|info`: build and inspect the motion store.
 
-Heavy imports (torch, pyarrow, scipy) happen inside the commands so `sonic-ray --help` stays fast.
-
-Robot data (joint names, limits, FK) comes from `robot_context`, the one seam to the robots
-package; tests and tools that already hold that data pass their own context function to
+Robot data (joint names, limits, FK) comes from `sonic_ray.motion.robot_context`, the one seam to
+the robots package; tests and tools that already hold that data pass their own context function to
 `add_parser(..., robot_context_fn=...)`.
 """
 
@@ -13,36 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 
-import numpy as np
-
-RobotContext = tuple[list[str], np.ndarray | None, np.ndarray | None, Callable | None]
-
-
-def robot_context(robot_name: str) -> RobotContext:
-    """(joint_names (J), lower (J,), upper (J,), fk or None) for `robot_name` from sonic_ray.robots.
-
-    fk(root_pos (T,3), root_quat (T,4), joint_pos (T,J)) -> body_pos_w (T,B,3), numpy in and out,
-    bodies in the robot table's order (a file with another body count/order gets a warning).
-    """
-    import torch
-
-    try:
-        from sonic_ray.robots.fk import TorchFK
-        from sonic_ray.robots.registry import get_robot, load_model
-    except ImportError as e:
-        raise SystemExit(f"motions: robot {robot_name!r} unavailable (sonic_ray.robots: {e})") from None
-    robot = get_robot(robot_name)
-    lower = np.array([j.lower for j in robot.joints], dtype=np.float64)
-    upper = np.array([j.upper for j in robot.joints], dtype=np.float64)
-    model, _ = load_model(robot_name)
-    fk_model = TorchFK(model, robot, dtype=torch.float64)
-
-    def fk(root_pos, root_quat, joint_pos):
-        with torch.no_grad():
-            args = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (root_pos, root_quat, joint_pos))
-            return fk_model.forward(*args)[0].numpy()
-
-    return list(robot.joint_names), lower, upper, fk
+from sonic_ray.motion.robot_context import RobotContext, robot_context
 
 
 def add_parser(subparsers, *, robot_context_fn: Callable[[str], RobotContext] = robot_context) -> None:

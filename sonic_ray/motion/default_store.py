@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from sonic_ray.motion.robot_context import robot_context
 from sonic_ray.motion.store import MotionClip, store_info, write_store
 from sonic_ray.motion.validate import validate_clip
 
@@ -17,7 +18,6 @@ from sonic_ray.motion.validate import validate_clip
 def build_synth_store(out: str | Path, *, robot: str = "g1", fps: float = 50.0,
                       progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Synthesise every clip, validate it against the robot (limits and FK) and write `out`."""
-    from sonic_ray.motion.cli import robot_context
     from sonic_ray.motion.synth import synth_all
 
     joint_names, lower, upper, _ = robot_context(robot)

@@ -15,6 +15,8 @@ from the caller, so the in-process trainer (`PPOUpdater.step`) and the RLlib lea
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict
 
@@ -26,6 +28,10 @@ from sonic_ray.ppo.batch import minibatch
 from sonic_ray.ppo.losses import compute_losses
 
 StepFn = Callable[[dict], Mapping[str, float]]
+# Fault injection (`sonic-ray bench faults`, tests): the Nth update a learner process runs (1-based;
+# a fresh run's iteration N) gets a NaN loss in every minibatch.
+NAN_LOSS_ENV = "SONIC_RAY_INJECT_NAN_LOSS"
+SKIPPED_NONFINITE = "loss/skipped_nonfinite"  # minibatch steps of an update skipped for a non-finite gradient
 
 
 def minibatch_indices(rows: int, num_epochs: int, num_mini_batches: int, *, device="cpu",
@@ -49,6 +55,8 @@ def adam(params, lr: float) -> torch.optim.Adam:
 
 def adapt_lr(lr: float, kl: float, *, desired_kl: float, lr_min: float, lr_max: float) -> float:
     """rsl_rl's rule: KL above twice the target shrinks lr by 1.5, below half grows it; clamped."""
+    if not math.isfinite(kl):  # a non-finite minibatch (its step is skipped) must not poison the lr
+        return lr
     if kl > 2.0 * desired_kl:
         lr /= 1.5
     elif 0.0 < kl < 0.5 * desired_kl:
@@ -67,6 +75,14 @@ def clip_grad_norms(grad_groups: Iterable[Iterable[torch.Tensor]], max_norm: flo
             torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
 
 
+def grads_finite(grads: Iterable[torch.Tensor | None]) -> bool:
+    """Whether every gradient is finite, in one fused check (one host sync): a nan or inf anywhere
+    makes its tensor's norm non-finite. A step whose gradients fail this is skipped, not taken with
+    nan turned into zero (RLlib's default, which still moves every weight through Adam's moments)."""
+    grads = [g for g in grads if g is not None]
+    return not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+
+
 class UpdateLoop:
     """Epochs x minibatches over one flat batch, with the KL-adaptive actor lr carried across updates."""
 
@@ -77,6 +93,12 @@ class UpdateLoop:
         self.desired_kl, self.schedule = float(desired_kl), schedule
         self.epochs, self.num_mini_batches = int(num_learning_epochs), int(num_mini_batches)
         self.normalize_advantage = normalize_advantage
+        self.updates = 0  # updates run by this process (what NAN_LOSS_ENV counts)
+        self.nan_at = int(os.environ.get(NAN_LOSS_ENV) or 0) or None  # unset or 0: never
+
+    def inject_fault(self, loss: torch.Tensor) -> torch.Tensor:
+        """`loss`, or NaN during the update NAN_LOSS_ENV names (fault injection)."""
+        return loss * float("nan") if self.updates == self.nan_at else loss
 
     def lr_for_step(self, kl: float) -> float:
         """The actor lr for the step about to be taken, adapted to this minibatch's KL (before the
@@ -88,18 +110,24 @@ class UpdateLoop:
 
     def run(self, data: dict[str, torch.Tensor], step: StepFn, *,
             generator: torch.Generator | None = None) -> dict[str, float]:
-        """Every minibatch of every epoch through `step`; -> the mean of its stats, plus ppo/actor_lr."""
+        """Every minibatch of every epoch through `step`; -> the mean of its stats over the steps taken,
+        ppo/actor_lr, and the count of steps skipped (a step returning {SKIPPED_NONFINITE: 1})."""
+        self.updates += 1
         rows = data[K.ACTIONS].shape[0]
         sums: dict[str, float] = {}
-        n = 0
+        n = skipped = 0
         for idx in minibatch_indices(rows, self.epochs, self.num_mini_batches, device=data[K.ACTIONS].device,
                                      generator=generator):
             stats = step(minibatch(data, idx, normalize_advantage=self.normalize_advantage))
+            if stats.get(SKIPPED_NONFINITE):
+                skipped += 1
+                continue
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
         out = {k: v / max(n, 1) for k, v in sums.items()}
         out["ppo/actor_lr"] = self.actor_lr
+        out[SKIPPED_NONFINITE] = float(skipped)
         return out
 
 
@@ -148,10 +176,13 @@ class PPOUpdater:
 
     def step(self, mb: dict) -> dict[str, torch.Tensor]:
         loss, stats = compute_losses(self.ac, mb, **self.loss_kw)
+        loss = self.loop.inject_fault(loss)
         set_lr(self.actor_opt, self.loop.lr_for_step(float(stats["ppo/approx_kl"])))
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
+        if not grads_finite(p.grad for p in self.actor_params + self.critic_params):
+            return {SKIPPED_NONFINITE: 1.0}
         clip_grad_norms(([p.grad for p in self.actor_params], [p.grad for p in self.critic_params]),
                         self.max_grad_norm)
         self.actor_opt.step()

@@ -234,9 +234,6 @@ class RobotSpec:
     def body_indices(self, names) -> np.ndarray:
         return np.array([self.body_index(n) for n in names], dtype=np.int64)
 
-    def joint_indices(self, names) -> np.ndarray:
-        return np.array([self.joint_index(n) for n in names], dtype=np.int64)
-
     @cached_property
     def undesired_contact_bodies(self) -> tuple[str, ...]:
         """Every body but the feet and contact_ok_bodies: touching anything with these is penalised."""
@@ -252,18 +249,6 @@ class RobotSpec:
     @property
     def feet_body_ids(self) -> np.ndarray:
         return self.body_indices(self.feet_bodies)
-
-    @property
-    def end_effector_body_ids(self) -> np.ndarray:
-        return self.body_indices(self.end_effector_bodies)
-
-    @property
-    def undesired_contact_body_ids(self) -> np.ndarray:
-        return self.body_indices(self.undesired_contact_bodies)
-
-    @property
-    def anchor_body_id(self) -> int:
-        return self.body_index(self.anchor_body)
 
     @property
     def root_body_id(self) -> int:

@@ -30,6 +30,7 @@ def make_sim(backend: str, model: mujoco.MjModel, **kwargs) -> BatchedSim:
 
     isaaclab also needs `mjcf` (the model's MJCF text, `robots.model_mjcf`): it converts it to USD.
     """
+    # lazy: the backends import sim.base through this package's __init__, and mujoco_warp is optional
     if backend == "mujoco":
         from sonic_ray.sim.mujoco_cpu import MujocoCpuSim
 

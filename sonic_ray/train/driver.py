@@ -7,7 +7,6 @@ view, W&B (driver only) and the Ray metrics gauges. Everything below it takes ex
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import sys
 import threading
@@ -16,8 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sonic_ray.cluster import TrainingGauges, init_ray, run_name
 from sonic_ray.config.compose import to_yaml
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.eval.pipeline import EVAL_DIR, log_metrics, plan_evaluation
+from sonic_ray.motion.store import StoreError, store_info
 from sonic_ray.train.checkpoint import list_checkpoints, load_checkpoint, load_for_resume, save_checkpoint
 from sonic_ray.train.metrics import MetricsLog, plot_learning_curves, read_metrics
 from sonic_ray.train.progress import ProgressView
@@ -25,8 +27,6 @@ from sonic_ray.train.wandb_log import WandbLogger
 from sonic_ray.utils.rng import rng_state, set_rng_state
 
 CHECKPOINT_FORMAT = 2  # 2: + env runner and sampler state
-RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's entrypoint
-LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch for a loopback-only local node
 FINAL_EVAL_WAIT_S = 600.0  # at the end of training, how long to wait for evaluations still running
 
 
@@ -34,56 +34,10 @@ def default_run_dir(cfg: SonicConfig, prefix: str = "") -> Path:
     return Path("runs") / f"{prefix}{cfg.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def init_ray(cfg: SonicConfig) -> None:
-    """Join `ray.address` when given; inside a `ray job submit` job or with RAY_ADDRESS set, a plain
-    `ray.init()` (it reads the address, the job's runtime env and the auth token from the job's
-    environment); else start a local Ray bound to loopback only (`start_local_ray`)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, log_to_driver=True)
-    elif os.environ.get("RAY_ADDRESS") or os.environ.get(RAY_JOB_ENV):
-        ray.init(log_to_driver=True)
-    else:
-        start_local_ray(include_dashboard=cfg.ray.include_dashboard, log_to_driver=True,
-                        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
-
-
-def start_local_ray(**init_kwargs: Any) -> None:
-    """`ray.init(**init_kwargs)` for a new local instance whose every port listens on 127.0.0.1.
-
-    Ray resolves a node address of 127.0.0.1 to the machine's routable IP, and its GCS, raylet,
-    workers and metrics exporters then listen on all interfaces, unauthenticated. Ray's own
-    local-only mode (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the macOS/Windows default) keeps the node
-    address on loopback, and the servers bind to it. The variable is read at import (driver) and
-    at start (Ray's processes inherit it), so both are set here; the driver's copy is restored
-    after start. A cluster is reached only through `ray.address` / RAY_ADDRESS.
-    """
-    import ray
-    from ray._private import ray_constants
-
-    saved_env = os.environ.get(LOCAL_ONLY_ENV)
-    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[LOCAL_ONLY_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        ray.init(**init_kwargs)
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-        if saved_env is None:
-            os.environ.pop(LOCAL_ONLY_ENV, None)
-        else:
-            os.environ[LOCAL_ONLY_ENV] = saved_env
-
-
 def check_motion_store(cfg: SonicConfig) -> None:
     """Open `motions.store` (its footer only) so a missing or unreadable store fails before Ray starts.
     Empty: the embedded synthetic set, built on first use."""
     if cfg.motions.store:
-        from sonic_ray.motion.store import StoreError, store_info
-
         try:
             store_info(cfg.motions.store)
         except StoreError as e:
@@ -134,6 +88,7 @@ class Trainer:
     """Builds the algorithm for a validated config and runs iterations with all run outputs."""
 
     def __init__(self, cfg: SonicConfig, *, run_dir: str | Path | None = None):
+        # lazy, like every Ray import here: `sonic-ray --help` imports this module; Ray loads with a Trainer
         from sonic_ray.train.build import build_algorithm
 
         # Everything that can fail on the user's input fails here, before a file is written or Ray
@@ -162,12 +117,10 @@ class Trainer:
         if self.wandb.run is not None:  # evaluations plot against the iteration they evaluated
             self.wandb.run.define_metric("eval/iteration")
             self.wandb.run.define_metric("eval/*", step_metric="eval/iteration")
-        from sonic_ray.train.gauges import TrainingGauges, run_name
-
         self.gauges = TrainingGauges(run=run_name(str(self.run_dir), cfg.experiment))
         self.evals = None
         if cfg.callbacks.eval_interval > 0:
-            from sonic_ray.eval.tasks import BackgroundEvaluation
+            from sonic_ray.eval.tasks import BackgroundEvaluation  # imports ray
 
             self.evals = BackgroundEvaluation()
 
@@ -177,7 +130,7 @@ class Trainer:
         normaliser, lr, learner RNG), the aggregator's failure stats and every env runner's
         RunnerState (env RNG, simulator, episodes, histories, sampler, policy RNG), driver RNG;
         plus the model's keyword arguments, so evaluation and export rebuild it without Ray."""
-        from sonic_ray.learners.rl_module import MODEL_KWARGS
+        from sonic_ray.learners.rl_module import MODEL_KWARGS  # imports ray
 
         return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration,
                 "learner": self.algo.learner_group.get_state(), "algo": self.algo.sonic_state(),
@@ -209,7 +162,7 @@ class Trainer:
 
     # ---- loop ---------------------------------------------------------------------------
     def step(self) -> dict[str, Any]:
-        from sonic_ray.algorithm import SONIC_METRICS
+        from sonic_ray.algorithm import SONIC_METRICS  # imports ray
 
         result = self.algo.train()
         self.iteration += 1
@@ -268,8 +221,6 @@ class Trainer:
     # ---- evaluation beside training ----------------------------------------------------
     def _submit_eval(self, checkpoint: Path) -> None:
         """Launch Ray tasks evaluating `checkpoint`; never blocks, never stops training."""
-        from sonic_ray.eval.pipeline import EVAL_DIR, plan_evaluation
-
         try:
             plan = plan_evaluation(checkpoint, cfg=self.cfg)
             self.evals.submit(plan, self.run_dir / EVAL_DIR / checkpoint.name, render=self.cfg.callbacks.eval_render)
@@ -282,7 +233,6 @@ class Trainer:
         (a failed one: its message printed, `eval/failures` 1)."""
         if not self.evals:
             return []
-        from sonic_ray.eval.pipeline import log_metrics
 
         results = self.evals.poll() if wait_s is None else self.evals.wait(wait_s)
         out = []

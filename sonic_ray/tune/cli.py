@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from sonic_ray.config.cli import OVERRIDES_HELP
+from sonic_ray.tune.results import read_results_csv
+from sonic_ray.tune.tuner import run_sweep
 
 
 def add_parser(subparsers) -> None:
@@ -19,9 +21,6 @@ def add_parser(subparsers) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from sonic_ray.tune.results import read_results_csv
-    from sonic_ray.tune.tuner import run_sweep
-
     run_dir = run_sweep(args.overrides)
     rows = read_results_csv(run_dir / "results.csv")
     print(f"run dir: {run_dir}")

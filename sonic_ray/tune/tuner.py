@@ -19,9 +19,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sonic_ray.config.compose import compose, to_typed
+from sonic_ray.cluster import init_ray
+from sonic_ray.config.compose import ConfigError, compose, to_typed
 from sonic_ray.config.schema import SonicConfig
-from sonic_ray.train.driver import default_run_dir
+from sonic_ray.train.driver import Trainer, default_run_dir
 from sonic_ray.train.metrics import read_metrics
 from sonic_ray.tune.results import TrialRow, best_row, plot_results, write_best_yaml, write_results_csv
 from sonic_ray.tune.space import Spec, check_space, num_trials, parse_search_space, trial_config
@@ -41,6 +42,7 @@ def param_space(specs: Sequence[Spec]) -> dict[str, Any]:
 
 def trial_resources(cfg: SonicConfig):
     """RLlib's resource request for this config: [driver + local learner] + env runners + learners."""
+    # lazy: both import ray, and `sonic-ray --help` imports this module through tune/cli
     from sonic_ray.algorithm import SonicPPO
     from sonic_ray.train.build import algorithm_config
 
@@ -69,8 +71,6 @@ def _trial(params: dict[str, Any], *, base_yaml: str, trials_root: str, metric: 
     """One trial: the base config with `params` applied, trained by a Trainer with its own run dir."""
     from ray import tune
 
-    from sonic_ray.train.driver import Trainer
-
     cfg = trial_config(OmegaConf.create(base_yaml), params)
     trainer = Trainer(cfg, run_dir=Path(trials_root) / tune.get_context().get_trial_id())
     try:
@@ -94,8 +94,6 @@ def run_sweep(overrides: Sequence[str]) -> Path:
     t = cfg.tune
     specs = parse_search_space(t.search_space)  # checked in full by to_typed; here only the specs
     if not specs:
-        from sonic_ray.config.compose import ConfigError
-
         raise ConfigError("tune.search_space is empty: compose a sweep (+exp=tune_smoke, tune=fsq_encoders) "
                           "or add keys (+tune.search_space.algo.actor_lr={loguniform:[1e-5,1e-3]})")
     check_space(base, specs)
@@ -130,8 +128,6 @@ def run_sweep(overrides: Sequence[str]) -> Path:
 def _fit(cfg: SonicConfig, specs: Sequence[Spec], base_yaml: str, run_dir: Path) -> list[TrialRow]:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    from sonic_ray.train.driver import init_ray
 
     t = cfg.tune
     # Trials keep the driver's working directory (relative motion paths, configs/ resolve as in `train`).

@@ -1,4 +1,5 @@
-"""`sonic-ray view motions|policy`: the browser viewer. Heavy imports happen inside the commands.
+"""`sonic-ray view motions|policy`: the browser viewer. viser (an optional extra)
+loads only when a page starts; without it the commands say how to install it.
 
 Bad input (a store, clip, checkpoint or ONNX file that does not open, a busy port) ends the
 command with one line naming it and exit status 2, before any server starts.
@@ -9,6 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from sonic_ray.config.compose import ConfigError
+from sonic_ray.motion.store import StoreError
+from sonic_ray.train.checkpoint import CheckpointError
+from sonic_ray.view.motions_app import MotionsApp
+from sonic_ray.view.policy_app import PolicyApp
+from sonic_ray.view.replay import MotionStore, Poser
+from sonic_ray.view.server import PortBusy, announce, serve, start_server
+from sonic_ray.view.session import PolicySession, checkpoint_policies, onnx_policies
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
@@ -78,8 +88,6 @@ def _need_viser(what: str) -> bool:
 
 def build_motions(args: argparse.Namespace):
     """(store, poser) for `view motions`, checked (the clip too) before any server starts."""
-    from sonic_ray.view.replay import MotionStore, Poser
-
     store = MotionStore(args.store)
     poser = Poser(args.robot)
     poser.check_joints(store)
@@ -89,9 +97,6 @@ def build_motions(args: argparse.Namespace):
 
 
 def cmd_motions(args: argparse.Namespace) -> int:
-    from sonic_ray.motion.store import StoreError
-    from sonic_ray.view.server import PortBusy, announce, serve, start_server
-
     if not _need_viser("motions"):
         return 2
     try:
@@ -99,7 +104,6 @@ def cmd_motions(args: argparse.Namespace) -> int:
         server = start_server(args.host, args.port, title=f"sonic-ray motions: {store.path.name}")
     except (FileNotFoundError, StoreError, KeyError, PortBusy) as e:
         return _fail("motions", e)
-    from sonic_ray.view.motions_app import MotionsApp
 
     app = MotionsApp(server, store, poser, clip=args.clip)
     announce(server, args.host, "motions")
@@ -109,8 +113,6 @@ def cmd_motions(args: argparse.Namespace) -> int:
 
 def build_policy(args: argparse.Namespace):
     """(PolicySession, page title) for `view policy`, everything opened and checked."""
-    from sonic_ray.view.session import PolicySession, checkpoint_policies, onnx_policies
-
     if args.checkpoint:
         policies, store = checkpoint_policies(args.checkpoint)
         title, encoder = f"checkpoint {Path(args.checkpoint).name}", None
@@ -124,11 +126,6 @@ def build_policy(args: argparse.Namespace):
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from sonic_ray.config.compose import ConfigError
-    from sonic_ray.motion.store import StoreError
-    from sonic_ray.train.checkpoint import CheckpointError
-    from sonic_ray.view.server import PortBusy, announce, serve, start_server
-
     if not _need_viser("policy"):
         return 2
     try:
@@ -136,7 +133,6 @@ def cmd_policy(args: argparse.Namespace) -> int:
         server = start_server(args.host, args.port, title=f"sonic-ray policy: {title}")
     except (FileNotFoundError, CheckpointError, ConfigError, StoreError, ValueError, KeyError, PortBusy) as e:
         return _fail("policy", e)
-    from sonic_ray.view.policy_app import PolicyApp
 
     app = PolicyApp(server, session, title=title)
     announce(server, args.host, "policy")

@@ -21,9 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sonic_ray.deploy.export import file_metadata, prepare_export
 from sonic_ray.deploy.observations import Reference
-from sonic_ray.deploy.onnx_meta import MetadataError, read_metadata
+from sonic_ray.deploy.onnx_meta import MetadataError, _jsonable, read_metadata
+from sonic_ray.deploy.reference import motion_references
 from sonic_ray.deploy.sim2sim import OnnxPolicy, Sim2Sim
+from sonic_ray.motion.motion_lib import MotionLib
+from sonic_ray.robots import TorchFK, load_model
 
 # The training push (configs/env/events/sonic.yaml, push_robot): a random root velocity, m/s.
 PUSH_LIN_VEL_XY = (-0.5, 0.5)
@@ -50,9 +54,6 @@ def checkpoint_policies(checkpoint: str | Path) -> tuple[dict[str, TorchPolicy],
     synthetic set's cache, never built here: the viewer writes nothing) from a checkpoint or run dir
     (its latest). CheckpointError / ValueError name the checkpoint."""
     import json
-
-    from sonic_ray.deploy.export import file_metadata, prepare_export
-    from sonic_ray.deploy.onnx_meta import _jsonable
 
     torch.set_num_threads(1)
     prep = prepare_export(checkpoint)
@@ -114,9 +115,6 @@ class PolicySession:
         encoder: str | None = None,
         seed: int = 0,
     ):
-        from sonic_ray.motion.motion_lib import MotionLib
-        from sonic_ray.robots import TorchFK, load_model
-
         if not policies:
             raise ValueError("no policy to run")
         self.policies = {e: policies[e] for e in sorted(policies, key=_encoder_rank)}
@@ -151,8 +149,6 @@ class PolicySession:
         return self.sim.episode.ref
 
     def reference(self, name: str) -> Reference:
-        from sonic_ray.deploy.reference import motion_references
-
         if name not in self._refs:
             self._refs[name] = motion_references(self.lib, self.fk, self.meta, [name])[0]  # KeyError names it
         return self._refs[name]

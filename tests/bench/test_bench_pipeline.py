@@ -11,13 +11,21 @@ def test_pipeline_bench_json_shape():
     from sonic_ray.bench.pipeline import naive_bytes_per_transition, run
 
     out = json.loads(json.dumps(run(num_envs=4, num_steps=4, warmup=1, iterations=1)))
-    for name, runners in (("inprocess", 1), ("ray_1", 1), ("ray_2", 2)):
+    for name, runners in (("inprocess", 1), ("ray_1", 1), ("ray_1_demo_threads", 1), ("ray_2", 2)):
         r = out[name]
         assert r["env_steps"] == 4 * 4 * runners
         assert r["env_steps_per_s"] > 0 and r["sample_steps_per_s"] > 0
         assert {"sample", "learn", "other"} <= set(r["phase_s"])
     assert "sync" in out["ray_1"]["phase_s"] and {"runner_sample", "runner_put"} <= set(out["ray_1"]["runner_phase_s"])
-    for key in ("ray_over_inprocess", "scale_2_runners_over_1"):
+    for key in ("ray_over_inprocess", "ray_over_inprocess_demo_threads", "scale_2_runners_over_1"):
         assert out[key] > 0
-    assert out["naive_bytes_per_transition"] == naive_bytes_per_transition(out["obs_dims"], out["action_dim"])
-    assert 0 < out["bytes_per_transition"] < out["naive_bytes_per_transition"]
+    # equal threads on both sides; the demo preset's own learner threads reported beside them
+    assert out["meta"]["learner_threads"] == out["meta"]["torch_threads"] == 1
+    assert out["meta"]["demo_learner_threads"] == 2 and out["ray_1_demo_threads"] != out["ray_1"]
+    # naive: one float32 copy of every observation group; the shipped batch adds actions, logp, mean,
+    # rewards, flags and (amortised over T = 4 steps here) the last critic obs, and saves 3 bytes on the
+    # int8 encoder index
+    naive = naive_bytes_per_transition(out["obs_dims"])
+    assert out["naive_bytes_per_transition"] == naive == 4 * sum(out["obs_dims"].values())
+    extra = 4 * (2 * out["action_dim"] + 2) + 4 * out["obs_dims"]["critic"] / 4 + 64
+    assert naive < out["bytes_per_transition"] < naive + extra

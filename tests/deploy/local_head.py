@@ -1,4 +1,5 @@
-"""A real Ray head on 127.0.0.1 for tests, started from the docs' `ray start --head` command.
+"""A real Ray head on 127.0.0.1 for tests, started from the docs' `ray start --head` command (the
+docs' own flags kept; `sonic_ray.bench.cluster.LocalCluster` is the multi-node one, flags its own).
 
 The machine is shared: other developers run their own Ray instances, so this head gets free ports for
 everything Ray opens, its own `--temp-dir` and its own auth token file. It runs with `--block` in a
@@ -13,9 +14,7 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -25,15 +24,10 @@ from pathlib import Path
 
 import psutil
 
-VENV_BIN = Path(sys.executable).parent
+from sonic_ray.bench.cluster import VENV_BIN, free_port
+
 # Flags of the docs' command whose values this head replaces with free ports / the loopback host.
 PORT_FLAGS = ("--port", "--dashboard-port", "--metrics-export-port")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

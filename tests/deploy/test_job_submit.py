@@ -12,9 +12,9 @@ import pytest
 from doc_blocks import REPO, doc_block
 from local_head import LocalHead
 
+from sonic_ray.cluster import EVAL_GAUGES, GAUGES, PROMETHEUS_PREFIX, RUNNER_GAUGES
 from sonic_ray.config import load_config
 from sonic_ray.train.checkpoint import list_checkpoints, load_checkpoint
-from sonic_ray.train.gauges import EVAL_GAUGES, GAUGES, PROMETHEUS_PREFIX, RUNNER_GAUGES
 from sonic_ray.train.metrics import read_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

@@ -14,9 +14,9 @@ import yaml
 from doc_blocks import DEPLOY_README, REPO, doc_block, doc_block_names
 
 from sonic_ray.cli import build_parser
+from sonic_ray.cluster import GAUGES, PROMETHEUS_PREFIX, RUNNER_GAUGES
 from sonic_ray.config import config_dir, load_config
 from sonic_ray.config.compose import ENV_CONFIG_DIR
-from sonic_ray.train.gauges import GAUGES, PROMETHEUS_PREFIX, RUNNER_GAUGES
 
 DEPLOY = REPO / "deploy"
 KUBERAY = DEPLOY / "ray" / "kuberay"
