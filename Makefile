@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sonic-ray-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test test-fast lint demo bench clean
+.PHONY: setup system-deps test test-fast lint demo bench clean isaaclab-setup test-isaaclab
 
 # Evaluation videos render offscreen with MuJoCo on Mesa's software EGL/OpenGL. When those libraries
 # are missing, install them with apt-get, but only as root on a machine that has apt-get; anywhere
@@ -64,5 +64,36 @@ lint: setup
 demo: setup
 	$(VENV)/bin/sonic-ray train +exp=demo $(ARGS)
 
+# Isaac Lab 3.0 backend (sim.backend=isaaclab; Newton physics, no Kit): a second venv on Python 3.12.
+# isaaclab needs Python >=3.12,<3.13 and newton pins mujoco~=3.12 while the project pins mujoco 4.0, so
+# the project goes in with --no-deps and its other requirements (pyproject's, mujoco left out) resolve in
+# one pip call beside the `isaaclab` extra and ISAACLAB_MUJOCO. ~8 GB (torch's CUDA build comes with it).
+ISAACLAB_VENV ?= .venv-isaaclab
+ISAACLAB_MUJOCO ?= mujoco==3.12.0
+ISAACLAB_PY := $(ISAACLAB_VENV)/bin/python
+ISAACLAB_STAMP := $(ISAACLAB_VENV)/.sonic-ray-installed
+ISAACLAB_TESTS ?= tests/sim/test_isaaclab_backend.py tests/sim/test_conformance.py -k isaaclab
+
+$(ISAACLAB_PY):
+	@py=""; if python3.12 --version >/dev/null 2>&1; then py=python3.12; \
+	elif command -v pyenv >/dev/null 2>&1; then py=$$(ls -d "$$(pyenv root)"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1); fi; \
+	if [ -z "$$py" ]; then echo "error: the Isaac Lab backend needs Python 3.12 (install python3.12, or 'pyenv install 3.12')"; exit 1; fi; \
+	echo "creating $(ISAACLAB_VENV) with $$py"; "$$py" -m venv $(ISAACLAB_VENV)
+
+$(ISAACLAB_STAMP): pyproject.toml | $(ISAACLAB_PY)
+	$(ISAACLAB_PY) -m pip install -q --upgrade pip
+	$(ISAACLAB_PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	  o = p['optional-dependencies']; d = [r for r in p['dependencies'] if not r.startswith('mujoco')]; \
+	  d += o['isaaclab'] + [r for r in o['dev'] if r.startswith('pytest')] + ['$(ISAACLAB_MUJOCO)']; \
+	  open('$(ISAACLAB_VENV)/requirements.txt', 'w').write(chr(10).join(d) + chr(10))"
+	$(ISAACLAB_PY) -m pip install -q -r $(ISAACLAB_VENV)/requirements.txt
+	$(ISAACLAB_PY) -m pip install -q --no-deps -e .
+	touch $(ISAACLAB_STAMP)
+
+isaaclab-setup: $(ISAACLAB_STAMP)
+
+test-isaaclab: isaaclab-setup
+	$(ISAACLAB_PY) -m pytest -q $(ISAACLAB_TESTS) $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(ISAACLAB_VENV) .pytest_cache .ruff_cache

@@ -24,11 +24,20 @@ target >= 0.85), `mdp_ms_per_step` (everything but the simulator calls), and `sc
 robots fall once and lie still, which MuJoCo steps more cheaply than the env's workload (the
 comparison this bench used before; kept for reference, not for the ratio).
 Timings taken while other processes share the cores are noisy.
+
+`--backend isaaclab` (Isaac Lab 3 / Newton, .venv-isaaclab) measures MuJoCo CPU (1 thread) at the
+same N in the same run, and `build_s` / `first_step_s` (make_env, and the first physics step, which
+compiles Warp's kernels unless they are in Warp's cache: run with an empty `WARP_CACHE_PATH` for the
+first-run figure). A backend without a snapshot (`get_state` raising NotImplementedError) gets its
+sim calls timed inside the env steps as its physics figures (`replay_exact` null) instead of a replay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import time
 
 import torch
@@ -103,7 +112,9 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
     the round's start and replays the round's calls, which must leave it where the env left it
     (so the next round goes on from there). Alternating the two keeps slow drifts of a shared
     machine from landing on one side only."""
+    t0 = time.perf_counter()
     env = make_env(cfg, num_envs=num_envs, seed=seed)
+    build_s = time.perf_counter() - t0
     dev = env.device
     env_s = phys_s = in_loop = 0.0
     calls, replay_exact = 0, True
@@ -112,19 +123,29 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
         actions = [(action_std * torch.randn(num_envs, env.action_dim, generator=g)).to(dev) for _ in range(8)]
         targets = [env.default_joint_pos + env.action_scale * a for a in actions]
         k = iter(range(10**9))
+        t0 = time.perf_counter()
+        env.sim.step(targets[0])
+        _sync(dev)
+        first_step_s = time.perf_counter() - t0
         fixed_s = _time(lambda: env.sim.step(targets[next(k) % 8]), steps, warmup, dev)
         env.reset()
         for _ in range(warmup):
             env.step(actions[next(k) % 8])
         env.metrics()
         per_round = [len(c) for c in torch.arange(steps).tensor_split(rounds) if len(c)]
+        replay = _has_snapshot(env.sim)
         for n_steps in per_round:
-            start = env.sim.get_state()
+            start = env.sim.get_state() if replay else None
             rec = _Recorder(env.sim, dev)
             try:
                 env_s += _time(lambda: env.step(actions[next(k) % 8]), n_steps, 0, dev)
             finally:
                 rec.remove()
+            if not replay:  # physics = the env's own sim calls, timed where they ran
+                phys_s += rec.seconds
+                in_loop += rec.seconds
+                calls += len(rec.calls)
+                continue
             end = env.robot.clone()
             env.sim.set_state(start)
             _sync(dev)
@@ -147,9 +168,18 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
             "in_env_physics_ms_per_step": 1e3 * in_loop / steps,
             "mdp_ms_per_step": 1e3 * (env_s - in_loop) / steps,
             "env_over_in_env_physics": in_loop / env_s,
-            "sim_calls": calls, "replay_exact": replay_exact, "rounds": len(per_round),
+            "sim_calls": calls, "replay_exact": replay_exact if replay else None, "rounds": len(per_round),
+            "build_s": build_s, "first_step_s": first_step_s,
             "fixed_pose_physics_steps_per_s": num_envs * steps / fixed_s,
             "episodes_ended": resets}
+
+
+def _has_snapshot(sim) -> bool:
+    try:
+        sim.get_state()
+    except NotImplementedError:
+        return False
+    return True
 
 
 def machine_scale(model, *, threads: int, envs_per_thread: int = 16, seconds: float = 1.0, repeats: int = 3) -> dict:
@@ -203,6 +233,11 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
             if store:
                 ov.append(f"motions.store={store}")
             points.append(measure(load_config(ov), num_envs=n, steps=steps, warmup=warmup))
+        if backend == "isaaclab":  # the reference beside it, same N, same run
+            ov = [f"+exp={exp}", "sim.num_threads=1", "device=cpu", "sim.backend=mujoco", *overrides]
+            if store:
+                ov.append(f"motions.store={store}")
+            points.append(measure(load_config(ov), num_envs=n, steps=steps, warmup=warmup))
     t_lo, t_hi = min(threads), max(threads)
     machine = None
     if backend == "mujoco" and t_hi > 1:
@@ -211,25 +246,51 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
                                 threads=t_hi)
     scale = {}
     for n in num_envs:
-        by_t = {p["threads"]: p for p in points if p["num_envs"] == n}
+        by_t = {p["threads"]: p for p in points if p["num_envs"] == n and p["backend"] == backend}
         if t_hi != t_lo:
             scale[str(n)] = {"env": by_t[t_hi]["env_steps_per_s"] / by_t[t_lo]["env_steps_per_s"],
                              "physics": by_t[t_hi]["physics_steps_per_s"] / by_t[t_lo]["physics_steps_per_s"]}
     return {"bench": "env", "exp": exp, "backend": backend, "device": device, "steps": steps, "points": points,
             f"scale_{t_hi}_over_{t_lo}": scale, "machine": machine,
             "min_env_over_physics": min(p["env_over_physics"] for p in points),
+            "warp_cache": _warp_cache_dir() if backend in ("mujoco_warp", "isaaclab") else None,
             "note": "timings are noisy when other processes share the CPU cores"}
 
 
+def _warp_cache_dir() -> str | None:
+    try:
+        import warp
+    except ImportError:
+        return None
+    return str(warp.config.kernel_cache_dir)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Everything written to stdout (Isaac Lab's timing prints, MuJoCo Warp's kernel printf) goes to
+    stderr meanwhile, at the file-descriptor level, so `--json` prints nothing but the JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _main(args) -> int:
-    out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), steps=args.steps, warmup=args.warmup,
-              exp=args.exp, store=args.store, backend=args.backend, device=args.device,
-              overrides=tuple(args.overrides))
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), steps=args.steps,
+                  warmup=args.warmup, exp=args.exp, store=args.store, backend=args.backend, device=args.device,
+                  overrides=tuple(args.overrides))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         for p in out["points"]:
-            print(f"N={p['num_envs']:5d} threads={p['threads']}  physics {p['physics_steps_per_s']:9.0f}/s  "
+            print(f"{p['backend']:>11s} N={p['num_envs']:5d} threads={p['threads']}  "
+                  f"physics {p['physics_steps_per_s']:9.0f}/s  "
                   f"env {p['env_steps_per_s']:9.0f}/s  env/physics {p['env_over_physics']:.2f}  "
                   f"(in-env physics {p['in_env_physics_ms_per_step']:.1f} ms + MDP {p['mdp_ms_per_step']:.1f} ms "
                   f"per step: {p['env_over_in_env_physics']:.2f}; replay exact: {p['replay_exact']})")
@@ -251,8 +312,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--exp", default="demo")
     p.add_argument("--store", default=None, help="motion store (default: the config's, or the synthetic set)")
-    p.add_argument("--backend", default="mujoco", choices=["mujoco", "mujoco_warp"],
-                   help="simulator backend (threads only matter for mujoco)")
+    p.add_argument("--backend", default="mujoco", choices=["mujoco", "mujoco_warp", "isaaclab"],
+                   help="simulator backend (threads only matter for mujoco; isaaclab also measures mujoco "
+                   "beside it)")
     p.add_argument("--device", default="cpu", help="torch device of the env (and of warp: cpu or cuda:N)")
     p.add_argument("--json", action="store_true")
     p.add_argument("overrides", nargs="*", help="config overrides (key=value)")

@@ -22,7 +22,7 @@ from sonic_ray.config.search_space import parse_search_space
 
 ENV_CONFIG_DIR = "SONIC_RAY_CONFIG_DIR"
 RESIDUAL_MODES = ("none", "post_quant", "pre_quant", "replace")
-SIM_BACKENDS = ("mujoco", "mujoco_warp")
+SIM_BACKENDS = ("mujoco", "mujoco_warp", "isaaclab")
 WANDB_MODES = ("offline", "online", "disabled")
 ACTIVATIONS = ("silu", "elu", "relu", "tanh", "gelu")
 EVENT_MODES = ("startup", "reset", "interval")

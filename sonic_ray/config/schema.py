@@ -35,7 +35,7 @@ class MotionsConfig:
 
 @dataclass
 class SimConfig:
-    backend: str = "mujoco"  # mujoco | mujoco_warp
+    backend: str = "mujoco"  # mujoco | mujoco_warp | isaaclab (Python 3.12: make isaaclab-setup)
     timestep: float = 0.005
     decimation: int = 4
     num_threads: int = 1  # MuJoCo CPU stepping threads (the warp backend runs on `device`)

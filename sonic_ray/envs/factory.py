@@ -82,6 +82,10 @@ def make_sim(cfg, model, *, num_envs: int, device):
     kw = dict(num_envs=num_envs, decimation=cfg.sim.decimation, device=device)
     if cfg.sim.backend == "mujoco":  # CPU stepping threads; warp parallelises over worlds itself
         kw["num_threads"] = cfg.sim.num_threads
+    if cfg.sim.backend == "isaaclab":  # Isaac Lab loads USD converted from the same MJCF
+        from sonic_ray.robots.registry import model_mjcf
+
+        kw["mjcf"] = model_mjcf(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
     return registry_make_sim(cfg.sim.backend, model, **kw)
 
 

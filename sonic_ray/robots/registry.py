@@ -9,7 +9,7 @@ import os
 
 import mujoco
 
-from sonic_ray.robots.builder import build_model
+from sonic_ray.robots.builder import build_model, build_spec
 from sonic_ray.robots.g1 import G1
 from sonic_ray.robots.spec import RobotSpec
 
@@ -45,6 +45,17 @@ def load_model(name: str = "g1", *, mjcf_path: str | os.PathLike | None = None,
     check_external_model(model, robot, source=path)
     model.opt.timestep = timestep
     return model, robot
+
+
+def model_mjcf(name: str = "g1", *, mjcf_path: str | os.PathLike | None = None,
+                timestep: float = 0.005) -> str:
+    """The MJCF text of the model `load_model` returns for the same arguments (for backends that
+    convert it, e.g. Isaac Lab's USD). An external file is returned as written (its timestep is the
+    caller's business); its mesh paths must be absolute for a converter that reads it elsewhere."""
+    if mjcf_path is None:
+        return build_spec(get_robot(name), timestep=timestep).to_xml()
+    with open(os.fspath(mjcf_path)) as f:
+        return f.read()
 
 
 def check_external_model(model: mujoco.MjModel, robot: RobotSpec, *, source: str) -> None:

@@ -12,7 +12,7 @@ import mujoco
 
 from sonic_ray.sim.base import BatchedSim
 
-BACKENDS = ("mujoco", "mujoco_warp")
+BACKENDS = ("mujoco", "mujoco_warp", "isaaclab")
 
 
 def available_backends() -> list[str]:
@@ -20,11 +20,16 @@ def available_backends() -> list[str]:
     names = ["mujoco"]
     if importlib.util.find_spec("mujoco_warp") is not None and importlib.util.find_spec("warp") is not None:
         names.append("mujoco_warp")
+    if importlib.util.find_spec("isaaclab") is not None and importlib.util.find_spec("newton") is not None:
+        names.append("isaaclab")
     return names
 
 
 def make_sim(backend: str, model: mujoco.MjModel, **kwargs) -> BatchedSim:
-    """A BatchedSim of `backend` over `model`; kwargs go to the backend (num_envs, decimation, device, ...)."""
+    """A BatchedSim of `backend` over `model`; kwargs go to the backend (num_envs, decimation, device, ...).
+
+    isaaclab also needs `mjcf` (the model's MJCF text, `robots.model_mjcf`): it converts it to USD.
+    """
     # lazy: the backends import sim.base through this package's __init__, and mujoco_warp is optional
     if backend == "mujoco":
         from sonic_ray.sim.mujoco_cpu import MujocoCpuSim
@@ -34,4 +39,8 @@ def make_sim(backend: str, model: mujoco.MjModel, **kwargs) -> BatchedSim:
         from sonic_ray.sim.mujoco_warp import MujocoWarpSim
 
         return MujocoWarpSim(model, **kwargs)
+    if backend == "isaaclab":  # imported here only: nothing else in the project needs Isaac Lab
+        from sonic_ray.sim.isaaclab import IsaacLabSim
+
+        return IsaacLabSim(model, **kwargs)
     raise ValueError(f"unknown sim backend {backend!r}; known backends: {list(BACKENDS)}")

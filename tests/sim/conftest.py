@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sonic_ray.robots.registry import load_model
+from sonic_ray.robots.registry import load_model, model_mjcf
 from sonic_ray.sim import available_backends, make_sim
 
 BACKEND_PARAMS = [
@@ -13,6 +13,10 @@ BACKEND_PARAMS = [
     pytest.param("mujoco_warp", id="mujoco_warp",
                  marks=pytest.mark.skipif("mujoco_warp" not in available_backends(),
                                           reason="mujoco_warp / warp-lang not installed")),
+    pytest.param("isaaclab", id="isaaclab",
+                 marks=pytest.mark.skipif("isaaclab" not in available_backends(),
+                                          reason="Isaac Lab 3 not installed (Python 3.12: "
+                                                 "make test-isaaclab)")),
 ]
 
 
@@ -28,6 +32,8 @@ def backend(request):
 
 
 def build(backend: str, model, num_envs: int = 3, **kw):
+    if backend == "isaaclab":  # converts the MJCF the model was compiled from (the G1's, timestep 0.005)
+        kw.setdefault("mjcf", model_mjcf("g1", timestep=float(model.opt.timestep)))
     return make_sim(backend, model, num_envs=num_envs, **kw)
 
 
