@@ -136,3 +136,38 @@ def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[in
         observations=observation_groups(cfg.env.observations), rewards=_plain(cfg.env.rewards),
         terminations=_plain(terminations), events=_plain(cfg.env.events.terms), event_level=cfg.env.events.level,
         command=command, seed=seed, device=device, compile=cfg.env.compile, action_clip=cfg.env.action_clip)
+
+
+def make_compact_encoder(cfg, env: TrackingEnv):
+    """The runner's compact-rollout encoder (ppo/compact.py), or None when ray.rollout_format is full."""
+    from sonic_ray.ppo.compact import FORMATS, CompactEncoder, plan_groups
+
+    fmt = cfg.ray.rollout_format
+    if fmt not in FORMATS:
+        raise ValueError(f"ray.rollout_format: {fmt!r}, expected one of {FORMATS}")
+    if fmt == "full":
+        return None
+    return CompactEncoder(env, plan_groups(observation_groups(cfg.env.observations)),
+                          float16_groups=list(cfg.ray.rollout_float16))
+
+
+def make_obs_rebuilder(cfg, *, device="cpu", shard: tuple[int, int] | None = None):
+    """The learner's ObservationRebuilder: the motion table of `shard` (None: the whole store) built
+    exactly as make_env builds the runners' (same FK, same reference features), and the horizons and
+    joint sets of the command, so rebuilt observations equal the env's."""
+    from sonic_ray.envs.command import future_frame_offsets, lower_body_joint_ids
+    from sonic_ray.ppo.compact import ObservationRebuilder, plan_groups
+    from sonic_ray.robots import TorchFK, load_model
+
+    device = torch.device(device)
+    model, robot = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
+    fk = TorchFK(model, robot, device=device)
+    table = ReferenceTable(load_motions(cfg, shard=shard, device=device), fk, anchor_body=robot.anchor_body,
+                           vr_points=robot.vr_points, smpl_points=robot.smpl_keypoints, device=device)
+    mc = cfg.env.commands.motion
+    horizons = {"g1": future_frame_offsets(mc.num_future_frames, mc.future_dt, table.fps).to(device),
+                "smpl": future_frame_offsets(mc.smpl_num_future_frames, mc.smpl_future_dt, table.fps).to(device)}
+    lower = torch.tensor(lower_body_joint_ids(robot.joint_names), dtype=torch.long, device=device)
+    return ObservationRebuilder(table, plan_groups(observation_groups(cfg.env.observations)),
+                                anchor_index=table.body_names.index(robot.anchor_body), horizons=horizons,
+                                lower_body_joint_ids=lower, device=device)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sonic_ray.models import keys as K
+from sonic_ray.ppo.compact import per_rollout
 
 
 @dataclass
@@ -59,11 +60,33 @@ class RolloutCollector:
     terminated) and `info["final_obs"]` their observations before the reset.
     """
 
-    def __init__(self, env, act_fn: Callable, num_steps: int):
+    def __init__(self, env, act_fn: Callable, num_steps: int, compact=None):
         self.env = env
         self.act_fn = act_fn
         self.num_steps = num_steps
+        self.compact = compact  # a ppo.compact.CompactEncoder: ship the compact format
         self.obs = None
+
+    def _record_obs(self, buf: dict[str, np.ndarray], t: int, obs: dict[str, torch.Tensor]) -> None:
+        """Copy the observation acted on at step t into the rollout. Called before env.step: the
+        env's observations are views of its history ring buffers, which the step overwrites (a
+        copy taken after the step corrupted every H-th policy row)."""
+        T = self.num_steps
+        enc = _np(obs[K.ENCODER_INDEX], np.int8)
+        if K.OBS_PREFIX + K.ENCODER_INDEX not in buf:
+            buf[K.OBS_PREFIX + K.ENCODER_INDEX] = np.empty((T,) + enc.shape, np.int8)
+        buf[K.OBS_PREFIX + K.ENCODER_INDEX][t] = enc
+        if self.compact is not None:
+            self.compact.record(buf, t, obs, T)
+            return
+        for k, v in obs.items():
+            if k == K.ENCODER_INDEX:
+                continue
+            arr = _np(v)
+            key = K.OBS_PREFIX + k
+            if key not in buf:
+                buf[key] = np.empty((T,) + arr.shape, dtype=arr.dtype)
+            buf[key][t] = arr
 
     def collect(self) -> FlatBatch:
         env, T = self.env, self.num_steps
@@ -75,12 +98,12 @@ class RolloutCollector:
             obs = self.obs
             with torch.no_grad():
                 actions, logp, mean, std = self.act_fn(obs)
+            self._record_obs(buf, t, obs)
             next_obs, reward, terminated, truncated, info = env.step(actions)
-            step = {K.OBS_PREFIX + k: v for k, v in obs.items()}
-            step.update({K.ACTIONS: actions, K.LOGP: logp, K.ACTION_MEAN: mean, K.REWARDS: reward,
-                         K.TERMINATED: terminated, K.TRUNCATED: truncated})
+            step = {K.ACTIONS: actions, K.LOGP: logp, K.ACTION_MEAN: mean, K.REWARDS: reward,
+                    K.TERMINATED: terminated, K.TRUNCATED: truncated}
             for key, value in step.items():
-                arr = _np(value, np.int8 if key == K.OBS_PREFIX + K.ENCODER_INDEX else None)
+                arr = _np(value)
                 if key not in buf:
                     buf[key] = np.empty((T,) + arr.shape, dtype=arr.dtype)
                 buf[key][t] = arr
@@ -90,8 +113,12 @@ class RolloutCollector:
                 final_index.append(_np(t * env.num_envs + trunc_ids))
             self.obs = next_obs
         buf[K.ACTION_STD] = _np(std).reshape(-1, actions.shape[-1])[0]
-        buf[K.LAST_CRITIC_OBS] = _np(self.obs[K.CRITIC])
-        critic_dim = buf[K.LAST_CRITIC_OBS].shape[-1]
+        if self.compact is not None:
+            self.compact.record(buf, T, self.obs, T)  # row T: the critic's bootstrap observation
+            self.compact.finish(buf)
+        else:
+            buf[K.LAST_CRITIC_OBS] = _np(self.obs[K.CRITIC])
+        critic_dim = self.obs[K.CRITIC].shape[-1]
         buf[K.FINAL_CRITIC_OBS] = np.concatenate(finals) if finals else np.zeros((0, critic_dim), np.float32)
         buf[K.FINAL_INDEX] = np.concatenate(final_index).astype(np.int64) if final_index else np.zeros(0, np.int64)
         metrics = env.metrics()
@@ -113,7 +140,7 @@ def split_envs(batch: FlatBatch, num_parts: int) -> list[FlatBatch]:
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         d = {}
         for key, arr in batch.data.items():
-            if key in (K.ACTION_STD,):
+            if per_rollout(key):
                 d[key] = arr
             elif key in (K.FINAL_CRITIC_OBS, K.FINAL_INDEX):
                 continue
@@ -144,7 +171,9 @@ def concat_envs(batches: list[FlatBatch]) -> FlatBatch:
         index.append(t_of * N_total + n_of + offset)
         offset += b.num_envs
     for key in batches[0].data:
-        if key == K.ACTION_STD:
+        if per_rollout(key):
+            if key != K.ACTION_STD and any(not np.array_equal(b.data[key], batches[0].data[key]) for b in batches):
+                raise ValueError(f"concat_envs: {key!r} differs between rollouts (expand compact rollouts first)")
             out[key] = batches[0].data[key]
         elif key == K.LAST_CRITIC_OBS:
             out[key] = np.concatenate([b.data[key] for b in batches], axis=0)
