@@ -31,6 +31,7 @@ import torch
 from sonic_ray.envs import observations as obs_terms
 from sonic_ray.envs.command import ReferenceView
 from sonic_ray.models import keys as K
+from sonic_ray.ppo.batch import as_tensor
 
 FORMATS = ("compact", "full")
 PREFIX = "c/"
@@ -201,10 +202,10 @@ class ObservationRebuilder:
         self.fns = {t.name: getattr(obs_terms, t.name) for p in plans.values() for t in p.terms if t.recompute}
 
     def _tensor(self, data: dict, key: str) -> torch.Tensor:
-        x = torch.as_tensor(np.ascontiguousarray(data[key]), device=self.device)
+        x = as_tensor(data[key], self.device)
         mean = data.get(key + MEAN_SUFFIX)
         if mean is not None:
-            x = torch.as_tensor(mean, device=self.device) + x.float()
+            x = as_tensor(mean, self.device) + x.float()
         return x
 
     def expand(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

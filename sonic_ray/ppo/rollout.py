@@ -33,6 +33,7 @@ class FlatBatch:
 
     data: dict[str, np.ndarray]
     metrics: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""  # the Ray node id that produced it (learner/cross_node_bytes); "" outside Ray
 
     @property
     def num_steps(self) -> int:
@@ -151,7 +152,7 @@ def split_envs(batch: FlatBatch, num_parts: int) -> list[FlatBatch]:
         sel = (n_of >= lo) & (n_of < hi)
         d[K.FINAL_CRITIC_OBS] = batch.data[K.FINAL_CRITIC_OBS][sel]
         d[K.FINAL_INDEX] = t_of[sel] * (hi - lo) + (n_of[sel] - lo)
-        parts.append(FlatBatch(d, batch.metrics if lo == 0 else {}))
+        parts.append(FlatBatch(d, batch.metrics if lo == 0 else {}, batch.origin))
     return parts
 
 
