@@ -16,7 +16,10 @@ group of the current step in float32, encoder index int8, actions, logp, action 
 two flags as bool, plus the per-rollout action std, last critic obs and truncated episodes' final
 critic obs, amortised) against `naive_bytes_per_transition` = 4 bytes x (every observation group,
 encoder index included, for obs AND next obs + actions + reward + done), a float32 dump of each
-transition. Timings on a shared 2-core machine are noisy.
+transition. `bytes_per_transition` is of the configured `ray.rollout_format` (compact by default);
+`rollout_bytes` gives full and compact side by side at the demo (128 envs) and release (4,096 envs)
+layouts (bench/rollout_bytes.py), with `bytes_per_transition_full` / `_compact` and
+`compact_over_full` of the demo's. Timings on a shared 2-core machine are noisy.
 """
 
 from __future__ import annotations
@@ -127,6 +130,14 @@ def run(*, exp: str = "demo", num_envs: int = 64, num_steps: int = 24, warmup: i
                    "naive_bytes_per_transition": naive_bytes_per_transition(obs_dims, action_dim),
                    "obs_dims": obs_dims, "action_dim": action_dim})
     result["bytes_over_naive"] = result["bytes_per_transition"] / result["naive_bytes_per_transition"]
+    # Full vs compact rollout format (ray.rollout_format) at the demo and release layouts.
+    from sonic_ray.bench.rollout_bytes import by_layout
+
+    layouts = result["rollout_bytes"] = by_layout()
+    result.update({"bytes_per_transition_full": layouts["demo"]["full"],
+                   "bytes_per_transition_compact": layouts["demo"]["compact"],
+                   "compact_over_full": layouts["demo"]["compact_over_full"],
+                   "release_compact_over_full": layouts["release"]["compact_over_full"]})
     return result
 
 
@@ -140,7 +151,9 @@ def _main(args) -> int:
         r = out[name]
         phases = " ".join(f"{k} {v:.3f}s" for k, v in r["phase_s"].items())
         print(f"{name:9s} {r['env_steps_per_s']:8.0f} env-steps/s  sampling {r['sample_steps_per_s']:8.0f}/s  {phases}")
-    for k in ("ray_over_inprocess", "scale_2_runners_over_1", "bytes_per_transition", "naive_bytes_per_transition"):
+    for k in ("ray_over_inprocess", "scale_2_runners_over_1", "bytes_per_transition", "naive_bytes_per_transition",
+              "bytes_per_transition_full", "bytes_per_transition_compact", "compact_over_full",
+              "release_compact_over_full"):
         print(f"{k}: {out[k]:.3f}")
     return 0
 
