@@ -52,7 +52,8 @@ class SonicPPO(PPO):
         assignment = self._assignment()
         parts = 1 if assignment is not None else num_learners
         replies = self.env_runner_group.foreach_env_runner(
-            lambda r: (r.worker_index, r.sample_refs(parts, rates)), local_env_runner=False, healthy_only=True)
+            lambda r: (r.worker_index, r.sample_refs(parts, rates)), local_env_runner=False,
+            healthy_only=True)
         t1 = time.perf_counter()
         if not replies:  # every runner failed: RLlib restarts them before the next iteration
             self.metrics.log_value((SONIC_METRICS, "env/no_healthy_runners"), 1, window=1)
@@ -69,7 +70,8 @@ class SonicPPO(PPO):
             # ray.colocate: each learner takes the whole rollouts of the runners on its node.
             if sorted(indices) != sorted(i for a in assignment for i in a):  # a runner was lost or replaced
                 self._routed = False
-                assignment = assign_runners({i: self._runner_nodes.get(i, "") for i in indices}, self._learner_nodes)
+                nodes = {i: self._runner_nodes.get(i, "") for i in indices}
+                assignment = assign_runners(nodes, self._learner_nodes)
             if assignment is None:  # cannot be shared out evenly this time: drop the round, re-route next
                 self.metrics.log_value((SONIC_METRICS, "env/unrouted_rounds"), 1, window=1)
                 return
@@ -158,7 +160,8 @@ def _aggregate_runner_metrics(metrics: list[dict]) -> dict[str, float]:
         vals = [(m[k], w) for m, w in zip(metrics, weights) if k in m and m[k] is not None]
         if not vals:
             continue
-        if k.endswith("_count") or k in ("env/episodes", "perf/runner_env_steps", "perf/runner_shipped_bytes") or k.startswith("term/"):
+        sums = ("env/episodes", "perf/runner_env_steps", "perf/runner_shipped_bytes")
+        if k.endswith("_count") or k in sums or k.startswith("term/"):
             out[k] = float(sum(v for v, _ in vals))
         elif sum(w for _, w in vals) > 0:
             out[k] = float(sum(v * w for v, w in vals) / sum(w for _, w in vals))

@@ -18,63 +18,121 @@ import statistics
 import tempfile
 
 
-def _run(address: str, colocate: bool, *, exp: str, num_envs: int, num_steps: int, iterations: int,
-         rollout_format: str) -> dict:
+def _run(
+    address: str,
+    colocate: bool,
+    *,
+    exp: str,
+    num_envs: int,
+    num_steps: int,
+    iterations: int,
+    rollout_format: str,
+) -> dict:
     from sonic_ray.config import load_config
     from sonic_ray.train.driver import Trainer
 
-    cfg = load_config([f"+exp={exp}", "device=cpu", "sim.backend=mujoco", f"env.num_envs={num_envs}",
-                       f"algo.num_steps_per_env={num_steps}", "logging.wandb_mode=disabled",
-                       "logging.progress=false", "callbacks.plot_learning_curves=false", "callbacks.eval_interval=0",
-                       f"ray.address={address}", "ray.num_env_runners=2", "ray.num_learners=2",
-                       "ray.cpus_per_env_runner=1", "ray.cpus_per_learner=1", "ray.learner_threads=1",
-                       "+ray.custom_resources_per_env_runner.sonic_runner=1",
-                       "+ray.custom_resources_per_learner.sonic_learner=1",
-                       f"ray.colocate={str(colocate).lower()}", f"ray.rollout_format={rollout_format}"])
+    cfg = load_config(
+        [
+            f"+exp={exp}",
+            "device=cpu",
+            "sim.backend=mujoco",
+            f"env.num_envs={num_envs}",
+            f"algo.num_steps_per_env={num_steps}",
+            "logging.wandb_mode=disabled",
+            "logging.progress=false",
+            "callbacks.plot_learning_curves=false",
+            "callbacks.eval_interval=0",
+            f"ray.address={address}",
+            "ray.num_env_runners=2",
+            "ray.num_learners=2",
+            "ray.cpus_per_env_runner=1",
+            "ray.cpus_per_learner=1",
+            "ray.learner_threads=1",
+            "+ray.custom_resources_per_env_runner.sonic_runner=1",
+            "+ray.custom_resources_per_learner.sonic_learner=1",
+            f"ray.colocate={str(colocate).lower()}",
+            f"ray.rollout_format={rollout_format}",
+        ]
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="sonic-crossnode-") as run_dir:
         tr = Trainer(cfg, run_dir=run_dir)
         try:
             for _ in range(iterations):
                 m = tr.step()
-                rows.append({k: m[k] for k in ("learner/received_bytes", "learner/cross_node_bytes",
-                                               "perf/env_steps")})
+                rows.append(
+                    {
+                        k: m[k]
+                        for k in ("learner/received_bytes", "learner/cross_node_bytes", "perf/env_steps")
+                    }
+                )
         finally:
             tr.close()
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    return {"colocate": colocate, "iterations": iterations, "received_bytes_per_iteration": med["learner/received_bytes"],
-            "cross_node_bytes_per_iteration": med["learner/cross_node_bytes"], "env_steps_per_iteration": med["perf/env_steps"],
-            "rows": rows}
+    return {
+        "colocate": colocate,
+        "iterations": iterations,
+        "received_bytes_per_iteration": med["learner/received_bytes"],
+        "cross_node_bytes_per_iteration": med["learner/cross_node_bytes"],
+        "env_steps_per_iteration": med["perf/env_steps"],
+        "rows": rows,
+    }
 
 
-def run(*, address: str = "auto", exp: str = "smoke", num_envs: int = 16, num_steps: int = 24, iterations: int = 3,
-        rollout_format: str = "compact", **_) -> dict:
+def run(
+    *,
+    address: str = "auto",
+    exp: str = "smoke",
+    num_envs: int = 16,
+    num_steps: int = 24,
+    iterations: int = 3,
+    rollout_format: str = "compact",
+    **_,
+) -> dict:
     import ray
 
     ray.init(address=address, log_to_driver=False)
     try:
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        kw = dict(exp=exp, num_envs=num_envs, num_steps=num_steps, iterations=iterations, rollout_format=rollout_format)
+        kw = dict(
+            exp=exp,
+            num_envs=num_envs,
+            num_steps=num_steps,
+            iterations=iterations,
+            rollout_format=rollout_format,
+        )
         with_c = _run(address, True, **kw)
         without = _run(address, False, **kw)
     finally:
         ray.shutdown()
-    out = {"bench": "crossnode", "meta": {"address": address, "nodes": len(nodes), **kw},
-           "colocated": with_c, "split": without}
+    out = {
+        "bench": "crossnode",
+        "meta": {"address": address, "nodes": len(nodes), **kw},
+        "colocated": with_c,
+        "split": without,
+    }
     base = without["cross_node_bytes_per_iteration"]
     out["colocated_over_split"] = with_c["cross_node_bytes_per_iteration"] / base if base else None
     return out
 
 
 def _main(args) -> int:
-    out = run(address=args.address, exp=args.exp, num_envs=args.num_envs, num_steps=args.num_steps,
-              iterations=args.iterations, rollout_format=args.rollout_format)
+    out = run(
+        address=args.address,
+        exp=args.exp,
+        num_envs=args.num_envs,
+        num_steps=args.num_steps,
+        iterations=args.iterations,
+        rollout_format=args.rollout_format,
+    )
     print(json.dumps(out, indent=2))
     return 0
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("crossnode", help="rollout bytes crossing nodes per iteration, colocated vs split")
+    p = subparsers.add_parser(
+        "crossnode", help="rollout bytes crossing nodes per iteration, colocated vs split"
+    )
     p.add_argument("--address", default="auto", help="the running cluster (head's address)")
     p.add_argument("--exp", default="smoke")
     p.add_argument("--num-envs", type=int, default=16, help="N envs per runner")

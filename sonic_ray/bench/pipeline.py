@@ -151,9 +151,9 @@ def _main(args) -> int:
         r = out[name]
         phases = " ".join(f"{k} {v:.3f}s" for k, v in r["phase_s"].items())
         print(f"{name:9s} {r['env_steps_per_s']:8.0f} env-steps/s  sampling {r['sample_steps_per_s']:8.0f}/s  {phases}")
-    for k in ("ray_over_inprocess", "scale_2_runners_over_1", "bytes_per_transition", "naive_bytes_per_transition",
-              "bytes_per_transition_full", "bytes_per_transition_compact", "compact_over_full",
-              "release_compact_over_full"):
+    for k in ("ray_over_inprocess", "scale_2_runners_over_1", "bytes_per_transition",
+              "naive_bytes_per_transition", "bytes_per_transition_full", "bytes_per_transition_compact",
+              "compact_over_full", "release_compact_over_full"):
         print(f"{k}: {out[k]:.3f}")
     return 0
 

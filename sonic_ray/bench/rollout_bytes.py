@@ -34,9 +34,18 @@ def measure(exp: str, *, num_steps: int, target_envs: int, num_envs: int = 16, o
 
     out = {"num_envs": target_envs, "num_steps": num_steps, "measured_with_envs": num_envs}
     for fmt in ("full", "compact"):
-        cfg = load_config([f"+exp={exp}", "device=cpu", "sim.backend=mujoco", "sim.num_threads=1",
-                           f"env.num_envs={num_envs}", f"algo.num_steps_per_env={num_steps}",
-                           f"ray.rollout_format={fmt}", *overrides])
+        cfg = load_config(
+            [
+                f"+exp={exp}",
+                "device=cpu",
+                "sim.backend=mujoco",
+                "sim.num_threads=1",
+                f"env.num_envs={num_envs}",
+                f"algo.num_steps_per_env={num_steps}",
+                f"ray.rollout_format={fmt}",
+                *overrides,
+            ]
+        )
         env = make_env(cfg, seed=0)
         gen = torch.Generator().manual_seed(0)
 
@@ -48,8 +57,11 @@ def measure(exp: str, *, num_steps: int, target_envs: int, num_envs: int = 16, o
         env.close()
         out[fmt] = bytes_at(fb.data, num_steps=num_steps, num_envs=num_envs, target_envs=target_envs)
         if fmt == "full":
-            out["obs_dims"] = {k[len(K.OBS_PREFIX):]: int(v.shape[-1]) for k, v in fb.data.items()
-                               if k.startswith(K.OBS_PREFIX) and v.ndim == 3}
+            out["obs_dims"] = {
+                k[len(K.OBS_PREFIX) :]: int(v.shape[-1])
+                for k, v in fb.data.items()
+                if k.startswith(K.OBS_PREFIX) and v.ndim == 3
+            }
     out["compact_over_full"] = out["compact"] / out["full"]
     return out
 
@@ -58,5 +70,7 @@ LAYOUTS = {"demo": ("demo", 24, 128), "release": ("sonic_release", 24, 4096)}
 
 
 def by_layout(layouts=("demo", "release")) -> dict:
-    return {name: measure(LAYOUTS[name][0], num_steps=LAYOUTS[name][1], target_envs=LAYOUTS[name][2])
-            for name in layouts}
+    return {
+        name: measure(LAYOUTS[name][0], num_steps=LAYOUTS[name][1], target_envs=LAYOUTS[name][2])
+        for name in layouts
+    }

@@ -44,14 +44,30 @@ def learner_major_refs(assignment: list[list[int]], refs_by_runner: Mapping[int,
     return [refs_by_runner[idx] for runners in assignment for idx in runners]
 
 
-def cross_node_bytes(assignment: list[list[int]], runner_nodes: Mapping[int, str], learner_nodes: Sequence[str],
-                     bytes_by_runner: Mapping[int, int]) -> int:
+def cross_node_bytes(
+    assignment: list[list[int]],
+    runner_nodes: Mapping[int, str],
+    learner_nodes: Sequence[str],
+    bytes_by_runner: Mapping[int, int],
+) -> int:
     """Bytes that leave their node under `assignment` (what the learners' counters measure)."""
-    return sum(bytes_by_runner[r] for i, rs in enumerate(assignment) for r in rs if runner_nodes[r] != learner_nodes[i])
+    return sum(
+        bytes_by_runner[r]
+        for i, rs in enumerate(assignment)
+        for r in rs
+        if runner_nodes[r] != learner_nodes[i]
+    )
 
 
-def node_bundles(*, num_learners: int, runners_per_learner: int, cpus_per_runner: float, cpus_per_learner: float,
-                 gpus_per_learner: float = 0.0, gpus_per_runner: float = 0.0) -> list[dict[str, float]]:
+def node_bundles(
+    *,
+    num_learners: int,
+    runners_per_learner: int,
+    cpus_per_runner: float,
+    cpus_per_learner: float,
+    gpus_per_learner: float = 0.0,
+    gpus_per_runner: float = 0.0,
+) -> list[dict[str, float]]:
     """One placement-group bundle per learner node: the learner and the runners that feed it
     (use with strategy STRICT_SPREAD, one node per bundle)."""
     bundle = {"CPU": cpus_per_learner + runners_per_learner * cpus_per_runner}

@@ -165,8 +165,9 @@ def make_obs_rebuilder(cfg, *, device="cpu", shard: tuple[int, int] | None = Non
     table = ReferenceTable(load_motions(cfg, shard=shard, device=device), fk, anchor_body=robot.anchor_body,
                            vr_points=robot.vr_points, smpl_points=robot.smpl_keypoints, device=device)
     mc = cfg.env.commands.motion
-    horizons = {"g1": future_frame_offsets(mc.num_future_frames, mc.future_dt, table.fps).to(device),
-                "smpl": future_frame_offsets(mc.smpl_num_future_frames, mc.smpl_future_dt, table.fps).to(device)}
+    horizons = {"g1": future_frame_offsets(mc.num_future_frames, mc.future_dt, table.fps),
+                "smpl": future_frame_offsets(mc.smpl_num_future_frames, mc.smpl_future_dt, table.fps)}
+    horizons = {k: v.to(device) for k, v in horizons.items()}
     lower = torch.tensor(lower_body_joint_ids(robot.joint_names), dtype=torch.long, device=device)
     return ObservationRebuilder(table, plan_groups(observation_groups(cfg.env.observations)),
                                 anchor_index=table.body_names.index(robot.anchor_body), horizons=horizons,

@@ -39,11 +39,24 @@ CLIP, FRAME = PREFIX + "clip", PREFIX + "frame"
 ANCHOR_POS, ANCHOR_QUAT = PREFIX + "anchor_pos", PREFIX + "anchor_quat"
 MEAN_SUFFIX = "/mean"
 # Terms that read only the reference at the env's (clip, frame).
-REFERENCE_TERMS = frozenset({"command_multi_future", "smpl_joints_multi_future", "command_lower_body",
-                             "vr_3point_pos_local", "vr_3point_ori_local"})
+REFERENCE_TERMS = frozenset(
+    {
+        "command_multi_future",
+        "smpl_joints_multi_future",
+        "command_lower_body",
+        "vr_3point_pos_local",
+        "vr_3point_ori_local",
+    }
+)
 # Terms that read the reference and the robot anchor's pose (shipped: 7 floats per step).
-ANCHOR_TERMS = frozenset({"motion_anchor_pos_b", "motion_anchor_ori_b", "motion_anchor_ori_b_multi_future",
-                          "smpl_root_ori_b_multi_future"})
+ANCHOR_TERMS = frozenset(
+    {
+        "motion_anchor_pos_b",
+        "motion_anchor_ori_b",
+        "motion_anchor_ori_b_multi_future",
+        "smpl_root_ori_b_multi_future",
+    }
+)
 
 
 def is_compact(data: dict) -> bool:
@@ -91,7 +104,9 @@ def plan_groups(groups: dict[str, dict]) -> dict[str, GroupPlan]:
             s = s or {}
             noisy = corrupt and float(_get(s, "noise", 0.0)) > 0
             recompute = h == 1 and not noisy and name in REFERENCE_TERMS | ANCHOR_TERMS
-            terms.append(TermPlan(name, dict(_get(s, "params", {}) or {}), float(_get(s, "scale", 1.0)), recompute))
+            terms.append(
+                TermPlan(name, dict(_get(s, "params", {}) or {}), float(_get(s, "scale", 1.0)), recompute)
+            )
         plans[key] = GroupPlan(key, h, tuple(terms))
     return plans
 
@@ -112,8 +127,9 @@ class CompactEncoder:
         self.float16_groups = frozenset(float16_groups)
         unknown = self.float16_groups - set(plans)
         if unknown:
-            raise ValueError(f"ray.rollout_float16: unknown observation groups {sorted(unknown)}; "
-                             f"known: {sorted(plans)}")
+            raise ValueError(
+                f"ray.rollout_float16: unknown observation groups {sorted(unknown)}; known: {sorted(plans)}"
+            )
         self.store_index = env.cmd.table.store_index.to(torch.int32)
 
     def _columns(self, group: str) -> dict[str, slice]:
@@ -130,7 +146,9 @@ class CompactEncoder:
             buf[key] = np.empty((rows,) + arr.shape, dtype=arr.dtype)
         buf[key][t] = arr
 
-    def record(self, buf: dict[str, np.ndarray], t: int, obs: dict[str, torch.Tensor], num_steps: int) -> None:
+    def record(
+        self, buf: dict[str, np.ndarray], t: int, obs: dict[str, torch.Tensor], num_steps: int
+    ) -> None:
         cmd, R = self.env.cmd, num_steps + 1
         self._put(buf, CLIP, R, t, _np(self.store_index[cmd.clip.cpu()]))
         self._put(buf, FRAME, R, t, _np(cmd.frame.to(torch.int32)))
@@ -190,8 +208,16 @@ class ObservationRebuilder:
     `last_critic_obs`), equal to what the env produced. `table` is a ReferenceTable holding every
     clip the runners sampled (looked up by store index)."""
 
-    def __init__(self, table, plans: dict[str, GroupPlan], *, anchor_index: int, horizons: dict[str, torch.Tensor],
-                 lower_body_joint_ids: torch.Tensor, device="cpu"):
+    def __init__(
+        self,
+        table,
+        plans: dict[str, GroupPlan],
+        *,
+        anchor_index: int,
+        horizons: dict[str, torch.Tensor],
+        lower_body_joint_ids: torch.Tensor,
+        device="cpu",
+    ):
         self.table, self.plans, self.device = table, plans, torch.device(device)
         self.anchor_index, self.horizons = anchor_index, horizons
         self.lower_body_joint_ids = lower_body_joint_ids
@@ -199,7 +225,9 @@ class ObservationRebuilder:
         self.local_clip = torch.full((int(store.max()) + 1,), -1, dtype=torch.long)
         self.local_clip[store] = torch.arange(len(store))
         self.local_clip = self.local_clip.to(table.clip_start.device)
-        self.fns = {t.name: getattr(obs_terms, t.name) for p in plans.values() for t in p.terms if t.recompute}
+        self.fns = {
+            t.name: getattr(obs_terms, t.name) for p in plans.values() for t in p.terms if t.recompute
+        }
 
     def _tensor(self, data: dict, key: str) -> torch.Tensor:
         x = as_tensor(data[key], self.device)
@@ -218,19 +246,30 @@ class ObservationRebuilder:
         starts = torch.as_tensor(np.concatenate((np.zeros((1, N), bool), done[:-1])), device=self.device)
         clip = self.local_clip[torch.as_tensor(data[CLIP].reshape(-1), device=self.local_clip.device).long()]
         if bool((clip < 0).any()):
-            raise ValueError("compact rollout: clips missing from the learner's motion table "
-                             "(its shard must hold every clip of the runners that feed it)")
-        env = SimpleNamespace(cmd=ReferenceView(
-            self.table, clip=clip.to(self.table.clip_start.device),
-            frame=torch.as_tensor(data[FRAME].reshape(-1), device=self.table.clip_start.device).long(),
-            robot_anchor_pos_w=self._tensor(data, ANCHOR_POS).reshape(R * N, 3),
-            robot_anchor_quat_w=self._tensor(data, ANCHOR_QUAT).reshape(R * N, 4),
-            anchor_index=self.anchor_index, horizons=self.horizons, lower_body_joint_ids=self.lower_body_joint_ids))
+            raise ValueError(
+                "compact rollout: clips missing from the learner's motion table "
+                "(its shard must hold every clip of the runners that feed it)"
+            )
+        env = SimpleNamespace(
+            cmd=ReferenceView(
+                self.table,
+                clip=clip.to(self.table.clip_start.device),
+                frame=torch.as_tensor(data[FRAME].reshape(-1), device=self.table.clip_start.device).long(),
+                robot_anchor_pos_w=self._tensor(data, ANCHOR_POS).reshape(R * N, 3),
+                robot_anchor_quat_w=self._tensor(data, ANCHOR_QUAT).reshape(R * N, 4),
+                anchor_index=self.anchor_index,
+                horizons=self.horizons,
+                lower_body_joint_ids=self.lower_body_joint_ids,
+            )
+        )
         cache: dict[tuple, torch.Tensor] = {}
         for key, plan in self.plans.items():
             if plan.has_history:
-                x = rebuild_history(self._tensor(data, f"{PREFIX}{key}/frame"),
-                                    self._tensor(data, f"{PREFIX}{key}/history0"), starts)
+                x = rebuild_history(
+                    self._tensor(data, f"{PREFIX}{key}/frame"),
+                    self._tensor(data, f"{PREFIX}{key}/history0"),
+                    starts,
+                )
                 out[K.OBS_PREFIX + key] = _np(x)
                 continue
             parts = []

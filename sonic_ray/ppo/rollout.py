@@ -173,8 +173,10 @@ def concat_envs(batches: list[FlatBatch]) -> FlatBatch:
         offset += b.num_envs
     for key in batches[0].data:
         if per_rollout(key):
-            if key != K.ACTION_STD and any(not np.array_equal(b.data[key], batches[0].data[key]) for b in batches):
-                raise ValueError(f"concat_envs: {key!r} differs between rollouts (expand compact rollouts first)")
+            same = all(np.array_equal(b.data[key], batches[0].data[key]) for b in batches)
+            if key != K.ACTION_STD and not same:
+                raise ValueError(f"concat_envs: {key!r} differs between rollouts "
+                                 "(expand compact rollouts first)")
             out[key] = batches[0].data[key]
         elif key == K.LAST_CRITIC_OBS:
             out[key] = np.concatenate([b.data[key] for b in batches], axis=0)

@@ -7,8 +7,11 @@ from sonic_ray.models import keys as K
 
 
 def test_per_rollout_arrays_are_amortised_over_the_target_layout():
-    data = {K.REWARDS: np.zeros((4, 2), np.float32), K.ACTION_STD: np.zeros(8, np.float32),
-            "c/critic/x/mean": np.zeros(8, np.float32)}
+    data = {
+        K.REWARDS: np.zeros((4, 2), np.float32),
+        K.ACTION_STD: np.zeros(8, np.float32),
+        "c/critic/x/mean": np.zeros(8, np.float32),
+    }
     # rewards: 4 bytes per transition at any N; the two (8,) float32 arrays: 64 bytes / (4 x 16)
     assert bytes_at(data, num_steps=4, num_envs=2, target_envs=16) == 4 + 64 / 64
 

@@ -31,6 +31,7 @@ def test_one_local_learner_takes_everything():
 
 
 def test_one_bundle_per_learner_node():
-    b = node_bundles(num_learners=2, runners_per_learner=3, cpus_per_runner=1.0, cpus_per_learner=2.0,
-                     gpus_per_learner=1.0)
+    b = node_bundles(
+        num_learners=2, runners_per_learner=3, cpus_per_runner=1.0, cpus_per_learner=2.0, gpus_per_learner=1.0
+    )
     assert b == [{"CPU": 5.0, "GPU": 1.0}, {"CPU": 5.0, "GPU": 1.0}]

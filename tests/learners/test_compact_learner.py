@@ -19,8 +19,17 @@ N, T = 8, 12
 def _train(fmt: str, float16: str, init: dict | None):
     """2 iterations (sample with the learner's current weights, update) -> (losses per iteration,
     initial weights)."""
-    cfg = load_config(["+exp=smoke", f"env.num_envs={N}", f"algo.num_steps_per_env={T}", "env.episode_length_s=0.2",
-                       "algo.num_mini_batches=2", f"ray.rollout_format={fmt}", f"ray.rollout_float16={float16}"])
+    cfg = load_config(
+        [
+            "+exp=smoke",
+            f"env.num_envs={N}",
+            f"algo.num_steps_per_env={T}",
+            "env.episode_length_s=0.2",
+            "algo.num_mini_batches=2",
+            f"ray.rollout_format={fmt}",
+            f"ray.rollout_float16={float16}",
+        ]
+    )
     from sonic_ray.train.build import algorithm_config
 
     algo_cfg = algorithm_config(cfg)

@@ -16,8 +16,9 @@ N, T, A = 6, 17, 29
 def _cfg(*extra):
     # 0.3 s episodes: truncations every 15 steps besides the early terminations, so a rollout
     # holds resets of both kinds and episodes that cross rollout boundaries.
-    return load_config(["+exp=smoke", f"env.num_envs={N}", f"algo.num_steps_per_env={T}",
-                        "env.episode_length_s=0.3", *extra])
+    return load_config(
+        ["+exp=smoke", f"env.num_envs={N}", f"algo.num_steps_per_env={T}", "env.episode_length_s=0.3", *extra]
+    )
 
 
 class Recorder:
@@ -62,7 +63,9 @@ def test_rebuilt_observations_equal_the_envs_for_every_group_across_resets(rollo
                 np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3, err_msg=group)
             else:
                 np.testing.assert_array_equal(got, want, err_msg=group)
-        np.testing.assert_allclose(full[K.LAST_CRITIC_OBS], seen[(i + 1) * T][K.CRITIC].numpy(), rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(
+            full[K.LAST_CRITIC_OBS], seen[(i + 1) * T][K.CRITIC].numpy(), rtol=2e-3, atol=2e-3
+        )
         enc = np.stack([seen[i * T + t][K.ENCODER_INDEX].numpy() for t in range(T)])
         np.testing.assert_array_equal(full[K.OBS_PREFIX + K.ENCODER_INDEX], enc)
 
@@ -109,10 +112,14 @@ def test_rebuild_history_by_hand():
     history0 = torch.tensor([8.0, 9.0]).reshape(2, 1, 1)
     starts = torch.tensor([False, False, True, False]).reshape(4, 1)
     got = rebuild_history(frames, history0, starts).reshape(4, 3)
-    want = torch.tensor([[8.0, 9.0, 1.0],   # step 0: the history the rollout started with
-                         [9.0, 1.0, 2.0],
-                         [3.0, 3.0, 3.0],   # a new episode: every slot its first frame
-                         [3.0, 3.0, 4.0]])
+    want = torch.tensor(
+        [
+            [8.0, 9.0, 1.0],  # step 0: the history the rollout started with
+            [9.0, 1.0, 2.0],
+            [3.0, 3.0, 3.0],  # a new episode: every slot its first frame
+            [3.0, 3.0, 4.0],
+        ]
+    )
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
