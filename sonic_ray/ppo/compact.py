@@ -244,7 +244,7 @@ class ObservationRebuilder:
         R = T + 1
         done = np.logical_or(data[K.TERMINATED], data[K.TRUNCATED])
         starts = torch.as_tensor(np.concatenate((np.zeros((1, N), bool), done[:-1])), device=self.device)
-        clip = self.local_clip[torch.as_tensor(data[CLIP].reshape(-1), device=self.local_clip.device).long()]
+        clip = self.local_clip[as_tensor(data[CLIP].reshape(-1), self.local_clip.device).long()]
         if bool((clip < 0).any()):
             raise ValueError(
                 "compact rollout: clips missing from the learner's motion table "
@@ -254,7 +254,7 @@ class ObservationRebuilder:
             cmd=ReferenceView(
                 self.table,
                 clip=clip.to(self.table.clip_start.device),
-                frame=torch.as_tensor(data[FRAME].reshape(-1), device=self.table.clip_start.device).long(),
+                frame=as_tensor(data[FRAME].reshape(-1), self.table.clip_start.device).long(),
                 robot_anchor_pos_w=self._tensor(data, ANCHOR_POS).reshape(R * N, 3),
                 robot_anchor_quat_w=self._tensor(data, ANCHOR_QUAT).reshape(R * N, 4),
                 anchor_index=self.anchor_index,
