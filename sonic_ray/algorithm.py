@@ -16,6 +16,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from sonic_ray.config.compose import config_from_dict, config_to_dict
 from sonic_ray.config.schema import SonicConfig
+from sonic_ray.env_runners.routing import assign_runners, learner_major_refs
 from sonic_ray.env_runners.runner import SonicEnvRunner
 from sonic_ray.env_runners.sampler_actor import SamplerStatsActor
 from sonic_ray.envs.factory import make_failure_stats
@@ -42,6 +43,11 @@ class SonicPPO(PPO):
         stats = make_failure_stats(cfg)
         self.sampler_stats = SamplerStatsActor.options(scheduling_strategy=here).remote(stats)
         self._sampler_rates = None  # ObjectRef of the rates the next sample call applies
+        self._cfg = cfg
+        self._routing: list[list[int]] | None = None  # runner indices per learner (ray.colocate)
+        self._routed = False
+        self._runner_nodes: dict[int, str] = {}
+        self._learner_nodes: list[str] = []
 
     def training_step(self) -> None:
         # Only this iteration's metrics: RLlib would report a key logged in an earlier iteration but
@@ -50,18 +56,33 @@ class SonicPPO(PPO):
         num_learners = max(self.config.num_learners, 1)
         rates = self._sampler_rates
         t0 = time.perf_counter()
+        assignment = self._assignment()
+        parts = 1 if assignment is not None else num_learners
         replies = self.env_runner_group.foreach_env_runner(
-            lambda r: r.sample_refs(num_learners, rates), local_env_runner=False, healthy_only=True)
+            lambda r: (r.worker_index, r.sample_refs(parts, rates)), local_env_runner=False,
+            healthy_only=True)
         t1 = time.perf_counter()
         if not replies:  # every runner failed: RLlib restarts them before the next iteration
             self.metrics.log_value((SONIC_METRICS, "env/no_healthy_runners"), 1, window=1)
             return
         # Failure counts to the aggregator, not waited on: the rates it returns ride along with the
         # next iteration's sample call (computed while the learners work).
+        indices, replies = zip(*replies)
         runner_refs, runner_metrics, reports = zip(*replies)
         self._sampler_rates = self.sampler_stats.update.remote(list(reports))
-        # Learner-major order: ShardObjectRefIterator hands learner i the i-th contiguous chunk.
-        refs = [r[i] for i in range(num_learners) for r in runner_refs]
+        if assignment is None:
+            # Learner-major order: ShardObjectRefIterator hands learner i the i-th contiguous chunk.
+            refs = [r[i] for i in range(num_learners) for r in runner_refs]
+        else:
+            # ray.colocate: each learner takes the whole rollouts of the runners on its node.
+            if sorted(indices) != sorted(i for a in assignment for i in a):  # a runner was lost or replaced
+                self._routed = False
+                nodes = {i: self._runner_nodes.get(i, "") for i in indices}
+                assignment = assign_runners(nodes, self._learner_nodes)
+            if assignment is None:  # cannot be shared out evenly this time: drop the round, re-route next
+                self.metrics.log_value((SONIC_METRICS, "env/unrouted_rounds"), 1, window=1)
+                return
+            refs = learner_major_refs(assignment, {i: r[0] for i, r in zip(indices, runner_refs)})
         learner_results = self.learner_group.update(batch_refs=refs)
         t2 = time.perf_counter()
         self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
@@ -74,6 +95,25 @@ class SonicPPO(PPO):
                       "perf/num_healthy_runners": len(replies)})
         self.metrics.log_dict({(SONIC_METRICS, k): float(v) for k, v in stats.items()}, window=1)
 
+    # ---- routing (ray.colocate) ----------------------------------------------------------------
+    def _assignment(self) -> list[list[int]] | None:
+        """Runner worker indices per learner (routing.assign_runners over the nodes the actors run
+        on), recomputed after a runner change; None: split every rollout across the learners
+        (ray.colocate off, or runners that cannot be shared out evenly)."""
+        if not self._cfg.ray.colocate:
+            return None
+        if not self._routed:
+            import ray
+
+            self._runner_nodes = dict(self.env_runner_group.foreach_env_runner(
+                lambda r: r.node_id(), local_env_runner=False, healthy_only=True))
+            if self.config.num_learners > 0:
+                self._learner_nodes = [r.get() for r in self.learner_group.foreach_learner(_node_of)]
+            else:  # the learner runs in this (the algorithm's) process
+                self._learner_nodes = [ray.get_runtime_context().get_node_id()]
+            self._routing = assign_runners(self._runner_nodes, self._learner_nodes)
+            self._routed = True
+        return self._routing
 
     # ---- exact resume: state beyond the learners -------------------------------------------
     def sonic_state(self) -> dict[str, Any]:
@@ -105,9 +145,17 @@ class SonicPPO(PPO):
         super().stop()
 
 
+def _node_of(_learner) -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 def _mean_dicts(dicts: list[dict]) -> dict[str, float]:
+    """Learner stats averaged over learners, except byte counters (learner/*_bytes): summed."""
     keys = {k for d in dicts for k, v in d.items() if isinstance(v, (int, float))}
-    return {k: float(np.mean([d[k] for d in dicts if k in d])) for k in keys}
+    reduce = {k: np.sum if k.startswith("learner/") and k.endswith("_bytes") else np.mean for k in keys}
+    return {k: float(reduce[k]([d[k] for d in dicts if k in d])) for k in keys}
 
 
 def _aggregate_runner_metrics(metrics: list[dict]) -> dict[str, float]:
@@ -119,7 +167,8 @@ def _aggregate_runner_metrics(metrics: list[dict]) -> dict[str, float]:
         vals = [(m[k], w) for m, w in zip(metrics, weights) if k in m and m[k] is not None]
         if not vals:
             continue
-        if k.endswith("_count") or k in ("env/episodes", "perf/runner_env_steps") or k.startswith("term/"):
+        sums = ("env/episodes", "perf/runner_env_steps", "perf/runner_shipped_bytes")
+        if k.endswith("_count") or k in sums or k.startswith("term/"):
             out[k] = float(sum(v for v, _ in vals))
         elif sum(w for _, w in vals) > 0:
             out[k] = float(sum(v * w for v, w in vals) / sum(w for _, w in vals))

@@ -13,6 +13,7 @@ BENCH_MODULES = (
     "sonic_ray.bench.env",
     "sonic_ray.bench.learner",
     "sonic_ray.bench.pipeline",
+    "sonic_ray.bench.crossnode",
     "sonic_ray.bench.learning",
     "sonic_ray.bench.faults",
 )

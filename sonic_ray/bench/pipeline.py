@@ -22,7 +22,11 @@ two flags as bool, plus the per-rollout action std, last critic obs and truncate
 critic obs, amortised) against `naive_bytes_per_transition` = one float32 copy of every observation
 group per transition (4 bytes x the summed group widths, encoder index included): what the
 observations alone cost shipped naively, so `bytes_over_naive` is the shipped batch's overhead (or
-saving) over the observations themselves. Timings on a shared 2-core machine are noisy.
+saving) over the observations themselves. `bytes_per_transition` is of the configured
+`ray.rollout_format` (compact by default); `rollout_bytes` gives full and compact side by side at the
+demo (128 envs) and release (4,096 envs) layouts (bench/rollout_bytes.py), with
+`bytes_per_transition_full` / `_compact` and `compact_over_full` of the demo's. Timings on a shared
+2-core machine are noisy.
 """
 
 from __future__ import annotations
@@ -143,6 +147,14 @@ def run(*, exp: str = "demo", num_envs: int = 64, num_steps: int = 24, warmup: i
                    "naive_bytes_per_transition": naive_bytes_per_transition(obs_dims),
                    "obs_dims": obs_dims, "action_dim": action_dim})
     result["bytes_over_naive"] = result["bytes_per_transition"] / result["naive_bytes_per_transition"]
+    # Full vs compact rollout format (ray.rollout_format) at the demo and release layouts.
+    from sonic_ray.bench.rollout_bytes import by_layout
+
+    layouts = result["rollout_bytes"] = by_layout()
+    result.update({"bytes_per_transition_full": layouts["demo"]["full"],
+                   "bytes_per_transition_compact": layouts["demo"]["compact"],
+                   "compact_over_full": layouts["demo"]["compact_over_full"],
+                   "release_compact_over_full": layouts["release"]["compact_over_full"]})
     return result
 
 
@@ -158,7 +170,8 @@ def _main(args) -> int:
         print(f"{name:18s} {r['env_steps_per_s']:8.0f} env-steps/s  "
               f"sampling {r['sample_steps_per_s']:8.0f}/s  {phases}")
     for k in ("ray_over_inprocess", "ray_over_inprocess_demo_threads", "scale_2_runners_over_1",
-              "bytes_per_transition", "naive_bytes_per_transition"):
+              "bytes_per_transition", "naive_bytes_per_transition", "bytes_per_transition_full",
+              "bytes_per_transition_compact", "compact_over_full", "release_compact_over_full"):
         print(f"{k}: {out[k]:.3f}")
     return 0
 

@@ -225,6 +225,15 @@ class RayConfig:
     custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
     custom_resources_per_learner: dict[str, float] = field(default_factory=dict)
     include_dashboard: bool = False
+    # What a runner ships per step (ppo/compact.py): "compact" (the newest proprioceptive frame, the
+    # critic's privileged extras, clip/frame and the robot anchor; the learner rebuilds histories and
+    # reference features from its motion table) or "full" (one float32 copy of every group).
+    rollout_format: str = "compact"
+    # Observation groups whose shipped terms travel as float16 offsets from the rollout's mean.
+    rollout_float16: list[str] = field(default_factory=lambda: ["critic"])
+    # Each learner takes the whole rollouts of the runners on its own node (env_runners/routing.py),
+    # so bulk data stays in the node's object store; false: every rollout is split across learners.
+    colocate: bool = True
 
 
 @dataclass

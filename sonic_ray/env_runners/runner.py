@@ -22,6 +22,7 @@ from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
 from sonic_ray.config.compose import config_from_dict
 from sonic_ray.envs.factory import make_env
 from sonic_ray.learners.rl_module import SONIC_CFG_KEY, SonicRLModule
+from sonic_ray.ppo.compact_factory import make_compact_encoder
 from sonic_ray.ppo.rollout import RolloutCollector, split_envs
 from sonic_ray.utils.rng import rng_state, set_rng_state
 
@@ -65,7 +66,8 @@ class SonicEnvRunner(EnvRunner):
                                 observation_space=config.observation_space, action_space=config.action_space,
                                 inference_only=True)
             self.module = spec.build().to(self.cfg.device)
-            self.collector = RolloutCollector(self.env, self._act, self.cfg.algo.num_steps_per_env)
+            self.collector = RolloutCollector(self.env, self._act, self.cfg.algo.num_steps_per_env,
+                                              compact=make_compact_encoder(self.cfg, self.env))
 
     def _act(self, obs: dict[str, torch.Tensor]):
         return self.module.ac.act(obs)
@@ -74,8 +76,13 @@ class SonicEnvRunner(EnvRunner):
     def sample(self, **kwargs):
         return self.collector.collect()
 
+    def node_id(self) -> tuple[int, str]:
+        """(worker index, the Ray node this runner runs on): what routing.assign_runners reads."""
+        return self.worker_index, ray.get_runtime_context().get_node_id()
+
     def sample_refs(self, num_learners: int, sampler_rates=None) -> tuple[list[ray.ObjectRef], dict[str, Any], dict]:
         """Collect T x N steps; -> (one ref per learner, metrics, start-sampler report).
+        num_learners=1 ships the whole rollout as one ref (ray.colocate: routed to one learner).
 
         sampler_rates: an ObjectRef of the aggregator's capped failure rates of every global bin
         (ready by now: it was launched during the previous learner update), or None to keep the
@@ -86,12 +93,14 @@ class SonicEnvRunner(EnvRunner):
             sampler.set_rates(ray.get(sampler_rates))
         batch = self.collector.collect()
         t1 = time.perf_counter()
+        batch.origin = ray.get_runtime_context().get_node_id()
         refs = [ray.put(part) for part in split_envs(batch, num_learners)]
         metrics = dict(batch.metrics)
         metrics.update(sampler.metrics())
         steps = batch.num_steps * batch.num_envs
         metrics.update({"perf/runner_sample_s": t1 - t0, "perf/runner_put_s": time.perf_counter() - t1,
-                        "perf/runner_env_steps": steps, "perf/bytes_per_transition": batch.nbytes() / steps})
+                        "perf/runner_env_steps": steps, "perf/bytes_per_transition": batch.nbytes() / steps,
+                        "perf/runner_shipped_bytes": batch.nbytes()})
         self.num_env_steps_sampled_lifetime += steps
         self._publish_gauges(metrics, steps / max(t1 - t0, 1e-9))
         return refs, metrics, sampler.pop_report()

@@ -61,6 +61,48 @@ def _take(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, rows.reshape(-1)).view(*rows.shape, *table.shape[1:])
 
 
+def future_rows(table, clip: torch.Tensor, frame: torch.Tensor, last_frame: torch.Tensor,
+                offsets: torch.Tensor) -> torch.Tensor:
+    """(M, F) table rows of the F future frames `offsets` (F,) after frame (M,) of clip (M,), held
+    at last_frame (M,): what both MotionCommand and ReferenceView gather."""
+    f = torch.minimum(frame[:, None] + offsets, last_frame[:, None])
+    return table.clip_start[clip][:, None] + f
+
+
+class ReferenceView:
+    """The reference quantities the observation terms read, at explicit (clip, frame) rows and a
+    given robot anchor: what a learner needs to rebuild the reference-derived observations of a
+    compact rollout (ppo/compact.py) from its own copy of the motions, with the terms' own code.
+
+    clip, frame (M,) long (local clip rows of `table`), robot_anchor_pos_w (M,3),
+    robot_anchor_quat_w (M,4). Same gathers as MotionCommand.update_reference / future, so the
+    terms return the values the env computed bit for bit.
+    """
+
+    def __init__(self, table, *, clip: torch.Tensor, frame: torch.Tensor, robot_anchor_pos_w: torch.Tensor,
+                 robot_anchor_quat_w: torch.Tensor, anchor_index: int, horizons: dict[str, torch.Tensor],
+                 lower_body_joint_ids: torch.Tensor):
+        self.table, self.clip, self.frame = table, clip, frame
+        self.last_frame = table.clip_frames[clip] - 1
+        self.horizons, self.lower_body_joint_ids = horizons, lower_body_joint_ids
+        self.robot_anchor_pos_w, self.robot_anchor_quat_w = robot_anchor_pos_w, robot_anchor_quat_w
+        self.robot_anchor_rot_w = quat_to_matrix(robot_anchor_quat_w)
+        g = table.clip_start[clip] + frame
+        d = table.data
+        for key in ("vr_pos_local", "vr_ori_local"):
+            setattr(self, "ref_" + key, d[key].index_select(0, g))
+        self.ref_anchor_pos_w = d["body_pos_w"].index_select(0, g)[:, anchor_index]
+        self.ref_anchor_quat_w = d["body_quat_w"].index_select(0, g)[:, anchor_index]
+        self._rows: dict[str, torch.Tensor] = {}
+
+    def future(self, key: str, horizon: str = "g1") -> torch.Tensor:
+        rows = self._rows.get(horizon)
+        if rows is None:
+            rows = self._rows[horizon] = future_rows(self.table, self.clip, self.frame, self.last_frame,
+                                                     self.horizons[horizon])
+        return _take(self.table.data[key], rows)
+
+
 def robot_anchor_rot(cmd) -> torch.Tensor:
     """(N,3,3) robot anchor rotation matrix of a MotionCommand (computed once per step) or of any
     object with robot_anchor_quat_w (tests' stand-ins: computed here)."""
@@ -156,8 +198,7 @@ class MotionCommand:
         return cached
 
     def _future_rows(self, horizon: str) -> torch.Tensor:
-        f = torch.minimum(self.frame[:, None] + self.horizons[horizon], self.last_frame[:, None])
-        return self.table.clip_start[self.clip][:, None] + f
+        return future_rows(self.table, self.clip, self.frame, self.last_frame, self.horizons[horizon])
 
     def _memo(self, slot: str, compute):
         """A value derived from the current state, kept in attribute `slot` until the state changes

@@ -19,6 +19,7 @@ from sonic_ray.config.compose import config_from_dict
 from sonic_ray.learners.rl_module import SONIC_CFG_KEY
 from sonic_ray.models import keys as K
 from sonic_ray.ppo.batch import as_tensor, obs_groups, training_tensors
+from sonic_ray.ppo.compact import is_compact
 from sonic_ray.ppo.losses import losses_from_evaluation
 from sonic_ray.ppo.rollout import FlatBatch, concat_envs
 from sonic_ray.ppo.update import (
@@ -42,6 +43,9 @@ class SonicLearner(PPOTorchLearner):
         self.algo = cfg.algo  # AlgoConfig
         self.loss_coefs = loss_coefficients(cfg)
         self.loop = update_loop(cfg.algo)
+        self._cfg = cfg
+        self._rebuilder = None  # ObservationRebuilder, built on the first compact rollout
+        self._node = None
         self._last_stats: dict[str, torch.Tensor] = {}
         self._skipped = False  # the current minibatch's gradients were not finite: no step
         # One intra-op thread per CPU this learner was given unless ray.learner_threads says otherwise:
@@ -128,9 +132,32 @@ class SonicLearner(PPOTorchLearner):
             parts = ray.get(list(batch_refs))
         else:
             parts = batches if batches is not None else [batch]
-        return self.update_from_flat(concat_envs(list(parts)))
+        received = sum(p.nbytes() for p in parts)
+        node = self._node_id()
+        cross = sum(p.nbytes() for p in parts if p.origin and node and p.origin != node)
+        # Compact rollouts are rebuilt one by one: their float16 offsets are per rollout.
+        out = self.update_from_flat(concat_envs([self._expand(p) for p in parts]))
+        out["learner/received_bytes"] = float(received)
+        out["learner/cross_node_bytes"] = float(cross)
+        return out
+
+    def _node_id(self) -> str:
+        if self._node is None:
+            self._node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+        return self._node
+
+    def _expand(self, fb: FlatBatch) -> FlatBatch:
+        """A compact rollout (ppo/compact.py) as the full format; a full one as it is."""
+        if not is_compact(fb.data):
+            return fb
+        if self._rebuilder is None:
+            from sonic_ray.ppo.compact_factory import make_obs_rebuilder
+
+            self._rebuilder = make_obs_rebuilder(self._cfg, device=self._device)
+        return FlatBatch(self._rebuilder.expand(fb.data), fb.metrics, fb.origin)
 
     def update_from_flat(self, fb: FlatBatch) -> dict[str, float]:
+        fb = self._expand(fb)
         ac = self._ac
         critic_obs = as_tensor(fb.data[K.OBS_PREFIX + K.CRITIC], self._device).float()
         ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]), reduce_fn=self._sum_across_learners)

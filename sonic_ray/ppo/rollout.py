@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sonic_ray.models import keys as K
+from sonic_ray.ppo.compact import per_rollout
 
 
 @dataclass
@@ -32,6 +33,7 @@ class FlatBatch:
 
     data: dict[str, np.ndarray]
     metrics: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""  # the Ray node id that produced it (learner/cross_node_bytes); "" outside Ray
 
     @property
     def num_steps(self) -> int:
@@ -59,11 +61,33 @@ class RolloutCollector:
     terminated) and `info["final_obs"]` their observations before the reset.
     """
 
-    def __init__(self, env, act_fn: Callable, num_steps: int):
+    def __init__(self, env, act_fn: Callable, num_steps: int, compact=None):
         self.env = env
         self.act_fn = act_fn
         self.num_steps = num_steps
+        self.compact = compact  # a ppo.compact.CompactEncoder: ship the compact format
         self.obs = None
+
+    def _record_obs(self, buf: dict[str, np.ndarray], t: int, obs: dict[str, torch.Tensor]) -> None:
+        """Copy the observation acted on at step t into the rollout. Called before env.step: the
+        env's observations are views of its history ring buffers, which the step overwrites (a
+        copy taken after the step corrupted every H-th policy row)."""
+        T = self.num_steps
+        enc = _np(obs[K.ENCODER_INDEX], np.int8)
+        if K.OBS_PREFIX + K.ENCODER_INDEX not in buf:
+            buf[K.OBS_PREFIX + K.ENCODER_INDEX] = np.empty((T,) + enc.shape, np.int8)
+        buf[K.OBS_PREFIX + K.ENCODER_INDEX][t] = enc
+        if self.compact is not None:
+            self.compact.record(buf, t, obs, T)
+            return
+        for k, v in obs.items():
+            if k == K.ENCODER_INDEX:
+                continue
+            arr = _np(v)
+            key = K.OBS_PREFIX + k
+            if key not in buf:
+                buf[key] = np.empty((T,) + arr.shape, dtype=arr.dtype)
+            buf[key][t] = arr
 
     def collect(self) -> FlatBatch:
         env, T = self.env, self.num_steps
@@ -75,12 +99,12 @@ class RolloutCollector:
             obs = self.obs
             with torch.no_grad():
                 actions, logp, mean, std = self.act_fn(obs)
+            self._record_obs(buf, t, obs)
             next_obs, reward, terminated, truncated, info = env.step(actions)
-            step = {K.OBS_PREFIX + k: v for k, v in obs.items()}
-            step.update({K.ACTIONS: actions, K.LOGP: logp, K.ACTION_MEAN: mean, K.REWARDS: reward,
-                         K.TERMINATED: terminated, K.TRUNCATED: truncated})
+            step = {K.ACTIONS: actions, K.LOGP: logp, K.ACTION_MEAN: mean, K.REWARDS: reward,
+                    K.TERMINATED: terminated, K.TRUNCATED: truncated}
             for key, value in step.items():
-                arr = _np(value, np.int8 if key == K.OBS_PREFIX + K.ENCODER_INDEX else None)
+                arr = _np(value)
                 if key not in buf:
                     buf[key] = np.empty((T,) + arr.shape, dtype=arr.dtype)
                 buf[key][t] = arr
@@ -90,8 +114,12 @@ class RolloutCollector:
                 final_index.append(_np(t * env.num_envs + trunc_ids))
             self.obs = next_obs
         buf[K.ACTION_STD] = _np(std).reshape(-1, actions.shape[-1])[0]
-        buf[K.LAST_CRITIC_OBS] = _np(self.obs[K.CRITIC])
-        critic_dim = buf[K.LAST_CRITIC_OBS].shape[-1]
+        if self.compact is not None:
+            self.compact.record(buf, T, self.obs, T)  # row T: the critic's bootstrap observation
+            self.compact.finish(buf)
+        else:
+            buf[K.LAST_CRITIC_OBS] = _np(self.obs[K.CRITIC])
+        critic_dim = self.obs[K.CRITIC].shape[-1]
         buf[K.FINAL_CRITIC_OBS] = np.concatenate(finals) if finals else np.zeros((0, critic_dim), np.float32)
         buf[K.FINAL_INDEX] = np.concatenate(final_index).astype(np.int64) if final_index else np.zeros(0, np.int64)
         metrics = env.metrics()
@@ -113,7 +141,7 @@ def split_envs(batch: FlatBatch, num_parts: int) -> list[FlatBatch]:
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         d = {}
         for key, arr in batch.data.items():
-            if key in (K.ACTION_STD,):
+            if per_rollout(key):
                 d[key] = arr
             elif key in (K.FINAL_CRITIC_OBS, K.FINAL_INDEX):
                 continue
@@ -124,7 +152,7 @@ def split_envs(batch: FlatBatch, num_parts: int) -> list[FlatBatch]:
         sel = (n_of >= lo) & (n_of < hi)
         d[K.FINAL_CRITIC_OBS] = batch.data[K.FINAL_CRITIC_OBS][sel]
         d[K.FINAL_INDEX] = t_of[sel] * (hi - lo) + (n_of[sel] - lo)
-        parts.append(FlatBatch(d, batch.metrics if lo == 0 else {}))
+        parts.append(FlatBatch(d, batch.metrics if lo == 0 else {}, batch.origin))
     return parts
 
 
@@ -144,7 +172,11 @@ def concat_envs(batches: list[FlatBatch]) -> FlatBatch:
         index.append(t_of * N_total + n_of + offset)
         offset += b.num_envs
     for key in batches[0].data:
-        if key == K.ACTION_STD:
+        if per_rollout(key):
+            same = all(np.array_equal(b.data[key], batches[0].data[key]) for b in batches)
+            if key != K.ACTION_STD and not same:
+                raise ValueError(f"concat_envs: {key!r} differs between rollouts "
+                                 "(expand compact rollouts first)")
             out[key] = batches[0].data[key]
         elif key == K.LAST_CRITIC_OBS:
             out[key] = np.concatenate([b.data[key] for b in batches], axis=0)
