@@ -59,8 +59,8 @@ class SonicPPO(PPO):
         assignment = self._assignment()
         parts = 1 if assignment is not None else num_learners
         replies = self.env_runner_group.foreach_env_runner(
-            lambda r: (r.worker_index, r.sample_refs(parts, rates)), local_env_runner=False,
-            healthy_only=True)
+            lambda r: (r.worker_index, r.sample_refs(parts, rates)), local_env_runner=False, healthy_only=True
+        )
         t1 = time.perf_counter()
         if not replies:  # every runner failed: RLlib restarts them before the next iteration
             self.metrics.log_value((SONIC_METRICS, "env/no_healthy_runners"), 1, window=1)
@@ -85,14 +85,23 @@ class SonicPPO(PPO):
             refs = learner_major_refs(assignment, {i: r[0] for i, r in zip(indices, runner_refs)})
         learner_results = self.learner_group.update(batch_refs=refs)
         t2 = time.perf_counter()
-        self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
+        self.env_runner_group.sync_weights(
+            from_worker_or_learner_group=self.learner_group, inference_only=True
+        )
         t3 = time.perf_counter()
         steps = sum(m["perf/runner_env_steps"] for m in runner_metrics)
         stats = _mean_dicts(learner_results if isinstance(learner_results, list) else [learner_results])
         stats.update(_aggregate_runner_metrics(list(runner_metrics)))
-        stats.update({"perf/time_sample_s": t1 - t0, "perf/time_learn_s": t2 - t1, "perf/time_sync_s": t3 - t2,
-                      "perf/env_steps": steps, "perf/env_steps_per_s": steps / max(t3 - t0, 1e-9),
-                      "perf/num_healthy_runners": len(replies)})
+        stats.update(
+            {
+                "perf/time_sample_s": t1 - t0,
+                "perf/time_learn_s": t2 - t1,
+                "perf/time_sync_s": t3 - t2,
+                "perf/env_steps": steps,
+                "perf/env_steps_per_s": steps / max(t3 - t0, 1e-9),
+                "perf/num_healthy_runners": len(replies),
+            }
+        )
         self.metrics.log_dict({(SONIC_METRICS, k): float(v) for k, v in stats.items()}, window=1)
 
     # ---- routing (ray.colocate) ----------------------------------------------------------------
@@ -105,8 +114,11 @@ class SonicPPO(PPO):
         if not self._routed:
             import ray
 
-            self._runner_nodes = dict(self.env_runner_group.foreach_env_runner(
-                lambda r: r.node_id(), local_env_runner=False, healthy_only=True))
+            self._runner_nodes = dict(
+                self.env_runner_group.foreach_env_runner(
+                    lambda r: r.node_id(), local_env_runner=False, healthy_only=True
+                )
+            )
             if self.config.num_learners > 0:
                 self._learner_nodes = [r.get() for r in self.learner_group.foreach_learner(_node_of)]
             else:  # the learner runs in this (the algorithm's) process
@@ -121,9 +133,12 @@ class SonicPPO(PPO):
         import ray
 
         runners = self.env_runner_group.foreach_env_runner(
-            lambda r: (r.worker_index, r.get_runner_state()), local_env_runner=False)
-        return {"sampler_stats": ray.get(self.sampler_stats.get_state.remote()),
-                "runners": {int(i): st for i, st in runners if st}}
+            lambda r: (r.worker_index, r.get_runner_state()), local_env_runner=False
+        )
+        return {
+            "sampler_stats": ray.get(self.sampler_stats.get_state.remote()),
+            "runners": {int(i): st for i, st in runners if st},
+        }
 
     def set_sonic_state(self, state: dict[str, Any]) -> list[int]:
         """Restore `sonic_state()`; -> worker indices that found no saved state (they start fresh)."""
@@ -132,7 +147,8 @@ class SonicPPO(PPO):
         self._sampler_rates = self.sampler_stats.set_state.remote(state["sampler_stats"])
         refs = {i: ray.put(st) for i, st in state["runners"].items()}  # each runner fetches only its own
         applied = self.env_runner_group.foreach_env_runner(
-            lambda r: (r.worker_index, r.set_runner_state(refs.get(r.worker_index))), local_env_runner=False)
+            lambda r: (r.worker_index, r.set_runner_state(refs.get(r.worker_index))), local_env_runner=False
+        )
         return [i for i, ok in applied if not ok]
 
     def stop(self) -> None:
@@ -177,27 +193,48 @@ def _aggregate_runner_metrics(metrics: list[dict]) -> dict[str, float]:
     return out
 
 
-def to_algorithm_config(cfg: SonicConfig, *, observation_space, action_space, model_config: dict) -> PPOConfig:
+def to_algorithm_config(
+    cfg: SonicConfig, *, observation_space, action_space, model_config: dict
+) -> PPOConfig:
     """Translate our validated config into RLlib's AlgorithmConfig (nothing else touches the builder)."""
     r = cfg.ray
     as_dict = config_to_dict(cfg)  # RLlib's config dicts carry plain containers; each process re-types once
     return (
         SonicPPO.get_default_config()
         .framework("torch")
-        .environment(observation_space=observation_space, action_space=action_space,
-                     env_config={SONIC_CFG_KEY: as_dict})
-        .env_runners(env_runner_cls=SonicEnvRunner, num_env_runners=r.num_env_runners,
-                     num_cpus_per_env_runner=r.cpus_per_env_runner, num_gpus_per_env_runner=r.gpus_per_env_runner,
-                     custom_resources_per_env_runner=dict(r.custom_resources_per_env_runner),
-                     rollout_fragment_length=cfg.algo.num_steps_per_env, create_env_on_local_worker=False,
-                     sample_timeout_s=600.0)
-        .learners(num_learners=r.num_learners, num_cpus_per_learner=r.cpus_per_learner,
-                  num_gpus_per_learner=r.gpus_per_learner, learner_class=SonicLearner,
-                  custom_resources_per_learner=dict(r.custom_resources_per_learner),
-                  learner_config_dict={SONIC_CFG_KEY: as_dict})
-        .training(lr=cfg.algo.actor_lr, gamma=cfg.algo.gamma, lambda_=cfg.algo.lam,
-                  grad_clip=cfg.algo.max_grad_norm, grad_clip_by="global_norm")
-        .rl_module(rl_module_spec=RLModuleSpec(module_class=SonicRLModule, model_config={MODEL_KWARGS: model_config}))
+        .environment(
+            observation_space=observation_space,
+            action_space=action_space,
+            env_config={SONIC_CFG_KEY: as_dict},
+        )
+        .env_runners(
+            env_runner_cls=SonicEnvRunner,
+            num_env_runners=r.num_env_runners,
+            num_cpus_per_env_runner=r.cpus_per_env_runner,
+            num_gpus_per_env_runner=r.gpus_per_env_runner,
+            custom_resources_per_env_runner=dict(r.custom_resources_per_env_runner),
+            rollout_fragment_length=cfg.algo.num_steps_per_env,
+            create_env_on_local_worker=False,
+            sample_timeout_s=600.0,
+        )
+        .learners(
+            num_learners=r.num_learners,
+            num_cpus_per_learner=r.cpus_per_learner,
+            num_gpus_per_learner=r.gpus_per_learner,
+            learner_class=SonicLearner,
+            custom_resources_per_learner=dict(r.custom_resources_per_learner),
+            learner_config_dict={SONIC_CFG_KEY: as_dict},
+        )
+        .training(
+            lr=cfg.algo.actor_lr,
+            gamma=cfg.algo.gamma,
+            lambda_=cfg.algo.lam,
+            grad_clip=cfg.algo.max_grad_norm,
+            grad_clip_by="global_norm",
+        )
+        .rl_module(
+            rl_module_spec=RLModuleSpec(module_class=SonicRLModule, model_config={MODEL_KWARGS: model_config})
+        )
         .fault_tolerance(restart_failed_env_runners=True, max_num_env_runner_restarts=100)
         .debugging(seed=cfg.seed, log_level="WARN")
     )

@@ -53,8 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Errors about the user's input (a checkpoint, a motion store) whose message names the file: one
 # line, no traceback. Looked up among loaded modules: an error of a module never imported cannot occur.
-USER_ERRORS = (("sonic_ray.train.checkpoint", "CheckpointError"), ("sonic_ray.motion.store", "StoreError"),
-               ("sonic_ray.motion.validate", "ClipRejected"))
+USER_ERRORS = (
+    ("sonic_ray.train.checkpoint", "CheckpointError"),
+    ("sonic_ray.motion.store", "StoreError"),
+    ("sonic_ray.motion.validate", "ClipRejected"),
+)
 
 
 def _is_user_error(e: Exception) -> bool:

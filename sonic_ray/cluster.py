@@ -39,8 +39,13 @@ GAUGES = {
 # Published only when evaluation runs during training (callbacks.eval_interval > 0).
 EVAL_GAUGES = tuple(name for name, key in GAUGES.items() if key.startswith("eval/"))
 # What an env runner publishes about itself (its env-steps/s is its sampling rate alone).
-RUNNER_GAUGES = ("sonic_env_steps_per_s", "sonic_reward", "sonic_episode_length", "sonic_success_rate",
-                 "sonic_sampler_entropy")
+RUNNER_GAUGES = (
+    "sonic_env_steps_per_s",
+    "sonic_reward",
+    "sonic_episode_length",
+    "sonic_success_rate",
+    "sonic_sampler_entropy",
+)
 TAG_KEYS = ("run", "runner")
 DRIVER = "all"
 PROMETHEUS_PREFIX = "ray_"  # Ray prefixes application metrics in its Prometheus export
@@ -59,8 +64,11 @@ def init_ray(cfg: SonicConfig) -> None:
     elif joins_existing_cluster(cfg):
         ray.init(log_to_driver=True)
     else:
-        start_local_ray(include_dashboard=cfg.ray.include_dashboard, log_to_driver=True,
-                        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
+        start_local_ray(
+            include_dashboard=cfg.ray.include_dashboard,
+            log_to_driver=True,
+            runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
+        )
 
 
 def joins_existing_cluster(cfg: SonicConfig) -> bool:
@@ -103,8 +111,10 @@ class TrainingGauges:
 
         self.tags = {"run": run, "runner": runner}
         names = tuple(GAUGES) if names is None else names
-        self.gauges = {GAUGES[name]: Gauge(name, description=f"sonic-ray {GAUGES[name]}", tag_keys=TAG_KEYS)
-                       for name in names}
+        self.gauges = {
+            GAUGES[name]: Gauge(name, description=f"sonic-ray {GAUGES[name]}", tag_keys=TAG_KEYS)
+            for name in names
+        }
 
     def publish(self, metrics: dict[str, Any]) -> None:
         for key, gauge in self.gauges.items():

@@ -41,9 +41,14 @@ def run_ray(files, worker_kwargs: dict, *, batch_files: int, on_result=None, wor
         ctx.print_on_execution_start = False
         rows = [{"idx": i, "path": p} for i, p in enumerate(files)]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_files)))
-        out = ds.map_batches(ImportWorker, fn_constructor_kwargs=worker_kwargs, batch_size=batch_files,
-                             batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
-                             num_cpus=1)
+        out = ds.map_batches(
+            ImportWorker,
+            fn_constructor_kwargs=worker_kwargs,
+            batch_size=batch_files,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
+            num_cpus=1,
+        )
         results = []
         for row in out.iter_rows():
             results.append(json.loads(row["result"]))

@@ -21,8 +21,21 @@ import pytest
 PACKAGE = "sonic_ray"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 CORE = ("utils", "config", "robots", "sim", "models", "motion", "envs", "ppo")
-SHELL = ("cluster", "ingest", "learners", "env_runners", "algorithm", "train", "eval", "tune", "deploy", "bench",
-         "view", "cli", "__main__")
+SHELL = (
+    "cluster",
+    "ingest",
+    "learners",
+    "env_runners",
+    "algorithm",
+    "train",
+    "eval",
+    "tune",
+    "deploy",
+    "bench",
+    "view",
+    "cli",
+    "__main__",
+)
 LAYERS = CORE + SHELL
 # (importing module, imported module prefix): why the lower layer may import the higher one.
 ALLOWED_UPWARD = {

@@ -29,8 +29,11 @@ import psutil
 
 VENV_BIN = Path(sys.executable).parent
 # The head notices a dead node within ~3 s instead of Ray's default ~30 s (health checks).
-FAST_HEALTH_CHECKS = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
-                      "RAY_health_check_timeout_ms": "1000"}
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+    "RAY_health_check_timeout_ms": "1000",
+}
 
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's loopback-only mode
@@ -53,15 +56,22 @@ def free_port(ip: str = "127.0.0.1") -> int:
 
 
 def _node_ports(ip: str) -> dict[str, int]:
-    keys = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-            "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")
+    keys = (
+        "--node-manager-port",
+        "--object-manager-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+        "--metrics-export-port",
+    )
     return {k: free_port(ip) for k in keys}
 
 
 # `ray start` (Ray's own CLI) with 127.0.0.1 kept as given instead of resolved to the routable IP.
 _RAY_START_KEEPING_LOOPBACK = (
     "import sys; from ray._private import services; services.resolve_ip_for_localhost = lambda host: host; "
-    "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; sys.exit(main())")
+    "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; sys.exit(main())"
+)
 
 
 @dataclass
@@ -89,8 +99,9 @@ class ClusterNode:
     def raylet_pid(self) -> int:
         found = [p.pid for p in self.processes() if p.name() == "raylet"]
         if not found:
-            raise RuntimeError(f"node {self.name}: no raylet under ray start (pid {self.proc.pid}): "
-                               f"{self.log()}")
+            raise RuntimeError(
+                f"node {self.name}: no raylet under ray start (pid {self.proc.pid}): {self.log()}"
+            )
         return found[0]
 
     def log(self) -> str:
@@ -119,8 +130,14 @@ class LocalCluster:
     def node_env(self) -> dict[str, str]:
         """Environment of the nodes and of a driver joining them: this cluster's token, the
         interpreter's bin first on PATH, fast health checks; RAY_ADDRESS removed."""
-        env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
-               "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", **FAST_HEALTH_CHECKS, **self.env}
+        env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.token_path),
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+            **FAST_HEALTH_CHECKS,
+            **self.env,
+        }
         env.pop("RAY_ADDRESS", None)
         return env
 
@@ -135,26 +152,51 @@ class LocalCluster:
         env = {**self.node_env(), LOCAL_ONLY_ENV: "0" if head else "1"}
         ports = _node_ports(ip)
         ray_start = [str(VENV_BIN / "ray")] if head else [sys.executable, "-c", _RAY_START_KEEPING_LOOPBACK]
-        argv = [*ray_start, "start", *args, f"--node-ip-address={ip}", f"--num-cpus={cpus:g}",
-                "--num-gpus=0", f"--resources={json.dumps(resources)}", f"--temp-dir={self.tmp / 'ray'}",
-                "--block", "--disable-usage-stats", *[f"{k}={v}" for k, v in ports.items()]]
+        argv = [
+            *ray_start,
+            "start",
+            *args,
+            f"--node-ip-address={ip}",
+            f"--num-cpus={cpus:g}",
+            "--num-gpus=0",
+            f"--resources={json.dumps(resources)}",
+            f"--temp-dir={self.tmp / 'ray'}",
+            "--block",
+            "--disable-usage-stats",
+            *[f"{k}={v}" for k, v in ports.items()],
+        ]
         log_path = self.tmp / f"{name}.log"
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         node = ClusterNode(name, proc, log_path, resources, ip, ports["--node-manager-port"])
         self.nodes.append(node)
         return node
 
     def start(self, timeout_s: float = 180.0) -> LocalCluster:
-        head = self._start("head", ["--head", f"--port={self.gcs_port}", "--include-dashboard=false",
-                                    f"--ray-client-server-port={free_port()}"],
-                           self.head_resources, self.head_cpus)
+        head = self._start(
+            "head",
+            [
+                "--head",
+                f"--port={self.gcs_port}",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}",
+            ],
+            self.head_resources,
+            self.head_cpus,
+        )
         self.wait_for_node(head, timeout_s)
         return self
 
-    def add_node(self, name: str, *, cpus: float = 1, resources: dict[str, float] | None = None,
-                 timeout_s: float = 180.0) -> ClusterNode:
+    def add_node(
+        self,
+        name: str,
+        *,
+        cpus: float = 1,
+        resources: dict[str, float] | None = None,
+        timeout_s: float = 180.0,
+    ) -> ClusterNode:
         node = self._start(name, [f"--address={self.address}"], dict(resources or {}), cpus)
         self.wait_for_node(node, timeout_s)
         return node
@@ -162,10 +204,17 @@ class LocalCluster:
     def alive_nodes(self) -> list[dict]:
         """The GCS's live nodes (`ray.nodes()` rows) as seen from a short-lived client process, so
         that a driver need not be connected."""
-        code = (f"import json, ray; ray.init(address={self.address!r}, log_to_driver=False); "
-                "print(json.dumps([n for n in ray.nodes() if n['Alive']], default=str))")
-        out = subprocess.run([sys.executable, "-c", code], env={**self.node_env(), LOCAL_ONLY_ENV: "0"},
-                             capture_output=True, text=True, timeout=120)
+        code = (
+            f"import json, ray; ray.init(address={self.address!r}, log_to_driver=False); "
+            "print(json.dumps([n for n in ray.nodes() if n['Alive']], default=str))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**self.node_env(), LOCAL_ONLY_ENV: "0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if out.returncode != 0:
             return []
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -176,13 +225,15 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not node.alive:
-                raise RuntimeError(f"ray start for {node.name} exited with {node.proc.returncode}: "
-                                   f"{node.log()}")
+                raise RuntimeError(
+                    f"ray start for {node.name} exited with {node.proc.returncode}: {node.log()}"
+                )
             for row in self.alive_nodes():
                 if int(row["NodeManagerPort"]) == node.node_manager_port:
                     if row["NodeManagerAddress"] != node.ip:
-                        raise RuntimeError(f"node {node.name} registered as {row['NodeManagerAddress']}, "
-                                           f"not {node.ip}")
+                        raise RuntimeError(
+                            f"node {node.name} registered as {row['NodeManagerAddress']}, not {node.ip}"
+                        )
                     node.node_id = row["NodeID"]
                     return
             time.sleep(1.0)
@@ -253,4 +304,3 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-

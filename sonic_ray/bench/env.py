@@ -48,7 +48,15 @@ from sonic_ray.robots import load_model
 
 # BatchedSim calls the env makes, recorded for the physics replay (nonfinite_envs, a read-only
 # check, stays on the env's side).
-SIM_CALLS = ("step", "reset", "push", "set_friction", "set_restitution", "set_body_mass_scale", "set_com_offset")
+SIM_CALLS = (
+    "step",
+    "reset",
+    "push",
+    "set_friction",
+    "set_restitution",
+    "set_body_mass_scale",
+    "set_com_offset",
+)
 
 
 def _time(fn, steps: int, warmup: int, device: torch.device) -> float:
@@ -88,11 +96,14 @@ class _Recorder:
 
     def _wrap(self, name, fn):
         def call(*args, **kwargs):
-            self.calls.append((name, tuple(_frozen(a) for a in args), {k: _frozen(v) for k, v in kwargs.items()}))
+            self.calls.append(
+                (name, tuple(_frozen(a) for a in args), {k: _frozen(v) for k, v in kwargs.items()})
+            )
             t = time.perf_counter()
             fn(*args, **kwargs)
             _sync(self.device)
             self.seconds += time.perf_counter() - t
+
         return call
 
     def remove(self) -> None:
@@ -104,8 +115,9 @@ class _Recorder:
 EXACT_FIELDS = ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w")
 
 
-def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 0.1, seed: int = 0,
-            rounds: int = 3) -> dict:
+def measure(
+    cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 0.1, seed: int = 0, rounds: int = 3
+) -> dict:
     """One (N, threads) point: env steps/s, and physics steps/s replaying the env's own sim calls.
 
     `steps` env steps in `rounds` rounds; each round times the env, then rewinds the simulator to
@@ -120,7 +132,9 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
     calls, replay_exact = 0, True
     try:
         g = torch.Generator().manual_seed(seed)
-        actions = [(action_std * torch.randn(num_envs, env.action_dim, generator=g)).to(dev) for _ in range(8)]
+        actions = [
+            (action_std * torch.randn(num_envs, env.action_dim, generator=g)).to(dev) for _ in range(8)
+        ]
         targets = [env.default_joint_pos + env.action_scale * a for a in actions]
         k = iter(range(10**9))
         t0 = time.perf_counter()
@@ -161,17 +175,28 @@ def measure(cfg, *, num_envs: int, steps: int, warmup: int, action_std: float = 
     finally:
         env.close()
     phys, full = num_envs * steps / phys_s, num_envs * steps / env_s
-    return {"num_envs": num_envs, "threads": int(cfg.sim.num_threads), "backend": cfg.sim.backend,
-            "device": str(dev), "compile": bool(cfg.env.compile), "physics_steps_per_s": phys,
-            "env_steps_per_s": full, "env_over_physics": full / phys, "env_ms_per_step": 1e3 * env_s / steps,
-            "physics_ms_per_step": 1e3 * phys_s / steps,
-            "in_env_physics_ms_per_step": 1e3 * in_loop / steps,
-            "mdp_ms_per_step": 1e3 * (env_s - in_loop) / steps,
-            "env_over_in_env_physics": in_loop / env_s,
-            "sim_calls": calls, "replay_exact": replay_exact if replay else None, "rounds": len(per_round),
-            "build_s": build_s, "first_step_s": first_step_s,
-            "fixed_pose_physics_steps_per_s": num_envs * steps / fixed_s,
-            "episodes_ended": resets}
+    return {
+        "num_envs": num_envs,
+        "threads": int(cfg.sim.num_threads),
+        "backend": cfg.sim.backend,
+        "device": str(dev),
+        "compile": bool(cfg.env.compile),
+        "physics_steps_per_s": phys,
+        "env_steps_per_s": full,
+        "env_over_physics": full / phys,
+        "env_ms_per_step": 1e3 * env_s / steps,
+        "physics_ms_per_step": 1e3 * phys_s / steps,
+        "in_env_physics_ms_per_step": 1e3 * in_loop / steps,
+        "mdp_ms_per_step": 1e3 * (env_s - in_loop) / steps,
+        "env_over_in_env_physics": in_loop / env_s,
+        "sim_calls": calls,
+        "replay_exact": replay_exact if replay else None,
+        "rounds": len(per_round),
+        "build_s": build_s,
+        "first_step_s": first_step_s,
+        "fixed_pose_physics_steps_per_s": num_envs * steps / fixed_s,
+        "episodes_ended": resets,
+    }
 
 
 def _has_snapshot(sim) -> bool:
@@ -182,7 +207,9 @@ def _has_snapshot(sim) -> bool:
     return True
 
 
-def machine_scale(model, *, threads: int, envs_per_thread: int = 16, seconds: float = 1.0, repeats: int = 3) -> dict:
+def machine_scale(
+    model, *, threads: int, envs_per_thread: int = 16, seconds: float = 1.0, repeats: int = 3
+) -> dict:
     """What the cores give with no Python in the way: `threads` threads each stepping its own
     `envs_per_thread` MjData with `mj_step` (which releases the GIL) for `seconds`, against one
     thread stepping the same number of MjData per thread; interleaved `repeats` times, median ratio.
@@ -215,21 +242,43 @@ def machine_scale(model, *, threads: int, envs_per_thread: int = 16, seconds: fl
         r1 = rate(1)
         ratios.append(rate(threads) / r1)
         one.append(r1)
-    return {"threads": threads, "envs_per_thread": envs_per_thread, "seconds": seconds,
-            "mj_step_scale": statistics.median(ratios), "mj_step_scale_all": ratios,
-            "one_thread_env_steps_per_s": statistics.median(one)}
+    return {
+        "threads": threads,
+        "envs_per_thread": envs_per_thread,
+        "seconds": seconds,
+        "mj_step_scale": statistics.median(ratios),
+        "mj_step_scale_all": ratios,
+        "one_thread_env_steps_per_s": statistics.median(one),
+    }
 
 
-def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 10, exp: str = "demo",
-        store: str | None = None, overrides=(), torch_threads: int = 1, backend: str = "mujoco",
-        device: str = "cpu", **_) -> dict:
+def run(
+    *,
+    num_envs=(64, 256),
+    threads=(1, 2),
+    steps: int = 100,
+    warmup: int = 10,
+    exp: str = "demo",
+    store: str | None = None,
+    overrides=(),
+    torch_threads: int = 1,
+    backend: str = "mujoco",
+    device: str = "cpu",
+    **_,
+) -> dict:
     # The simulator's threads own the cores; torch's own intra-op pool competing with them made
     # each small MDP op ~30x slower here (measured: 105 vs 27 ms per step at N=64).
     torch.set_num_threads(torch_threads)
     points = []
     for n in num_envs:
         for t in threads:
-            ov = [f"+exp={exp}", f"sim.num_threads={t}", f"device={device}", f"sim.backend={backend}", *overrides]
+            ov = [
+                f"+exp={exp}",
+                f"sim.num_threads={t}",
+                f"device={device}",
+                f"sim.backend={backend}",
+                *overrides,
+            ]
             if store:
                 ov.append(f"motions.store={store}")
             points.append(measure(load_config(ov), num_envs=n, steps=steps, warmup=warmup))
@@ -242,19 +291,31 @@ def run(*, num_envs=(64, 256), threads=(1, 2), steps: int = 100, warmup: int = 1
     machine = None
     if backend == "mujoco" and t_hi > 1:
         cfg = load_config([f"+exp={exp}", *overrides])
-        machine = machine_scale(load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)[0],
-                                threads=t_hi)
+        machine = machine_scale(
+            load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)[0],
+            threads=t_hi,
+        )
     scale = {}
     for n in num_envs:
         by_t = {p["threads"]: p for p in points if p["num_envs"] == n and p["backend"] == backend}
         if t_hi != t_lo:
-            scale[str(n)] = {"env": by_t[t_hi]["env_steps_per_s"] / by_t[t_lo]["env_steps_per_s"],
-                             "physics": by_t[t_hi]["physics_steps_per_s"] / by_t[t_lo]["physics_steps_per_s"]}
-    return {"bench": "env", "exp": exp, "backend": backend, "device": device, "steps": steps, "points": points,
-            f"scale_{t_hi}_over_{t_lo}": scale, "machine": machine,
-            "min_env_over_physics": min(p["env_over_physics"] for p in points),
-            "warp_cache": _warp_cache_dir() if backend in ("mujoco_warp", "isaaclab") else None,
-            "note": "timings are noisy when other processes share the CPU cores"}
+            scale[str(n)] = {
+                "env": by_t[t_hi]["env_steps_per_s"] / by_t[t_lo]["env_steps_per_s"],
+                "physics": by_t[t_hi]["physics_steps_per_s"] / by_t[t_lo]["physics_steps_per_s"],
+            }
+    return {
+        "bench": "env",
+        "exp": exp,
+        "backend": backend,
+        "device": device,
+        "steps": steps,
+        "points": points,
+        f"scale_{t_hi}_over_{t_lo}": scale,
+        "machine": machine,
+        "min_env_over_physics": min(p["env_over_physics"] for p in points),
+        "warp_cache": _warp_cache_dir() if backend in ("mujoco_warp", "isaaclab") else None,
+        "note": "timings are noisy when other processes share the CPU cores",
+    }
 
 
 def _warp_cache_dir() -> str | None:
@@ -282,25 +343,39 @@ def _stdout_to_stderr():
 
 def _main(args) -> int:
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), steps=args.steps,
-                  warmup=args.warmup, exp=args.exp, store=args.store, backend=args.backend, device=args.device,
-                  overrides=tuple(args.overrides))
+        out = run(
+            num_envs=tuple(args.num_envs),
+            threads=tuple(args.threads),
+            steps=args.steps,
+            warmup=args.warmup,
+            exp=args.exp,
+            store=args.store,
+            backend=args.backend,
+            device=args.device,
+            overrides=tuple(args.overrides),
+        )
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         for p in out["points"]:
-            print(f"{p['backend']:>11s} N={p['num_envs']:5d} threads={p['threads']}  "
-                  f"physics {p['physics_steps_per_s']:9.0f}/s  "
-                  f"env {p['env_steps_per_s']:9.0f}/s  env/physics {p['env_over_physics']:.2f}  "
-                  f"(in-env physics {p['in_env_physics_ms_per_step']:.1f} ms + MDP {p['mdp_ms_per_step']:.1f} ms "
-                  f"per step: {p['env_over_in_env_physics']:.2f}; replay exact: {p['replay_exact']})")
+            print(
+                f"{p['backend']:>11s} N={p['num_envs']:5d} threads={p['threads']}  "
+                f"physics {p['physics_steps_per_s']:9.0f}/s  "
+                f"env {p['env_steps_per_s']:9.0f}/s  env/physics {p['env_over_physics']:.2f}  "
+                f"(in-env physics {p['in_env_physics_ms_per_step']:.1f} ms + MDP {p['mdp_ms_per_step']:.1f} "
+                "ms "
+                f"per step: {p['env_over_in_env_physics']:.2f}; replay exact: {p['replay_exact']})"
+            )
         for k, v in out.items():
             if k.startswith("scale_"):
                 print(k, json.dumps(v))
         if out["machine"]:
             m = out["machine"]
-            print(f"machine: {m['threads']} threads of bare mj_step (no Python between) give "
-                  f"{m['mj_step_scale']:.2f}x one thread (runs: {', '.join(f'{r:.2f}' for r in m['mj_step_scale_all'])})")
+            print(
+                f"machine: {m['threads']} threads of bare mj_step (no Python between) give "
+                f"{m['mj_step_scale']:.2f}x one thread (runs: "
+                f"{', '.join(f'{r:.2f}' for r in m['mj_step_scale_all'])})"
+            )
     return 0
 
 
@@ -312,9 +387,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--exp", default="demo")
     p.add_argument("--store", default=None, help="motion store (default: the config's, or the synthetic set)")
-    p.add_argument("--backend", default="mujoco", choices=["mujoco", "mujoco_warp", "isaaclab"],
-                   help="simulator backend (threads only matter for mujoco; isaaclab also measures mujoco "
-                   "beside it)")
+    p.add_argument(
+        "--backend",
+        default="mujoco",
+        choices=["mujoco", "mujoco_warp", "isaaclab"],
+        help="simulator backend (threads only matter for mujoco; isaaclab also measures mujoco beside it)",
+    )
     p.add_argument("--device", default="cpu", help="torch device of the env (and of warp: cpu or cuda:N)")
     p.add_argument("--json", action="store_true")
     p.add_argument("overrides", nargs="*", help="config overrides (key=value)")

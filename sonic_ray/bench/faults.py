@@ -32,8 +32,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-FAULTS = ("runner_sigkill", "node_loss", "driver_sigterm", "corrupt_checkpoint", "nan_loss",
-          "concurrent_import")
+FAULTS = (
+    "runner_sigkill",
+    "node_loss",
+    "driver_sigterm",
+    "corrupt_checkpoint",
+    "nan_loss",
+    "concurrent_import",
+)
 NEEDS_LOCAL_RAY = ("runner_sigkill", "nan_loss")
 # How long the node-loss run may take to bring the lost runner back on the head (a new worker
 # process builds its env: ~70 s on a loaded 2-core machine, ~190 s under load 10).
@@ -41,9 +47,17 @@ REPLACE_TIMEOUT_S = 600.0
 
 
 def _overrides(run_dir: Path, store: Path, *extra: str) -> list[str]:
-    return ["+exp=smoke", "logging.wandb_mode=disabled", "logging.progress=false",
-            "callbacks.plot_learning_curves=false", "env.num_envs=8", "algo.num_steps_per_env=6",
-            f"motions.store={store}", f"run_dir={run_dir}", *extra]
+    return [
+        "+exp=smoke",
+        "logging.wandb_mode=disabled",
+        "logging.progress=false",
+        "callbacks.plot_learning_curves=false",
+        "env.num_envs=8",
+        "algo.num_steps_per_env=6",
+        f"motions.store={store}",
+        f"run_dir={run_dir}",
+        *extra,
+    ]
 
 
 def _trainer(run_dir: Path, store: Path, *extra: str):
@@ -56,8 +70,9 @@ def _trainer(run_dir: Path, store: Path, *extra: str):
 def _runner_nodes(trainer) -> list[str]:
     import ray
 
-    return trainer.algo.env_runner_group.foreach_env_runner(lambda r: ray.get_runtime_context().get_node_id(),
-                                                            local_env_runner=False)
+    return trainer.algo.env_runner_group.foreach_env_runner(
+        lambda r: ray.get_runtime_context().get_node_id(), local_env_runner=False
+    )
 
 
 def _weights(trainer) -> dict:
@@ -94,10 +109,12 @@ def runner_sigkill(work: Path, store: Path) -> dict:
         tr.close()
     last = rows[-1]["iteration"]
     healthy = rows[-1].get("perf/num_healthy_runners", 0) == 2
-    return {"recovered": healthy and all(r.get("perf/env_steps", 0) > 0 for r in rows),
-            "iterations_lost": 1 + len(rows) - len(_rows(run_dir)),
-            "data_lost": not _contiguous(_rows(run_dir), last),
-            "iterations_until_restarted": len(rows) - 1}
+    return {
+        "recovered": healthy and all(r.get("perf/env_steps", 0) > 0 for r in rows),
+        "iterations_lost": 1 + len(rows) - len(_rows(run_dir)),
+        "data_lost": not _contiguous(_rows(run_dir), last),
+        "iterations_until_restarted": len(rows) - 1,
+    }
 
 
 def node_loss(work: Path, store: Path) -> dict:
@@ -110,8 +127,11 @@ def node_loss(work: Path, store: Path) -> dict:
 
     from sonic_ray.bench.cluster import LocalCluster
 
-    extra = ("ray.num_env_runners=2", "+ray.custom_resources_per_env_runner.sonic_sim=1",
-             "algo.max_iterations=30")
+    extra = (
+        "ray.num_env_runners=2",
+        "+ray.custom_resources_per_env_runner.sonic_sim=1",
+        "algo.max_iterations=30",
+    )
     out: dict = {}
     cluster = LocalCluster(head_cpus=2, head_resources={"sonic_sim": 2}).start()
     try:
@@ -139,6 +159,7 @@ def node_loss(work: Path, store: Path) -> dict:
             t0 = time.monotonic()
             cluster.kill_raylet(second)
             rows.append(tr.step())
+
             def replaced() -> bool:
                 healthy = rows[-1].get("perf/num_healthy_runners", 0) == 2
                 return healthy and sorted(_runner_nodes(tr)) == [head_id] * 2
@@ -170,8 +191,9 @@ def node_loss(work: Path, store: Path) -> dict:
         cluster.stop()
     last = rows[-1]["iteration"]
     sampled = all(r.get("perf/env_steps", 0) > 0 for r in rows)
-    out["recovered"] = (second.node_id in placed and after == [head_id] * 2
-                        and out["next_run_uses_rejoined_node"] and sampled)
+    out["recovered"] = (
+        second.node_id in placed and after == [head_id] * 2 and out["next_run_uses_rejoined_node"] and sampled
+    )
     out["iterations_lost"] = last - len(_rows(run_dir))
     out["data_lost"] = not _contiguous(_rows(run_dir), last)
     return out
@@ -181,11 +203,21 @@ def driver_sigterm(work: Path, store: Path) -> dict:
     from sonic_ray.train.checkpoint import list_checkpoints
 
     run_dir = work / "driver_sigterm"
-    base = [sys.executable, "-m", "sonic_ray", "train",
-            *_overrides(run_dir, store, "algo.save_interval=1000")]
+    base = [
+        sys.executable,
+        "-m",
+        "sonic_ray",
+        "train",
+        *_overrides(run_dir, store, "algo.save_interval=1000"),
+    ]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([*base, "algo.max_iterations=1000"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*base, "algo.max_iterations=1000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 900
     while len(_rows(run_dir)) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -193,14 +225,22 @@ def driver_sigterm(work: Path, store: Path) -> dict:
     _, err = proc.communicate(timeout=300)
     done = len(_rows(run_dir))
     saved = [p.name for p in list_checkpoints(run_dir / "checkpoints")]
-    resumed = subprocess.run([*base, f"resume={run_dir}", f"algo.max_iterations={done + 2}"], env=env,
-                             capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        [*base, f"resume={run_dir}", f"algo.max_iterations={done + 2}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     rows = _rows(run_dir)
-    return {"recovered": proc.returncode == 0 and resumed.returncode == 0 and len(rows) == done + 2,
-            "iterations_lost": done - (int(saved[-1].removeprefix("iter_")) if saved else 0),
-            "data_lost": not _contiguous(rows, done + 2),
-            "exit_code": proc.returncode, "traceback": "Traceback" in err,
-            "message": next((line for line in err.splitlines() if "stopped by SIGTERM" in line), None)}
+    return {
+        "recovered": proc.returncode == 0 and resumed.returncode == 0 and len(rows) == done + 2,
+        "iterations_lost": done - (int(saved[-1].removeprefix("iter_")) if saved else 0),
+        "data_lost": not _contiguous(rows, done + 2),
+        "exit_code": proc.returncode,
+        "traceback": "Traceback" in err,
+        "message": next((line for line in err.splitlines() if "stopped by SIGTERM" in line), None),
+    }
 
 
 def corrupt_checkpoint(work: Path, store: Path | None) -> dict:
@@ -217,9 +257,12 @@ def corrupt_checkpoint(work: Path, store: Path | None) -> dict:
     state_file.write_bytes(bytes(data))
     said: list[str] = []
     ckpt, state = load_for_resume(root.parent, report=said.append)
-    return {"recovered": ckpt.name == "iter_000001" and bool(said),
-            "iterations_lost": 2 - int(state["iteration"]),
-            "data_lost": not bool((state["weights"] == 1.0).all()), "message": said[0] if said else None}
+    return {
+        "recovered": ckpt.name == "iter_000001" and bool(said),
+        "iterations_lost": 2 - int(state["iteration"]),
+        "data_lost": not bool((state["weights"] == 1.0).all()),
+        "message": said[0] if said else None,
+    }
 
 
 def nan_loss(work: Path, store: Path) -> dict:
@@ -245,10 +288,14 @@ def nan_loss(work: Path, store: Path) -> dict:
         os.environ.pop(NAN_LOSS_ENV, None)
     skipped = [r.get(SKIPPED_NONFINITE) for r in rows]
     later = [r.get("loss/total", math.nan) for r in rows[2:]]
-    return {"recovered": unchanged and finite and skipped[1] > 0 and all(math.isfinite(v) for v in later),
-            "iterations_lost": sum(1 for s in skipped if s), "data_lost": not _contiguous(_rows(run_dir), 4),
-            "skipped_steps_per_iteration": skipped, "weights_unchanged_by_skipped_update": unchanged,
-            "loss_total_after": later}
+    return {
+        "recovered": unchanged and finite and skipped[1] > 0 and all(math.isfinite(v) for v in later),
+        "iterations_lost": sum(1 for s in skipped if s),
+        "data_lost": not _contiguous(_rows(run_dir), 4),
+        "skipped_steps_per_iteration": skipped,
+        "weights_unchanged_by_skipped_update": unchanged,
+        "loss_total_after": later,
+    }
 
 
 def concurrent_import(work: Path, store: Path) -> dict:
@@ -264,20 +311,42 @@ def concurrent_import(work: Path, store: Path) -> dict:
         d.mkdir(parents=True, exist_ok=True)
         write_lafan_csv(d / f"{'ab'[i % 2]}_{clip.name}.csv", clip)
         names.append(f"{'ab'[i % 2]}_{clip.name}")
-    argv = [sys.executable, "-m", "sonic_ray", "motions", "import", "--out", str(out_store), "--fps", "50",
-            "--json"]
-    procs = [subprocess.Popen([*argv, str(d)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for d in dirs]
+    argv = [
+        sys.executable,
+        "-m",
+        "sonic_ray",
+        "motions",
+        "import",
+        "--out",
+        str(out_store),
+        "--fps",
+        "50",
+        "--json",
+    ]
+    procs = [
+        subprocess.Popen([*argv, str(d)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for d in dirs
+    ]
     codes = [p.wait(timeout=600) for p in procs]
     info = store_info(out_store)
     got = info.get("num_clips")
-    return {"recovered": codes == [0, 0] and got == len(names), "iterations_lost": 0,
-            "data_lost": got != len(names), "clips_expected": len(names), "clips_in_store": got}
+    return {
+        "recovered": codes == [0, 0] and got == len(names),
+        "iterations_lost": 0,
+        "data_lost": got != len(names),
+        "clips_expected": len(names),
+        "clips_in_store": got,
+    }
 
 
 # ---- driver ------------------------------------------------------------------------------------
-def run(only: list[str] | None = None, *, num_cpus: int = 3, work_dir: str | None = None,
-        log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)) -> dict:
+def run(
+    only: list[str] | None = None,
+    *,
+    num_cpus: int = 3,
+    work_dir: str | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> dict:
     from sonic_ray.config import load_config
     from sonic_ray.motion.default_store import ensure_synth_store
 
@@ -295,15 +364,24 @@ def run(only: list[str] | None = None, *, num_cpus: int = 3, work_dir: str | Non
             from sonic_ray.train.driver import start_local_ray
 
             if not ray.is_initialized():
-                start_local_ray(address="local", num_cpus=num_cpus, include_dashboard=False,
-                                log_to_driver=False, runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+                start_local_ray(
+                    address="local",
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+                )
         log(f"bench faults: {name} ...")
         t0 = time.monotonic()
         try:
             results[name] = globals()[name](work, store)
         except Exception as e:  # a fault that could not even be injected is reported, not hidden
-            results[name] = {"recovered": False, "iterations_lost": None, "data_lost": None,
-                             "error": f"{type(e).__name__}: {e}"}
+            results[name] = {
+                "recovered": False,
+                "iterations_lost": None,
+                "data_lost": None,
+                "error": f"{type(e).__name__}: {e}",
+            }
         results[name]["seconds"] = round(time.monotonic() - t0, 1)
         log(f"bench faults: {name}: {json.dumps(results[name])}")
     if local:
@@ -316,8 +394,10 @@ def run(only: list[str] | None = None, *, num_cpus: int = 3, work_dir: str | Non
 def _main(args) -> int:
     unknown = sorted(set(args.only or ()) - set(FAULTS))
     if unknown:
-        print(f"sonic-ray bench faults: unknown fault(s) {unknown}; expected some of {list(FAULTS)}",
-              file=sys.stderr)
+        print(
+            f"sonic-ray bench faults: unknown fault(s) {unknown}; expected some of {list(FAULTS)}",
+            file=sys.stderr,
+        )
         return 2
     # Ray's driver prints node and worker deaths to stdout (even with log_to_driver=False): while the
     # faults run, stdout goes to stderr, so that --json prints nothing but the report.
@@ -334,19 +414,30 @@ def _main(args) -> int:
         print(json.dumps(out, indent=2))
     else:
         for name, r in out["faults"].items():
-            print(f"{name:20s} recovered={r['recovered']} iterations_lost={r['iterations_lost']} "
-                  f"data_lost={r['data_lost']} ({r['seconds']} s)")
+            print(
+                f"{name:20s} recovered={r['recovered']} iterations_lost={r['iterations_lost']} "
+                f"data_lost={r['data_lost']} ({r['seconds']} s)"
+            )
     return 0 if all(r["recovered"] for r in out["faults"].values()) else 1
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("faults", help="inject each fault (runner/node loss, SIGTERM, corrupt "
-                                             "checkpoint, NaN loss, concurrent import) and report recovery")
-    p.add_argument("--only", action="append", metavar="NAME",
-                   help=f"run only this fault (repeatable): {FAULTS}")
-    p.add_argument("--num-cpus", type=int, default=3,
-                   help="CPUs of the local Ray for runner_sigkill and nan_loss")
-    p.add_argument("--work-dir", default=None, help="where the runs, checkpoints and stores go (default: a "
-                                                      "new temporary folder, kept for inspection)")
+    p = subparsers.add_parser(
+        "faults",
+        help="inject each fault (runner/node loss, SIGTERM, corrupt "
+        "checkpoint, NaN loss, concurrent import) and report recovery",
+    )
+    p.add_argument(
+        "--only", action="append", metavar="NAME", help=f"run only this fault (repeatable): {FAULTS}"
+    )
+    p.add_argument(
+        "--num-cpus", type=int, default=3, help="CPUs of the local Ray for runner_sigkill and nan_loss"
+    )
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="where the runs, checkpoints and stores go (default: a "
+        "new temporary folder, kept for inspection)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_main)

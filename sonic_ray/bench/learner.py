@@ -112,20 +112,28 @@ def make_rollout(ac, obs_dims: dict[str, int], *, num_steps: int, num_envs: int,
             data[K.OBS_PREFIX + name] = g.integers(0, len(K.ENCODER_NAMES), (T, N)).astype(np.int8)
         else:
             data[K.OBS_PREFIX + name] = g.standard_normal((T, N, dim), dtype=np.float32)
-    obs = {k[len(K.OBS_PREFIX):]: torch.as_tensor(v.reshape(T * N, *v.shape[2:])) for k, v in data.items()}
+    obs = {k[len(K.OBS_PREFIX) :]: torch.as_tensor(v.reshape(T * N, *v.shape[2:])) for k, v in data.items()}
     obs[K.ENCODER_INDEX] = obs[K.ENCODER_INDEX].long()
     with torch.no_grad():
         actions, logp, mean, std = ac.act(obs)
     A = actions.shape[-1]
-    data.update({K.ACTIONS: actions.numpy().reshape(T, N, A), K.LOGP: logp.numpy().reshape(T, N),
-                 K.ACTION_MEAN: mean.numpy().reshape(T, N, A), K.ACTION_STD: std.numpy().reshape(A),
-                 K.REWARDS: g.standard_normal((T, N), dtype=np.float32) * 0.1,
-                 K.TERMINATED: g.random((T, N)) < 0.01, K.LAST_CRITIC_OBS: g.standard_normal(
-                     (N, obs_dims[K.CRITIC]), dtype=np.float32)})
+    data.update(
+        {
+            K.ACTIONS: actions.numpy().reshape(T, N, A),
+            K.LOGP: logp.numpy().reshape(T, N),
+            K.ACTION_MEAN: mean.numpy().reshape(T, N, A),
+            K.ACTION_STD: std.numpy().reshape(A),
+            K.REWARDS: g.standard_normal((T, N), dtype=np.float32) * 0.1,
+            K.TERMINATED: g.random((T, N)) < 0.01,
+            K.LAST_CRITIC_OBS: g.standard_normal((N, obs_dims[K.CRITIC]), dtype=np.float32),
+        }
+    )
     truncated = (g.random((T, N)) < 0.01) & ~data[K.TERMINATED]
     data[K.TRUNCATED] = truncated
     data[K.FINAL_INDEX] = np.flatnonzero(truncated).astype(np.int64)
-    data[K.FINAL_CRITIC_OBS] = g.standard_normal((len(data[K.FINAL_INDEX]), obs_dims[K.CRITIC]), dtype=np.float32)
+    data[K.FINAL_CRITIC_OBS] = g.standard_normal(
+        (len(data[K.FINAL_INDEX]), obs_dims[K.CRITIC]), dtype=np.float32
+    )
     return FlatBatch(data)
 
 
@@ -133,8 +141,9 @@ def prepare(cfg, batch: FlatBatch, ac, *, device) -> dict[str, torch.Tensor]:
     """What a learner does before its epochs: critic normaliser update, values, GAE -> training tensors."""
     crit = torch.as_tensor(batch.data[K.OBS_PREFIX + K.CRITIC], device=device)
     ac.update_critic_normalizer(crit.reshape(-1, crit.shape[-1]))
-    return training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma,
-                            lam=cfg.algo.lam, device=device)
+    return training_tensors(
+        batch.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam, device=device
+    )
 
 
 def setup_ours(cfg, data: dict[str, torch.Tensor], ac) -> tuple[Callable, dict]:
@@ -143,7 +152,7 @@ def setup_ours(cfg, data: dict[str, torch.Tensor], ac) -> tuple[Callable, dict]:
     gen = torch.Generator().manual_seed(0)
     rows = data[K.ACTIONS].shape[0]
     n = min(rows, 256)
-    obs = {k[len(K.OBS_PREFIX):]: v[:n] for k, v in data.items() if k.startswith(K.OBS_PREFIX)}
+    obs = {k[len(K.OBS_PREFIX) :]: v[:n] for k, v in data.items() if k.startswith(K.OBS_PREFIX)}
 
     def fwd():
         ac.evaluate(obs, data[K.ACTIONS][:n])
@@ -153,8 +162,9 @@ def setup_ours(cfg, data: dict[str, torch.Tensor], ac) -> tuple[Callable, dict]:
     return (lambda: updater.update(data, generator=gen)), info
 
 
-def setup_rllib(cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.Tensor], init_state: dict, *,
-                device) -> tuple[Callable, dict]:
+def setup_rllib(
+    cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.Tensor], init_state: dict, *, device
+) -> tuple[Callable, dict]:
     """(one update, {}) of the RLlib `SonicLearner` on the same tensors from the same weights (see the
     module docstring). Raises _Unavailable off the CPU."""
     # lazy: ray and RLlib load only when this bench runs (`sonic-ray --help` imports this module)
@@ -167,8 +177,9 @@ def setup_rllib(cfg, kw: dict, obs_dims: dict[str, int], data: dict[str, torch.T
     threads = torch.get_num_threads()
     act_space = gym.spaces.Box(-np.inf, np.inf, (kw["action_dim"],), np.float32)
     cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, num_learners=0, gpus_per_learner=0))
-    learner = to_algorithm_config(cfg, observation_space=observation_space(obs_dims), action_space=act_space,
-                                  model_config=kw).build_learner()
+    learner = to_algorithm_config(
+        cfg, observation_space=observation_space(obs_dims), action_space=act_space, model_config=kw
+    ).build_learner()
     torch.set_num_threads(threads)  # the learner set ray.learner_threads (or its CPUs): equal threads here
     learner.module[DEFAULT_MODULE_ID].ac.load_state_dict(init_state)
     # the learner's update loop with its own step (RLlib's _update), on the tensors ours updates on
@@ -189,23 +200,46 @@ def setup_rsl_rl(cfg, kw: dict, batch: FlatBatch, *, device) -> tuple[Callable, 
     def obs_at(t):
         src = {k: d[K.OBS_PREFIX + k][t] if t < T else None for k in (K.POLICY, K.TOKENIZER_G1, K.CRITIC)}
         if t == T:  # bootstrap observation: reuse the last step's actor obs, the shipped critic obs
-            src = {K.POLICY: d[K.OBS_PREFIX + K.POLICY][-1], K.TOKENIZER_G1: d[K.OBS_PREFIX + K.TOKENIZER_G1][-1],
-                   K.CRITIC: d[K.LAST_CRITIC_OBS]}
-        return TensorDict({k: torch.as_tensor(v, device=device) for k, v in src.items()}, batch_size=[N], device=device)
+            src = {
+                K.POLICY: d[K.OBS_PREFIX + K.POLICY][-1],
+                K.TOKENIZER_G1: d[K.OBS_PREFIX + K.TOKENIZER_G1][-1],
+                K.CRITIC: d[K.LAST_CRITIC_OBS],
+            }
+        return TensorDict(
+            {k: torch.as_tensor(v, device=device) for k, v in src.items()}, batch_size=[N], device=device
+        )
 
     obs = obs_at(0)
-    dist = {"class_name": "rsl_rl.modules.distribution:GaussianDistribution", "init_std": kw["init_noise_std"],
-            "std_type": "log"}
+    dist = {
+        "class_name": "rsl_rl.modules.distribution:GaussianDistribution",
+        "init_std": kw["init_noise_std"],
+        "std_type": "log",
+    }
     act = kw["activation"] if kw["activation"] != "silu" else "swish"
-    actor = MLPModel(obs, groups, "actor", kw["action_dim"], kw["dyn_decoder_hidden"], act, distribution_cfg=dist)
+    actor = MLPModel(
+        obs, groups, "actor", kw["action_dim"], kw["dyn_decoder_hidden"], act, distribution_cfg=dist
+    )
     critic = MLPModel(obs, groups, "critic", 1, kw["critic_hidden"], act, obs_normalization=True)
     storage = RolloutStorage("rl", N, T, obs, [kw["action_dim"]], device)
     a = cfg.algo
-    alg = PPO(actor, critic, storage, num_learning_epochs=a.num_learning_epochs, num_mini_batches=a.num_mini_batches,
-              clip_param=a.clip_param, gamma=a.gamma, lam=a.lam, value_loss_coef=a.value_loss_coef,
-              entropy_coef=a.entropy_coef, learning_rate=a.actor_lr, max_grad_norm=a.max_grad_norm,
-              use_clipped_value_loss=a.use_clipped_value_loss, schedule=a.schedule, desired_kl=a.desired_kl,
-              device=device)
+    alg = PPO(
+        actor,
+        critic,
+        storage,
+        num_learning_epochs=a.num_learning_epochs,
+        num_mini_batches=a.num_mini_batches,
+        clip_param=a.clip_param,
+        gamma=a.gamma,
+        lam=a.lam,
+        value_loss_coef=a.value_loss_coef,
+        entropy_coef=a.entropy_coef,
+        learning_rate=a.actor_lr,
+        max_grad_norm=a.max_grad_norm,
+        use_clipped_value_loss=a.use_clipped_value_loss,
+        schedule=a.schedule,
+        desired_kl=a.desired_kl,
+        device=device,
+    )
     with torch.no_grad():
         for t in range(T):
             alg.act(obs)
@@ -247,8 +281,12 @@ def compare(cfg, kw: dict, obs_dims: dict[str, int], batch: FlatBatch, ac, *, de
     timed = {}
     for name, (_, info) in sides.items():
         sec = statistics.median(times[name])
-        timed[name] = {"seconds": sec, "seconds_all": times[name],
-                       "samples_per_s": cfg.algo.num_learning_epochs * rows / sec, **info}
+        timed[name] = {
+            "seconds": sec,
+            "seconds_all": times[name],
+            "samples_per_s": cfg.algo.num_learning_epochs * rows / sec,
+            **info,
+        }
     ours, rllib, rsl = timed["ours"], {**errors, **timed}.get("rllib"), {**errors, **timed}.get("rsl_rl")
     entry = {"rows": rows, "ours": ours, "rllib": rllib, "rsl_rl": rsl}
     if "samples_per_s" in rsl:
@@ -261,20 +299,37 @@ def compare(cfg, kw: dict, obs_dims: dict[str, int], batch: FlatBatch, ac, *, de
     return entry
 
 
-def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict | None = None, device: str = "cpu",
-        threads: int = 1, repeats: int = 3, seed: int = 0, **_) -> dict:
+def run(
+    *,
+    sizes=("demo", "sonic_release"),
+    num_steps: int = 24,
+    num_envs: dict | None = None,
+    device: str = "cpu",
+    threads: int = 1,
+    repeats: int = 3,
+    seed: int = 0,
+    **_,
+) -> dict:
     """All three learners at each size -> {size: {ours, rllib, rsl_rl, over_rsl_rl, over_rsl_rl_per_mac,
     rllib_over_ours, rllib_over_rsl_rl, rows}, meta}."""
     if threads:
         torch.set_num_threads(threads)
     envs = dict(DEFAULT_ENVS, **(num_envs or {}))
     obs_dims, action_dim = probe_dims()
-    result = {"bench": "learner", "meta": {"device": str(device), "torch_threads": torch.get_num_threads(),
-                                          "num_steps": num_steps, "num_envs": {s: envs[s] for s in sizes},
-                                          "obs_dims": obs_dims, "action_dim": action_dim, "repeats": repeats,
-                                          "timing": "median of repeats after 1 warm-up update; the "
-                                                    "learners take turns in each round",
-                                          "note": "timings are noisy when other processes share the CPU cores"}}
+    result = {
+        "bench": "learner",
+        "meta": {
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+            "num_steps": num_steps,
+            "num_envs": {s: envs[s] for s in sizes},
+            "obs_dims": obs_dims,
+            "action_dim": action_dim,
+            "repeats": repeats,
+            "timing": "median of repeats after 1 warm-up update; the learners take turns in each round",
+            "note": "timings are noisy when other processes share the CPU cores",
+        },
+    }
     for size in sizes:
         cfg = load_config([f"+exp={SIZES[size]}", "sim.backend=mujoco", "device=cpu"])
         result["meta"].setdefault("epochs", cfg.algo.num_learning_epochs)
@@ -283,15 +338,23 @@ def run(*, sizes=("demo", "sonic_release"), num_steps: int = 24, num_envs: dict 
         torch.manual_seed(seed)
         ac = ActorCritic(**kw).to(device)
         batch = make_rollout(ac, obs_dims, num_steps=num_steps, num_envs=envs[size], seed=seed)
-        result[size] = {"num_envs": envs[size], **compare(cfg, kw, obs_dims, batch, ac, device=device,
-                                                            repeats=repeats)}
+        result[size] = {
+            "num_envs": envs[size],
+            **compare(cfg, kw, obs_dims, batch, ac, device=device, repeats=repeats),
+        }
     return result
 
 
 def _main(args) -> int:
     num_envs = {k: v for k, v in (("demo", args.demo_envs), ("sonic_release", args.release_envs)) if v}
-    out = run(sizes=tuple(args.sizes), num_steps=args.num_steps, num_envs=num_envs, device=args.device,
-              threads=args.threads, repeats=args.repeats)
+    out = run(
+        sizes=tuple(args.sizes),
+        num_steps=args.num_steps,
+        num_envs=num_envs,
+        device=args.device,
+        threads=args.threads,
+        repeats=args.repeats,
+    )
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -299,24 +362,37 @@ def _main(args) -> int:
         e = out[size]
         rsl = e["rsl_rl"].get("samples_per_s", float("nan"))
         rl = e["rllib"].get("samples_per_s", float("nan"))
-        print(f"{size:14s} rows={e['rows']:6d}  ours {e['ours']['samples_per_s']:9.0f}/s  rllib {rl:9.0f}/s  "
-              f"rsl_rl {rsl:9.0f}/s  ours/rsl_rl {e.get('over_rsl_rl', float('nan')):.2f}  "
-              f"per-MAC {e.get('over_rsl_rl_per_mac', float('nan')):.2f}  "
-              f"rllib/ours {e.get('rllib_over_ours', float('nan')):.2f}")
+        print(
+            f"{size:14s} rows={e['rows']:6d}  ours {e['ours']['samples_per_s']:9.0f}/s  rllib {rl:9.0f}/s  "
+            f"rsl_rl {rsl:9.0f}/s  ours/rsl_rl {e.get('over_rsl_rl', float('nan')):.2f}  "
+            f"per-MAC {e.get('over_rsl_rl_per_mac', float('nan')):.2f}  "
+            f"rllib/ours {e.get('rllib_over_ours', float('nan')):.2f}"
+        )
     return 0
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("learner",
-                              help="PPO update samples/s: ours, the RLlib learner, rsl_rl (demo, release)")
+    p = subparsers.add_parser(
+        "learner", help="PPO update samples/s: ours, the RLlib learner, rsl_rl (demo, release)"
+    )
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--num-steps", type=int, default=24, help="T steps per env in the batch")
-    p.add_argument("--demo-envs", type=int, default=0, help=f"N envs at demo size (default {DEFAULT_ENVS['demo']})")
-    p.add_argument("--release-envs", type=int, default=0,
-                   help=f"N envs at sonic_release size (default {DEFAULT_ENVS['sonic_release']})")
+    p.add_argument(
+        "--demo-envs", type=int, default=0, help=f"N envs at demo size (default {DEFAULT_ENVS['demo']})"
+    )
+    p.add_argument(
+        "--release-envs",
+        type=int,
+        default=0,
+        help=f"N envs at sonic_release size (default {DEFAULT_ENVS['sonic_release']})",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed updates per learner (median reported)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: steadier on shared CPUs; 0 keeps torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: steadier on shared CPUs; 0 keeps torch's default)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_main)

@@ -81,8 +81,15 @@ def zero_action_eval(cfg) -> dict:
         _, store_idx = store_clip_names(cfg, None)
         clip_ids = [i for i, s in enumerate(store_idx) if s < cb.eval_max_clips]
     _, robot = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
-    out = evaluate_policy(cfg, ZeroPolicy(robot.num_joints), encoders=cb.eval_encoders, clip_ids=clip_ids,
-                          num_envs=cb.eval_num_envs, device=_device(cfg), seed=cfg.seed)
+    out = evaluate_policy(
+        cfg,
+        ZeroPolicy(robot.num_joints),
+        encoders=cb.eval_encoders,
+        clip_ids=clip_ids,
+        num_envs=cb.eval_num_envs,
+        device=_device(cfg),
+        seed=cfg.seed,
+    )
     s = summarize(out.rows)
     return {**{k: s[k] for k in EVAL_KEYS}, "num_clips": s["num_clips"], "eval_seconds": out.seconds}
 
@@ -97,8 +104,11 @@ def zero_action_train_length(cfg, *, seed: int, steps: int) -> dict:
         m = env.metrics()
     finally:
         env.close()
-    return {"episode_length": m.get("env/episode_length"), "episodes": int(m["env/episodes"]),
-            "env_steps": steps * env.num_envs}
+    return {
+        "episode_length": m.get("env/episode_length"),
+        "episodes": int(m["env/episodes"]),
+        "env_steps": steps * env.num_envs,
+    }
 
 
 def machine_info() -> dict:
@@ -106,10 +116,17 @@ def machine_info() -> dict:
     import ray
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-    return {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "memory_gib": round(mem / 2**30, 1) if mem else None,
-            "torch": torch.__version__, "mujoco": mujoco.__version__, "ray": ray.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": round(mem / 2**30, 1) if mem else None,
+        "torch": torch.__version__,
+        "mujoco": mujoco.__version__,
+        "ray": ray.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def git_info() -> dict:
@@ -135,8 +152,11 @@ def _start_ray(cfg) -> bool:
     if joins_existing_cluster(cfg):
         init_ray(cfg)
     else:  # the runners' stdout would land in the bench's (JSON) output: keep it in Ray's logs
-        ray.init(include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
+        ray.init(
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
+        )
     return True
 
 
@@ -163,10 +183,18 @@ def train_seed(cfg, run_dir: Path, *, eval_interval: int, window: int, on_iterat
     curve = seed_curve(rows, eval_interval=eval_interval, window=window, t0=t0)
     steps = int(sum(float(r["perf/env_steps"]) for r in rows if "perf/env_steps" in r))
     iters = [int(r["iteration"]) for r in rows if "perf/env_steps" in r]
-    return {"run_dir": str(run_dir), "setup_s": setup_s, "train_s": train_s, "close_s": close_s,
-            "iterations": max(iters, default=0), "env_steps": steps,
-            "env_steps_per_s": steps / train_s if train_s > 0 else None, "curve": curve,
-            "missing_evals": [p["iteration"] for p in curve if p["completed_mean"] is None], "error": error}
+    return {
+        "run_dir": str(run_dir),
+        "setup_s": setup_s,
+        "train_s": train_s,
+        "close_s": close_s,
+        "iterations": max(iters, default=0),
+        "env_steps": steps,
+        "env_steps_per_s": steps / train_s if train_s > 0 else None,
+        "curve": curve,
+        "missing_evals": [p["iteration"] for p in curve if p["completed_mean"] is None],
+        "error": error,
+    }
 
 
 def finish(result: dict, out_dir: Path, marks: Sequence[int]) -> None:
@@ -179,60 +207,102 @@ def finish(result: dict, out_dir: Path, marks: Sequence[int]) -> None:
     result["mean"] = {"curve": mean}
     result["summary"] = summary_at(curves, mean, zero, marks)
     atomic_write(out_dir / JSON_NAME, json.dumps(result, indent=2))
-    plot(result, out_dir / PNG_NAME, title=f"sonic-ray bench learning: {result['meta']['exp']}, "
-                                           f"seeds {', '.join(result['seeds']) or '-'}")
+    plot(
+        result,
+        out_dir / PNG_NAME,
+        title=f"sonic-ray bench learning: {result['meta']['exp']}, seeds {', '.join(result['seeds']) or '-'}",
+    )
 
 
 def zero_action(base: Sequence[str], seeds: Sequence[int], *, steps: int) -> dict:
     """The zero-action baseline: its evaluation (deterministic: once, with the first seed's config)
     and its training-termination episode length per seed and in the mean."""
     zero = zero_action_eval(load_config([*base, f"seed={seeds[0]}"]))
-    per_seed = {str(s): zero_action_train_length(load_config([*base, f"seed={s}"]), seed=int(s), steps=steps)
-                for s in seeds}
+    per_seed = {
+        str(s): zero_action_train_length(load_config([*base, f"seed={s}"]), seed=int(s), steps=steps)
+        for s in seeds
+    }
     lengths = [z["episode_length"] for z in per_seed.values() if z["episode_length"] is not None]
     zero["episode_length"] = sum(lengths) / len(lengths) if lengths else None
     return {**zero, "train_per_seed": per_seed}
 
 
-def run(*, exp: str = "demo", store: str | None = None, seeds: Sequence[int] = (0, 1),
-        env_steps: int = 1_000_000, eval_every_steps: int = 250_000, window: int = 10,
-        zero_action_steps: int = 250, marks: Sequence[int] = DEFAULT_MARKS, out_dir: str | Path | None = None,
-        overrides: Sequence[str] = (), progress: bool = True) -> dict:
+def run(
+    *,
+    exp: str = "demo",
+    store: str | None = None,
+    seeds: Sequence[int] = (0, 1),
+    env_steps: int = 1_000_000,
+    eval_every_steps: int = 250_000,
+    window: int = 10,
+    zero_action_steps: int = 250,
+    marks: Sequence[int] = DEFAULT_MARKS,
+    out_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> dict:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     out_dir = Path(out_dir or Path("runs") / f"bench-learning-{time.strftime('%Y%m%d-%H%M%S')}")
     # Before the caller's overrides (they may turn W&B back on); checkpoints are all kept so that
     # no evaluation task finds its checkpoint already deleted.
-    base = [f"+exp={exp}", "logging.wandb_mode=disabled", "callbacks.checkpoint_keep=0",
-            *([f"motions.store={store}"] if store else []), *overrides]
+    base = [
+        f"+exp={exp}",
+        "logging.wandb_mode=disabled",
+        "callbacks.checkpoint_keep=0",
+        *([f"motions.store={store}"] if store else []),
+        *overrides,
+    ]
     cfg = load_config(base)
     per_iter = cfg.env.num_envs * cfg.algo.num_steps_per_env * cfg.ray.num_env_runners
     interval, iterations = schedule(per_iter, env_steps, eval_every_steps)
-    fixed = [f"algo.max_iterations={iterations}", f"callbacks.eval_interval={interval}",
-             "logging.progress=false"]
-    meta = {"exp": exp, "store": str(Path(motion_store_path(cfg)).resolve()),
-            "seeds": [int(s) for s in seeds], "env_steps_budget": env_steps,
-            "eval_every_steps": eval_every_steps, "steps_per_iteration": per_iter,
-            "eval_interval_iterations": interval, "max_iterations": iterations,
-            "env_steps_per_checkpoint": interval * per_iter, "episode_length_window": window,
-            "zero_action_steps": zero_action_steps, "overrides": [*base, *fixed], "git": git_info(),
-            "machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "note": "over_zero_action = trained minus zero action (larger is better except mpjpe_l_mm_all); "
-                    "wall times are noisy when other processes share the cores"}
+    fixed = [
+        f"algo.max_iterations={iterations}",
+        f"callbacks.eval_interval={interval}",
+        "logging.progress=false",
+    ]
+    meta = {
+        "exp": exp,
+        "store": str(Path(motion_store_path(cfg)).resolve()),
+        "seeds": [int(s) for s in seeds],
+        "env_steps_budget": env_steps,
+        "eval_every_steps": eval_every_steps,
+        "steps_per_iteration": per_iter,
+        "eval_interval_iterations": interval,
+        "max_iterations": iterations,
+        "env_steps_per_checkpoint": interval * per_iter,
+        "episode_length_window": window,
+        "zero_action_steps": zero_action_steps,
+        "overrides": [*base, *fixed],
+        "git": git_info(),
+        "machine": machine_info(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "note": "over_zero_action = trained minus zero action (larger is better except mpjpe_l_mm_all); "
+        "wall times are noisy when other processes share the cores",
+    }
     result = {"bench": "learning", "meta": meta, "seeds": {}}
     console = Console(stderr=True, quiet=not progress)
-    console.print(f"[bold]bench learning[/]: {exp}, seeds {list(seeds)}, {iterations} iterations x "
-                  f"{per_iter} env steps, evaluation every {interval} iterations -> {out_dir}")
+    console.print(
+        f"[bold]bench learning[/]: {exp}, seeds {list(seeds)}, {iterations} iterations x "
+        f"{per_iter} env steps, evaluation every {interval} iterations -> {out_dir}"
+    )
     with console.status("zero action: evaluation and training-termination episode length"):
         result["zero_action"] = z = zero_action(base, seeds, steps=zero_action_steps)
-    console.print(f"zero action: episode length {_fmt(z['episode_length'], '.1f')}, "
-                  f"eval completed {_fmt(z['completed_mean'], '.3f')}")
+    console.print(
+        f"zero action: episode length {_fmt(z['episode_length'], '.1f')}, "
+        f"eval completed {_fmt(z['completed_mean'], '.3f')}"
+    )
 
     started = _start_ray(cfg)
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
             for s in seeds:
                 task = bar.add_task(f"seed {s}", total=iterations)
 
@@ -242,8 +312,9 @@ def run(*, exp: str = "demo", store: str | None = None, seeds: Sequence[int] = (
 
                 run_dir = out_dir / f"seed_{s}"
                 cfg_s = load_config([*base, *fixed, f"seed={s}", f"run_dir={run_dir}"])
-                result["seeds"][str(s)] = train_seed(cfg_s, run_dir, eval_interval=interval, window=window,
-                                                     on_iteration=advance)
+                result["seeds"][str(s)] = train_seed(
+                    cfg_s, run_dir, eval_interval=interval, window=window, on_iteration=advance
+                )
                 finish(result, out_dir, marks)
     finally:
         if started:
@@ -261,16 +332,27 @@ def _fmt(v, spec: str) -> str:
 
 def _row(name: str, p: dict) -> str:
     steps = "" if p.get("env_steps") is None else f"{p['env_steps']:,.0f}"
-    return (f"{name:>12} {steps:>10} {_fmt(p.get('wall_s'), '.0f'):>7} {_fmt(p['episode_length'], '.1f'):>7} "
-            f"{_fmt(p['completed_mean'], '.3f'):>9} {_fmt(p['success_rate'], '.3f'):>7} "
-            f"{_fmt(p['mpjpe_l_mm_all'], '.1f'):>8}")
+    return (
+        f"{name:>12} {steps:>10} {_fmt(p.get('wall_s'), '.0f'):>7} {_fmt(p['episode_length'], '.1f'):>7} "
+        f"{_fmt(p['completed_mean'], '.3f'):>9} {_fmt(p['success_rate'], '.3f'):>7} "
+        f"{_fmt(p['mpjpe_l_mm_all'], '.1f'):>8}"
+    )
 
 
 def _main(args) -> int:
-    out = run(exp=args.exp, store=args.store, seeds=args.seeds, env_steps=args.env_steps,
-              eval_every_steps=args.eval_every_steps, window=args.window,
-              zero_action_steps=args.zero_action_steps, marks=args.marks, out_dir=args.out,
-              overrides=args.overrides, progress=not args.no_progress)
+    out = run(
+        exp=args.exp,
+        store=args.store,
+        seeds=args.seeds,
+        env_steps=args.env_steps,
+        eval_every_steps=args.eval_every_steps,
+        window=args.window,
+        zero_action_steps=args.zero_action_steps,
+        marks=args.marks,
+        out_dir=args.out,
+        overrides=args.overrides,
+        progress=not args.no_progress,
+    )
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -281,33 +363,51 @@ def _main(args) -> int:
         print(_row("mean", p))
     for mark, s in out["summary"].items():
         d = s["over_zero_action"]
-        print(f"at {mark}: over zero action: episode length {_fmt(d['episode_length'], '+.1f')}, completed "
-              f"{_fmt(d['completed_mean'], '+.3f')}, success {_fmt(d['success_rate'], '+.3f')}")
+        print(
+            f"at {mark}: over zero action: episode length {_fmt(d['episode_length'], '+.1f')}, completed "
+            f"{_fmt(d['completed_mean'], '+.3f')}, success {_fmt(d['success_rate'], '+.3f')}"
+        )
     for s, r in out["seeds"].items():
         if r["error"] or r["missing_evals"]:
-            print(f"seed {s}: error {r['error']}; checkpoints without evaluation {r['missing_evals']}",
-                  file=sys.stderr)
+            print(
+                f"seed {s}: error {r['error']}; checkpoints without evaluation {r['missing_evals']}",
+                file=sys.stderr,
+            )
     print(f"{out['json']}\n{out['png']}")
     return 0
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("learning", help="sample efficiency: train N env steps per seed, eval curves "
-                                               "against zero action")
-    p.add_argument("overrides", nargs="*",
-                   help=OVERRIDES_HELP + " for every seed (before --seeds/--marks, or after --); the bench "
-                   "sets seed, run_dir, algo.max_iterations and callbacks.eval_interval itself")
+    p = subparsers.add_parser(
+        "learning", help="sample efficiency: train N env steps per seed, eval curves against zero action"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help=OVERRIDES_HELP + " for every seed (before --seeds/--marks, or after --); the bench "
+        "sets seed, run_dir, algo.max_iterations and callbacks.eval_interval itself",
+    )
     p.add_argument("--exp", default="demo", help="preset: +exp=EXP (default demo)")
     p.add_argument("--store", default=None, help="motion store (motions.store=...; default: synthetic set)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--env-steps", type=int, default=1_000_000,
-                   help="budget per seed (rounded up to whole evaluation intervals)")
-    p.add_argument("--eval-every-steps", type=int, default=250_000,
-                   help="env steps between evaluated checkpoints")
-    p.add_argument("--window", type=int, default=10,
-                   help="iterations averaged for the episode length at a point")
-    p.add_argument("--zero-action-steps", type=int, default=250,
-                   help="steps of the training env (all its envs) under zero action, per seed")
+    p.add_argument(
+        "--env-steps",
+        type=int,
+        default=1_000_000,
+        help="budget per seed (rounded up to whole evaluation intervals)",
+    )
+    p.add_argument(
+        "--eval-every-steps", type=int, default=250_000, help="env steps between evaluated checkpoints"
+    )
+    p.add_argument(
+        "--window", type=int, default=10, help="iterations averaged for the episode length at a point"
+    )
+    p.add_argument(
+        "--zero-action-steps",
+        type=int,
+        default=250,
+        help="steps of the training env (all its envs) under zero action, per seed",
+    )
     p.add_argument("--marks", type=int, nargs="+", default=list(DEFAULT_MARKS), help="env steps summarised")
     p.add_argument("--out", default=None, help="output dir (default runs/bench-learning-<time>)")
     p.add_argument("--no-progress", action="store_true")

@@ -32,8 +32,10 @@ def schedule(steps_per_iteration: int, env_steps: int, eval_every_steps: int) ->
     has at least k x eval_every_steps env steps; the run is rounded up to a whole number of
     intervals, so its last iteration is evaluated and it samples at least `env_steps`."""
     if min(steps_per_iteration, env_steps, eval_every_steps) <= 0:
-        raise ValueError(f"schedule: steps per iteration {steps_per_iteration}, budget {env_steps} and "
-                         f"evaluation spacing {eval_every_steps} must all be > 0")
+        raise ValueError(
+            f"schedule: steps per iteration {steps_per_iteration}, budget {env_steps} and "
+            f"evaluation spacing {eval_every_steps} must all be > 0"
+        )
     interval = math.ceil(eval_every_steps / steps_per_iteration)
     intervals = math.ceil(env_steps / (interval * steps_per_iteration))
     return interval, interval * intervals
@@ -51,8 +53,11 @@ def seed_curve(rows: Sequence[dict[str, Any]], *, eval_interval: int, window: in
     iteration evaluated) and may arrive on a later iteration's row or on the rows written after
     training (the driver waits for the last evaluations), so they are matched by `eval/iteration`."""
     iters = {int(r["iteration"]): r for r in rows if "perf/env_steps" in r}
-    evals = {int(r["eval/iteration"]): r for r in rows
-             if r.get("eval/iteration") is not None and r.get("eval/completed_mean") is not None}
+    evals = {
+        int(r["eval/iteration"]): r
+        for r in rows
+        if r.get("eval/iteration") is not None and r.get("eval/completed_mean") is not None
+    }
     points, steps = [], 0.0
     for it in sorted(iters):
         r = iters[it]
@@ -63,10 +68,16 @@ def seed_curve(rows: Sequence[dict[str, Any]], *, eval_interval: int, window: in
         wall = float(r["time"]) - t0
         ev = evals.get(it, {})
         lengths = [iters[i].get("env/episode_length") for i in range(lo + 1, it + 1) if i in iters]
-        points.append({"iteration": it, "env_steps": int(steps), "wall_s": wall,
-                       "env_steps_per_s": steps / wall if wall > 0 else None,
-                       "episode_length": _mean(lengths),
-                       **{k: ev.get(f"eval/{k}") for k in EVAL_KEYS}})
+        points.append(
+            {
+                "iteration": it,
+                "env_steps": int(steps),
+                "wall_s": wall,
+                "env_steps_per_s": steps / wall if wall > 0 else None,
+                "episode_length": _mean(lengths),
+                **{k: ev.get(f"eval/{k}") for k in EVAL_KEYS},
+            }
+        )
     return points
 
 
@@ -85,8 +96,9 @@ def mean_curve(curves: Sequence[Sequence[dict]]) -> list[dict]:
 
 def over_zero_action(point: dict, zero: dict) -> dict[str, float | None]:
     """Point minus zero action per metric (episode length: zero action's training-termination length)."""
-    return {k: None if point.get(k) is None or zero.get(k) is None else point[k] - zero[k]
-            for k in METRIC_KEYS}
+    return {
+        k: None if point.get(k) is None or zero.get(k) is None else point[k] - zero[k] for k in METRIC_KEYS
+    }
 
 
 def summary_at(curves: dict[str, list[dict]], mean: list[dict], zero: dict, marks: Sequence[int]) -> dict:
@@ -98,8 +110,11 @@ def summary_at(curves: dict[str, list[dict]], mean: list[dict], zero: dict, mark
         if k is None:
             continue
         point = mean[k]
-        out[mark_label(mark)] = {**point, "per_seed": {s: c[k] for s, c in curves.items() if len(c) > k},
-                                 "over_zero_action": over_zero_action(point, zero)}
+        out[mark_label(mark)] = {
+            **point,
+            "per_seed": {s: c[k] for s, c in curves.items() if len(c) > k},
+            "over_zero_action": over_zero_action(point, zero),
+        }
     return out
 
 
@@ -119,10 +134,12 @@ def plot(result: dict, out_png, *, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     zero = result.get("zero_action", {})
-    panels = (("episode_length", "mean episode length (steps, training terminations)"),
-              ("completed_mean", "eval: share of each clip tracked"),
-              ("success_rate", "eval: success rate"),
-              ("mpjpe_l_mm_all", "eval: root-relative MPJPE, all clips (mm)"))
+    panels = (
+        ("episode_length", "mean episode length (steps, training terminations)"),
+        ("completed_mean", "eval: share of each clip tracked"),
+        ("success_rate", "eval: success rate"),
+        ("mpjpe_l_mm_all", "eval: root-relative MPJPE, all clips (mm)"),
+    )
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), squeeze=False)
     for ax, (key, label) in zip(axes.flat, panels):
         for seed, run in result.get("seeds", {}).items():

@@ -40,18 +40,29 @@ def _synthetic_clip(i: int, rng: np.random.Generator, fps: float, min_s: float, 
     t = np.arange(frames)[:, None] / fps
     yaw = rng.uniform(-np.pi, np.pi) + rng.uniform(-1, 1) * t[:, 0]
     quat = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=1)
-    root = np.concatenate([rng.normal(size=(1, 2)) + rng.normal(size=(1, 2)) * t, 0.78 + 0.02 * np.sin(3 * t)], 1)
+    root = np.concatenate(
+        [rng.normal(size=(1, 2)) + rng.normal(size=(1, 2)) * t, 0.78 + 0.02 * np.sin(3 * t)], 1
+    )
     joints = 0.3 * np.sin(rng.uniform(0.5, 3, NUM_JOINTS) * t + rng.uniform(0, 6.3, NUM_JOINTS))
-    return MotionClip(f"clip{i:07d}", "bench", fps, root.astype(np.float32), quat.astype(np.float32),
-                      joints.astype(np.float32))
+    return MotionClip(
+        f"clip{i:07d}",
+        "bench",
+        fps,
+        root.astype(np.float32),
+        quat.astype(np.float32),
+        joints.astype(np.float32),
+    )
 
 
-def write_sources(folder: str, num_clips: int, *, clips_per_file: int, fps: float, min_s: float, max_s: float,
-                  seed: int = 0) -> None:
+def write_sources(
+    folder: str, num_clips: int, *, clips_per_file: int, fps: float, min_s: float, max_s: float, seed: int = 0
+) -> None:
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     for f, s in enumerate(range(0, num_clips, clips_per_file)):
-        clips = [_synthetic_clip(i, rng, fps, min_s, max_s) for i in range(s, min(num_clips, s + clips_per_file))]
+        clips = [
+            _synthetic_clip(i, rng, fps, min_s, max_s) for i in range(s, min(num_clips, s + clips_per_file))
+        ]
         write_sonic_pkl(os.path.join(folder, f"part{f:05d}.pkl"), clips)
 
 
@@ -66,9 +77,15 @@ def _import(files: list[str], store: str, workers: int, batch_files: int = 2) ->
     marks: list[tuple[float, int]] = []  # (time, clips) of each batch result
 
     t0 = time.perf_counter()
-    report = import_sharded(files, out=store, robot="g1", context_fn=robot_context, engine=engine,
-                            batch_files=batch_files,
-                            on_result=lambda r: marks.append((time.perf_counter(), len(r["clips"]))))
+    report = import_sharded(
+        files,
+        out=store,
+        robot="g1",
+        context_fn=robot_context,
+        engine=engine,
+        batch_files=batch_files,
+        on_result=lambda r: marks.append((time.perf_counter(), len(r["clips"]))),
+    )
     total = time.perf_counter() - t0
     # steady state: clips of every batch after the first, over the time since the first arrived
     # (excludes the actor pool's start-up: ~9 s on a loaded 2-core machine, whatever the size)
@@ -77,17 +94,34 @@ def _import(files: list[str], store: str, workers: int, batch_files: int = 2) ->
 
 
 def _probe(kind: str, **kw) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "sonic_ray.bench.motion_probe", kind, json.dumps(kw)],
-                         capture_output=True, text=True, env=env, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "sonic_ray.bench.motion_probe", kind, json.dumps(kw)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"motion_probe {kind} {kw} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s: float = 4.7,
-        clips_per_file: int = 100, num_envs: int = 16, table_mode: bool | None = None, seed: int = 0,
-        workdir: str | None = None) -> dict:
+def run(
+    *,
+    num_clips: int = 10_000,
+    fps: float = 30.0,
+    min_s: float = 2.0,
+    max_s: float = 4.7,
+    clips_per_file: int = 100,
+    num_envs: int = 16,
+    table_mode: bool | None = None,
+    seed: int = 0,
+    workdir: str | None = None,
+) -> dict:
     import ray
 
     from sonic_ray.motion.shard_import import list_files
@@ -98,12 +132,18 @@ def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s
     try:
         src = os.path.join(tmp, "src")
         t0 = time.perf_counter()
-        write_sources(src, num_clips, clips_per_file=clips_per_file, fps=fps, min_s=min_s, max_s=max_s, seed=seed)
-        write_sources(os.path.join(tmp, "one"), 1, clips_per_file=1, fps=fps, min_s=min_s, max_s=max_s, seed=seed)
+        write_sources(
+            src, num_clips, clips_per_file=clips_per_file, fps=fps, min_s=min_s, max_s=max_s, seed=seed
+        )
+        write_sources(
+            os.path.join(tmp, "one"), 1, clips_per_file=1, fps=fps, min_s=min_s, max_s=max_s, seed=seed
+        )
         sources_s = time.perf_counter() - t0
         files = list_files([src])
         os.environ.setdefault("RAY_worker_niceness", "0")  # as sonic_ray.ingest does for its local Ray
-        ray.init(address="local", num_cpus=3, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=3, include_dashboard=False, logging_level="ERROR", log_to_driver=False
+        )
         try:
             t1, rate1, _ = _import(files, os.path.join(tmp, "store1"), workers=1)
             t2, rate2, report = _import(files, os.path.join(tmp, "store"), workers=2)
@@ -117,29 +157,47 @@ def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s
         frames = np.array([c["frames"] for c in info["clips"]])
         raw_shard = int(frames[0::2].sum()) * RAW_FLOATS * 4
         result = {
-            "num_clips": info["num_clips"], "total_frames": info["total_frames"], "num_shards": info["num_shards"],
-            "rejected": len(report["rejected"]), "sources_s": sources_s,
-            "import_1_worker_s": t1, "import_2_workers_s": t2,
-            "import_clips_per_s_1": info["num_clips"] / t1, "import_clips_per_s_2": info["num_clips"] / t2,
-            "import_steady_clips_per_s_1": rate1, "import_steady_clips_per_s_2": rate2,
-            "import_2_over_1": rate2 / rate1 if rate1 else None, "import_2_over_1_end_to_end": t1 / t2,
-            "store_mb": info["store_bytes"] / 1e6, "raw_mb": raw / 1e6, "store_over_raw": info["store_bytes"] / raw,
+            "num_clips": info["num_clips"],
+            "total_frames": info["total_frames"],
+            "num_shards": info["num_shards"],
+            "rejected": len(report["rejected"]),
+            "sources_s": sources_s,
+            "import_1_worker_s": t1,
+            "import_2_workers_s": t2,
+            "import_clips_per_s_1": info["num_clips"] / t1,
+            "import_clips_per_s_2": info["num_clips"] / t2,
+            "import_steady_clips_per_s_1": rate1,
+            "import_steady_clips_per_s_2": rate2,
+            "import_2_over_1": rate2 / rate1 if rate1 else None,
+            "import_2_over_1_end_to_end": t1 / t2,
+            "store_mb": info["store_bytes"] / 1e6,
+            "raw_mb": raw / 1e6,
+            "store_over_raw": info["store_bytes"] / raw,
             "raw_shard_mb": raw_shard / 1e6,
         }
         d1, dn = _probe("driver", store=one), _probe("driver", store=store)
-        result.update(driver_start_s=dn["driver_start_s"], driver_start_s_1clip=d1["driver_start_s"],
-                      driver_rss_mb=dn["rss_bytes"] / 1e6, driver_rss_mb_1clip=d1["rss_bytes"] / 1e6)
+        result.update(
+            driver_start_s=dn["driver_start_s"],
+            driver_start_s_1clip=d1["driver_start_s"],
+            driver_rss_mb=dn["rss_bytes"] / 1e6,
+            driver_rss_mb_1clip=d1["rss_bytes"] / 1e6,
+        )
         for mode in ("cached", "table") if table_mode else ("cached",):
             base = _probe("runner", store=one, shard=[0, 1], mode=mode, num_envs=num_envs)
             r = _probe("runner", store=store, shard=[0, 2], mode=mode, num_envs=num_envs)
             suffix = "" if mode == "cached" else "_table"
-            result.update({
-                f"runner_rss_over_raw{suffix}": (r["rss_bytes"] - base["rss_bytes"]) / raw_shard,
-                f"runner_rss_mb{suffix}": r["rss_bytes"] / 1e6, f"runner_rss_mb_1clip{suffix}": base["rss_bytes"] / 1e6,
-                f"runner_build_s{suffix}": r["build_s"], f"env_step_ms{suffix}": r["env_step_ms"],
-                f"reset_4096_ms{suffix}": r["reset_4096_ms"], f"step_4096_ms{suffix}": r["step_4096_ms"],
-                f"reference_rows{suffix}": r["reference_rows"],
-            })
+            result.update(
+                {
+                    f"runner_rss_over_raw{suffix}": (r["rss_bytes"] - base["rss_bytes"]) / raw_shard,
+                    f"runner_rss_mb{suffix}": r["rss_bytes"] / 1e6,
+                    f"runner_rss_mb_1clip{suffix}": base["rss_bytes"] / 1e6,
+                    f"runner_build_s{suffix}": r["build_s"],
+                    f"env_step_ms{suffix}": r["env_step_ms"],
+                    f"reset_4096_ms{suffix}": r["reset_4096_ms"],
+                    f"step_4096_ms{suffix}": r["step_4096_ms"],
+                    f"reference_rows{suffix}": r["reference_rows"],
+                }
+            )
         result["num_envs"] = num_envs
         return result
     finally:
@@ -147,13 +205,22 @@ def run(*, num_clips: int = 10_000, fps: float = 30.0, min_s: float = 2.0, max_s
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("motion", help="sharded store import (Ray Data), store size, runner memory, "
-                                             "driver start-up, reference reset/step cost")
+    p = subparsers.add_parser(
+        "motion",
+        help="sharded store import (Ray Data), store size, runner memory, "
+        "driver start-up, reference reset/step cost",
+    )
     p.add_argument("--clips", "--num-clips", dest="clips", type=int, default=10_000)
     p.add_argument("--num-envs", type=int, default=16, help="envs of the measured runner (RSS, env step)")
-    p.add_argument("--table", choices=("auto", "yes", "no"), default="auto",
-                   help="also measure the full ReferenceTable runner (auto: up to 20k clips)")
-    p.add_argument("--workdir", default=None, help="folder for the generated files (default: the system temp)")
+    p.add_argument(
+        "--table",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="also measure the full ReferenceTable runner (auto: up to 20k clips)",
+    )
+    p.add_argument(
+        "--workdir", default=None, help="folder for the generated files (default: the system temp)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=_cmd)
@@ -161,8 +228,9 @@ def add_parser(subparsers) -> None:
 
 def _cmd(args) -> int:
     table = None if args.table == "auto" else args.table == "yes"
-    result = run(num_clips=args.clips, num_envs=args.num_envs, table_mode=table, seed=args.seed,
-                 workdir=args.workdir)
+    result = run(
+        num_clips=args.clips, num_envs=args.num_envs, table_mode=table, seed=args.seed, workdir=args.workdir
+    )
     if args.json:
         print(json.dumps(result))
     else:

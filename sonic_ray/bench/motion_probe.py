@@ -23,12 +23,20 @@ def rss_bytes() -> int:
 def _cfg(store: str, mode: str, num_envs: int):
     from sonic_ray.config import load_config
 
-    return load_config([f"motions.store={store}", f"motions.reference={mode}", f"env.num_envs={num_envs}",
-                        "device=cpu", "sim.backend=mujoco"])
+    return load_config(
+        [
+            f"motions.store={store}",
+            f"motions.reference={mode}",
+            f"env.num_envs={num_envs}",
+            "device=cpu",
+            "sim.backend=mujoco",
+        ]
+    )
 
 
-def runner(store: str, shard: list[int], mode: str, num_envs: int = 16, steps: int = 20,
-           queries: int = 4096) -> dict:
+def runner(
+    store: str, shard: list[int], mode: str, num_envs: int = 16, steps: int = 20, queries: int = 4096
+) -> dict:
     """An env runner's env on shard (k, n): RSS once built and stepped, step and reference costs."""
     import torch
 
@@ -48,8 +56,14 @@ def runner(store: str, shard: list[int], mode: str, num_envs: int = 16, steps: i
     step_ms = 1e3 * (time.perf_counter() - t0) / steps
     gc.collect()
     # RSS before the 4096-query check below, which allocates its own command
-    out = {"rss_bytes": rss_bytes(), "build_s": build_s, "env_step_ms": step_ms, "num_envs": num_envs,
-           "reference_rows": int(env.cmd.table.data["joint_pos"].shape[0]), "table_bytes": env.cmd.table.nbytes()}
+    out = {
+        "rss_bytes": rss_bytes(),
+        "build_s": build_s,
+        "env_step_ms": step_ms,
+        "num_envs": num_envs,
+        "reference_rows": int(env.cmd.table.data["joint_pos"].shape[0]),
+        "table_bytes": env.cmd.table.nbytes(),
+    }
     out.update(_queries(env, queries))
     return out
 
@@ -62,9 +76,16 @@ def _queries(env, n: int) -> dict:
     from sonic_ray.envs.command import MotionCommand
 
     c = env.cmd
-    cmd = MotionCommand(c.table, c.sampler, num_envs=n, anchor_body=c.body_names[c.anchor_index],
-                        joint_names=env.robot_spec.joint_names, joint_lower=env.robot_spec.joint_lower,
-                        joint_upper=env.robot_spec.joint_upper, step_dt=1.0 / c.table.fps)
+    cmd = MotionCommand(
+        c.table,
+        c.sampler,
+        num_envs=n,
+        anchor_body=c.body_names[c.anchor_index],
+        joint_names=env.robot_spec.joint_names,
+        joint_lower=env.robot_spec.joint_lower,
+        joint_upper=env.robot_spec.joint_upper,
+        step_dt=1.0 / c.table.fps,
+    )
     g = torch.Generator().manual_seed(0)
     ids = torch.arange(n)
     t0 = time.perf_counter()

@@ -52,10 +52,14 @@ def _sim_rate(model, robot, *, num_envs: int, num_threads: int, decimation: int,
     sim = MujocoCpuSim(model, num_envs=num_envs, num_threads=num_threads, decimation=decimation)
     try:
         n = num_envs
-        pose = dict(root_pos=torch.tensor(robot.default_root_pos).repeat(n, 1),
-                    root_quat=torch.tensor(robot.default_root_quat).repeat(n, 1), root_lin_vel=torch.zeros(n, 3),
-                    root_ang_vel=torch.zeros(n, 3), joint_pos=torch.tensor(robot.default_joint_pos).repeat(n, 1),
-                    joint_vel=torch.zeros(n, robot.num_joints))
+        pose = dict(
+            root_pos=torch.tensor(robot.default_root_pos).repeat(n, 1),
+            root_quat=torch.tensor(robot.default_root_quat).repeat(n, 1),
+            root_lin_vel=torch.zeros(n, 3),
+            root_ang_vel=torch.zeros(n, 3),
+            joint_pos=torch.tensor(robot.default_joint_pos).repeat(n, 1),
+            joint_vel=torch.zeros(n, robot.num_joints),
+        )
         targets = torch.tensor(robot.default_joint_pos, dtype=torch.float32).repeat(n, 1)
         all_envs = torch.arange(n)
         steps, t0 = 0, time.perf_counter()
@@ -69,8 +73,9 @@ def _sim_rate(model, robot, *, num_envs: int, num_threads: int, decimation: int,
         sim.close()
 
 
-def run(*, num_envs=(64, 256), threads=(1, 2), decimation: int = 4, seconds: float = 2.0,
-        robot: str = "g1") -> dict:
+def run(
+    *, num_envs=(64, 256), threads=(1, 2), decimation: int = 4, seconds: float = 2.0, robot: str = "g1"
+) -> dict:
     """Throughput table; `seconds` is the timed wall time per configuration."""
     model, spec = load_model(robot)
     plain = _plain_loop(model, decimation=decimation, steps=max(2 * RESET_EVERY, int(1000 * seconds)))
@@ -78,9 +83,17 @@ def run(*, num_envs=(64, 256), threads=(1, 2), decimation: int = 4, seconds: flo
     for n in num_envs:
         rates = {}
         for t in threads:
-            rates[t] = _sim_rate(model, spec, num_envs=n, num_threads=t, decimation=decimation, seconds=seconds)
-            rows.append({"num_envs": n, "num_threads": t, "env_steps_per_s": round(rates[t], 1),
-                         "env_steps_per_s_per_thread": round(rates[t] / t, 1)})
+            rates[t] = _sim_rate(
+                model, spec, num_envs=n, num_threads=t, decimation=decimation, seconds=seconds
+            )
+            rows.append(
+                {
+                    "num_envs": n,
+                    "num_threads": t,
+                    "env_steps_per_s": round(rates[t], 1),
+                    "env_steps_per_s_per_thread": round(rates[t] / t, 1),
+                }
+            )
         if 1 in rates and 2 in rates:
             scale[str(n)] = round(rates[2] / rates[1], 3)
     one_thread = [r["env_steps_per_s"] for r in rows if r["num_threads"] == 1]
@@ -93,14 +106,21 @@ def run(*, num_envs=(64, 256), threads=(1, 2), decimation: int = 4, seconds: flo
         "plain_mj_step_env_steps_per_s": round(plain, 1),
         "results": rows,
         "scale_2_over_1": scale,
-        "overhead_vs_plain_1thread": round(plain / float(np.mean(one_thread)) - 1.0, 3) if one_thread else None,
+        "overhead_vs_plain_1thread": round(plain / float(np.mean(one_thread)) - 1.0, 3)
+        if one_thread
+        else None,
         "note": "shared machine: timings are noisy; compare ratios from the same run",
     }
 
 
 def _main(args) -> int:
-    out = run(num_envs=tuple(args.num_envs), threads=tuple(args.threads), decimation=args.decimation,
-              seconds=args.seconds, robot=args.robot)
+    out = run(
+        num_envs=tuple(args.num_envs),
+        threads=tuple(args.threads),
+        decimation=args.decimation,
+        seconds=args.seconds,
+        robot=args.robot,
+    )
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -113,8 +133,11 @@ def _main(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("physics", help="batched G1 physics env-steps/s (MujocoCpuSim), threads 1 vs 2",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser(
+        "physics",
+        help="batched G1 physics env-steps/s (MujocoCpuSim), threads 1 vs 2",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--num-envs", type=int, nargs="+", default=[64, 256])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--decimation", type=int, default=4)

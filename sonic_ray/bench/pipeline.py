@@ -42,9 +42,17 @@ PHASES = ("perf/time_sample_s", "perf/time_learn_s", "perf/time_sync_s")
 
 
 def _overrides(exp: str, num_envs: int, num_steps: int, extra=()) -> list[str]:
-    return [f"+exp={exp}", "device=cpu", "sim.backend=mujoco", f"env.num_envs={num_envs}",
-            f"algo.num_steps_per_env={num_steps}", "logging.wandb_mode=disabled", "logging.progress=false",
-            "callbacks.plot_learning_curves=false", *extra]
+    return [
+        f"+exp={exp}",
+        "device=cpu",
+        "sim.backend=mujoco",
+        f"env.num_envs={num_envs}",
+        f"algo.num_steps_per_env={num_steps}",
+        "logging.wandb_mode=disabled",
+        "logging.progress=false",
+        "callbacks.plot_learning_curves=false",
+        *extra,
+    ]
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -53,11 +61,15 @@ def _summary(rows: list[dict]) -> dict:
         r["other"] = r["wall"] - sum(v for k, v in r.items() if k in PHASES)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     name = {k: k.split("/")[-1].removeprefix("time_").removesuffix("_s") for k in med}
-    out = {"iterations": len(rows), "env_steps": med["steps"], "wall_s": med["wall"],
-           "env_steps_per_s": statistics.median(r["steps"] / r["wall"] for r in rows),
-           "sample_steps_per_s": statistics.median(r["steps"] / r["perf/time_sample_s"] for r in rows),
-           # sample/learn/sync: the algorithm's phases; other: driver time outside them (wall - the three)
-           "phase_s": {name[k]: med[k] for k in (*PHASES, "other") if k in med}}
+    out = {
+        "iterations": len(rows),
+        "env_steps": med["steps"],
+        "wall_s": med["wall"],
+        "env_steps_per_s": statistics.median(r["steps"] / r["wall"] for r in rows),
+        "sample_steps_per_s": statistics.median(r["steps"] / r["perf/time_sample_s"] for r in rows),
+        # sample/learn/sync: the algorithm's phases; other: driver time outside them (wall - the three)
+        "phase_s": {name[k]: med[k] for k in (*PHASES, "other") if k in med},
+    }
     inside = {name[k]: med[k] for k in ("perf/runner_sample_s", "perf/runner_put_s") if k in med}
     if inside:  # inside the sample phase, as the runner saw it: stepping vs ray.put of the slices
         out["runner_phase_s"] = inside
@@ -97,8 +109,14 @@ def measure_inprocess(cfg, *, warmup: int, iterations: int) -> tuple[dict, dict[
             m = tr.iterate()
             wall = time.perf_counter() - t
             if i >= warmup:
-                rows.append({"wall": wall, "steps": m["perf/env_steps"], "perf/time_sample_s": m["perf/time_sample_s"],
-                             "perf/time_learn_s": m["perf/time_learn_s"]})
+                rows.append(
+                    {
+                        "wall": wall,
+                        "steps": m["perf/env_steps"],
+                        "perf/time_sample_s": m["perf/time_sample_s"],
+                        "perf/time_learn_s": m["perf/time_learn_s"],
+                    }
+                )
         dims, action_dim = tr.env.obs_dims(), tr.env.action_dim
     finally:
         tr.env.close()
@@ -110,24 +128,48 @@ def naive_bytes_per_transition(obs_dims: dict[str, int]) -> int:
     return 4 * sum(obs_dims.values())
 
 
-def run(*, exp: str = "demo", num_envs: int = 64, num_steps: int = 24, warmup: int = 1, iterations: int = 3,
-        num_cpus: int = 2, torch_threads: int = 1, overrides=(), **_) -> dict:
+def run(
+    *,
+    exp: str = "demo",
+    num_envs: int = 64,
+    num_steps: int = 24,
+    warmup: int = 1,
+    iterations: int = 3,
+    num_cpus: int = 2,
+    torch_threads: int = 1,
+    overrides=(),
+    **_,
+) -> dict:
     import ray
 
     from sonic_ray.config import load_config
 
     torch.set_num_threads(torch_threads)
     base = _overrides(exp, num_envs, num_steps, overrides)
-    result = {"bench": "pipeline", "meta": {"exp": exp, "num_envs_per_runner": num_envs, "num_steps": num_steps,
-                                            "warmup": warmup, "iterations": iterations, "ray_num_cpus": num_cpus,
-                                            "torch_threads": torch_threads, "overrides": base,
-                                            "note": "medians; timings are noisy when other processes share the cores"}}
+    result = {
+        "bench": "pipeline",
+        "meta": {
+            "exp": exp,
+            "num_envs_per_runner": num_envs,
+            "num_steps": num_steps,
+            "warmup": warmup,
+            "iterations": iterations,
+            "ray_num_cpus": num_cpus,
+            "torch_threads": torch_threads,
+            "overrides": base,
+            "note": "medians; timings are noisy when other processes share the cores",
+        },
+    }
     demo_threads = load_config(base).ray.learner_threads  # 0: one per CPU of the learner
     equal = [*base, f"ray.learner_threads={torch_threads}"]  # the Ray learner on the in-process threads
     result["meta"].update({"learner_threads": torch_threads, "demo_learner_threads": demo_threads})
     inproc, obs_dims, action_dim = measure_inprocess(load_config(base), warmup=warmup, iterations=iterations)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+    )
     try:
         timed = {"warmup": warmup, "iterations": iterations}
         ray1, last = measure_ray(load_config([*equal, "ray.num_env_runners=1"]), **timed)
@@ -138,46 +180,75 @@ def run(*, exp: str = "demo", num_envs: int = 64, num_steps: int = 24, warmup: i
     finally:
         ray.shutdown()
         torch.set_num_threads(torch_threads)  # the local learners set the driver's threads
-    result.update({"inprocess": inproc, "ray_1": ray1, "ray_1_demo_threads": ray1_demo, "ray_2": ray2,
-                   "ray_over_inprocess": ray1["env_steps_per_s"] / inproc["env_steps_per_s"],
-                   "ray_over_inprocess_demo_threads":
-                       ray1_demo["env_steps_per_s"] / inproc["env_steps_per_s"],
-                   "scale_2_runners_over_1": ray2["sample_steps_per_s"] / ray1["sample_steps_per_s"],
-                   "bytes_per_transition": last["perf/bytes_per_transition"],
-                   "naive_bytes_per_transition": naive_bytes_per_transition(obs_dims),
-                   "obs_dims": obs_dims, "action_dim": action_dim})
+    result.update(
+        {
+            "inprocess": inproc,
+            "ray_1": ray1,
+            "ray_1_demo_threads": ray1_demo,
+            "ray_2": ray2,
+            "ray_over_inprocess": ray1["env_steps_per_s"] / inproc["env_steps_per_s"],
+            "ray_over_inprocess_demo_threads": ray1_demo["env_steps_per_s"] / inproc["env_steps_per_s"],
+            "scale_2_runners_over_1": ray2["sample_steps_per_s"] / ray1["sample_steps_per_s"],
+            "bytes_per_transition": last["perf/bytes_per_transition"],
+            "naive_bytes_per_transition": naive_bytes_per_transition(obs_dims),
+            "obs_dims": obs_dims,
+            "action_dim": action_dim,
+        }
+    )
     result["bytes_over_naive"] = result["bytes_per_transition"] / result["naive_bytes_per_transition"]
     # Full vs compact rollout format (ray.rollout_format) at the demo and release layouts.
     from sonic_ray.bench.rollout_bytes import by_layout
 
     layouts = result["rollout_bytes"] = by_layout()
-    result.update({"bytes_per_transition_full": layouts["demo"]["full"],
-                   "bytes_per_transition_compact": layouts["demo"]["compact"],
-                   "compact_over_full": layouts["demo"]["compact_over_full"],
-                   "release_compact_over_full": layouts["release"]["compact_over_full"]})
+    result.update(
+        {
+            "bytes_per_transition_full": layouts["demo"]["full"],
+            "bytes_per_transition_compact": layouts["demo"]["compact"],
+            "compact_over_full": layouts["demo"]["compact_over_full"],
+            "release_compact_over_full": layouts["release"]["compact_over_full"],
+        }
+    )
     return result
 
 
 def _main(args) -> int:
-    out = run(exp=args.exp, num_envs=args.num_envs, num_steps=args.num_steps, warmup=args.warmup,
-              iterations=args.iterations, num_cpus=args.num_cpus)
+    out = run(
+        exp=args.exp,
+        num_envs=args.num_envs,
+        num_steps=args.num_steps,
+        warmup=args.warmup,
+        iterations=args.iterations,
+        num_cpus=args.num_cpus,
+    )
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     for name in ("inprocess", "ray_1", "ray_1_demo_threads", "ray_2"):
         r = out[name]
         phases = " ".join(f"{k} {v:.3f}s" for k, v in r["phase_s"].items())
-        print(f"{name:18s} {r['env_steps_per_s']:8.0f} env-steps/s  "
-              f"sampling {r['sample_steps_per_s']:8.0f}/s  {phases}")
-    for k in ("ray_over_inprocess", "ray_over_inprocess_demo_threads", "scale_2_runners_over_1",
-              "bytes_per_transition", "naive_bytes_per_transition", "bytes_per_transition_full",
-              "bytes_per_transition_compact", "compact_over_full", "release_compact_over_full"):
+        print(
+            f"{name:18s} {r['env_steps_per_s']:8.0f} env-steps/s  "
+            f"sampling {r['sample_steps_per_s']:8.0f}/s  {phases}"
+        )
+    for k in (
+        "ray_over_inprocess",
+        "ray_over_inprocess_demo_threads",
+        "scale_2_runners_over_1",
+        "bytes_per_transition",
+        "naive_bytes_per_transition",
+        "bytes_per_transition_full",
+        "bytes_per_transition_compact",
+        "compact_over_full",
+        "release_compact_over_full",
+    ):
         print(f"{k}: {out[k]:.3f}")
     return 0
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("pipeline", help="training env-steps/s: Ray vs in-process, 2 runners vs 1, bytes")
+    p = subparsers.add_parser(
+        "pipeline", help="training env-steps/s: Ray vs in-process, 2 runners vs 1, bytes"
+    )
     p.add_argument("--exp", default="demo")
     p.add_argument("--num-envs", type=int, default=64, help="N envs per runner")
     p.add_argument("--num-steps", type=int, default=24, help="T steps per env per iteration")

@@ -12,5 +12,14 @@ from sonic_ray.config.compose import (
 )
 from sonic_ray.config.schema import SonicConfig
 
-__all__ = ["ConfigError", "SonicConfig", "compose", "config_dir", "config_from_dict", "config_to_dict", "load_config",
-           "to_typed", "to_yaml"]
+__all__ = [
+    "ConfigError",
+    "SonicConfig",
+    "compose",
+    "config_dir",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "to_typed",
+    "to_yaml",
+]

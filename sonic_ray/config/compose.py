@@ -115,23 +115,38 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     _check(cfg.motions.control_fps > 0, "motions.control_fps", "> 0 frames/s", cfg.motions.control_fps)
     policy_dt = cfg.sim.timestep * cfg.sim.decimation
     frame_s = 1.0 / cfg.motions.control_fps
-    _check(abs(policy_dt * cfg.motions.control_fps - 1.0) < 1e-6, "sim.timestep",
-           f"sim.timestep x sim.decimation = 1 / motions.control_fps ({frame_s:g} s: one policy step per "
-           f"reference frame); {cfg.sim.timestep:g} x {cfg.sim.decimation} = {policy_dt:g} s",
-           cfg.sim.timestep)
-    _check(env.episode_length_s >= policy_dt, "env.episode_length_s", f">= one policy step ({policy_dt:g} s)",
-           env.episode_length_s)
-    _check(env.action_clip > 0, "env.action_clip", "> 0 (actions are clipped to +-action_clip)",
-           env.action_clip)
+    _check(
+        abs(policy_dt * cfg.motions.control_fps - 1.0) < 1e-6,
+        "sim.timestep",
+        f"sim.timestep x sim.decimation = 1 / motions.control_fps ({frame_s:g} s: one policy step per "
+        f"reference frame); {cfg.sim.timestep:g} x {cfg.sim.decimation} = {policy_dt:g} s",
+        cfg.sim.timestep,
+    )
+    _check(
+        env.episode_length_s >= policy_dt,
+        "env.episode_length_s",
+        f">= one policy step ({policy_dt:g} s)",
+        env.episode_length_s,
+    )
+    _check(
+        env.action_clip > 0, "env.action_clip", "> 0 (actions are clipped to +-action_clip)", env.action_clip
+    )
     _check(cfg.sim.num_threads >= 1, "sim.num_threads", "an integer >= 1", cfg.sim.num_threads)
     _check(0 <= env.events.level <= 4, "env.events.level", "an integer in 0..4", env.events.level)
     for name, term in env.events.terms.items():
         _check(term.mode in EVENT_MODES, f"env.events.terms.{name}.mode", f"one of {EVENT_MODES}", term.mode)
         lo_hi = term.interval_range_s
-        _check(len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1], f"env.events.terms.{name}.interval_range_s",
-               "[lo, hi] seconds with 0 < lo <= hi", lo_hi)
-    groups = {"policy": env.observations.policy, "critic": env.observations.critic,
-              **{f"tokenizer.{k}": g for k, g in env.observations.tokenizer.items()}}
+        _check(
+            len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1],
+            f"env.events.terms.{name}.interval_range_s",
+            "[lo, hi] seconds with 0 < lo <= hi",
+            lo_hi,
+        )
+    groups = {
+        "policy": env.observations.policy,
+        "critic": env.observations.critic,
+        **{f"tokenizer.{k}": g for k, g in env.observations.tokenizer.items()},
+    }
     for gname, group in groups.items():
         for tname, term in group.terms.items():
             tkey = f"env.observations.{gname}.terms.{tname}"
@@ -143,39 +158,73 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
         _check(level >= 2, f"actor_critic.quantizer.levels[{i}]", "an FSQ level >= 2", level)
     _check(q.num_tokens >= 1, "actor_critic.quantizer.num_tokens", "an integer >= 1", q.num_tokens)
     mode = ac.universal_token.residual_mode
-    _check(mode in RESIDUAL_MODES, "actor_critic.universal_token.residual_mode", f"one of {RESIDUAL_MODES}", mode)
+    _check(
+        mode in RESIDUAL_MODES, "actor_critic.universal_token.residual_mode", f"one of {RESIDUAL_MODES}", mode
+    )
     _check(len(ac.encoders) > 0, "actor_critic.encoders", "at least one encoder", dict(ac.encoders))
     mlps = {f"actor_critic.encoders.{k}": v for k, v in ac.encoders.items()}
-    mlps.update({"actor_critic.decoders.g1_dyn": ac.decoders.g1_dyn, "actor_critic.decoders.g1_kin": ac.decoders.g1_kin,
-                 "actor_critic.critic": ac.critic})
+    mlps.update(
+        {
+            "actor_critic.decoders.g1_dyn": ac.decoders.g1_dyn,
+            "actor_critic.decoders.g1_kin": ac.decoders.g1_kin,
+            "actor_critic.critic": ac.critic,
+        }
+    )
     for key, mlp in mlps.items():
-        _check(len(mlp.hidden) > 0 and all(h > 0 for h in mlp.hidden), f"{key}.hidden", "positive layer sizes", mlp.hidden)
+        _check(
+            len(mlp.hidden) > 0 and all(h > 0 for h in mlp.hidden),
+            f"{key}.hidden",
+            "positive layer sizes",
+            mlp.hidden,
+        )
         _check(mlp.activation in ACTIVATIONS, f"{key}.activation", f"one of {ACTIVATIONS}", mlp.activation)
-    _check(0 < ac.min_std <= ac.init_noise_std <= ac.max_std, "actor_critic.init_noise_std",
-           f"min_std ({ac.min_std}) <= init_noise_std <= max_std ({ac.max_std}), all > 0", ac.init_noise_std)
+    _check(
+        0 < ac.min_std <= ac.init_noise_std <= ac.max_std,
+        "actor_critic.init_noise_std",
+        f"min_std ({ac.min_std}) <= init_noise_std <= max_std ({ac.max_std}), all > 0",
+        ac.init_noise_std,
+    )
 
     mc, key = env.commands.motion, "env.commands.motion"
     _check(mc.sampler in START_SAMPLERS, f"{key}.sampler", f"one of {START_SAMPLERS}", mc.sampler)
     _check(mc.bin_size_frames >= 1, f"{key}.bin_size_frames", "an integer >= 1", mc.bin_size_frames)
-    _check(mc.failure_rate_cap > 0, f"{key}.failure_rate_cap", "> 0 (a multiple of the mean rate)", mc.failure_rate_cap)
+    _check(
+        mc.failure_rate_cap > 0,
+        f"{key}.failure_rate_cap",
+        "> 0 (a multiple of the mean rate)",
+        mc.failure_rate_cap,
+    )
     _check(0 <= mc.uniform_ratio <= 1, f"{key}.uniform_ratio", "a share in [0, 1]", mc.uniform_ratio)
-    _check(mc.pre_failure_window_s >= 0, f"{key}.pre_failure_window_s", ">= 0 seconds", mc.pre_failure_window_s)
+    _check(
+        mc.pre_failure_window_s >= 0, f"{key}.pre_failure_window_s", ">= 0 seconds", mc.pre_failure_window_s
+    )
     _check(0 < mc.rate_smoothing <= 1, f"{key}.rate_smoothing", "an EMA weight in (0, 1]", mc.rate_smoothing)
     for k in ("future_dt", "smpl_future_dt"):
         _check(getattr(mc, k) > 0, f"{key}.{k}", "> 0 seconds between future frames", getattr(mc, k))
     for name, lo_hi in mc.reset_pose_noise.items():
-        _check(len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1], f"{key}.reset_pose_noise.{name}", "a range [lo, hi]",
-               lo_hi)
+        _check(
+            len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1],
+            f"{key}.reset_pose_noise.{name}",
+            "a range [lo, hi]",
+            lo_hi,
+        )
 
     probs = env.commands.motion.encoder_sample_probs
     key = "env.commands.motion.encoder_sample_probs"
     for name, p in probs.items():
-        _check(name in ac.encoders, f"{key}.{name}", f"an encoder of actor_critic.encoders {sorted(ac.encoders)}", name)
+        _check(
+            name in ac.encoders,
+            f"{key}.{name}",
+            f"an encoder of actor_critic.encoders {sorted(ac.encoders)}",
+            name,
+        )
         _check(math.isfinite(p) and p >= 0, f"{key}.{name}", "a finite probability >= 0", p)
     _check(sum(probs.values()) > 0, key, "probabilities that sum to a positive number", dict(probs))
 
     _check(algo.num_steps_per_env > 0, "algo.num_steps_per_env", "an integer > 0", algo.num_steps_per_env)
-    _check(algo.num_learning_epochs > 0, "algo.num_learning_epochs", "an integer > 0", algo.num_learning_epochs)
+    _check(
+        algo.num_learning_epochs > 0, "algo.num_learning_epochs", "an integer > 0", algo.num_learning_epochs
+    )
     _check(algo.num_mini_batches > 0, "algo.num_mini_batches", "an integer > 0", algo.num_mini_batches)
     _check(0 < algo.gamma <= 1, "algo.gamma", "a discount in (0, 1]", algo.gamma)
     _check(0 <= algo.lam <= 1, "algo.lam", "a GAE lambda in [0, 1]", algo.lam)
@@ -183,7 +232,9 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     _check(algo.schedule in ("adaptive", "fixed"), "algo.schedule", "'adaptive' or 'fixed'", algo.schedule)
     for k in ("actor_lr", "critic_lr", "lr_max"):
         _check(0 < getattr(algo, k) <= 1, f"algo.{k}", "a learning rate in (0, 1]", getattr(algo, k))
-    _check(0 < algo.lr_min <= algo.lr_max, "algo.lr_min", f"0 < lr_min <= lr_max ({algo.lr_max})", algo.lr_min)
+    _check(
+        0 < algo.lr_min <= algo.lr_max, "algo.lr_min", f"0 < lr_min <= lr_max ({algo.lr_max})", algo.lr_min
+    )
     for k in ("desired_kl", "max_grad_norm"):
         _check(getattr(algo, k) > 0, f"algo.{k}", "> 0", getattr(algo, k))
     for k in ("entropy_coef", "value_loss_coef"):
@@ -195,7 +246,12 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     cb = cfg.callbacks
     _check(cb.eval_interval >= 0, "callbacks.eval_interval", "an integer >= 0 (0 disables)", cb.eval_interval)
     for i, enc in enumerate(cb.eval_encoders):
-        _check(enc in ac.encoders, f"callbacks.eval_encoders[{i}]", f"an encoder of actor_critic.encoders {sorted(ac.encoders)}", enc)
+        _check(
+            enc in ac.encoders,
+            f"callbacks.eval_encoders[{i}]",
+            f"an encoder of actor_critic.encoders {sorted(ac.encoders)}",
+            enc,
+        )
     _check(len(cb.eval_encoders) > 0, "callbacks.eval_encoders", "at least one encoder", cb.eval_encoders)
     for k in ("eval_num_envs", "eval_clips_per_task", "eval_max_tasks"):
         _check(getattr(cb, k) >= 1, f"callbacks.{k}", "an integer >= 1", getattr(cb, k))
@@ -205,14 +261,23 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
 
     _check(ray.num_env_runners >= 1, "ray.num_env_runners", "an integer >= 1", ray.num_env_runners)
     _check(ray.num_learners >= 0, "ray.num_learners", "an integer >= 0", ray.num_learners)
-    _check(ray.learner_threads >= 0, "ray.learner_threads", "an integer >= 0 (0: one per CPU of the learner)",
-           ray.learner_threads)
+    _check(
+        ray.learner_threads >= 0,
+        "ray.learner_threads",
+        "an integer >= 0 (0: one per CPU of the learner)",
+        ray.learner_threads,
+    )
     for k in ("cpus_per_env_runner", "gpus_per_env_runner", "cpus_per_learner", "gpus_per_learner"):
         _check(getattr(ray, k) >= 0, f"ray.{k}", ">= 0", getattr(ray, k))
     for k in ("custom_resources_per_env_runner", "custom_resources_per_learner"):
         for name, amount in getattr(ray, k).items():
             _check(amount >= 0, f"ray.{k}.{name}", "an amount >= 0", amount)
-    _check(cfg.logging.wandb_mode in WANDB_MODES, "logging.wandb_mode", f"one of {WANDB_MODES}", cfg.logging.wandb_mode)
+    _check(
+        cfg.logging.wandb_mode in WANDB_MODES,
+        "logging.wandb_mode",
+        f"one of {WANDB_MODES}",
+        cfg.logging.wandb_mode,
+    )
     validate_tune(cfg, conf)
 
 
@@ -241,7 +306,12 @@ def validate_tune(cfg: SonicConfig, conf: DictConfig) -> None:
     _check(t.mode in ("max", "min"), "tune.mode", "'max' or 'min'", t.mode)
     _check(t.scheduler in TUNE_SCHEDULERS, "tune.scheduler", f"one of {TUNE_SCHEDULERS}", t.scheduler)
     _check(bool(t.metric), "tune.metric", "a metric key such as reward/total", t.metric)
-    for k, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2), ("max_concurrent_trials", 1)):
+    for k, low in (
+        ("num_samples", 1),
+        ("grace_period", 1),
+        ("reduction_factor", 2),
+        ("max_concurrent_trials", 1),
+    ):
         _check(getattr(t, k) >= low, f"tune.{k}", f"an integer >= {low}", getattr(t, k))
     if t.search_space:
         parse_search_space(t.search_space, conf)

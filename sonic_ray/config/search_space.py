@@ -58,8 +58,9 @@ def flatten_space(space: dict[str, Any], prefix: str = "") -> dict[str, dict]:
             out.update(flatten_space(node, prefix=path + "."))
         else:
             kinds = ", ".join(SPEC_KINDS)
-            raise ConfigError(f"config key 'tune.search_space.{path}': expected one of {{{kinds}: ...}}, "
-                              f"got {node!r}")
+            raise ConfigError(
+                f"config key 'tune.search_space.{path}': expected one of {{{kinds}: ...}}, got {node!r}"
+            )
     return out
 
 
@@ -73,8 +74,9 @@ def parse_search_space(space: dict[str, Any], cfg: SonicConfig | DictConfig | No
         if key.split(".")[0] in NOT_SWEPT:
             raise ConfigError(f"config key '{where}': {key.split('.')[0]} cannot be swept")
         if conf is not None and OmegaConf.select(conf, key, default=_ABSENT) is _ABSENT:
-            raise ConfigError(f"config key '{where}': '{key}' is not a config key "
-                              "(see `sonic-ray config show`)")
+            raise ConfigError(
+                f"config key '{where}': '{key}' is not a config key (see `sonic-ray config show`)"
+            )
         kind, arg = next(iter(node.items()))
         specs.append(_spec(key, kind, arg, where))
     return specs
@@ -83,25 +85,37 @@ def parse_search_space(space: dict[str, Any], cfg: SonicConfig | DictConfig | No
 def _spec(key: str, kind: str, arg: Any, where: str) -> Spec:
     if kind in ("grid", "choice"):
         if not isinstance(arg, list) or not arg:
-            raise ConfigError(f"config key '{where}.{kind}': expected a non-empty list of values, "
-                              f"got {arg!r}")
+            raise ConfigError(
+                f"config key '{where}.{kind}': expected a non-empty list of values, got {arg!r}"
+            )
         return Spec(key, kind, values=tuple(arg))
     if kind == "fsq":
         if key != LEVELS_KEY:
             raise ConfigError(f"config key '{where}.fsq': the fsq spec sweeps {LEVELS_KEY} only")
         if not isinstance(arg, dict) or set(arg) != {"levels_per_dim", "num_dims"}:
-            raise ConfigError(f"config key '{where}.fsq': expected "
-                              f"{{levels_per_dim: [L, ...], num_dims: [D, ...]}}, got {arg!r}")
+            raise ConfigError(
+                f"config key '{where}.fsq': expected "
+                f"{{levels_per_dim: [L, ...], num_dims: [D, ...]}}, got {arg!r}"
+            )
         for name, low in (("levels_per_dim", 2), ("num_dims", 1)):
             vals = arg[name]
-            if not isinstance(vals, list) or not vals or not all(isinstance(v, int) and v >= low
-                                                                 for v in vals):
-                raise ConfigError(f"config key '{where}.fsq.{name}': expected a non-empty list of integers "
-                                  f">= {low}, got {vals!r}")
+            if (
+                not isinstance(vals, list)
+                or not vals
+                or not all(isinstance(v, int) and v >= low for v in vals)
+            ):
+                raise ConfigError(
+                    f"config key '{where}.fsq.{name}': expected a non-empty list of integers "
+                    f">= {low}, got {vals!r}"
+                )
         levels = [[lv] * d for lv, d in itertools.product(arg["levels_per_dim"], arg["num_dims"])]
         return Spec(key, kind, values=tuple(levels))
-    ok = (isinstance(arg, list) and len(arg) == 2 and all(isinstance(v, (int, float)) for v in arg)
-          and arg[0] < arg[1])
+    ok = (
+        isinstance(arg, list)
+        and len(arg) == 2
+        and all(isinstance(v, (int, float)) for v in arg)
+        and arg[0] < arg[1]
+    )
     ints = ok and all(isinstance(v, int) for v in arg)
     if not ok or (kind == "loguniform" and arg[0] <= 0) or (kind == "randint" and not ints):
         rule = {"loguniform": "0 < low < high", "randint": "integers low < high"}.get(kind, "low < high")

@@ -26,15 +26,30 @@ def add_parser(subparsers) -> None:
     ex.set_defaults(func=cmd_export)
 
     s2s = subparsers.add_parser("sim2sim", help="run an exported policy_<encoder>.onnx in plain MuJoCo")
-    s2s.add_argument("--onnx", required=True, metavar="FILE", help="a policy_<encoder>.onnx from `sonic-ray export`")
+    s2s.add_argument(
+        "--onnx", required=True, metavar="FILE", help="a policy_<encoder>.onnx from `sonic-ray export`"
+    )
     s2s.add_argument("--motions", metavar="STORE", help="motion store (.parquet) with the reference clips")
-    s2s.add_argument("--clips", nargs="*", metavar="CLIP", help="clip names or store positions (default: all)")
-    s2s.add_argument("--vr-targets", metavar="FILE.npz", help="VR 3-point targets driving a teleop policy "
-                     "instead of a clip (head/left_wrist/right_wrist _pos, _quat; world frame, wxyz)")
+    s2s.add_argument(
+        "--clips", nargs="*", metavar="CLIP", help="clip names or store positions (default: all)"
+    )
+    s2s.add_argument(
+        "--vr-targets",
+        metavar="FILE.npz",
+        help="VR 3-point targets driving a teleop policy "
+        "instead of a clip (head/left_wrist/right_wrist _pos, _quat; world frame, wxyz)",
+    )
     s2s.add_argument("--out", metavar="DIR", help="output folder (default runs/sim2sim/<file>-<time>)")
-    s2s.add_argument("--obs-delay-steps", type=int, default=0, metavar="K", help="robot state seen K steps late")
-    s2s.add_argument("--obs-noise", type=float, default=0.0, metavar="S",
-                     help="uniform noise of S x each term's training noise half-width")
+    s2s.add_argument(
+        "--obs-delay-steps", type=int, default=0, metavar="K", help="robot state seen K steps late"
+    )
+    s2s.add_argument(
+        "--obs-noise",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="uniform noise of S x each term's training noise half-width",
+    )
     s2s.add_argument("--render", type=int, default=0, metavar="K", help="videos of the K worst clips")
     s2s.add_argument("--seed", type=int, default=0)
     s2s.set_defaults(func=cmd_sim2sim)
@@ -42,11 +57,15 @@ def add_parser(subparsers) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.tol < 0 or args.batch < 1:
-        print(f"sonic-ray export: --tol must be >= 0 and --batch >= 1, got {args.tol}, {args.batch}", file=sys.stderr)
+        print(
+            f"sonic-ray export: --tol must be >= 0 and --batch >= 1, got {args.tol}, {args.batch}",
+            file=sys.stderr,
+        )
         return 2
     try:
-        report = export_checkpoint(args.checkpoint, args.out, tol=args.tol, batch=args.batch, seed=args.seed,
-                                   log=print)
+        report = export_checkpoint(
+            args.checkpoint, args.out, tol=args.tol, batch=args.batch, seed=args.seed, log=print
+        )
     except (ExportMismatch, CheckpointError, ValueError, KeyError) as e:
         print(f"sonic-ray export: FAILED: {e}", file=sys.stderr)
         return 1
@@ -58,8 +77,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_sim2sim(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    for flag, value in (("--obs-delay-steps", args.obs_delay_steps), ("--obs-noise", args.obs_noise),
-                        ("--render", args.render)):
+    for flag, value in (
+        ("--obs-delay-steps", args.obs_delay_steps),
+        ("--obs-noise", args.obs_noise),
+        ("--render", args.render),
+    ):
         if value < 0:
             print(f"sonic-ray sim2sim: {flag} must be >= 0, got {value}", file=sys.stderr)
             return 2
@@ -67,8 +89,10 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
         meta = read_metadata(args.onnx)
         if args.vr_targets:
             if meta.get("encoder") != "teleop":
-                raise ValueError(f"--vr-targets drives the teleop encoder; {args.onnx} is the "
-                                 f"{meta.get('encoder')!r} policy (use policy_teleop.onnx)")
+                raise ValueError(
+                    f"--vr-targets drives the teleop encoder; {args.onnx} is the "
+                    f"{meta.get('encoder')!r} policy (use policy_teleop.onnx)"
+                )
             refs = [vr_reference(args.vr_targets, meta)]
         elif args.motions:
             refs = load_references(args.motions, meta, args.clips)
@@ -77,16 +101,28 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
     except (MetadataError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"sonic-ray sim2sim: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out or Path("runs") / "sim2sim" / f"{Path(args.onnx).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(
+        args.out or Path("runs") / "sim2sim" / f"{Path(args.onnx).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     with Progress(transient=True) as bar:
         task = bar.add_task(f"sim2sim {Path(args.onnx).name}", total=len(refs))
-        result = sim2sim.run(args.onnx, refs, out_dir=out, obs_delay_steps=args.obs_delay_steps,
-                             obs_noise=args.obs_noise, render=args.render, seed=args.seed,
-                             on_clip=lambda row: bar.advance(task), view_command=_view_command(args))
+        result = sim2sim.run(
+            args.onnx,
+            refs,
+            out_dir=out,
+            obs_delay_steps=args.obs_delay_steps,
+            obs_noise=args.obs_noise,
+            render=args.render,
+            seed=args.seed,
+            on_clip=lambda row: bar.advance(task),
+            view_command=_view_command(args),
+        )
     m, speed = result["metrics"], result["speed"]
     mpjpe = "n/a (no clip completed)" if m.get("mpjpe_g_mm") is None else f"{m['mpjpe_g_mm']:.1f} mm"
-    print(f"{m['num_clips']} clips, success rate {m['success_rate']:.3f}, MPJPE global {mpjpe}; "
-          f"{speed['steps_per_s']:.0f} steps/s ({speed['realtime_factor']:.1f}x real time)")
+    print(
+        f"{m['num_clips']} clips, success rate {m['success_rate']:.3f}, MPJPE global {mpjpe}; "
+        f"{speed['steps_per_s']:.0f} steps/s ({speed['realtime_factor']:.1f}x real time)"
+    )
     print(f"wrote {out / 'metrics.json'}")
     return 0
 
@@ -97,5 +133,7 @@ def _view_command(args: argparse.Namespace) -> str | None:
 
     if not args.motions:
         return None
-    return (f"sonic-ray view policy --onnx {shlex.quote(str(args.onnx))} "
-            f"--motions {shlex.quote(str(args.motions))} --clip {{clip}}")
+    return (
+        f"sonic-ray view policy --onnx {shlex.quote(str(args.onnx))} "
+        f"--motions {shlex.quote(str(args.motions))} --clip {{clip}}"
+    )

@@ -53,14 +53,21 @@ class ExportMismatch(RuntimeError):
 # ---- checkpoint -> policy --------------------------------------------------------------------------
 def _obs_dims(sd: dict[str, torch.Tensor]) -> tuple[dict[str, int], int]:
     """Observation widths and action dim, read off an ActorCritic's weight shapes."""
+
     def last_linear(prefix: str) -> str:
         idx = max(int(k.split(".")[-2]) for k in sd if k.startswith(prefix) and k.endswith(".weight"))
         return f"{prefix}{idx}.weight"
 
-    latent = sd[last_linear("token.encoders." + next(n for n in K.ENCODER_NAMES
-                                                          if f"token.encoders.{n}.0.weight" in sd) + ".")].shape[0]
-    dims = {K.TOKENIZER_KEYS[n]: int(sd[f"token.encoders.{n}.0.weight"].shape[1])
-            for n in K.ENCODER_NAMES if f"token.encoders.{n}.0.weight" in sd}
+    latent = sd[
+        last_linear(
+            "token.encoders." + next(n for n in K.ENCODER_NAMES if f"token.encoders.{n}.0.weight" in sd) + "."
+        )
+    ].shape[0]
+    dims = {
+        K.TOKENIZER_KEYS[n]: int(sd[f"token.encoders.{n}.0.weight"].shape[1])
+        for n in K.ENCODER_NAMES
+        if f"token.encoders.{n}.0.weight" in sd
+    }
     dims[K.POLICY] = int(sd["token.dyn_decoder.0.weight"].shape[1]) - int(latent)
     dims[K.CRITIC] = int(sd["critic_normalizer.mean"].shape[0])
     dims.setdefault(K.TOKENIZER_G1, int(sd[last_linear("token.kin_decoder.")].shape[0]))
@@ -75,9 +82,15 @@ def load_for_export(checkpoint: str | Path):
     try:
         cfg, ac = loaded.policy()
     except ConfigError as e:
-        raise ValueError(f"{loaded.path}: its config_yaml does not fit this sonic-ray's config schema "
-                         f"(saved by another version?): {e}") from e
-    return cfg, ac, {"checkpoint": str(loaded.path), "iteration": loaded.iteration, "experiment": cfg.experiment}
+        raise ValueError(
+            f"{loaded.path}: its config_yaml does not fit this sonic-ray's config schema "
+            f"(saved by another version?): {e}"
+        ) from e
+    return (
+        cfg,
+        ac,
+        {"checkpoint": str(loaded.path), "iteration": loaded.iteration, "experiment": cfg.experiment},
+    )
 
 
 # ---- the exported graphs ---------------------------------------------------------------------------
@@ -156,14 +169,38 @@ def export_specs(ac, obs_dims: dict[str, int]) -> list[Spec]:
     specs = []
     for n in ac.token.encoder_names:
         key = K.TOKENIZER_KEYS[n]
-        specs.append(Spec(f"policy_{n}.onnx", "policy", n, PolicyGraph(ac, n),
-                          [(key, obs_dims[key], key), (K.POLICY, obs_dims[K.POLICY], K.POLICY)], [("action", act)]))
+        specs.append(
+            Spec(
+                f"policy_{n}.onnx",
+                "policy",
+                n,
+                PolicyGraph(ac, n),
+                [(key, obs_dims[key], key), (K.POLICY, obs_dims[K.POLICY], K.POLICY)],
+                [("action", act)],
+            )
+        )
     for n in ac.token.encoder_names:
         key = K.TOKENIZER_KEYS[n]
-        specs.append(Spec(f"encoder_{n}.onnx", "encoder", n, EncoderGraph(ac, n), [(key, obs_dims[key], key)],
-                          [("latent", f"pre-quantization latent (N,{d})"), ("token", tok)]))
-    specs.append(Spec("decoder_g1_dyn.onnx", "decoder", None, DecoderGraph(ac),
-                      [("token", d, None), (K.POLICY, obs_dims[K.POLICY], K.POLICY)], [("action", act)]))
+        specs.append(
+            Spec(
+                f"encoder_{n}.onnx",
+                "encoder",
+                n,
+                EncoderGraph(ac, n),
+                [(key, obs_dims[key], key)],
+                [("latent", f"pre-quantization latent (N,{d})"), ("token", tok)],
+            )
+        )
+    specs.append(
+        Spec(
+            "decoder_g1_dyn.onnx",
+            "decoder",
+            None,
+            DecoderGraph(ac),
+            [("token", d, None), (K.POLICY, obs_dims[K.POLICY], K.POLICY)],
+            [("action", act)],
+        )
+    )
     return specs
 
 
@@ -173,9 +210,16 @@ def to_onnx(spec: Spec, batch: int = 2) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(spec.graph.eval(), args, buf, input_names=names_in, output_names=names_out,
-                          dynamic_axes={n: {0: "batch"} for n in names_in + names_out}, opset_version=OPSET,
-                          dynamo=False)
+        torch.onnx.export(
+            spec.graph.eval(),
+            args,
+            buf,
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes={n: {0: "batch"} for n in names_in + names_out},
+            opset_version=OPSET,
+            dynamo=False,
+        )
     return buf.getvalue()
 
 
@@ -203,8 +247,9 @@ def random_inputs(spec: Spec, ac, *, batch: int, seed: int) -> tuple[dict[str, n
     return feed, skip
 
 
-def compare(spec: Spec, model_bytes: bytes, feed: dict[str, np.ndarray], skip: torch.Tensor, *,
-            tol: float) -> float:
+def compare(
+    spec: Spec, model_bytes: bytes, feed: dict[str, np.ndarray], skip: torch.Tensor, *, tol: float
+) -> float:
     """Max |onnx - torch| over the outputs (latent on every row, token/action off boundary rows)."""
     sess = onnx_meta.ort_session(model_bytes)
     got = sess.run([n for n, _ in spec.outputs], feed)
@@ -217,15 +262,21 @@ def compare(spec: Spec, model_bytes: bytes, feed: dict[str, np.ndarray], skip: t
         rows = slice(None) if name == "latent" else keep
         g_arr, w_arr = np.asarray(g_out)[rows], w_out.numpy()[rows]
         if g_arr.shape != w_arr.shape:
-            raise ExportMismatch(f"{spec.filename}: output {name!r} has shape {g_arr.shape} in ONNX Runtime, "
-                                 f"{w_arr.shape} in torch")
+            raise ExportMismatch(
+                f"{spec.filename}: output {name!r} has shape {g_arr.shape} in ONNX Runtime, "
+                f"{w_arr.shape} in torch"
+            )
         if not (np.isfinite(g_arr).all() and np.isfinite(w_arr).all()):
-            raise ExportMismatch(f"{spec.filename}: output {name!r} is not finite (torch or ONNX Runtime): "
-                                 "the checkpoint's weights hold NaN/inf?")
+            raise ExportMismatch(
+                f"{spec.filename}: output {name!r} is not finite (torch or ONNX Runtime): "
+                "the checkpoint's weights hold NaN/inf?"
+            )
         diff = float(np.abs(g_arr - w_arr).max()) if g_arr.size else 0.0
         if diff > tol:
-            raise ExportMismatch(f"{spec.filename}: output {name!r} differs between ONNX Runtime and torch by "
-                                 f"{diff:.3g} > tolerance {tol:g}")
+            raise ExportMismatch(
+                f"{spec.filename}: output {name!r} differs between ONNX Runtime and torch by "
+                f"{diff:.3g} > tolerance {tol:g}"
+            )
         worst = max(worst, diff)
     return worst
 
@@ -238,35 +289,68 @@ def observation_layouts(cfg, robot) -> tuple[dict[str, dict], dict]:
     fps = float(cfg.motions.control_fps)
     offsets = lambda n, dt: future_frame_offsets(n, dt, fps).numpy()  # noqa: E731
     legs = lower_body_joint_ids(robot.joint_names)
-    command = {"future_frame_offsets": {"g1": offsets(mc.num_future_frames, mc.future_dt),
-                                        "smpl": offsets(mc.smpl_num_future_frames, mc.smpl_future_dt)},
-               "num_future_frames": mc.num_future_frames, "future_dt": mc.future_dt,
-               "smpl_num_future_frames": mc.smpl_num_future_frames, "smpl_future_dt": mc.smpl_future_dt,
-               "lower_body_joint_ids": legs, "lower_body_joint_names": [robot.joint_names[i] for i in legs]}
+    command = {
+        "future_frame_offsets": {
+            "g1": offsets(mc.num_future_frames, mc.future_dt),
+            "smpl": offsets(mc.smpl_num_future_frames, mc.smpl_future_dt),
+        },
+        "num_future_frames": mc.num_future_frames,
+        "future_dt": mc.future_dt,
+        "smpl_num_future_frames": mc.smpl_num_future_frames,
+        "smpl_future_dt": mc.smpl_future_dt,
+        "lower_body_joint_ids": legs,
+        "lower_body_joint_names": [robot.joint_names[i] for i in legs],
+    }
     j, b, p, s = robot.num_joints, robot.num_bodies, len(robot.vr_points), len(robot.smpl_keypoints)
     quat = lambda *shape: np.broadcast_to(np.array([1.0, 0, 0, 0]), (*shape, 4))  # noqa: E731
-    probe_ref = Reference({"joint_pos": np.zeros((1, j)), "joint_vel": np.zeros((1, j)), "root_quat_w": quat(1),
-                           "anchor_pos_w": np.zeros((1, 3)), "anchor_quat_w": quat(1),
-                           "smpl_joints_local": np.zeros((1, s, 3)), "vr_pos_local": np.zeros((1, p, 3)),
-                           "vr_ori_local": np.zeros((1, p, 6))}, name="probe")
+    probe_ref = Reference(
+        {
+            "joint_pos": np.zeros((1, j)),
+            "joint_vel": np.zeros((1, j)),
+            "root_quat_w": quat(1),
+            "anchor_pos_w": np.zeros((1, 3)),
+            "anchor_quat_w": quat(1),
+            "smpl_joints_local": np.zeros((1, s, 3)),
+            "vr_pos_local": np.zeros((1, p, 3)),
+            "vr_ori_local": np.zeros((1, p, 6)),
+        },
+        name="probe",
+    )
     state = RobotState(quat(), np.zeros(3), np.zeros(3), np.zeros(j), np.zeros(j), np.zeros((b, 3)), quat(b))
-    meta_like = {"default_joint_pos": robot.default_joint_pos, "body_names": robot.body_names,
-                 "anchor_body": robot.anchor_body, "command": command}
+    meta_like = {
+        "default_joint_pos": robot.default_joint_pos,
+        "body_names": robot.body_names,
+        "anchor_body": robot.anchor_body,
+        "command": command,
+    }
     probe = Inputs(state, probe_ref, 0, np.zeros(j), DeployContext.from_metadata(meta_like))
     layouts = {}
     for key, g in observation_groups(cfg.env.observations).items():
         terms = []
         for name, t in g["terms"].items():
             if t.get("params"):
-                raise ValueError(f"env.observations: term {name!r} of group {key!r} has params {t['params']}; "
-                                 "the deployment terms take none")
+                raise ValueError(
+                    f"env.observations: term {name!r} of group {key!r} has params {t['params']}; "
+                    "the deployment terms take none"
+                )
             dim = int(np.asarray(deploy_term(name)(probe)).size)
-            terms.append({"name": name, "dim": dim, "noise": float(t.get("noise", 0.0)),
-                          "scale": float(t.get("scale", 1.0))})
+            terms.append(
+                {
+                    "name": name,
+                    "dim": dim,
+                    "noise": float(t.get("noise", 0.0)),
+                    "scale": float(t.get("scale", 1.0)),
+                }
+            )
         frame = sum(t["dim"] for t in terms)
         hist = int(g.get("history_length", 1))
-        layouts[key] = {"history_length": hist, "enable_corruption": bool(g.get("enable_corruption", False)),
-                        "frame_dim": frame, "dim": hist * frame, "terms": terms}
+        layouts[key] = {
+            "history_length": hist,
+            "enable_corruption": bool(g.get("enable_corruption", False)),
+            "frame_dim": frame,
+            "dim": hist * frame,
+            "terms": terms,
+        }
     return layouts, command
 
 
@@ -274,25 +358,49 @@ def base_metadata(cfg, robot, layouts: dict, command: dict, info: dict) -> dict:
     """Metadata shared by every file of one export ("all_layouts" is dropped per file)."""
     q = cfg.actor_critic.quantizer
     dt = cfg.sim.timestep * cfg.sim.decimation
-    meta = {"format": onnx_meta.FORMAT, **onnx_meta.robot_metadata(robot),
-            "control_hz": 1.0 / dt, "control_dt": dt, "physics_dt": cfg.sim.timestep,
-            "decimation": cfg.sim.decimation, "command": command,
-            "fsq": {"levels": list(q.levels), "num_tokens": q.num_tokens, "dim": len(q.levels) * q.num_tokens},
-            "normalizers": "none: the actor reads raw observations (only the critic normalises; it is not exported)",
-            "action": "joint_pos_target = default_joint_pos + action_scale * action (per joint, joint_names order)",
-            "eval_terminations": {k: dataclasses.asdict(v) for k, v in cfg.env.eval_terminations.items()}, "source": info, "all_layouts": layouts}
+    meta = {
+        "format": onnx_meta.FORMAT,
+        **onnx_meta.robot_metadata(robot),
+        "control_hz": 1.0 / dt,
+        "control_dt": dt,
+        "physics_dt": cfg.sim.timestep,
+        "decimation": cfg.sim.decimation,
+        "command": command,
+        "fsq": {"levels": list(q.levels), "num_tokens": q.num_tokens, "dim": len(q.levels) * q.num_tokens},
+        "normalizers": "none: the actor reads raw observations (only the critic normalises; it is not "
+        "exported)",
+        "action": "joint_pos_target = default_joint_pos + action_scale * action (per joint, joint_names "
+        "order)",
+        "eval_terminations": {k: dataclasses.asdict(v) for k, v in cfg.env.eval_terminations.items()},
+        "source": info,
+        "all_layouts": layouts,
+    }
     return meta
 
 
 def file_metadata(base: dict, spec: Spec, *, tol: float) -> dict:
     meta = {k: v for k, v in base.items() if k != "all_layouts"}
     groups = [grp for _, _, grp in spec.inputs if grp is not None]
-    meta.update(kind=spec.kind, encoder=spec.encoder,
-                inputs=[{"name": n, "shape": ["batch", w], "dtype": "float32",
-                         "holds": f"observation group {grp!r}" if grp else "FSQ token"} for n, w, grp in spec.inputs],
-                outputs=[{"name": n, "holds": h} for n, h in spec.outputs],
-                observations={grp: base["all_layouts"][grp] for grp in groups},
-                check={"max_abs_diff": spec.max_abs_diff, "tolerance": tol, "rows_near_fsq_boundary": spec.excluded_rows})
+    meta.update(
+        kind=spec.kind,
+        encoder=spec.encoder,
+        inputs=[
+            {
+                "name": n,
+                "shape": ["batch", w],
+                "dtype": "float32",
+                "holds": f"observation group {grp!r}" if grp else "FSQ token",
+            }
+            for n, w, grp in spec.inputs
+        ],
+        outputs=[{"name": n, "holds": h} for n, h in spec.outputs],
+        observations={grp: base["all_layouts"][grp] for grp in groups},
+        check={
+            "max_abs_diff": spec.max_abs_diff,
+            "tolerance": tol,
+            "rows_near_fsq_boundary": spec.excluded_rows,
+        },
+    )
     return meta
 
 
@@ -312,8 +420,10 @@ def check_layouts(layouts: dict, obs_dims: dict[str, int], source: str) -> None:
     for key, width in obs_dims.items():
         if key in layouts and layouts[key]["dim"] != width:
             terms = ", ".join(f"{t['name']}={t['dim']}" for t in layouts[key]["terms"])
-            raise ValueError(f"{source}: observation group {key!r} from the config is {layouts[key]['dim']} wide "
-                             f"({layouts[key]['history_length']} x [{terms}]) but the weights take {width}")
+            raise ValueError(
+                f"{source}: observation group {key!r} from the config is {layouts[key]['dim']} wide "
+                f"({layouts[key]['history_length']} x [{terms}]) but the weights take {width}"
+            )
 
 
 @dataclass
@@ -341,8 +451,15 @@ def prepare_export(checkpoint: str | Path) -> PreparedExport:
     return PreparedExport(cfg, ac, info, base, export_specs(ac, obs_dims))
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tol: float = 1e-5, batch: int = 64,
-                      seed: int = 0, log: Callable[[str], None] | None = None) -> ExportReport:
+def export_checkpoint(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    tol: float = 1e-5,
+    batch: int = 64,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> ExportReport:
     """Export every file (see the module docstring) after checking each against torch; all files
     are checked before the first is written, and each is written atomically."""
     import onnx
@@ -351,9 +468,15 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tol: float
     torch.set_num_threads(1)
     prepared = prepare_export(checkpoint)
     ac, info, base, specs = prepared.ac, prepared.info, prepared.base, prepared.specs
-    non_finite = [f"token.{n}" for n, p in ac.token.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    non_finite = [
+        f"token.{n}"
+        for n, p in ac.token.state_dict().items()
+        if p.is_floating_point() and not torch.isfinite(p).all()
+    ]
     if non_finite:
-        raise ExportMismatch(f"{info['checkpoint']}: weights hold NaN/inf in {non_finite[:5]}; nothing exported")
+        raise ExportMismatch(
+            f"{info['checkpoint']}: weights hold NaN/inf in {non_finite[:5]}; nothing exported"
+        )
     models = []
     for i, spec in enumerate(specs):
         raw = to_onnx(spec)
@@ -363,11 +486,28 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tol: float
         onnx_meta.set_metadata(model, file_metadata(base, spec, tol=tol))
         onnx.checker.check_model(model)
         models.append(model)
-        log(f"{spec.filename}: max |onnx - torch| = {spec.max_abs_diff:.3g} over {batch - spec.excluded_rows} rows")
+        log(
+            f"{spec.filename}: max |onnx - torch| = {spec.max_abs_diff:.3g} over "
+            f"{batch - spec.excluded_rows} rows"
+        )
     out = Path(out_dir)
     for spec, model in zip(specs, models):
         onnx_meta.save_atomic(model, out / spec.filename)
-    onnx_meta.write_json_atomic({"source": info, "tolerance": tol, "files": [
-        {"file": s.filename, "kind": s.kind, "encoder": s.encoder, "max_abs_diff": s.max_abs_diff,
-         "rows_compared": batch - s.excluded_rows} for s in specs]}, out / "export.json")
+    onnx_meta.write_json_atomic(
+        {
+            "source": info,
+            "tolerance": tol,
+            "files": [
+                {
+                    "file": s.filename,
+                    "kind": s.kind,
+                    "encoder": s.encoder,
+                    "max_abs_diff": s.max_abs_diff,
+                    "rows_compared": batch - s.excluded_rows,
+                }
+                for s in specs
+            ],
+        },
+        out / "export.json",
+    )
     return ExportReport(out, specs)

@@ -30,8 +30,10 @@ BODY_TERMS = ("ee_body_pos", "foot_pos")
 
 def _fixed(name: str, params: Mapping) -> None:
     if params.get("adaptive", False):
-        raise ValueError(f"eval_terminations.{name}: adaptive thresholds follow the env's running reference "
-                         "height and have no sim2sim implementation; evaluation uses fixed thresholds")
+        raise ValueError(
+            f"eval_terminations.{name}: adaptive thresholds follow the env's running reference "
+            "height and have no sim2sim implementation; evaluation uses fixed thresholds"
+        )
 
 
 def reanchored_bodies(state: RobotState, ref: Reference, frame: int, anchor: int) -> np.ndarray:
@@ -59,8 +61,10 @@ class FailureChecks:
             if spec.get("time_out", False):
                 continue
             if name not in known:
-                raise KeyError(f"eval_terminations: term {name!r} has no sim2sim implementation "
-                               f"(sonic_ray/deploy/failures.py knows {sorted(known)})")
+                raise KeyError(
+                    f"eval_terminations: term {name!r} has no sim2sim implementation "
+                    f"(sonic_ray/deploy/failures.py knows {sorted(known)})"
+                )
             params = dict(spec.get("params") or {})
             _fixed(name, params)
             self.terms.append((name, params))
@@ -83,12 +87,22 @@ class FailureChecks:
             if getattr(self, name)(state, ref, frame, **p):
                 yield name
 
-    def anchor_pos(self, state, ref, frame, threshold, adaptive=False, down_threshold=0.5,
-                   root_height_threshold=1.0):
+    def anchor_pos(
+        self, state, ref, frame, threshold, adaptive=False, down_threshold=0.5, root_height_threshold=1.0
+    ):
         return bool(abs(ref.at("anchor_pos_w", frame)[2] - state.body_pos_w[self.anchor][2]) > threshold)
 
-    def ee_body_pos(self, state, ref, frame, threshold, adaptive=False, down_threshold=0.5,
-                    root_height_threshold=0.5, body_names=None):
+    def ee_body_pos(
+        self,
+        state,
+        ref,
+        frame,
+        threshold,
+        adaptive=False,
+        down_threshold=0.5,
+        root_height_threshold=0.5,
+        body_names=None,
+    ):
         ids = self._ids(body_names, self.ee)
         diff = reanchored_bodies(state, ref, frame, self.anchor)[ids] - state.body_pos_w[ids]
         return bool((np.abs(diff[:, 2]) > threshold).any())
@@ -100,5 +114,7 @@ class FailureChecks:
 
     def foot_pos(self, state, ref, frame, threshold, body_names=None):
         ids = self._ids(body_names, self.feet)
-        err = np.linalg.norm(reanchored_bodies(state, ref, frame, self.anchor)[ids] - state.body_pos_w[ids], axis=-1)
+        err = np.linalg.norm(
+            reanchored_bodies(state, ref, frame, self.anchor)[ids] - state.body_pos_w[ids], axis=-1
+        )
         return bool((err > threshold).any())

@@ -30,8 +30,15 @@ def quat_conj(q: np.ndarray) -> np.ndarray:
 def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
     bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return np.stack((aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw), axis=-1)
+    return np.stack(
+        (
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ),
+        axis=-1,
+    )
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -106,10 +113,15 @@ def robot_state_from_mujoco(model: mujoco.MjModel, data: mujoco.MjData, body_ids
     xpos/xquat at the pre-integration state. The free joint's qvel is world-frame linear velocity
     of the root origin and root-frame angular velocity (the gyro reading)."""
     mujoco.mj_kinematics(model, data)
-    return RobotState(root_quat_w=data.qpos[3:7].copy(), root_lin_vel_w=data.qvel[0:3].copy(),
-                      root_ang_vel_b=data.qvel[3:6].copy(), joint_pos=data.qpos[7:].copy(),
-                      joint_vel=data.qvel[6:].copy(), body_pos_w=data.xpos[body_ids].copy(),
-                      body_quat_w=data.xquat[body_ids].copy())
+    return RobotState(
+        root_quat_w=data.qpos[3:7].copy(),
+        root_lin_vel_w=data.qvel[0:3].copy(),
+        root_ang_vel_b=data.qvel[3:6].copy(),
+        joint_pos=data.qpos[7:].copy(),
+        joint_vel=data.qvel[6:].copy(),
+        body_pos_w=data.xpos[body_ids].copy(),
+        body_quat_w=data.xquat[body_ids].copy(),
+    )
 
 
 class Reference:
@@ -157,10 +169,12 @@ class DeployContext:
     @classmethod
     def from_metadata(cls, meta: Mapping) -> DeployContext:
         cmd = meta["command"]
-        return cls(default_joint_pos=np.asarray(meta["default_joint_pos"], dtype=np.float64),
-                   anchor_index=list(meta["body_names"]).index(meta["anchor_body"]),
-                   lower_body_joint_ids=np.asarray(cmd["lower_body_joint_ids"], dtype=np.int64),
-                   future_offsets={k: np.asarray(v, dtype=np.int64) for k, v in cmd["future_frame_offsets"].items()})
+        return cls(
+            default_joint_pos=np.asarray(meta["default_joint_pos"], dtype=np.float64),
+            anchor_index=list(meta["body_names"]).index(meta["anchor_body"]),
+            lower_body_joint_ids=np.asarray(cmd["lower_body_joint_ids"], dtype=np.int64),
+            future_offsets={k: np.asarray(v, dtype=np.int64) for k, v in cmd["future_frame_offsets"].items()},
+        )
 
 
 @dataclass
@@ -257,17 +271,36 @@ def vr_3point_ori_local(x: Inputs) -> np.ndarray:
     return x.ref.at("vr_ori_local", x.frame).ravel()
 
 
-TERMS: dict[str, Callable[[Inputs], np.ndarray]] = {f.__name__: f for f in (
-    projected_gravity, base_lin_vel, base_ang_vel, joint_pos_rel, joint_vel_rel, last_action,
-    motion_anchor_pos_b, motion_anchor_ori_b, robot_body_pos_b, robot_body_ori_b, command_multi_future,
-    motion_anchor_ori_b_multi_future, smpl_joints_multi_future, smpl_root_ori_b_multi_future,
-    command_lower_body, vr_3point_pos_local, vr_3point_ori_local)}
+TERMS: dict[str, Callable[[Inputs], np.ndarray]] = {
+    f.__name__: f
+    for f in (
+        projected_gravity,
+        base_lin_vel,
+        base_ang_vel,
+        joint_pos_rel,
+        joint_vel_rel,
+        last_action,
+        motion_anchor_pos_b,
+        motion_anchor_ori_b,
+        robot_body_pos_b,
+        robot_body_ori_b,
+        command_multi_future,
+        motion_anchor_ori_b_multi_future,
+        smpl_joints_multi_future,
+        smpl_root_ori_b_multi_future,
+        command_lower_body,
+        vr_3point_pos_local,
+        vr_3point_ori_local,
+    )
+}
 
 
 def term(name: str) -> Callable[[Inputs], np.ndarray]:
     if name not in TERMS:
-        raise KeyError(f"observation term {name!r} has no deployment implementation in "
-                       f"sonic_ray/deploy/observations.py; known: {sorted(TERMS)}")
+        raise KeyError(
+            f"observation term {name!r} has no deployment implementation in "
+            f"sonic_ray/deploy/observations.py; known: {sorted(TERMS)}"
+        )
     return TERMS[name]
 
 
@@ -278,12 +311,18 @@ class GroupBuilder:
     s > 0 each term gets uniform noise of half-width s x its training noise (0 where training adds
     none), before its scale (the env's order)."""
 
-    def __init__(self, name: str, layout: Mapping, *, noise_scale: float = 0.0, rng: np.random.Generator | None = None):
+    def __init__(
+        self, name: str, layout: Mapping, *, noise_scale: float = 0.0, rng: np.random.Generator | None = None
+    ):
         self.name, self.history_length = name, int(layout["history_length"])
         self.terms = [(t["name"], term(t["name"]), int(t["dim"])) for t in layout["terms"]]
         on = bool(layout.get("enable_corruption", False))  # training adds a group's noise only when on
-        self.noise = np.concatenate([np.full(int(t["dim"]), float(t.get("noise", 0.0)) * on) for t in layout["terms"]])
-        self.scale = np.concatenate([np.full(int(t["dim"]), float(t.get("scale", 1.0))) for t in layout["terms"]])
+        self.noise = np.concatenate(
+            [np.full(int(t["dim"]), float(t.get("noise", 0.0)) * on) for t in layout["terms"]]
+        )
+        self.scale = np.concatenate(
+            [np.full(int(t["dim"]), float(t.get("scale", 1.0))) for t in layout["terms"]]
+        )
         self.noise_scale, self.rng = float(noise_scale), rng or np.random.default_rng(0)
         self.width = int(sum(d for *_, d in self.terms))
         self._hist: np.ndarray | None = None
@@ -297,8 +336,10 @@ class GroupBuilder:
         for name, fn, dim in self.terms:
             p = np.asarray(fn(x), dtype=np.float64).ravel()
             if p.shape[0] != dim:
-                raise ValueError(f"observation group {self.name!r}: term {name!r} gave {p.shape[0]} numbers, "
-                                 f"the metadata says {dim}")
+                raise ValueError(
+                    f"observation group {self.name!r}: term {name!r} gave {p.shape[0]} numbers, "
+                    f"the metadata says {dim}"
+                )
             parts.append(p)
         v = np.concatenate(parts)
         if self.noise_scale > 0:
@@ -320,16 +361,21 @@ class GroupBuilder:
 class ObservationBuilder:
     """The groups an ONNX model reads (its metadata's `observations`), in float32 for the runtime."""
 
-    def __init__(self, layouts: Mapping[str, Mapping], ctx: DeployContext, *, noise_scale: float = 0.0,
-                 seed: int = 0):
+    def __init__(
+        self, layouts: Mapping[str, Mapping], ctx: DeployContext, *, noise_scale: float = 0.0, seed: int = 0
+    ):
         rng = np.random.default_rng(seed)
         self.ctx = ctx
         self.groups = {k: GroupBuilder(k, v, noise_scale=noise_scale, rng=rng) for k, v in layouts.items()}
 
-    def reset(self, state: RobotState, ref: Reference, frame: int, action: np.ndarray) -> dict[str, np.ndarray]:
+    def reset(
+        self, state: RobotState, ref: Reference, frame: int, action: np.ndarray
+    ) -> dict[str, np.ndarray]:
         x = Inputs(state, ref, int(frame), np.asarray(action, dtype=np.float64), self.ctx)
         return {k: g.reset(x).astype(np.float32) for k, g in self.groups.items()}
 
-    def step(self, state: RobotState, ref: Reference, frame: int, action: np.ndarray) -> dict[str, np.ndarray]:
+    def step(
+        self, state: RobotState, ref: Reference, frame: int, action: np.ndarray
+    ) -> dict[str, np.ndarray]:
         x = Inputs(state, ref, int(frame), np.asarray(action, dtype=np.float64), self.ctx)
         return {k: g.step(x).astype(np.float32) for k, g in self.groups.items()}

@@ -31,8 +31,21 @@ import numpy as np
 from sonic_ray.utils.io import atomic_write
 
 FORMAT = "sonic-ray-onnx/1"
-REQUIRED_KEYS = ("format", "kind", "inputs", "outputs", "joint_names", "kp", "kd", "default_joint_pos",
-                 "action_scale", "control_hz", "physics_dt", "decimation", "observations")
+REQUIRED_KEYS = (
+    "format",
+    "kind",
+    "inputs",
+    "outputs",
+    "joint_names",
+    "kp",
+    "kd",
+    "default_joint_pos",
+    "action_scale",
+    "control_hz",
+    "physics_dt",
+    "decimation",
+    "observations",
+)
 
 
 class MetadataError(ValueError):
@@ -82,8 +95,10 @@ def read_metadata(source) -> dict[str, Any]:
         except json.JSONDecodeError as e:
             raise MetadataError(f"{name}: metadata key {p.key!r} is not JSON ({e})") from e
     if meta.get("format") != FORMAT:
-        raise MetadataError(f"{name}: metadata format {meta.get('format')!r}, expected {FORMAT!r} "
-                            "(export it with `sonic-ray export`)")
+        raise MetadataError(
+            f"{name}: metadata format {meta.get('format')!r}, expected {FORMAT!r} "
+            "(export it with `sonic-ray export`)"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise MetadataError(f"{name}: metadata lacks {missing}")
@@ -103,13 +118,23 @@ def robot_metadata(robot) -> dict[str, Any]:
     """The per-robot keys, from a `sonic_ray.robots.RobotSpec`."""
     pts = lambda ps: [{"name": p.name, "body": p.body, "offset": list(p.offset)} for p in ps]  # noqa: E731
     return {
-        "robot": robot.name, "joint_names": list(robot.joint_names), "kp": robot.kp, "kd": robot.kd,
-        "effort_limit": robot.effort_limit, "armature": robot.armature,
-        "default_joint_pos": robot.default_joint_pos, "action_scale": robot.action_scale,
-        "joint_lower": robot.joint_lower, "joint_upper": robot.joint_upper,
-        "body_names": list(robot.body_names), "anchor_body": robot.anchor_body, "root_body": robot.root_body,
-        "feet_bodies": list(robot.feet_bodies), "end_effector_bodies": list(robot.end_effector_bodies),
-        "default_root_pos": list(robot.default_root_pos), "vr_points": pts(robot.vr_points),
+        "robot": robot.name,
+        "joint_names": list(robot.joint_names),
+        "kp": robot.kp,
+        "kd": robot.kd,
+        "effort_limit": robot.effort_limit,
+        "armature": robot.armature,
+        "default_joint_pos": robot.default_joint_pos,
+        "action_scale": robot.action_scale,
+        "joint_lower": robot.joint_lower,
+        "joint_upper": robot.joint_upper,
+        "body_names": list(robot.body_names),
+        "anchor_body": robot.anchor_body,
+        "root_body": robot.root_body,
+        "feet_bodies": list(robot.feet_bodies),
+        "end_effector_bodies": list(robot.end_effector_bodies),
+        "default_root_pos": list(robot.default_root_pos),
+        "vr_points": pts(robot.vr_points),
         "smpl_keypoints": pts(robot.smpl_keypoints),
     }
 

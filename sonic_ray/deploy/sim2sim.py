@@ -60,13 +60,17 @@ class OnnxPolicy:
         self.path = Path(path)
         self.meta = read_metadata(self.path)
         if self.meta["kind"] != "policy":
-            raise MetadataError(f"{self.path}: a {self.meta['kind']}-only model; sim2sim needs a policy_<encoder>.onnx "
-                                "(encoder + FSQ + decoder)")
+            raise MetadataError(
+                f"{self.path}: a {self.meta['kind']}-only model; sim2sim needs a policy_<encoder>.onnx "
+                "(encoder + FSQ + decoder)"
+            )
         self.session = ort_session(self.path, threads=threads)
         self.input_names = [i["name"] for i in self.meta["inputs"]]
         got = [i.name for i in self.session.get_inputs()]
         if got != self.input_names:
-            raise MetadataError(f"{self.path}: graph inputs {got} differ from the metadata's {self.input_names}")
+            raise MetadataError(
+                f"{self.path}: graph inputs {got} differ from the metadata's {self.input_names}"
+            )
 
     def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         feed = {n: obs[n][None].astype(np.float32, copy=False) for n in self.input_names}
@@ -79,7 +83,9 @@ def build_model(meta: Mapping) -> mujoco.MjModel:
     model, _ = load_model(meta["robot"], timestep=float(meta["physics_dt"]))
     hinges = [model.joint(int(model.actuator_trnid[a, 0])).name for a in range(model.nu)]
     if hinges != list(meta["joint_names"]):
-        raise MetadataError(f"robot {meta['robot']!r}: actuated joints {hinges} differ from the metadata's joint_names")
+        raise MetadataError(
+            f"robot {meta['robot']!r}: actuated joints {hinges} differ from the metadata's joint_names"
+        )
     kp, kd = np.asarray(meta["kp"], dtype=np.float64), np.asarray(meta["kd"], dtype=np.float64)
     model.actuator_gainprm[:, 0] = kp
     model.actuator_biasprm[:, 1], model.actuator_biasprm[:, 2] = -kp, -kd
@@ -123,9 +129,13 @@ class Episode:
 class Sim2Sim:
     """One robot, one MjData, clips one after another."""
 
-    def __init__(self, policy: OnnxPolicy, *, obs_delay_steps: int = 0, obs_noise: float = 0.0, seed: int = 0):
+    def __init__(
+        self, policy: OnnxPolicy, *, obs_delay_steps: int = 0, obs_noise: float = 0.0, seed: int = 0
+    ):
         if obs_delay_steps < 0 or obs_noise < 0:
-            raise ValueError(f"obs_delay_steps and obs_noise must be >= 0, got {obs_delay_steps}, {obs_noise}")
+            raise ValueError(
+                f"obs_delay_steps and obs_noise must be >= 0, got {obs_delay_steps}, {obs_noise}"
+            )
         meta = self.meta = policy.meta
         self.policy, self.delay, self.noise, self.seed = policy, int(obs_delay_steps), float(obs_noise), seed
         self.model = build_model(meta)
@@ -149,7 +159,10 @@ class Sim2Sim:
         if "root_pos_w" in ref.data:
             quat = ref.at("root_quat_w", 0)
             d.qpos[:3], d.qpos[3:7], d.qpos[7:] = ref.at("root_pos_w", 0), quat, ref.at("joint_pos", 0)
-            d.qvel[:3], d.qvel[3:6] = ref.at("root_lin_vel_w", 0), quat_apply_inverse(quat, ref.at("root_ang_vel_w", 0))
+            d.qvel[:3], d.qvel[3:6] = (
+                ref.at("root_lin_vel_w", 0),
+                quat_apply_inverse(quat, ref.at("root_ang_vel_w", 0)),
+            )
             d.qvel[6:] = ref.at("joint_vel", 0)
         else:
             a = ref.at("anchor_pos_w", 0)
@@ -163,11 +176,13 @@ class Sim2Sim:
     def begin(self, ref: Reference, *, layouts: Mapping | None = None) -> RobotState:
         """Reset onto `ref` and start an episode. `layouts`: the observation groups to build (default
         the policy's own; the viewer passes every encoder's, so it can switch policies between steps)."""
-        builder = ObservationBuilder(layouts or self.meta["observations"], self.ctx, noise_scale=self.noise,
-                                     seed=self.seed)
+        builder = ObservationBuilder(
+            layouts or self.meta["observations"], self.ctx, noise_scale=self.noise, seed=self.seed
+        )
         state = self.reset(ref)
-        self.episode = Episode(ref, builder, state, deque([state], maxlen=self.delay + 1),
-                               np.zeros(len(self.default)))
+        self.episode = Episode(
+            ref, builder, state, deque([state], maxlen=self.delay + 1), np.zeros(len(self.default))
+        )
         return state
 
     def step(self, policy: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None) -> str | None:
@@ -206,15 +221,29 @@ class Sim2Sim:
             rob_pos.append(self._compared_points(ep.state, vr_mode))
             ref_pos.append(ref.at("vr_pos_w", f) if vr_mode else ref.at("body_pos_w", f))
             rob_q.append(d.qpos.copy())
-            ref_q.append(d.qpos.copy() if vr_mode else
-                         np.concatenate((ref.at("root_pos_w", f), ref.at("root_quat_w", f), ref.at("joint_pos", f))))
+            ref_q.append(
+                d.qpos.copy()
+                if vr_mode
+                else np.concatenate(
+                    (ref.at("root_pos_w", f), ref.at("root_quat_w", f), ref.at("joint_pos", f))
+                )
+            )
             why = self.step()
             if why is not None:
                 failed = True
                 break
         timing = {"steps": len(rob_pos), "policy_s": ep.policy_s, "physics_s": ep.physics_s}
-        return ClipRun(ref.name, np.asarray(rob_pos), np.asarray(ref_pos), np.asarray(rob_q), np.asarray(ref_q),
-                       failed, why, ref.num_frames, timing)
+        return ClipRun(
+            ref.name,
+            np.asarray(rob_pos),
+            np.asarray(ref_pos),
+            np.asarray(rob_q),
+            np.asarray(ref_q),
+            failed,
+            why,
+            ref.num_frames,
+            timing,
+        )
 
     def _compared_points(self, state: RobotState, vr_mode: bool) -> np.ndarray:
         if not vr_mode:
@@ -223,10 +252,20 @@ class Sim2Sim:
         return state.body_pos_w[self.vr_body] + quat_apply(q, self.vr_offset)
 
 
-def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Path | None = None,
-        obs_delay_steps: int = 0, obs_noise: float = 0.0, render: int = 0, width: int = 480, height: int = 352,
-        seed: int = 0, on_clip: Callable[[dict], None] | None = None,
-        view_command: str | None = None) -> dict:
+def run(
+    onnx_path: str | Path,
+    references: list[Reference],
+    *,
+    out_dir: str | Path | None = None,
+    obs_delay_steps: int = 0,
+    obs_noise: float = 0.0,
+    render: int = 0,
+    width: int = 480,
+    height: int = 352,
+    seed: int = 0,
+    on_clip: Callable[[dict], None] | None = None,
+    view_command: str | None = None,
+) -> dict:
     """Run every reference; with out_dir, write what `sonic-ray eval` writes (metrics.json with
     this run's settings and speed, clips.parquet, report.html, videos/ of the `render` worst
     clips; report.html gives `view_command`, with `{clip}`, for any clip). Returns {"metrics":
@@ -239,31 +278,61 @@ def run(onnx_path: str | Path, references: list[Reference], *, out_dir: str | Pa
     for k, ref in enumerate(references):
         r = sim.run_clip(ref)
         names = VR_POINT_NAMES if "body_pos_w" not in ref.data else sim.body_names
-        row = clip_metrics(r.robot_pos_w, r.ref_pos_w, fps=fps, failed=r.failed, body_names=list(names),
-                           encoder=encoder)
-        row.update(clip=r.name, clip_index=k if ref.index is None else ref.index, clip_frames=r.ref_frames,
-                   completed=len(r.robot_pos_w) / r.ref_frames, failure=r.failure)
+        row = clip_metrics(
+            r.robot_pos_w, r.ref_pos_w, fps=fps, failed=r.failed, body_names=list(names), encoder=encoder
+        )
+        row.update(
+            clip=r.name,
+            clip_index=k if ref.index is None else ref.index,
+            clip_frames=r.ref_frames,
+            completed=len(r.robot_pos_w) / r.ref_frames,
+            failure=r.failure,
+        )
         rows.append(row)
         runs.append((row, r))
         if on_clip is not None:
             on_clip(row)
     wall = time.perf_counter() - t0
     steps = sum(r.timing["steps"] for _, r in runs)
-    speed = {"steps": steps, "wall_s": round(wall, 3), "steps_per_s": round(steps / max(wall, 1e-9), 1),
-             "realtime_factor": round(steps / fps / max(wall, 1e-9), 2),
-             "policy_ms_per_step": round(1e3 * sum(r.timing["policy_s"] for _, r in runs) / max(steps, 1), 4),
-             "physics_ms_per_step": round(1e3 * sum(r.timing["physics_s"] for _, r in runs) / max(steps, 1), 4)}
-    run_meta = {"sim2sim": {"onnx": str(onnx_path), "obs_delay_steps": obs_delay_steps, "obs_noise": obs_noise,
-                            "physics_dt": meta["physics_dt"], "control_hz": fps, "source": meta.get("source"),
-                            "speed": speed},
-                "encoders": [encoder], "eval_seconds": round(wall, 3), "env_steps": steps,
-                "env_steps_per_s": speed["steps_per_s"]}
+    speed = {
+        "steps": steps,
+        "wall_s": round(wall, 3),
+        "steps_per_s": round(steps / max(wall, 1e-9), 1),
+        "realtime_factor": round(steps / fps / max(wall, 1e-9), 2),
+        "policy_ms_per_step": round(1e3 * sum(r.timing["policy_s"] for _, r in runs) / max(steps, 1), 4),
+        "physics_ms_per_step": round(1e3 * sum(r.timing["physics_s"] for _, r in runs) / max(steps, 1), 4),
+    }
+    run_meta = {
+        "sim2sim": {
+            "onnx": str(onnx_path),
+            "obs_delay_steps": obs_delay_steps,
+            "obs_noise": obs_noise,
+            "physics_dt": meta["physics_dt"],
+            "control_hz": fps,
+            "source": meta.get("source"),
+            "speed": speed,
+        },
+        "encoders": [encoder],
+        "eval_seconds": round(wall, 3),
+        "env_steps": steps,
+        "env_steps_per_s": speed["steps_per_s"],
+    }
     if out_dir is None:
         return {"metrics": {**summarize(rows), **run_meta}, "rows": rows, "speed": speed}
     out = Path(out_dir)
-    worst = [ClipTrajectory(row, r.robot_qpos, r.ref_qpos, fps)
-             for row, r in sorted(runs, key=lambda x: worst_first_key(x[0]))[: max(0, int(render))]]
-    videos = render_worst(sim.model, worst, out / VIDEOS_DIR, several_encoders=False, width=width, height=height)
-    metrics = write_outputs(out, rows, meta=run_meta, videos=videos,
-                            title=f"sonic-ray sim2sim: {Path(onnx_path).name}", view_command=view_command)
+    worst = [
+        ClipTrajectory(row, r.robot_qpos, r.ref_qpos, fps)
+        for row, r in sorted(runs, key=lambda x: worst_first_key(x[0]))[: max(0, int(render))]
+    ]
+    videos = render_worst(
+        sim.model, worst, out / VIDEOS_DIR, several_encoders=False, width=width, height=height
+    )
+    metrics = write_outputs(
+        out,
+        rows,
+        meta=run_meta,
+        videos=videos,
+        title=f"sonic-ray sim2sim: {Path(onnx_path).name}",
+        view_command=view_command,
+    )
     return {"metrics": metrics, "rows": rows, "speed": speed}

@@ -62,12 +62,20 @@ class SonicEnvRunner(EnvRunner):
         if index > 0:  # the driver-side local runner (index 0) holds no env
             shard = (max(index - 1, 0), workers)
             self.env = make_env(self.cfg, seed=self.seed, shard=shard, device=self.cfg.device)
-            spec = RLModuleSpec(module_class=SonicRLModule, model_config=config.rl_module_spec.model_config,
-                                observation_space=config.observation_space, action_space=config.action_space,
-                                inference_only=True)
+            spec = RLModuleSpec(
+                module_class=SonicRLModule,
+                model_config=config.rl_module_spec.model_config,
+                observation_space=config.observation_space,
+                action_space=config.action_space,
+                inference_only=True,
+            )
             self.module = spec.build().to(self.cfg.device)
-            self.collector = RolloutCollector(self.env, self._act, self.cfg.algo.num_steps_per_env,
-                                              compact=make_compact_encoder(self.cfg, self.env))
+            self.collector = RolloutCollector(
+                self.env,
+                self._act,
+                self.cfg.algo.num_steps_per_env,
+                compact=make_compact_encoder(self.cfg, self.env),
+            )
 
     def _act(self, obs: dict[str, torch.Tensor]):
         return self.module.ac.act(obs)
@@ -80,7 +88,9 @@ class SonicEnvRunner(EnvRunner):
         """(worker index, the Ray node this runner runs on): what routing.assign_runners reads."""
         return self.worker_index, ray.get_runtime_context().get_node_id()
 
-    def sample_refs(self, num_learners: int, sampler_rates=None) -> tuple[list[ray.ObjectRef], dict[str, Any], dict]:
+    def sample_refs(
+        self, num_learners: int, sampler_rates=None
+    ) -> tuple[list[ray.ObjectRef], dict[str, Any], dict]:
         """Collect T x N steps; -> (one ref per learner, metrics, start-sampler report).
         num_learners=1 ships the whole rollout as one ref (ray.colocate: routed to one learner).
 
@@ -98,9 +108,15 @@ class SonicEnvRunner(EnvRunner):
         metrics = dict(batch.metrics)
         metrics.update(sampler.metrics())
         steps = batch.num_steps * batch.num_envs
-        metrics.update({"perf/runner_sample_s": t1 - t0, "perf/runner_put_s": time.perf_counter() - t1,
-                        "perf/runner_env_steps": steps, "perf/bytes_per_transition": batch.nbytes() / steps,
-                        "perf/runner_shipped_bytes": batch.nbytes()})
+        metrics.update(
+            {
+                "perf/runner_sample_s": t1 - t0,
+                "perf/runner_put_s": time.perf_counter() - t1,
+                "perf/runner_env_steps": steps,
+                "perf/bytes_per_transition": batch.nbytes() / steps,
+                "perf/runner_shipped_bytes": batch.nbytes(),
+            }
+        )
         self.num_env_steps_sampled_lifetime += steps
         self._publish_gauges(metrics, steps / max(t1 - t0, 1e-9))
         return refs, metrics, sampler.pop_report()
@@ -111,11 +127,13 @@ class SonicEnvRunner(EnvRunner):
         the env snapshot (simulator, episodes, histories, sampler) and whether rollouts started."""
         if self.env is None:
             return {}
-        return {"worker_index": self.worker_index,
-                "rng": rng_state(),
-                "env": _to_cpu(self.env.state_dict()),  # the driver (and checkpoint) may have no GPU
-                "collector_started": self.collector.obs is not None,
-                "env_steps_lifetime": int(self.num_env_steps_sampled_lifetime)}
+        return {
+            "worker_index": self.worker_index,
+            "rng": rng_state(),
+            "env": _to_cpu(self.env.state_dict()),  # the driver (and checkpoint) may have no GPU
+            "collector_started": self.collector.obs is not None,
+            "env_steps_lifetime": int(self.num_env_steps_sampled_lifetime),
+        }
 
     def set_runner_state(self, state) -> bool:
         """Restore `get_runner_state()` from its ObjectRef (None: nothing saved for this runner);
@@ -133,8 +151,11 @@ class SonicEnvRunner(EnvRunner):
         from sonic_ray.cluster import RUNNER_GAUGES, TrainingGauges, run_name
 
         if self._gauges is None:
-            self._gauges = TrainingGauges(run=run_name(self.cfg.run_dir, self.cfg.experiment),
-                                          runner=str(self.worker_index), names=RUNNER_GAUGES)
+            self._gauges = TrainingGauges(
+                run=run_name(self.cfg.run_dir, self.cfg.experiment),
+                runner=str(self.worker_index),
+                names=RUNNER_GAUGES,
+            )
         self._gauges.publish({**metrics, "perf/env_steps_per_s": steps_per_s})
 
     def get_metrics(self) -> dict:

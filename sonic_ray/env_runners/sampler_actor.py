@@ -34,9 +34,12 @@ class SamplerStatsActor:
 
     def summary(self) -> dict[str, float]:
         raw, seen = self.stats.raw_rates(), self.stats.visits > 0
-        return {"num_bins": float(self.stats.num_bins), "seen_bins": float(seen.sum()),
-                "failure_rate_mean": float(raw[seen].mean()) if seen.any() else 0.0,
-                "updates": float(self.stats.updates)}
+        return {
+            "num_bins": float(self.stats.num_bins),
+            "seen_bins": float(seen.sum()),
+            "failure_rate_mean": float(raw[seen].mean()) if seen.any() else 0.0,
+            "updates": float(self.stats.updates),
+        }
 
     def get_state(self) -> dict:
         return self.stats.state_dict()

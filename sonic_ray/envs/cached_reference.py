@@ -43,7 +43,12 @@ class RawShard:
     def __init__(self, store_path, shard=None, *, load_smpl: bool = True):
         if is_sharded(store_path):  # the manifest's columns: no per-clip dicts
             m = read_manifest(store_path)
-            names, frames, fps, joints = m["clips"]["name"], m["clips"]["frames"], m["clips"]["fps"], m["joint_names"]
+            names, frames, fps, joints = (
+                m["clips"]["name"],
+                m["clips"]["frames"],
+                m["clips"]["fps"],
+                m["joint_names"],
+            )
         else:
             info = store_info(store_path)
             joints, c = info["joint_names"], info["clips"]
@@ -58,7 +63,9 @@ class RawShard:
         self.start = np.concatenate(([0], np.cumsum(self.frames)[:-1]))
         total, j = int(self.frames.sum()), len(joints)
         shapes = {"root_pos": (3,), "root_quat": (4,), "joint_pos": (j,), "smpl_joints": (24, 3)}
-        self.arrays = {k: np.empty((total, *shapes[k]), np.float32) for k in _RAW_KEYS if load_smpl or k[0] != "s"}
+        self.arrays = {
+            k: np.empty((total, *shapes[k]), np.float32) for k in _RAW_KEYS if load_smpl or k[0] != "s"
+        }
         has_smpl = True
         for i, clip in enumerate(iter_store(store_path, shard=shard, smpl=load_smpl)):
             rows = slice(self.start[i], self.start[i] + self.frames[i])
@@ -77,8 +84,15 @@ class RawShard:
     def clip(self, i: int) -> MotionClip:
         rows = slice(self.start[i], self.start[i] + self.frames[i])
         a = self.arrays
-        return MotionClip(self.names[i], "", float(self.fps[i]), a["root_pos"][rows], a["root_quat"][rows],
-                          a["joint_pos"][rows], a["smpl_joints"][rows] if "smpl_joints" in a else None)
+        return MotionClip(
+            self.names[i],
+            "",
+            float(self.fps[i]),
+            a["root_pos"][rows],
+            a["root_quat"][rows],
+            a["joint_pos"][rows],
+            a["smpl_joints"][rows] if "smpl_joints" in a else None,
+        )
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays.values())
@@ -87,12 +101,23 @@ class RawShard:
 class CachedReference:
     """ReferenceTable's interface over a RawShard, clips computed by `ensure` into a bounded arena."""
 
-    def __init__(self, raw: RawShard, fk, *, control_fps: float, anchor_body: str, vr_points, smpl_points,
-                 device="cpu", cache_frames: int = 16384):
+    def __init__(
+        self,
+        raw: RawShard,
+        fk,
+        *,
+        control_fps: float,
+        anchor_body: str,
+        vr_points,
+        smpl_points,
+        device="cpu",
+        cache_frames: int = 16384,
+    ):
         self.raw, self.fk, self.device = raw, fk, torch.device(device)
         self.fps = float(control_fps)
-        self._table_kw = dict(anchor_body=anchor_body, vr_points=vr_points, smpl_points=smpl_points,
-                              device=self.device)
+        self._table_kw = dict(
+            anchor_body=anchor_body, vr_points=vr_points, smpl_points=smpl_points, device=self.device
+        )
         frames = control_rate_frames(raw.frames, raw.fps, self.fps)
         self.clip_frames = torch.as_tensor(frames, device=self.device)
         self.store_index = torch.as_tensor(raw.store_index)
@@ -129,14 +154,20 @@ class CachedReference:
         req = int(lengths[missing].sum())
         if self._top + req > self._capacity():
             self._make_room(set(need), req, lengths)
-        lib = MotionLib.from_clips([self.raw.clip(c) for c in missing], control_fps=self.fps,
-                                   store_index=self.store_index[missing], device=self.device)
+        lib = MotionLib.from_clips(
+            [self.raw.clip(c) for c in missing],
+            control_fps=self.fps,
+            store_index=self.store_index[missing],
+            device=self.device,
+        )
         table = ReferenceTable(lib, self.fk, **self._table_kw)
         if not self.data:
-            self.data = {k: torch.empty((max(self.cache_frames, req), *v.shape[1:]), dtype=v.dtype,
-                                        device=self.device) for k, v in table.data.items()}
+            self.data = {
+                k: torch.empty((max(self.cache_frames, req), *v.shape[1:]), dtype=v.dtype, device=self.device)
+                for k, v in table.data.items()
+            }
         for k, v in table.data.items():
-            self.data[k][self._top:self._top + req] = v
+            self.data[k][self._top : self._top + req] = v
         for c, s in zip(missing, table.clip_start.tolist(), strict=True):
             self.clip_start[c] = self._top + s
             self._resident[c] = int(lengths[c])
@@ -161,8 +192,16 @@ class CachedReference:
         if live + req > capacity // 2:
             capacity = 2 * (live + req)
         order = list(self._resident)
-        rows = torch.cat([torch.arange(int(self.clip_start[c]), int(self.clip_start[c]) + n)
-                          for c, n in self._resident.items()]) if order else torch.zeros(0, dtype=torch.long)
+        rows = (
+            torch.cat(
+                [
+                    torch.arange(int(self.clip_start[c]), int(self.clip_start[c]) + n)
+                    for c, n in self._resident.items()
+                ]
+            )
+            if order
+            else torch.zeros(0, dtype=torch.long)
+        )
         rows = rows.to(self.device)
         for k, v in self.data.items():
             kept = v.index_select(0, rows)

@@ -26,8 +26,17 @@ from sonic_ray.utils.rotations import (
 )
 
 LOWER_BODY_JOINT_KEYWORDS = ("hip", "knee", "ankle")
-RESET_NOISE_KEYS = ("root_pos_xy", "root_pos_z", "root_roll_pitch", "root_yaw", "root_lin_vel_xy",
-                    "root_lin_vel_z", "root_ang_vel_roll_pitch", "root_ang_vel_yaw", "joint_pos")
+RESET_NOISE_KEYS = (
+    "root_pos_xy",
+    "root_pos_z",
+    "root_roll_pitch",
+    "root_yaw",
+    "root_lin_vel_xy",
+    "root_lin_vel_z",
+    "root_ang_vel_roll_pitch",
+    "root_ang_vel_yaw",
+    "joint_pos",
+)
 REF_HEIGHT_EMA = 0.1  # gear_sonic's running_ref_root_height weight per step
 
 
@@ -61,8 +70,9 @@ def _take(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, rows.reshape(-1)).view(*rows.shape, *table.shape[1:])
 
 
-def future_rows(table, clip: torch.Tensor, frame: torch.Tensor, last_frame: torch.Tensor,
-                offsets: torch.Tensor) -> torch.Tensor:
+def future_rows(
+    table, clip: torch.Tensor, frame: torch.Tensor, last_frame: torch.Tensor, offsets: torch.Tensor
+) -> torch.Tensor:
     """(M, F) table rows of the F future frames `offsets` (F,) after frame (M,) of clip (M,), held
     at last_frame (M,): what both MotionCommand and ReferenceView gather."""
     f = torch.minimum(frame[:, None] + offsets, last_frame[:, None])
@@ -79,9 +89,18 @@ class ReferenceView:
     terms return the values the env computed bit for bit.
     """
 
-    def __init__(self, table, *, clip: torch.Tensor, frame: torch.Tensor, robot_anchor_pos_w: torch.Tensor,
-                 robot_anchor_quat_w: torch.Tensor, anchor_index: int, horizons: dict[str, torch.Tensor],
-                 lower_body_joint_ids: torch.Tensor):
+    def __init__(
+        self,
+        table,
+        *,
+        clip: torch.Tensor,
+        frame: torch.Tensor,
+        robot_anchor_pos_w: torch.Tensor,
+        robot_anchor_quat_w: torch.Tensor,
+        anchor_index: int,
+        horizons: dict[str, torch.Tensor],
+        lower_body_joint_ids: torch.Tensor,
+    ):
         self.table, self.clip, self.frame = table, clip, frame
         self.last_frame = table.clip_frames[clip] - 1
         self.horizons, self.lower_body_joint_ids = horizons, lower_body_joint_ids
@@ -98,8 +117,9 @@ class ReferenceView:
     def future(self, key: str, horizon: str = "g1") -> torch.Tensor:
         rows = self._rows.get(horizon)
         if rows is None:
-            rows = self._rows[horizon] = future_rows(self.table, self.clip, self.frame, self.last_frame,
-                                                     self.horizons[horizon])
+            rows = self._rows[horizon] = future_rows(
+                self.table, self.clip, self.frame, self.last_frame, self.horizons[horizon]
+            )
         return _take(self.table.data[key], rows)
 
 
@@ -115,7 +135,8 @@ class MotionCommand:
 
     After `update_reference()` and `set_robot(state)`: ref_* (N,·) reference at the current frame,
     robot_anchor_* from the simulator, and ref_body_pos_rel_w / ref_body_quat_rel_w: the
-    reference bodies re-anchored onto the robot (anchor xy from the robot, height from the reference, heading turned by the
+    reference bodies re-anchored onto the robot (anchor xy from the robot, height from the reference,
+    heading turned by the
     yaw between the two anchors), which relative body rewards compare against.
 
     ref_root_height_ema (N,): running average of the reference anchor's height, what gear_sonic's
@@ -129,21 +150,38 @@ class MotionCommand:
     clipped to the joint limits given, the soft limits in the env).
     """
 
-    def __init__(self, table, sampler, *, num_envs: int, anchor_body: str, joint_names,
-                 joint_lower, joint_upper, step_dt: float, num_future_frames: int = 10,
-                 future_dt: float = 0.1, smpl_num_future_frames: int = 10, smpl_future_dt: float = 0.02,
-                 encoder_sample_probs: dict[str, float] | None = None,
-                 reset_pose_noise: dict[str, list[float]] | None = None, device="cpu"):
+    def __init__(
+        self,
+        table,
+        sampler,
+        *,
+        num_envs: int,
+        anchor_body: str,
+        joint_names,
+        joint_lower,
+        joint_upper,
+        step_dt: float,
+        num_future_frames: int = 10,
+        future_dt: float = 0.1,
+        smpl_num_future_frames: int = 10,
+        smpl_future_dt: float = 0.02,
+        encoder_sample_probs: dict[str, float] | None = None,
+        reset_pose_noise: dict[str, list[float]] | None = None,
+        device="cpu",
+    ):
         self.table, self.sampler, self.num_envs = table, sampler, int(num_envs)
         self.device = torch.device(device)
         if abs(step_dt * table.fps - 1.0) > 1e-6:
-            raise ValueError(f"MotionCommand: the env steps every {step_dt} s but the motions are at "
-                             f"{table.fps} fps; motions.control_fps must equal 1 / (sim.timestep * sim.decimation)")
+            raise ValueError(
+                f"MotionCommand: the env steps every {step_dt} s but the motions are at "
+                f"{table.fps} fps; motions.control_fps must equal 1 / (sim.timestep * sim.decimation)"
+            )
         self.body_names = tuple(table.body_names)
         self.anchor_index = self.body_names.index(anchor_body)
         self._body_id_cache: dict[tuple, torch.Tensor] = {}
-        self.lower_body_joint_ids = torch.tensor(lower_body_joint_ids(joint_names), dtype=torch.long,
-                                                 device=self.device)
+        self.lower_body_joint_ids = torch.tensor(
+            lower_body_joint_ids(joint_names), dtype=torch.long, device=self.device
+        )
         self.joint_lower = torch.tensor(joint_lower, dtype=torch.float32, device=self.device)
         self.joint_upper = torch.tensor(joint_upper, dtype=torch.float32, device=self.device)
         self.horizons = {
@@ -153,14 +191,19 @@ class MotionCommand:
         probs = dict(encoder_sample_probs or {n: 1.0 for n in K.ENCODER_NAMES})
         unknown = set(probs) - set(K.ENCODER_NAMES)
         if unknown or any(v < 0 for v in probs.values()) or sum(probs.values()) <= 0:
-            raise ValueError(f"encoder_sample_probs {probs}: keys must be among {K.ENCODER_NAMES}, "
-                             "values >= 0 with a positive sum")
-        self.encoder_probs = torch.tensor([float(probs.get(n, 0.0)) for n in K.ENCODER_NAMES], device=self.device)
+            raise ValueError(
+                f"encoder_sample_probs {probs}: keys must be among {K.ENCODER_NAMES}, "
+                "values >= 0 with a positive sum"
+            )
+        self.encoder_probs = torch.tensor(
+            [float(probs.get(n, 0.0)) for n in K.ENCODER_NAMES], device=self.device
+        )
         self.reset_pose_noise = {k: (float(v[0]), float(v[1])) for k, v in (reset_pose_noise or {}).items()}
         bad = set(self.reset_pose_noise) - set(RESET_NOISE_KEYS)
         if bad:
-            raise ValueError(f"reset_pose_noise: unknown keys {sorted(bad)}; "
-                             f"known: {', '.join(RESET_NOISE_KEYS)}")
+            raise ValueError(
+                f"reset_pose_noise: unknown keys {sorted(bad)}; known: {', '.join(RESET_NOISE_KEYS)}"
+            )
         z = lambda: torch.zeros(self.num_envs, dtype=torch.long, device=self.device)  # noqa: E731
         self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
         self.last_frame = z()
@@ -214,8 +257,18 @@ class MotionCommand:
         return value
 
     # ---- per step -----------------------------------------------------------------------------
-    _REF_KEYS = ("root_pos_w", "root_quat_w", "joint_pos", "joint_vel", "body_pos_w", "body_quat_w",
-                 "body_lin_vel_w", "body_ang_vel_w", "vr_pos_local", "vr_ori_local")
+    _REF_KEYS = (
+        "root_pos_w",
+        "root_quat_w",
+        "joint_pos",
+        "joint_vel",
+        "body_pos_w",
+        "body_quat_w",
+        "body_lin_vel_w",
+        "body_ang_vel_w",
+        "vr_pos_local",
+        "vr_ori_local",
+    )
 
     def update_reference(self, env_ids: torch.Tensor | None = None) -> None:
         """Gather the reference at every env's current frame (after advancing or resetting).
@@ -255,8 +308,9 @@ class MotionCommand:
     def _compute_relative(self) -> tuple[torch.Tensor, torch.Tensor]:
         delta_pos = torch.cat((self.robot_anchor_pos_w[:, :2], self.ref_anchor_pos_w[:, 2:]), dim=-1)
         delta_q = yaw_quat(quat_mul(self.robot_anchor_quat_w, quat_conj(self.ref_anchor_quat_w)))[:, None]
-        pos = delta_pos[:, None] + quat_apply(delta_q.expand_as(self.ref_body_quat_w),
-                                              self.ref_body_pos_w - self.ref_anchor_pos_w[:, None])
+        pos = delta_pos[:, None] + quat_apply(
+            delta_q.expand_as(self.ref_body_quat_w), self.ref_body_pos_w - self.ref_anchor_pos_w[:, None]
+        )
         return pos, _yaw_mul(delta_q, self.ref_body_quat_w)
 
     @property
@@ -278,8 +332,9 @@ class MotionCommand:
     def sampler_record(self, done_ids: torch.Tensor, terminated: torch.Tensor) -> None:
         """Tell the start sampler how the episodes of done_ids (E,) ended (before advancing)."""
         if len(done_ids):
-            self.sampler.record(self.clip[done_ids], self.start_frame[done_ids], self.frame[done_ids],
-                                terminated[done_ids])
+            self.sampler.record(
+                self.clip[done_ids], self.start_frame[done_ids], self.frame[done_ids], terminated[done_ids]
+            )
 
     # ---- snapshot -----------------------------------------------------------------------------
     _STATE = ("clip", "frame", "start_frame", "encoder_index", "last_frame", "ref_root_height_ema")
@@ -306,15 +361,25 @@ class MotionCommand:
         self.clip[env_ids], self.frame[env_ids], self.start_frame[env_ids] = clip, start, start
         self.table.ensure(self.clip)  # a cached reference computes clips no env followed yet
         self.last_frame[env_ids] = self.table.clip_frames[clip] - 1
-        self.encoder_index[env_ids] = torch.multinomial(self.encoder_probs, n, replacement=True,
-                                                        generator=generator)
+        self.encoder_index[env_ids] = torch.multinomial(
+            self.encoder_probs, n, replacement=True, generator=generator
+        )
         self._future_cache.clear()
         g = self.table.clip_start[clip] + start
         d = self.table.data
         self.ref_root_height_ema[env_ids] = d["body_pos_w"].index_select(0, g)[:, self.anchor_index, 2]
         # index_select copies: the noise below never writes into the table.
-        state = {k: d[k].index_select(0, g) for k in ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w",
-                                              "joint_pos", "joint_vel")}
+        state = {
+            k: d[k].index_select(0, g)
+            for k in (
+                "root_pos_w",
+                "root_quat_w",
+                "root_lin_vel_w",
+                "root_ang_vel_w",
+                "joint_pos",
+                "joint_vel",
+            )
+        }
         self._add_noise(state, generator)
         return state
 

@@ -28,13 +28,16 @@ def _uniform(env, shape, lo_hi) -> torch.Tensor:
 def _hook(env, name: str):
     fn = getattr(env.sim, name, None)
     if fn is None:
-        raise NotImplementedError(f"{type(env.sim).__name__} has no domain-randomisation hook {name!r}; "
-                                  "lower env.events.level or use a backend that supports it")
+        raise NotImplementedError(
+            f"{type(env.sim).__name__} has no domain-randomisation hook {name!r}; "
+            "lower env.events.level or use a backend that supports it"
+        )
     return fn
 
 
-def physics_material(env, env_ids, static_friction=(1.0, 1.0), dynamic_friction=(1.0, 1.0),
-                     restitution=(0.0, 0.0)) -> None:
+def physics_material(
+    env, env_ids, static_friction=(1.0, 1.0), dynamic_friction=(1.0, 1.0), restitution=(0.0, 0.0)
+) -> None:
     """Friction (static, dynamic) and restitution of the robot's geoms, one draw per env."""
     n = len(env_ids)
     static = _uniform(env, (n,), static_friction)
@@ -64,8 +67,10 @@ def link_mass(env, env_ids, scale=(1.0, 1.0), body_names=None) -> None:
 def push_robot(env, env_ids, lin_vel_xy=(0.0, 0.0), lin_vel_z=(0.0, 0.0)) -> None:
     """Add a random root velocity (m/s, world frame): a shove."""
     n = len(env_ids)
-    dv = torch.stack((_uniform(env, (n,), lin_vel_xy), _uniform(env, (n,), lin_vel_xy),
-                      _uniform(env, (n,), lin_vel_z)), dim=-1)
+    dv = torch.stack(
+        (_uniform(env, (n,), lin_vel_xy), _uniform(env, (n,), lin_vel_xy), _uniform(env, (n,), lin_vel_z)),
+        dim=-1,
+    )
     _hook(env, "push")(env_ids, dv)
 
 

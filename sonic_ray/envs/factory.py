@@ -44,7 +44,9 @@ def observation_groups(obs_cfg) -> dict[str, dict]:
     groups = {"policy": obs["policy"], "critic": obs["critic"]}
     for name, g in obs.get("tokenizer", {}).items():
         if name not in ENCODER_NAMES:
-            raise ValueError(f"env.observations.tokenizer.{name}: unknown encoder; expected one of {ENCODER_NAMES}")
+            raise ValueError(
+                f"env.observations.tokenizer.{name}: unknown encoder; expected one of {ENCODER_NAMES}"
+            )
         groups[f"tokenizer_{name}"] = g
     for key, g in groups.items():
         if not g.get("terms"):
@@ -56,22 +58,29 @@ def load_motions(cfg, *, shard=None, device="cpu", fk=None):
     """The MotionLib of this runner's shard: motions.store, or the synthetic set when empty."""
     from sonic_ray.motion.motion_lib import MotionLib
 
-    return MotionLib(motion_store_path(cfg), control_fps=cfg.motions.control_fps, shard=shard, device=device, fk=fk)
+    return MotionLib(
+        motion_store_path(cfg), control_fps=cfg.motions.control_fps, shard=shard, device=device, fk=fk
+    )
 
 
 def make_reference(cfg, fk, robot, *, shard=None, device="cpu"):
     """The runner's reference (motions.reference): the full ReferenceTable of its shard, or a
     CachedReference over the shard's stored arrays."""
-    kw = dict(anchor_body=robot.anchor_body, vr_points=robot.vr_points, smpl_points=robot.smpl_keypoints,
-              device=device)
+    kw = dict(
+        anchor_body=robot.anchor_body,
+        vr_points=robot.vr_points,
+        smpl_points=robot.smpl_keypoints,
+        device=device,
+    )
     if cfg.motions.reference == "table":
         return ReferenceTable(load_motions(cfg, shard=shard, device=device), fk, **kw)
     if cfg.motions.reference == "cached":
         from sonic_ray.envs.cached_reference import CachedReference, RawShard
 
         raw = RawShard(motion_store_path(cfg), shard)
-        return CachedReference(raw, fk, control_fps=cfg.motions.control_fps, cache_frames=cfg.motions.cache_frames,
-                               **kw)
+        return CachedReference(
+            raw, fk, control_fps=cfg.motions.control_fps, cache_frames=cfg.motions.cache_frames, **kw
+        )
     raise ValueError(f"motions.reference: {cfg.motions.reference!r}, expected 'table' or 'cached'")
 
 
@@ -119,20 +128,34 @@ def make_sampler(cfg, table: ReferenceTable, *, device="cpu"):
     frames = store_control_frames(motion_store_path(cfg), cfg.motions.control_fps)
     local = table.clip_frames.cpu().numpy()
     if not np.array_equal(frames[table.store_index.numpy()], local):
-        raise ValueError(f"{motion_store_path(cfg)}: the footer's clip lengths do not match the loaded clips "
-                         "(store changed while loading?)")
-    kw = dict(bin_size_frames=mc.bin_size_frames, device=device,
-              global_bins=global_bin_ids(frames, table.store_index.numpy(), mc.bin_size_frames))
+        raise ValueError(
+            f"{motion_store_path(cfg)}: the footer's clip lengths do not match the loaded clips "
+            "(store changed while loading?)"
+        )
+    kw = dict(
+        bin_size_frames=mc.bin_size_frames,
+        device=device,
+        global_bins=global_bin_ids(frames, table.store_index.numpy(), mc.bin_size_frames),
+    )
     if mc.sampler == "uniform":
         return UniformStartSampler(table.clip_frames, **kw)
     if mc.sampler == "adaptive":
         window = int(round(mc.pre_failure_window_s * cfg.motions.control_fps))
-        return AdaptiveStartSampler(table.clip_frames, uniform_ratio=mc.uniform_ratio, window_frames=window, **kw)
+        return AdaptiveStartSampler(
+            table.clip_frames, uniform_ratio=mc.uniform_ratio, window_frames=window, **kw
+        )
     raise ValueError(f"env.commands.motion.sampler: {mc.sampler!r}, expected 'uniform' or 'adaptive'")
 
 
-def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[int, int] | None = None,
-             device=None, eval_mode: bool = False) -> TrackingEnv:
+def make_env(
+    cfg,
+    *,
+    num_envs: int | None = None,
+    seed: int = 0,
+    shard: tuple[int, int] | None = None,
+    device=None,
+    eval_mode: bool = False,
+) -> TrackingEnv:
     """A TrackingEnv for `cfg` (a SonicConfig). num_envs/device default to cfg.env.num_envs /
     cfg.device; shard (k, n) selects clips k::n of the store; eval_mode uses eval_terminations."""
     from sonic_ray.robots import TorchFK, load_model
@@ -150,13 +173,35 @@ def make_env(cfg, *, num_envs: int | None = None, seed: int = 0, shard: tuple[in
 
         forget(motion_store_path(cfg))
     mc = cfg.env.commands.motion
-    command = {k: _plain(getattr(mc, k)) for k in ("num_future_frames", "future_dt", "smpl_num_future_frames",
-                                                    "smpl_future_dt", "encoder_sample_probs", "reset_pose_noise")}
+    command = {
+        k: _plain(getattr(mc, k))
+        for k in (
+            "num_future_frames",
+            "future_dt",
+            "smpl_num_future_frames",
+            "smpl_future_dt",
+            "encoder_sample_probs",
+            "reset_pose_noise",
+        )
+    }
     sim = make_sim(cfg, model, num_envs=n, device=device)
     terminations = cfg.env.eval_terminations if eval_mode else cfg.env.terminations
     return TrackingEnv(
-        sim=sim, robot_spec=robot, table=table, sampler=sampler, num_envs=n,
-        step_dt=cfg.sim.timestep * cfg.sim.decimation, episode_length_s=cfg.env.episode_length_s,
-        observations=observation_groups(cfg.env.observations), rewards=_plain(cfg.env.rewards),
-        terminations=_plain(terminations), events=_plain(cfg.env.events.terms), event_level=cfg.env.events.level,
-        command=command, seed=seed, device=device, compile=cfg.env.compile, action_clip=cfg.env.action_clip)
+        sim=sim,
+        robot_spec=robot,
+        table=table,
+        sampler=sampler,
+        num_envs=n,
+        step_dt=cfg.sim.timestep * cfg.sim.decimation,
+        episode_length_s=cfg.env.episode_length_s,
+        observations=observation_groups(cfg.env.observations),
+        rewards=_plain(cfg.env.rewards),
+        terminations=_plain(terminations),
+        events=_plain(cfg.env.events.terms),
+        event_level=cfg.env.events.level,
+        command=command,
+        seed=seed,
+        device=device,
+        compile=cfg.env.compile,
+        action_clip=cfg.env.action_clip,
+    )

@@ -32,11 +32,16 @@ class GymVectorEnv(gym.vector.VectorEnv):
         env.final_obs_groups = None  # gymnasium's final observation is the whole observation
         self.num_envs = env.num_envs
         dims = env.obs_dims()
-        single = {k: spaces.Box(-np.inf, np.inf, (d,), np.float32) for k, d in dims.items() if k != K.ENCODER_INDEX}
+        single = {
+            k: spaces.Box(-np.inf, np.inf, (d,), np.float32) for k, d in dims.items() if k != K.ENCODER_INDEX
+        }
         single[K.ENCODER_INDEX] = spaces.Discrete(len(K.ENCODER_NAMES))
         self.single_observation_space = spaces.Dict(single)
-        batched = {k: spaces.Box(-np.inf, np.inf, (self.num_envs, d), np.float32)
-                   for k, d in dims.items() if k != K.ENCODER_INDEX}
+        batched = {
+            k: spaces.Box(-np.inf, np.inf, (self.num_envs, d), np.float32)
+            for k, d in dims.items()
+            if k != K.ENCODER_INDEX
+        }
         batched[K.ENCODER_INDEX] = spaces.MultiDiscrete([len(K.ENCODER_NAMES)] * self.num_envs)
         self.observation_space = spaces.Dict(batched)
         self.single_action_space = spaces.Box(-np.inf, np.inf, (env.action_dim,), np.float32)

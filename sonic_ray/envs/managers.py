@@ -26,8 +26,11 @@ def _field(spec, name: str, default):
 def resolve_term(module: ModuleType, name: str, kind: str):
     fn = getattr(module, name, None)
     if fn is None or name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != module.__name__:
-        known = sorted(n for n, f in vars(module).items()
-                       if inspect.isfunction(f) and f.__module__ == module.__name__ and not n.startswith("_"))
+        known = sorted(
+            n
+            for n, f in vars(module).items()
+            if inspect.isfunction(f) and f.__module__ == module.__name__ and not n.startswith("_")
+        )
         raise KeyError(f"unknown {kind} term {name!r}; known {kind} terms: {known}")
     return fn
 
@@ -41,14 +44,30 @@ class ObservationGroup:
     observation, so a new episode never sees the previous one.
     """
 
-    def __init__(self, name: str, terms: dict, *, history_length: int = 1, enable_corruption: bool = False,
-                 num_envs: int, device="cpu"):
+    def __init__(
+        self,
+        name: str,
+        terms: dict,
+        *,
+        history_length: int = 1,
+        enable_corruption: bool = False,
+        num_envs: int,
+        device="cpu",
+    ):
         if history_length < 1:
             raise ValueError(f"observation group {name!r}: history_length must be >= 1, got {history_length}")
         self.name, self.num_envs, self.device = name, num_envs, torch.device(device)
         self.history_length, self.enable_corruption = int(history_length), bool(enable_corruption)
-        self.terms = [(t, resolve_term(obs_terms, t, "observation"), dict(_field(s, "params", {}) or {}),
-                       float(_field(s, "noise", 0.0)), float(_field(s, "scale", 1.0))) for t, s in terms.items()]
+        self.terms = [
+            (
+                t,
+                resolve_term(obs_terms, t, "observation"),
+                dict(_field(s, "params", {}) or {}),
+                float(_field(s, "noise", 0.0)),
+                float(_field(s, "scale", 1.0)),
+            )
+            for t, s in terms.items()
+        ]
         if not self.terms:
             raise ValueError(f"observation group {name!r} has no terms")
         # (term, params) identity across groups: the manager computes a term shared by several
@@ -95,7 +114,9 @@ class ObservationGroup:
         noise, scale = [], []
         for (t, _, _, nz, sc), p in zip(self.terms, parts):
             if p.dim() != 2 or p.shape[0] != self.num_envs:
-                raise ValueError(f"observation term {t!r} returned shape {tuple(p.shape)}, expected ({self.num_envs}, k)")
+                raise ValueError(
+                    f"observation term {t!r} returned shape {tuple(p.shape)}, expected ({self.num_envs}, k)"
+                )
             self.term_dims[t] = int(p.shape[1])
             noise.append(torch.full((p.shape[1],), nz))
             scale.append(torch.full((p.shape[1],), sc))
@@ -105,8 +126,9 @@ class ObservationGroup:
         k = sum(self.term_dims.values())
         self._buf = torch.zeros(self.num_envs, self.history_length, k, device=self.device)
 
-    def compute(self, env, corrupt: bool, reset_ids: torch.Tensor | None = None,
-                raw: torch.Tensor | None = None) -> torch.Tensor:
+    def compute(
+        self, env, corrupt: bool, reset_ids: torch.Tensor | None = None, raw: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Push this step's frame for every env and return (N, H*k). Envs in reset_ids start a new
         episode: all H slots of their history become this frame."""
         x = self._frame(env, corrupt, raw)
@@ -115,10 +137,14 @@ class ObservationGroup:
         self._buf[:, self._ptr] = x
         self._ptr = (self._ptr + 1) % self.history_length
         if reset_ids is not None and len(reset_ids):
-            self._buf.index_copy_(0, reset_ids, x.index_select(0, reset_ids)[:, None].expand(-1, self.history_length, -1))
+            self._buf.index_copy_(
+                0, reset_ids, x.index_select(0, reset_ids)[:, None].expand(-1, self.history_length, -1)
+            )
         return self._ordered()
 
-    def peek(self, env, env_ids: torch.Tensor, corrupt: bool, raw: torch.Tensor | None = None) -> torch.Tensor:
+    def peek(
+        self, env, env_ids: torch.Tensor, corrupt: bool, raw: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(E, H*k) what `compute` would return for env_ids now, without pushing the history:
         the final observation of episodes about to be reset."""
         x = self._frame(env, corrupt, raw).index_select(0, env_ids)
@@ -133,15 +159,19 @@ class ObservationGroup:
     def load_state_dict(self, state: dict) -> None:
         if state["buf"] is not None:
             if self._buf is None or self._buf.shape != state["buf"].shape:
-                raise ValueError(f"observation group {self.name!r}: history of shape {tuple(state['buf'].shape)}, "
-                                 f"expected {None if self._buf is None else tuple(self._buf.shape)}")
+                raise ValueError(
+                    f"observation group {self.name!r}: history of shape {tuple(state['buf'].shape)}, "
+                    f"expected {None if self._buf is None else tuple(self._buf.shape)}"
+                )
             self._buf.copy_(state["buf"])
         self._ptr = int(state["ptr"])
 
     def _ordered(self) -> torch.Tensor:
         if self._ptr == 0:
             return self._buf.reshape(self.num_envs, -1)
-        return torch.cat((self._buf[:, self._ptr:], self._buf[:, :self._ptr]), dim=1).reshape(self.num_envs, -1)
+        return torch.cat((self._buf[:, self._ptr :], self._buf[:, : self._ptr]), dim=1).reshape(
+            self.num_envs, -1
+        )
 
 
 class ObservationManager:
@@ -185,8 +215,15 @@ class RewardManager:
 
     def __init__(self, terms: dict, *, step_dt: float, num_envs: int, device="cpu"):
         self.step_dt = float(step_dt)
-        self.terms = [(t, resolve_term(reward_terms, t, "reward"), float(_field(s, "weight", 0.0)),
-                       dict(_field(s, "params", {}) or {})) for t, s in terms.items()]
+        self.terms = [
+            (
+                t,
+                resolve_term(reward_terms, t, "reward"),
+                float(_field(s, "weight", 0.0)),
+                dict(_field(s, "params", {}) or {}),
+            )
+            for t, s in terms.items()
+        ]
         self.terms = [x for x in self.terms if x[2] != 0.0]
         dev = torch.device(device)
         self.episode_sums = torch.zeros(len(self.terms), num_envs, device=dev)
@@ -212,7 +249,11 @@ class RewardManager:
             self.episode_sums[:, env_ids] = 0.0
 
     def state_dict(self) -> dict:
-        return {"episode_sums": self.episode_sums.clone(), "ended_sums": self._ended_sums.clone(), "ended": self._ended}
+        return {
+            "episode_sums": self.episode_sums.clone(),
+            "ended_sums": self._ended_sums.clone(),
+            "ended": self._ended,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.episode_sums.copy_(state["episode_sums"])
@@ -236,14 +277,25 @@ class TerminationManager:
     """
 
     def __init__(self, terms: dict, *, device="cpu"):
-        self.terms = [(t, resolve_term(term_terms, t, "termination"), bool(_field(s, "time_out", False)),
-                       dict(_field(s, "params", {}) or {})) for t, s in terms.items()]
+        self.terms = [
+            (
+                t,
+                resolve_term(term_terms, t, "termination"),
+                bool(_field(s, "time_out", False)),
+                dict(_field(s, "params", {}) or {}),
+            )
+            for t, s in terms.items()
+        ]
         if not self.terms:
             raise ValueError("no termination terms: at least a time_out term is needed to end episodes")
         dev = torch.device(device)
         self.counts = torch.zeros(len(self.terms), dtype=torch.long, device=dev)
-        self._fail_ids = torch.tensor([i for i, x in enumerate(self.terms) if not x[2]], dtype=torch.long, device=dev)
-        self._to_ids = torch.tensor([i for i, x in enumerate(self.terms) if x[2]], dtype=torch.long, device=dev)
+        self._fail_ids = torch.tensor(
+            [i for i, x in enumerate(self.terms) if not x[2]], dtype=torch.long, device=dev
+        )
+        self._to_ids = torch.tensor(
+            [i for i, x in enumerate(self.terms) if x[2]], dtype=torch.long, device=dev
+        )
 
     def compute(self, env) -> tuple[torch.Tensor, torch.Tensor]:
         """-> terminated (N,) bool, truncated (N,) bool."""

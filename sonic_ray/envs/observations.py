@@ -122,7 +122,10 @@ def smpl_root_ori_b_multi_future(env) -> torch.Tensor:
 def command_lower_body(env) -> torch.Tensor:
     """Reference leg joint positions and velocities at the F future frames. (N, F*2*J_legs)"""
     ids = env.cmd.lower_body_joint_ids
-    jp, jv = env.cmd.future("joint_pos", "g1").index_select(-1, ids), env.cmd.future("joint_vel", "g1").index_select(-1, ids)
+    jp, jv = (
+        env.cmd.future("joint_pos", "g1").index_select(-1, ids),
+        env.cmd.future("joint_vel", "g1").index_select(-1, ids),
+    )
     return _flat(torch.cat((jp, jv), dim=-1))
 
 

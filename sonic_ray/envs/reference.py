@@ -32,23 +32,28 @@ class ReferenceTable:
     clip_start / clip_frames (C,) long index clips into the S frames.
     """
 
-    def __init__(self, motion_lib, fk, *, anchor_body: str, vr_points, smpl_points, device="cpu",
-                 chunk: int = 8192):
+    def __init__(
+        self, motion_lib, fk, *, anchor_body: str, vr_points, smpl_points, device="cpu", chunk: int = 8192
+    ):
         self.device = torch.device(device)
         self.fps = float(motion_lib.control_fps)
         frames_np = motion_lib.clip_frames.cpu().numpy().astype(np.int64)
         self.clip_frames = torch.as_tensor(frames_np, device=self.device)
         self.store_index = motion_lib.store_index.cpu()  # (C,) each clip's index in the whole store
-        self.clip_start = torch.as_tensor(np.concatenate(([0], np.cumsum(frames_np)[:-1])), device=self.device)
+        self.clip_start = torch.as_tensor(
+            np.concatenate(([0], np.cumsum(frames_np)[:-1])), device=self.device
+        )
         clip = torch.as_tensor(np.repeat(np.arange(len(frames_np)), frames_np))
-        local = torch.as_tensor(np.arange(int(frames_np.sum())) - np.repeat(self.clip_start.cpu().numpy(), frames_np))
+        local = torch.as_tensor(
+            np.arange(int(frames_np.sum())) - np.repeat(self.clip_start.cpu().numpy(), frames_np)
+        )
         parts: dict[str, list[torch.Tensor]] = {}
         vr_table = fk.point_table(vr_points)
         smpl_table = fk.point_table(smpl_points)
         anchor = fk.body_names.index(anchor_body)
         vr_body_ids = vr_table[0]
         for s in range(0, len(clip), chunk):
-            c, t = clip[s:s + chunk], local[s:s + chunk].to(torch.float32) / self.fps
+            c, t = clip[s : s + chunk], local[s : s + chunk].to(torch.float32) / self.fps
             st = motion_lib.state(c, t)
             bp, bq = fk.forward(st["root_pos_w"], st["root_quat_w"], st["joint_pos"])
             st["body_pos_w"], st["body_quat_w"] = bp, bq
@@ -73,8 +78,9 @@ class ReferenceTable:
         VR points' positions and orientations (6-D) in the reference anchor frame."""
         d = self.data
         d["smpl_joints_local"] = smpl_joints_local(d["smpl_joints_w"], d["root_quat_w"])
-        d["vr_pos_local"], d["vr_ori_local"] = vr_local(d["body_pos_w"][:, anchor], d["body_quat_w"][:, anchor],
-                                                        d["vr_pos_w"], d["vr_quat_w"])
+        d["vr_pos_local"], d["vr_ori_local"] = vr_local(
+            d["body_pos_w"][:, anchor], d["body_quat_w"][:, anchor], d["vr_pos_w"], d["vr_quat_w"]
+        )
 
     @property
     def num_clips(self) -> int:

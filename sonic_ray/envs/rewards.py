@@ -63,8 +63,9 @@ def motion_relative_body_position_error_exp(env, std: float, body_names=None) ->
 
 def motion_relative_body_orientation_error_exp(env, std: float, body_names=None) -> torch.Tensor:
     """Body orientations against the yaw-re-anchored reference. (N,)"""
-    ang = quat_error_angle(_sel(env.cmd.ref_body_quat_rel_w, env, body_names),
-                           _sel(env.robot.body_quat_w, env, body_names))
+    ang = quat_error_angle(
+        _sel(env.cmd.ref_body_quat_rel_w, env, body_names), _sel(env.robot.body_quat_w, env, body_names)
+    )
     return _exp_kernel(ang.square().mean(-1), std)
 
 
@@ -80,8 +81,9 @@ def motion_global_body_angular_velocity_error_exp(env, std: float, body_names=No
     return _exp_kernel(diff.square().sum(-1).mean(-1), std)
 
 
-def _points_w(pos_w: torch.Tensor, quat_w: torch.Tensor, ids: torch.Tensor,
-              offsets: torch.Tensor) -> torch.Tensor:
+def _points_w(
+    pos_w: torch.Tensor, quat_w: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor
+) -> torch.Tensor:
     """(N,P,3) points fixed to bodies `ids` (P,) at body-frame `offsets` (P,3), from (N,B,3|4) poses."""
     q = quat_w.index_select(1, ids)
     return pos_w.index_select(1, ids) + quat_apply(q, offsets.to(q.dtype).expand(q.shape[0], -1, -1))

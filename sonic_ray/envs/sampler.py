@@ -43,8 +43,13 @@ class StartSampler(Protocol):
         """-> clip_ids (n,) long, start_frames (n,) long (clip-local)."""
         ...
 
-    def record(self, clip_ids: torch.Tensor, start_frames: torch.Tensor, end_frames: torch.Tensor,
-               failed: torch.Tensor) -> None:
+    def record(
+        self,
+        clip_ids: torch.Tensor,
+        start_frames: torch.Tensor,
+        end_frames: torch.Tensor,
+        failed: torch.Tensor,
+    ) -> None:
         """Finished episodes: clip (E,), start and last tracked frame (E,), failed (E,) bool."""
         ...
 
@@ -69,21 +74,27 @@ def global_bin_ids(all_clip_frames, store_index, bin_size_frames: int) -> np.nda
 class BinnedStartSampler:
     """Bin layout, outcome counts, the report to the aggregator and the rates it sends back."""
 
-    def __init__(self, clip_frames: torch.Tensor, *, bin_size_frames: int = 50, global_bins=None, device="cpu"):
+    def __init__(
+        self, clip_frames: torch.Tensor, *, bin_size_frames: int = 50, global_bins=None, device="cpu"
+    ):
         if bin_size_frames < 1:
             raise ValueError(f"bin_size_frames must be >= 1, got {bin_size_frames}")
         self.device = torch.device(device)
         self.clip_frames = torch.as_tensor(clip_frames).to(self.device, torch.long)
         self.bin_size_frames = int(bin_size_frames)
         valid = (self.clip_frames - 1).clamp_min(1)  # start frames per clip
-        bins = torch.as_tensor(bins_per_clip(self.clip_frames.cpu().numpy(), self.bin_size_frames), device=self.device)
+        bins = torch.as_tensor(
+            bins_per_clip(self.clip_frames.cpu().numpy(), self.bin_size_frames), device=self.device
+        )
         self.bin_offset = torch.cumsum(bins, 0) - bins
         self.num_bins = int(bins.sum())
         self._last_valid = valid - 1
         self.bin_clip = torch.repeat_interleave(torch.arange(len(bins), device=self.device), bins)  # (K,)
         local = torch.arange(self.num_bins, device=self.device) - self.bin_offset[self.bin_clip]
         self.bin_start = local * self.bin_size_frames  # (K,) first start frame of each bin
-        self.bin_valid = torch.minimum(self.bin_start + self.bin_size_frames, valid[self.bin_clip]) - self.bin_start
+        self.bin_valid = (
+            torch.minimum(self.bin_start + self.bin_size_frames, valid[self.bin_clip]) - self.bin_start
+        )
         self._valid_end = torch.cumsum(valid, 0)
         self._valid_start = self._valid_end - valid
         self._total = int(self._valid_end[-1])
@@ -92,7 +103,9 @@ class BinnedStartSampler:
             global_bins = torch.arange(self.num_bins)
         self.global_bins = torch.as_tensor(np.asarray(global_bins), dtype=torch.long, device=self.device)
         if self.global_bins.shape != (self.num_bins,):
-            raise ValueError(f"global_bins: shape {tuple(self.global_bins.shape)}, expected ({self.num_bins},)")
+            raise ValueError(
+                f"global_bins: shape {tuple(self.global_bins.shape)}, expected ({self.num_bins},)"
+            )
         self._global_bins_np = self.global_bins.cpu().numpy()
         zeros = lambda dtype=torch.long: torch.zeros(self.num_bins, dtype=dtype, device=self.device)  # noqa: E731
         self.bin_episodes, self.bin_visits, self.bin_failures = zeros(), zeros(), zeros()
@@ -113,17 +126,21 @@ class BinnedStartSampler:
         diff.index_add_(0, last + 1, -one)
         visits = torch.cumsum(diff, 0)[:-1]  # every bin from start bin to end bin, once per episode
         fails = torch.zeros_like(visits).index_add_(0, last, failed.to(torch.long))
-        for total, new, delta in ((self.bin_visits, self._new_visits, visits),
-                                  (self.bin_failures, self._new_failures, fails)):
+        for total, new, delta in (
+            (self.bin_visits, self._new_visits, visits),
+            (self.bin_failures, self._new_failures, fails),
+        ):
             total += delta
             new += delta
 
     def pop_report(self) -> dict[str, np.ndarray]:
         """Counts since the last call, sparse: {"bins": global ids (M,), "visits" (M,), "failures" (M,)}."""
         touched = torch.nonzero(self._new_visits | self._new_failures).squeeze(-1)
-        report = {"bins": self.global_bins[touched].cpu().numpy(),
-                  "visits": self._new_visits[touched].cpu().numpy(),
-                  "failures": self._new_failures[touched].cpu().numpy()}
+        report = {
+            "bins": self.global_bins[touched].cpu().numpy(),
+            "visits": self._new_visits[touched].cpu().numpy(),
+            "failures": self._new_failures[touched].cpu().numpy(),
+        }
         self._new_visits.zero_()
         self._new_failures.zero_()
         return report
@@ -132,8 +149,10 @@ class BinnedStartSampler:
         """Capped failure rates of every global bin (K_global,); keeps this sampler's bins."""
         rates = np.asarray(global_rates)  # may be a read-only array straight from Ray's object store
         if rates.ndim != 1 or int(self._global_bins_np.max()) >= len(rates):
-            raise ValueError(f"set_rates: {rates.shape} rates do not cover this sampler's global bins "
-                             f"(max id {int(self._global_bins_np.max())}); a different motion store or bin size?")
+            raise ValueError(
+                f"set_rates: {rates.shape} rates do not cover this sampler's global bins "
+                f"(max id {int(self._global_bins_np.max())}); a different motion store or bin size?"
+            )
         self.bin_rates = torch.from_numpy(rates[self._global_bins_np].astype(np.float32)).to(self.device)
         self._rates_changed()
 
@@ -152,8 +171,10 @@ class BinnedStartSampler:
         p = self.probabilities()
         nz = p[p > 0]
         entropy = float(-(nz * nz.log()).sum()) / math.log(self.num_bins) if self.num_bins > 1 else 1.0
-        out = {"sampler/entropy": entropy,
-               "sampler/failing_bin_frac": float((self.bin_rates > 0).float().mean())}
+        out = {
+            "sampler/entropy": entropy,
+            "sampler/failing_bin_frac": float((self.bin_rates > 0).float().mean()),
+        }
         if bool((self.bin_rates > 0).any()):
             k = max(1, math.ceil(TOP_BIN_FRACTION * self.num_bins))
             top = torch.topk(self.bin_rates, k).indices
@@ -177,8 +198,10 @@ class BinnedStartSampler:
             if k not in state:
                 raise ValueError(f"sampler state: missing {k!r} (saved by an older version?)")
             if tuple(state[k].shape) != tuple(getattr(self, k).shape):
-                raise ValueError(f"sampler state {k}: shape {tuple(state[k].shape)}, expected "
-                                 f"{tuple(getattr(self, k).shape)} (a different motion shard or bin size?)")
+                raise ValueError(
+                    f"sampler state {k}: shape {tuple(state[k].shape)}, expected "
+                    f"{tuple(getattr(self, k).shape)} (a different motion shard or bin size?)"
+                )
             getattr(self, k).copy_(state[k])
         self._rates_changed()
 
@@ -193,8 +216,16 @@ class UniformStartSampler(BinnedStartSampler):
 class AdaptiveStartSampler(BinnedStartSampler):
     """SONIC's adaptive start sampling (see the module docstring); rates come from `set_rates`."""
 
-    def __init__(self, clip_frames: torch.Tensor, *, bin_size_frames: int = 50, uniform_ratio: float = 0.1,
-                 window_frames: int = 200, global_bins=None, device="cpu"):
+    def __init__(
+        self,
+        clip_frames: torch.Tensor,
+        *,
+        bin_size_frames: int = 50,
+        uniform_ratio: float = 0.1,
+        window_frames: int = 200,
+        global_bins=None,
+        device="cpu",
+    ):
         super().__init__(clip_frames, bin_size_frames=bin_size_frames, global_bins=global_bins, device=device)
         if not 0.0 <= uniform_ratio <= 1.0:
             raise ValueError(f"uniform_ratio must be in [0, 1], got {uniform_ratio}")

@@ -25,7 +25,11 @@ class FailureStats:
             raise ValueError(f"FailureStats: smoothing must be in (0, 1], got {smoothing}")
         if cap_multiple <= 0:
             raise ValueError(f"FailureStats: cap_multiple must be > 0, got {cap_multiple}")
-        self.num_bins, self.smoothing, self.cap_multiple = int(num_bins), float(smoothing), float(cap_multiple)
+        self.num_bins, self.smoothing, self.cap_multiple = (
+            int(num_bins),
+            float(smoothing),
+            float(cap_multiple),
+        )
         self.visits = np.zeros(self.num_bins, np.float64)
         self.failures = np.zeros(self.num_bins, np.float64)
         self.updates = 0
@@ -39,8 +43,10 @@ class FailureStats:
         for r in reports:
             bins = np.asarray(r["bins"], dtype=np.int64)
             if len(bins) and (bins.min() < 0 or bins.max() >= self.num_bins):
-                raise ValueError(f"FailureStats: report names bins up to {int(bins.max())}, "
-                                 f"but the store has {self.num_bins} bins (a different store or bin size?)")
+                raise ValueError(
+                    f"FailureStats: report names bins up to {int(bins.max())}, "
+                    f"but the store has {self.num_bins} bins (a different store or bin size?)"
+                )
             np.add.at(self.visits, bins, a * np.asarray(r["visits"], dtype=np.float64))
             np.add.at(self.failures, bins, a * np.asarray(r["failures"], dtype=np.float64))
         self.updates += 1
@@ -68,8 +74,10 @@ class FailureStats:
     def load_state_dict(self, state: dict) -> None:
         for k in ("visits", "failures"):
             if np.shape(state[k]) != (self.num_bins,):
-                raise ValueError(f"sampler stats {k}: shape {np.shape(state[k])}, expected ({self.num_bins},) "
-                                 "(the checkpoint was made with a different motion store or bin size)")
+                raise ValueError(
+                    f"sampler stats {k}: shape {np.shape(state[k])}, expected ({self.num_bins},) "
+                    "(the checkpoint was made with a different motion store or bin size)"
+                )
         self.visits = np.array(state["visits"], dtype=np.float64)
         self.failures = np.array(state["failures"], dtype=np.float64)
         self.updates = int(state.get("updates", 0))

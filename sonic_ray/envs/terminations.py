@@ -20,8 +20,9 @@ import torch
 from sonic_ray.utils.rotations import quat_error_angle
 
 
-def _threshold(env, threshold: float, adaptive: bool, down_threshold: float,
-               root_height_threshold: float) -> torch.Tensor | float:
+def _threshold(
+    env, threshold: float, adaptive: bool, down_threshold: float, root_height_threshold: float
+) -> torch.Tensor | float:
     """Scalar, or (N,1) per-env thresholds when adaptive."""
     if not adaptive:
         return threshold
@@ -39,16 +40,27 @@ def motion_clip_end(env) -> torch.Tensor:
     return env.cmd.frame >= env.cmd.last_frame
 
 
-def anchor_pos(env, threshold: float, adaptive: bool = False, down_threshold: float = 0.5,
-               root_height_threshold: float = 1.0) -> torch.Tensor:
+def anchor_pos(
+    env,
+    threshold: float,
+    adaptive: bool = False,
+    down_threshold: float = 0.5,
+    root_height_threshold: float = 1.0,
+) -> torch.Tensor:
     """Anchor height too far from the reference anchor's (gear_sonic exceeded_anchor_height): the
     xy position drifts harmlessly and is tracked by reward, not termination."""
     err = (env.cmd.ref_anchor_pos_w[:, 2] - env.cmd.robot_anchor_pos_w[:, 2]).abs()[:, None]
     return (err > _threshold(env, threshold, adaptive, down_threshold, root_height_threshold))[:, 0]
 
 
-def ee_body_pos(env, threshold: float, adaptive: bool = False, down_threshold: float = 0.5,
-                root_height_threshold: float = 0.5, body_names=None) -> torch.Tensor:
+def ee_body_pos(
+    env,
+    threshold: float,
+    adaptive: bool = False,
+    down_threshold: float = 0.5,
+    root_height_threshold: float = 0.5,
+    body_names=None,
+) -> torch.Tensor:
     """Any end effector (ankles, wrists) whose height is too far from its re-anchored reference's
     (gear_sonic exceeded_body_height)."""
     ids = env.cmd.body_ids(body_names if body_names is not None else env.end_effector_bodies)
@@ -68,5 +80,7 @@ def foot_pos(env, threshold: float, body_names=None) -> torch.Tensor:
     """Any foot farther than `threshold` (m, xyz) from its re-anchored reference (gear_sonic
     exceeded_body_pos on the ankles, foot_pos_xyz)."""
     ids = env.cmd.body_ids(body_names if body_names is not None else env.feet_bodies)
-    err = (env.cmd.ref_body_pos_rel_w.index_select(1, ids) - env.robot.body_pos_w.index_select(1, ids)).norm(dim=-1)
+    err = (env.cmd.ref_body_pos_rel_w.index_select(1, ids) - env.robot.body_pos_w.index_select(1, ids)).norm(
+        dim=-1
+    )
     return (err > threshold).any(dim=-1)

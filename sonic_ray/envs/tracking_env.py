@@ -5,7 +5,8 @@ One step (mjlab/BeyondMimic order): interval events (pushes); actions -> PD targ
 inside); terminations and rewards against the reference frame the policy was shown; the command
 advances one frame; truncated envs' FINAL observation is kept in info (for bootstrapping); ended
 envs are reset (new clip/start/encoder, sim reset to the noisy reference pose); then every env's
-observation (a reset env's history is filled with its new episode's first frame). A simulator blow-up (non-finite state) ends that env as terminated with reward 0,
+observation (a reset env's history is filled with its new episode's first frame). A simulator blow-up
+(non-finite state) ends that env as terminated with reward 0,
 is counted (`env/nonfinite_resets`), and never raises.
 """
 
@@ -28,12 +29,35 @@ class TrackingEnv:
     into K.ENCODER_NAMES, drawn per env per episode).
     """
 
-    def __init__(self, *, sim, robot_spec, table, sampler, num_envs: int, step_dt: float, episode_length_s: float,
-                 observations: dict, rewards: dict, terminations: dict, events: dict | None = None,
-                 event_level: int = 0, command: dict | None = None, soft_joint_limit_factor: float = 0.9,
-                 seed: int = 0, device="cpu", compile: bool = False, action_clip: float = 100.0):
+    def __init__(
+        self,
+        *,
+        sim,
+        robot_spec,
+        table,
+        sampler,
+        num_envs: int,
+        step_dt: float,
+        episode_length_s: float,
+        observations: dict,
+        rewards: dict,
+        terminations: dict,
+        events: dict | None = None,
+        event_level: int = 0,
+        command: dict | None = None,
+        soft_joint_limit_factor: float = 0.9,
+        seed: int = 0,
+        device="cpu",
+        compile: bool = False,
+        action_clip: float = 100.0,
+    ):
         self.device = torch.device(device)
-        self.num_envs, self.step_dt, self.sim, self.robot_spec = int(num_envs), float(step_dt), sim, robot_spec
+        self.num_envs, self.step_dt, self.sim, self.robot_spec = (
+            int(num_envs),
+            float(step_dt),
+            sim,
+            robot_spec,
+        )
         robot = robot_spec
         self.action_clip = float(action_clip)  # actions clipped to +-action_clip: rewards stay finite
         self.max_episode_length = int(round(episode_length_s / step_dt))
@@ -57,20 +81,36 @@ class TrackingEnv:
         self.joint_offsets = torch.zeros(n, a, device=self.device)
         self.episode_length = torch.zeros(n, dtype=torch.long, device=self.device)
         # Reset joint noise is clipped to the soft limits, as gear_sonic's reset does.
-        self.cmd = MotionCommand(table, sampler, num_envs=n, anchor_body=robot.anchor_body,
-                                 joint_names=robot.joint_names, joint_lower=self.joint_soft_lower.tolist(),
-                                 joint_upper=self.joint_soft_upper.tolist(), step_dt=step_dt,
-                                 device=self.device,
-                                 **(command or {}))
-        self.obs_manager = ObservationManager({
-            key: ObservationGroup(key, g["terms"], history_length=g.get("history_length", 1),
-                                  enable_corruption=g.get("enable_corruption", False), num_envs=n,
-                                  device=self.device)
-            for key, g in observations.items()})
+        self.cmd = MotionCommand(
+            table,
+            sampler,
+            num_envs=n,
+            anchor_body=robot.anchor_body,
+            joint_names=robot.joint_names,
+            joint_lower=self.joint_soft_lower.tolist(),
+            joint_upper=self.joint_soft_upper.tolist(),
+            step_dt=step_dt,
+            device=self.device,
+            **(command or {}),
+        )
+        self.obs_manager = ObservationManager(
+            {
+                key: ObservationGroup(
+                    key,
+                    g["terms"],
+                    history_length=g.get("history_length", 1),
+                    enable_corruption=g.get("enable_corruption", False),
+                    num_envs=n,
+                    device=self.device,
+                )
+                for key, g in observations.items()
+            }
+        )
         self.reward_manager = RewardManager(rewards, step_dt=step_dt, num_envs=n, device=self.device)
         self.termination_manager = TerminationManager(terminations, device=self.device)
-        self.event_manager = EventManager(events or {}, level=event_level, num_envs=n, step_dt=step_dt,
-                                          device=self.device)
+        self.event_manager = EventManager(
+            events or {}, level=event_level, num_envs=n, step_dt=step_dt, device=self.device
+        )
         self.corruption = True
         # Groups of info["final_obs"]: bootstrapping a truncated episode needs only the critic's
         # observation, and computing every group for it cost ~1.6 ms of ~9 per step at N=256.
@@ -99,16 +139,20 @@ class TrackingEnv:
         "truncated_ids" (E',) long the truncated ones (clip end, time-out) and "final_obs"
         {key: (E', k)} their last observation of the groups in `final_obs_groups` (default: the
         critic's, what bootstrapping needs; None: all), plus encoder_index (terminated episodes
-        need none, so none is computed); "episode_length" (E,) long lengths of the ended episodes; "nonfinite_ids" (K,) long envs whose
+        need none, so none is computed); "episode_length" (E,) long lengths of the ended episodes;
+        "nonfinite_ids" (K,) long envs whose
         simulation blew up (terminated, reward 0). Aggregates: `metrics()`.
         """
         if actions.shape != (self.num_envs, self.action_dim):
-            raise ValueError(f"TrackingEnv.step: actions of shape {tuple(actions.shape)}, "
-                             f"expected ({self.num_envs}, {self.action_dim})")
+            raise ValueError(
+                f"TrackingEnv.step: actions of shape {tuple(actions.shape)}, "
+                f"expected ({self.num_envs}, {self.action_dim})"
+            )
         self.event_manager.interval(self)
         self.prev_action = self.action
-        self.action = torch.nan_to_num(actions.to(self.device, torch.float32), nan=0.0, posinf=0.0,
-                                       neginf=0.0).clamp_(-self.action_clip, self.action_clip)
+        self.action = torch.nan_to_num(
+            actions.to(self.device, torch.float32), nan=0.0, posinf=0.0, neginf=0.0
+        ).clamp_(-self.action_clip, self.action_clip)
         self.prev_joint_vel = self.robot.joint_vel.clone()
         targets = self.default_joint_pos + self.joint_offsets + self.action_scale * self.action
         self.sim.step(targets)
@@ -129,7 +173,9 @@ class TrackingEnv:
         info = {"done_ids": done_ids, "nonfinite_ids": bad, "final_obs": {}}
         info["truncated_ids"] = trunc_ids = torch.nonzero(truncated).squeeze(-1)
         if len(trunc_ids):  # only truncated episodes bootstrap: their last observation, before reset
-            info["final_obs"] = self.obs_manager.peek(self, trunc_ids, self.corruption, keys=self.final_obs_groups)
+            info["final_obs"] = self.obs_manager.peek(
+                self, trunc_ids, self.corruption, keys=self.final_obs_groups
+            )
             info["final_obs"][K.ENCODER_INDEX] = self.cmd.encoder_index[trunc_ids].clone()
         info["episode_length"] = self.episode_length[done_ids].clone()
         if len(done_ids):
@@ -146,9 +192,13 @@ class TrackingEnv:
         noise, and an episode may last `max_episode_length` steps (set it past the longest clip so
         only a failure or the clip's end stops it). Returns the first observation."""
         if encoder not in K.ENCODER_NAMES:
-            raise ValueError(f"start_evaluation: unknown encoder {encoder!r}; expected one of {K.ENCODER_NAMES}")
+            raise ValueError(
+                f"start_evaluation: unknown encoder {encoder!r}; expected one of {K.ENCODER_NAMES}"
+            )
         self.cmd.sampler = sampler
-        self.cmd.encoder_probs = torch.tensor([float(n == encoder) for n in K.ENCODER_NAMES], device=self.device)
+        self.cmd.encoder_probs = torch.tensor(
+            [float(n == encoder) for n in K.ENCODER_NAMES], device=self.device
+        )
         self.corruption = False
         self.max_episode_length = int(max_episode_length)
         return self.reset()
@@ -164,8 +214,12 @@ class TrackingEnv:
         termination/<term> (counts). The start sampler reports its own sampler/* metrics
         (`sampler.metrics()`, merged in by the env runner and the in-process trainer)."""
         s = self._stats
-        out = {"env/episodes": float(s["episodes"]), "env/terminated": float(s["terminated"]),
-               "env/truncated": float(s["truncated"]), "env/nonfinite_resets": float(s["nonfinite"])}
+        out = {
+            "env/episodes": float(s["episodes"]),
+            "env/terminated": float(s["terminated"]),
+            "env/truncated": float(s["truncated"]),
+            "env/nonfinite_resets": float(s["nonfinite"]),
+        }
         if s["episodes"]:
             out["env/episode_length"] = s["length_sum"] / s["episodes"]
             out["env/success_rate"] = s["truncated"] / s["episodes"]
@@ -185,17 +239,27 @@ class TrackingEnv:
         get = getattr(self.sim, "get_state", None)
         if get is None:
             raise NotImplementedError(f"{type(self.sim).__name__} cannot snapshot its state (no get_state)")
-        return {"num_envs": self.num_envs, "generator": self.generator.get_state(), "sim": get(),
-                "env": {k: getattr(self, k).clone() for k in self._TENSORS},
-                "cmd": self.cmd.state_dict(), "observations": self.obs_manager.state_dict(),
-                "rewards": self.reward_manager.state_dict(), "terminations": self.termination_manager.state_dict(),
-                "events": self.event_manager.state_dict(), "stats": dict(self._stats),
-                "obs": {k: v.clone() for k, v in self.obs.items()}, "corruption": self.corruption}
+        return {
+            "num_envs": self.num_envs,
+            "generator": self.generator.get_state(),
+            "sim": get(),
+            "env": {k: getattr(self, k).clone() for k in self._TENSORS},
+            "cmd": self.cmd.state_dict(),
+            "observations": self.obs_manager.state_dict(),
+            "rewards": self.reward_manager.state_dict(),
+            "terminations": self.termination_manager.state_dict(),
+            "events": self.event_manager.state_dict(),
+            "stats": dict(self._stats),
+            "obs": {k: v.clone() for k, v in self.obs.items()},
+            "corruption": self.corruption,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if int(state["num_envs"]) != self.num_envs:
-            raise ValueError(f"env state for {state['num_envs']} envs, this env has {self.num_envs} "
-                             "(env.num_envs changed since the checkpoint?)")
+            raise ValueError(
+                f"env state for {state['num_envs']} envs, this env has {self.num_envs} "
+                "(env.num_envs changed since the checkpoint?)"
+            )
         self.generator.set_state(state["generator"])
         self.sim.set_state(state["sim"])
         for k, v in state["env"].items():
@@ -248,9 +312,11 @@ class TrackingEnv:
             try:
                 out = compiled(env)
             except failures as e:
-                raise RuntimeError(f"env.compile=true: torch.compile could not build the step's terminations "
-                                   f"and rewards ({type(e).__name__}); it needs a C++ compiler on CPU (Triton "
-                                   "on CUDA). Set env.compile=false to run them eagerly.") from e
+                raise RuntimeError(
+                    f"env.compile=true: torch.compile could not build the step's terminations "
+                    f"and rewards ({type(e).__name__}); it needs a C++ compiler on CPU (Triton "
+                    "on CUDA). Set env.compile=false to run them eagerly."
+                ) from e
             self._outcome = compiled
             return out
 
@@ -271,9 +337,15 @@ class TrackingEnv:
 
     def _reset_envs(self, ids: torch.Tensor) -> None:
         state = self.cmd.resample(ids, self.generator)
-        self.sim.reset(ids, root_pos=state["root_pos_w"], root_quat=state["root_quat_w"],
-                       root_lin_vel=state["root_lin_vel_w"], root_ang_vel=state["root_ang_vel_w"],
-                       joint_pos=state["joint_pos"], joint_vel=state["joint_vel"])
+        self.sim.reset(
+            ids,
+            root_pos=state["root_pos_w"],
+            root_quat=state["root_quat_w"],
+            root_lin_vel=state["root_lin_vel_w"],
+            root_ang_vel=state["root_ang_vel_w"],
+            joint_pos=state["joint_pos"],
+            joint_vel=state["joint_vel"],
+        )
         self.episode_length[ids] = 0
         self.action[ids] = 0.0
         self.prev_action[ids] = 0.0

@@ -17,36 +17,66 @@ from sonic_ray.train.checkpoint import CheckpointError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--render", type=int, default=None, metavar="K",
-                   help="videos of the K worst clips (default: callbacks.eval_render of the run's config)")
-    p.add_argument("--encoders", default=None, help="comma-separated encoders to evaluate with (default: "
-                   "callbacks.eval_encoders, g1)")
-    p.add_argument("--num-envs", type=int, default=None, help="envs per evaluation task (callbacks.eval_num_envs)")
+    p.add_argument(
+        "--render",
+        type=int,
+        default=None,
+        metavar="K",
+        help="videos of the K worst clips (default: callbacks.eval_render of the run's config)",
+    )
+    p.add_argument(
+        "--encoders",
+        default=None,
+        help="comma-separated encoders to evaluate with (default: callbacks.eval_encoders, g1)",
+    )
+    p.add_argument(
+        "--num-envs", type=int, default=None, help="envs per evaluation task (callbacks.eval_num_envs)"
+    )
     p.add_argument("--max-clips", type=int, default=None, help="the first N clips of the store (0: all)")
-    p.add_argument("--max-tasks", type=int, default=None,
-                   help="fan out into at most this many Ray tasks (1: in this process, no Ray)")
+    p.add_argument(
+        "--max-tasks",
+        type=int,
+        default=None,
+        help="fan out into at most this many Ray tasks (1: in this process, no Ray)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " applied to the checkpoint's own config "
-                   "(e.g. motions.store=held_out.parquet)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help=OVERRIDES_HELP + " applied to the checkpoint's own config (e.g. motions.store=held_out.parquet)",
+    )
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on every clip: metrics, report, videos")
-    p.add_argument("--checkpoint", help="a checkpoint dir, or a run dir (its latest checkpoint); required "
-                   "unless --render-from names an evaluation (then its checkpoint is the default)")
-    p.add_argument("--out", default=None, help="output dir (default: <run_dir>/eval/iter_NNNNNN; with "
-                   "--render-from: that evaluation's dir)")
-    p.add_argument("--render-from", metavar="DIR/clips.parquet",
-                   help="render the --render K worst clips of an earlier evaluation (re-runs only those "
-                   "clips) and link them from its report.html")
+    p.add_argument(
+        "--checkpoint",
+        help="a checkpoint dir, or a run dir (its latest checkpoint); required "
+        "unless --render-from names an evaluation (then its checkpoint is the default)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output dir (default: <run_dir>/eval/iter_NNNNNN; with --render-from: that evaluation's dir)",
+    )
+    p.add_argument(
+        "--render-from",
+        metavar="DIR/clips.parquet",
+        help="render the --render K worst clips of an earlier evaluation (re-runs only those "
+        "clips) and link them from its report.html",
+    )
     _common(p)
     p.set_defaults(func=_eval)
 
-    m = subparsers.add_parser("monitor", help="evaluate a run's new checkpoints as they appear (W&B, reports)")
+    m = subparsers.add_parser(
+        "monitor", help="evaluate a run's new checkpoints as they appear (W&B, reports)"
+    )
     m.add_argument("--experiment-dir", required=True, help="the training run dir (holds checkpoints/)")
     m.add_argument("--run-once", action="store_true", help="deal with the checkpoints present now, then exit")
     m.add_argument("--every-n", type=int, default=1, metavar="K", help="evaluate every K-th new checkpoint")
-    m.add_argument("--poll-seconds", type=float, default=60.0, help="seconds between looks for new checkpoints")
+    m.add_argument(
+        "--poll-seconds", type=float, default=60.0, help="seconds between looks for new checkpoints"
+    )
     m.add_argument("--no-wandb", action="store_true", help="do not log to the run's W&B run")
     _common(m)
     m.set_defaults(func=_monitor)
@@ -68,8 +98,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.render_from:
         return _render_from(args)
     if not args.checkpoint:
-        print("sonic-ray eval: give --checkpoint PATH (or --render-from DIR/clips.parquet --render K)",
-              file=sys.stderr)
+        print(
+            "sonic-ray eval: give --checkpoint PATH (or --render-from DIR/clips.parquet --render K)",
+            file=sys.stderr,
+        )
         return 2
     try:
         plan = plan_evaluation(args.checkpoint, args.overrides, **_eval_kwargs(args))
@@ -78,8 +110,10 @@ def _eval(args: argparse.Namespace) -> int:
         return 1
     out_dir = Path(args.out) if args.out else plan.default_out_dir()
     render = plan.cfg.callbacks.eval_render if args.render is None else args.render
-    console.print(f"sonic-ray eval: {plan.checkpoint} ({plan.num_clips} clips x {len(plan.encoders)} encoder(s), "
-                  f"{plan.num_tasks} task(s), {plan.num_envs} envs) -> {out_dir}")
+    console.print(
+        f"sonic-ray eval: {plan.checkpoint} ({plan.num_clips} clips x {len(plan.encoders)} encoder(s), "
+        f"{plan.num_tasks} task(s), {plan.num_envs} envs) -> {out_dir}"
+    )
     metrics = evaluate_plan(plan, out_dir, render=render, progress=not args.no_progress)
     _print_summary(console, metrics, out_dir)
     return 0
@@ -90,8 +124,13 @@ def _render_from(args: argparse.Namespace) -> int:
         print("sonic-ray eval: --render-from needs --render K (K >= 1 worst clips)", file=sys.stderr)
         return 2
     try:
-        videos = render_from(args.render_from, args.render, checkpoint=args.checkpoint,
-                             overrides=args.overrides or None, out_dir=args.out)
+        videos = render_from(
+            args.render_from,
+            args.render,
+            checkpoint=args.checkpoint,
+            overrides=args.overrides or None,
+            out_dir=args.out,
+        )
     except (FileNotFoundError, ValueError, CheckpointError, ConfigError) as e:
         print(f"sonic-ray eval: {e}", file=sys.stderr)
         return 1
@@ -119,7 +158,9 @@ def _print_summary(console, metrics: dict, out_dir: Path) -> None:
         table.add_row(key, fmt(metrics.get(key)), *(fmt(metrics["per_encoder"][e].get(key)) for e in encs))
     console.print(table)
     extra = f", render {metrics['render_fps']} frames/s" if metrics.get("render_fps") else ""
-    console.print(f"eval {metrics.get('eval_seconds')} s, {metrics.get('env_steps_per_s')} env-steps/s{extra}")
+    console.print(
+        f"eval {metrics.get('eval_seconds')} s, {metrics.get('env_steps_per_s')} env-steps/s{extra}"
+    )
     print(out_dir)
 
 
@@ -128,9 +169,15 @@ def _monitor(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     try:
-        mon = Monitor(args.experiment_dir, overrides=args.overrides, every_n=args.every_n,
-                      render=0 if args.render is None else args.render, progress=not args.no_progress,
-                      wandb=not args.no_wandb, eval_kwargs=_eval_kwargs(args))
+        mon = Monitor(
+            args.experiment_dir,
+            overrides=args.overrides,
+            every_n=args.every_n,
+            render=0 if args.render is None else args.render,
+            progress=not args.no_progress,
+            wandb=not args.no_wandb,
+            eval_kwargs=_eval_kwargs(args),
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"sonic-ray monitor: {e}", file=sys.stderr)
         return 1

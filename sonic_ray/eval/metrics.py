@@ -34,8 +34,14 @@ FEET_KEYWORD = "ankle_roll"
 # Bodies that carry the VR 3-point targets (head on the torso, hands on the wrist-yaw links).
 VR3_BODIES = tuple(dict.fromkeys(p.body for p in G1.vr_points))
 GROUPS = ("legs", "vr3", "upper_other", "feet")
-ERROR_KEYS = ("mpjpe_g_mm", "mpjpe_l_mm", "mpjpe_pa_mm", "vel_err", "acc_err",
-              *(f"err_{g}_mm" for g in GROUPS))
+ERROR_KEYS = (
+    "mpjpe_g_mm",
+    "mpjpe_l_mm",
+    "mpjpe_pa_mm",
+    "vel_err",
+    "acc_err",
+    *(f"err_{g}_mm" for g in GROUPS),
+)
 # The headline keys of `summarize`, in report order (metrics.jsonl eval/*, the report table, the CLI).
 SUMMARY_KEYS = ("success_rate", *ERROR_KEYS, "completed_mean", "mpjpe_l_mm_all", "num_clips")
 
@@ -47,8 +53,10 @@ def body_groups(body_names: Sequence[str]) -> dict[str, np.ndarray]:
     vr3 = [i for i, n in enumerate(names) if i > 0 and n in VR3_BODIES]
     feet = [i for i, n in enumerate(names) if i > 0 and FEET_KEYWORD in n]
     other = [i for i in range(1, len(names)) if i not in legs and i not in vr3]
-    return {k: np.asarray(v, dtype=np.int64) for k, v in
-            (("legs", legs), ("vr3", vr3), ("upper_other", other), ("feet", feet))}
+    return {
+        k: np.asarray(v, dtype=np.int64)
+        for k, v in (("legs", legs), ("vr3", vr3), ("upper_other", other), ("feet", feet))
+    }
 
 
 def procrustes_align(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -76,8 +84,15 @@ def _mean_norm(diff: np.ndarray) -> float:
     return float(np.linalg.norm(diff, axis=-1).mean()) if diff.size else math.nan
 
 
-def clip_metrics(robot_body_pos_w: np.ndarray, ref_body_pos_w: np.ndarray, *, fps: float, failed: bool,
-                 body_names: Sequence[str], encoder: str = "g1") -> dict[str, float | str | bool]:
+def clip_metrics(
+    robot_body_pos_w: np.ndarray,
+    ref_body_pos_w: np.ndarray,
+    *,
+    fps: float,
+    failed: bool,
+    body_names: Sequence[str],
+    encoder: str = "g1",
+) -> dict[str, float | str | bool]:
     """One clip's row: robot and reference body positions (T,B,3), metres, at `fps` frames/s.
 
     Returns success (not failed), the errors of the module docstring, num_frames (T), encoder.
@@ -85,7 +100,9 @@ def clip_metrics(robot_body_pos_w: np.ndarray, ref_body_pos_w: np.ndarray, *, fp
     rob = np.asarray(robot_body_pos_w, dtype=np.float64)
     ref = np.asarray(ref_body_pos_w, dtype=np.float64)
     if rob.shape != ref.shape or rob.ndim != 3 or rob.shape[-1] != 3:
-        raise ValueError(f"clip_metrics: robot {rob.shape} and reference {ref.shape} positions must both be (T,B,3)")
+        raise ValueError(
+            f"clip_metrics: robot {rob.shape} and reference {ref.shape} positions must both be (T,B,3)"
+        )
     if rob.shape[1] != len(body_names):
         raise ValueError(f"clip_metrics: {rob.shape[1]} bodies but {len(body_names)} body names")
     if fps <= 0:
@@ -138,5 +155,7 @@ def summarize(rows: list[dict]) -> dict:
     """
     out = _summary(rows)
     encoders = sorted({str(r.get("encoder", "g1")) for r in rows})
-    out["per_encoder"] = {e: _summary([r for r in rows if str(r.get("encoder", "g1")) == e]) for e in encoders}
+    out["per_encoder"] = {
+        e: _summary([r for r in rows if str(r.get("encoder", "g1")) == e]) for e in encoders
+    }
     return out

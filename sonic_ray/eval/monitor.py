@@ -58,9 +58,18 @@ class MonitorState:
 
 
 class Monitor:
-    def __init__(self, experiment_dir: str | Path, *, overrides: Sequence[str] = (), every_n: int = 1,
-                 render: int = 0, progress: bool = True, wandb: bool = True, console: Console | None = None,
-                 eval_kwargs: dict | None = None):
+    def __init__(
+        self,
+        experiment_dir: str | Path,
+        *,
+        overrides: Sequence[str] = (),
+        every_n: int = 1,
+        render: int = 0,
+        progress: bool = True,
+        wandb: bool = True,
+        console: Console | None = None,
+        eval_kwargs: dict | None = None,
+    ):
         if every_n < 1:
             raise ValueError(f"--every-n must be >= 1, got {every_n}")
         self.run_dir = Path(experiment_dir)
@@ -127,8 +136,10 @@ class Monitor:
             return False
         out_dir = plan.default_out_dir()
         self.state.evaluated[str(it)] = str(out_dir)
-        self.console.print(f"monitor: {path.name}: success {metrics['success_rate']:.1%}, MPJPE local "
-                           f"{_mm(metrics.get('mpjpe_l_mm'))} ({time.perf_counter() - t0:.1f} s) -> {out_dir}")
+        self.console.print(
+            f"monitor: {path.name}: success {metrics['success_rate']:.1%}, MPJPE local "
+            f"{_mm(metrics.get('mpjpe_l_mm'))} ({time.perf_counter() - t0:.1f} s) -> {out_dir}"
+        )
         if self.use_wandb:
             self._log_wandb(plan.cfg, metrics, out_dir)
         return True
@@ -138,9 +149,15 @@ class Monitor:
         if cfg.logging.wandb_mode == "disabled":
             return
         try:
-            logger = WandbLogger(run_dir=self.run_dir, mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
-                                 entity=cfg.logging.wandb_entity, name=self.run_dir.name, config={},
-                                 resume_id=id_file.read_text().strip() if id_file.is_file() else None)
+            logger = WandbLogger(
+                run_dir=self.run_dir,
+                mode=cfg.logging.wandb_mode,
+                project=cfg.logging.wandb_project,
+                entity=cfg.logging.wandb_entity,
+                name=self.run_dir.name,
+                config={},
+                resume_id=id_file.read_text().strip() if id_file.is_file() else None,
+            )
             if logger.run is None:
                 return
             import wandb

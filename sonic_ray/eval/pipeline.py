@@ -77,9 +77,17 @@ def run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.parents[1] if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, encoders: Sequence[str] | None = None,
-                    num_envs: int | None = None, max_tasks: int | None = None, clips_per_task: int | None = None,
-                    max_clips: int | None = None, cfg: SonicConfig | None = None) -> EvalPlan:
+def plan_evaluation(
+    checkpoint: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    encoders: Sequence[str] | None = None,
+    num_envs: int | None = None,
+    max_tasks: int | None = None,
+    clips_per_task: int | None = None,
+    max_clips: int | None = None,
+    cfg: SonicConfig | None = None,
+) -> EvalPlan:
     """Resolve and verify the checkpoint (CheckpointError if it is missing or corrupt), read its
     config and size the evaluation; unset arguments default to the config's callbacks.eval_*.
     With `cfg` (the training driver: it is the checkpoint's config) nothing is loaded here, so
@@ -103,9 +111,18 @@ def plan_evaluation(checkpoint: str | Path, overrides: Sequence[str] = (), *, en
     n = min(total, limit) if limit > 0 else total
     per_task = int(clips_per_task or cb.eval_clips_per_task)
     tasks = max(1, min(int(max_tasks or cb.eval_max_tasks), math.ceil(n / max(per_task, 1))))
-    return EvalPlan(checkpoint=path, iteration=iteration, cfg=cfg, overrides=list(overrides), encoders=encs,
-                    num_envs=int(num_envs or cb.eval_num_envs), num_clips=n, max_clips=limit if limit > 0 else 0,
-                    num_tasks=tasks, loaded=loaded)
+    return EvalPlan(
+        checkpoint=path,
+        iteration=iteration,
+        cfg=cfg,
+        overrides=list(overrides),
+        encoders=encs,
+        num_envs=int(num_envs or cb.eval_num_envs),
+        num_clips=n,
+        max_clips=limit if limit > 0 else 0,
+        num_tasks=tasks,
+        loaded=loaded,
+    )
 
 
 def plan_device(plan: EvalPlan) -> str:
@@ -118,8 +135,15 @@ def plan_policy(plan: EvalPlan, device: str):
     return loaded.policy(plan.overrides, device=device)
 
 
-def run_chunk(plan: EvalPlan, k: int, *, keep_worst: int = 0, device: str | None = None,
-              on_clip: Callable[[dict], None] | None = None, policy=None) -> EvalOutput:
+def run_chunk(
+    plan: EvalPlan,
+    k: int,
+    *,
+    keep_worst: int = 0,
+    device: str | None = None,
+    on_clip: Callable[[dict], None] | None = None,
+    policy=None,
+) -> EvalOutput:
     """Evaluate chunk k of the plan in this process (what one Ray task does). `policy`: the
     (cfg, ActorCritic) of `plan_policy` on `device`, built once for several chunks; else built here."""
     dev = device or plan_device(plan)
@@ -129,33 +153,69 @@ def run_chunk(plan: EvalPlan, k: int, *, keep_worst: int = 0, device: str | None
     if plan.max_clips:
         _, store_idx = store_clip_names(cfg, shard)
         clip_ids = [i for i, s in enumerate(store_idx) if s < plan.max_clips]
-    return evaluate_policy(cfg, policy, encoders=plan.encoders, shard=shard, clip_ids=clip_ids,
-                           num_envs=plan.num_envs, device=dev, seed=cfg.seed, keep_worst=keep_worst, on_clip=on_clip)
+    return evaluate_policy(
+        cfg,
+        policy,
+        encoders=plan.encoders,
+        shard=shard,
+        clip_ids=clip_ids,
+        num_envs=plan.num_envs,
+        device=dev,
+        seed=cfg.seed,
+        keep_worst=keep_worst,
+        on_clip=on_clip,
+    )
 
 
 def merge_outputs(outputs: Sequence[EvalOutput], keep_worst: int) -> EvalOutput:
     rows = [r for o in outputs for r in o.rows]
     rows.sort(key=lambda r: (r["clip_index"], r["encoder"]))
     worst = sorted((w for o in outputs for w in o.worst), key=lambda w: worst_first_key(w.row))[:keep_worst]
-    return EvalOutput(rows=rows, worst=worst, env_steps=sum(o.env_steps for o in outputs),
-                      seconds=max((o.seconds for o in outputs), default=0.0))
+    return EvalOutput(
+        rows=rows,
+        worst=worst,
+        env_steps=sum(o.env_steps for o in outputs),
+        seconds=max((o.seconds for o in outputs), default=0.0),
+    )
 
 
-def render_worst(cfg: SonicConfig, worst: Sequence[ClipTrajectory], videos_dir: Path, *, several_encoders: bool,
-                 width: int = 480, height: int = 352, stride: int = 1,
-                 on_video: Callable[[str, float], None] | None = None) -> dict[str, str]:
+def render_worst(
+    cfg: SonicConfig,
+    worst: Sequence[ClipTrajectory],
+    videos_dir: Path,
+    *,
+    several_encoders: bool,
+    width: int = 480,
+    height: int = 352,
+    stride: int = 1,
+    on_video: Callable[[str, float], None] | None = None,
+) -> dict[str, str]:
     """MP4s of `worst` into videos_dir with the config's robot model; returns {file name: caption}.
     on_video(name, seconds)."""
     model, _ = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
-    return video.render_worst(model, worst, videos_dir, several_encoders=several_encoders, width=width, height=height,
-                              stride=stride, on_video=on_video)
+    return video.render_worst(
+        model,
+        worst,
+        videos_dir,
+        several_encoders=several_encoders,
+        width=width,
+        height=height,
+        stride=stride,
+        on_video=on_video,
+    )
 
 
 def output_meta(plan: EvalPlan, out: EvalOutput) -> dict:
-    return {"checkpoint": str(plan.checkpoint), "iteration": plan.iteration, "encoders": list(plan.encoders),
-            "overrides": list(plan.overrides),
-            "num_tasks": plan.num_tasks, "eval_seconds": round(out.seconds, 3), "env_steps": out.env_steps,
-            "env_steps_per_s": round(out.env_steps / out.seconds, 1) if out.seconds > 0 else None}
+    return {
+        "checkpoint": str(plan.checkpoint),
+        "iteration": plan.iteration,
+        "encoders": list(plan.encoders),
+        "overrides": list(plan.overrides),
+        "num_tasks": plan.num_tasks,
+        "eval_seconds": round(out.seconds, 3),
+        "env_steps": out.env_steps,
+        "env_steps_per_s": round(out.env_steps / out.seconds, 1) if out.seconds > 0 else None,
+    }
 
 
 def log_metrics(metrics: dict) -> dict[str, float]:
@@ -168,31 +228,49 @@ def log_metrics(metrics: dict) -> dict[str, float]:
     return out
 
 
-def evaluate_checkpoint_local(plan: EvalPlan, out_dir: str | Path, *, render: int = 0,
-                              progress: bool = True, stride: int = 1) -> dict:
+def evaluate_checkpoint_local(
+    plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progress: bool = True, stride: int = 1
+) -> dict:
     """Evaluate every chunk in this process, render the `render` worst clips, write out_dir.
     Returns the metrics (metrics.json content)."""
     dev = plan_device(plan)
     policy = plan_policy(plan, dev)  # once for every chunk
     with progress_bar(progress, plan.num_clips * len(plan.encoders)) as advance:
-        outs = [run_chunk(plan, k, keep_worst=render, device=dev, policy=policy, on_clip=lambda _row: advance(1))
-                for k in range(plan.num_tasks)]
+        outs = [
+            run_chunk(plan, k, keep_worst=render, device=dev, policy=policy, on_clip=lambda _row: advance(1))
+            for k in range(plan.num_tasks)
+        ]
     out = merge_outputs(outs, render)
     return finish(plan, out, out_dir, render=render, progress=progress, stride=stride)
 
 
-def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int, progress: bool = True,
-           stride: int = 1) -> dict:
+def finish(
+    plan: EvalPlan,
+    out: EvalOutput,
+    out_dir: str | Path,
+    *,
+    render: int,
+    progress: bool = True,
+    stride: int = 1,
+) -> dict:
     """Render the worst clips (in this process) and write the output directory."""
     out_dir = Path(out_dir)
     videos, timings = {}, []
     if render and out.worst:
         with progress_bar(progress, len(out.worst), label="render") as advance:
+
             def done(name, seconds):
                 timings.append(seconds)
                 advance(1)
-            videos = render_worst(plan.cfg, out.worst, out_dir / VIDEOS_DIR, several_encoders=len(plan.encoders) > 1,
-                                  stride=stride, on_video=done)
+
+            videos = render_worst(
+                plan.cfg,
+                out.worst,
+                out_dir / VIDEOS_DIR,
+                several_encoders=len(plan.encoders) > 1,
+                stride=stride,
+                on_video=done,
+            )
     meta = {}
     if timings:
         frames = sum(math.ceil(len(w.robot_qpos) / max(stride, 1)) for w in out.worst)
@@ -200,12 +278,19 @@ def finish(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, render: int,
     return write_plan_outputs(plan, out, out_dir, videos=videos, **meta)
 
 
-def write_plan_outputs(plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, videos: dict[str, str] | None = None,
-                       **meta) -> dict:
+def write_plan_outputs(
+    plan: EvalPlan, out: EvalOutput, out_dir: str | Path, *, videos: dict[str, str] | None = None, **meta
+) -> dict:
     """metrics.json (summary, `output_meta`, then `meta`), clips.parquet and report.html of an evaluated
     plan; `videos` {file name: caption} must already be in out_dir/videos. Returns the metrics."""
-    return write_outputs(Path(out_dir), out.rows, meta={**output_meta(plan, out), **meta}, videos=videos,
-                         title=report_title(plan), view_command=view_command(plan))
+    return write_outputs(
+        Path(out_dir),
+        out.rows,
+        meta={**output_meta(plan, out), **meta},
+        videos=videos,
+        title=report_title(plan),
+        view_command=view_command(plan),
+    )
 
 
 def report_title(plan: EvalPlan) -> str:
@@ -216,8 +301,10 @@ def view_command(plan: EvalPlan) -> str:
     """The `sonic-ray view policy` command that opens a clip (`{clip}`) of this evaluation."""
     import shlex
 
-    return (f"sonic-ray view policy --checkpoint {shlex.quote(str(plan.checkpoint))} "
-            f"--motions {shlex.quote(str(motion_store_path(plan.cfg)))} --clip {{clip}}")
+    return (
+        f"sonic-ray view policy --checkpoint {shlex.quote(str(plan.checkpoint))} "
+        f"--motions {shlex.quote(str(motion_store_path(plan.cfg)))} --clip {{clip}}"
+    )
 
 
 @contextlib.contextmanager
@@ -228,6 +315,8 @@ def progress_bar(enabled: bool, total: int, label: str = "evaluate"):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)

@@ -36,11 +36,15 @@ from sonic_ray.train.checkpoint import (
 MODULE_PREFIX = "ac."
 
 
-def config_from_state(state: dict[str, Any], overrides: Sequence[str] = (), *, source: str = "checkpoint") -> SonicConfig:
+def config_from_state(
+    state: dict[str, Any], overrides: Sequence[str] = (), *, source: str = "checkpoint"
+) -> SonicConfig:
     """The run's SonicConfig from a checkpoint state, with `key=value` overrides applied on top
     (a leading `+`/`++` is accepted and ignored: every key must exist in the schema)."""
     if "config_yaml" not in state:
-        raise CheckpointError(f"{source}: no config_yaml in the checkpoint state (not a sonic-ray training checkpoint?)")
+        raise CheckpointError(
+            f"{source}: no config_yaml in the checkpoint state (not a sonic-ray training checkpoint?)"
+        )
     base = _migrate(OmegaConf.create(state["config_yaml"]))
     bad = [o for o in overrides if "=" not in o]
     if bad:
@@ -70,8 +74,10 @@ def _migrate(base):
             motion.setdefault("pre_failure_window_s", frames / fps)
         noise = motion.get("reset_pose_noise")
         if noise is not None:
-            for old, new in (("root_pos", ("root_pos_xy", "root_pos_z")),
-                             ("root_rpy", ("root_roll_pitch", "root_yaw"))):
+            for old, new in (
+                ("root_pos", ("root_pos_xy", "root_pos_z")),
+                ("root_rpy", ("root_roll_pitch", "root_yaw")),
+            ):
                 if old in noise:
                     value = noise.pop(old)
                     for key in new:
@@ -79,8 +85,9 @@ def _migrate(base):
     rewards = (base.get("env") or {}).get("rewards")
     if rewards is not None and "feet_acc_l2" in rewards:
         old = rewards.pop("feet_acc_l2")
-        rewards.setdefault("joint_acc_l2", {"weight": old.get("weight", -2.5e-6),
-                                            "params": {"joint_pattern": ".*ankle.*"}})
+        rewards.setdefault(
+            "joint_acc_l2", {"weight": old.get("weight", -2.5e-6), "params": {"joint_pattern": ".*ankle.*"}}
+        )
     algo = base.get("algo")
     if algo is not None and "eval_interval" in algo:
         interval = algo.pop("eval_interval")
@@ -103,18 +110,24 @@ def module_weights(state: dict[str, Any], *, source: str = "checkpoint") -> dict
     try:
         weights = state["learner"]["learner"]["rl_module"]["default_policy"]
     except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{source}: no module weights at learner/learner/rl_module/default_policy "
-                              f"(missing {e})") from e
+        raise CheckpointError(
+            f"{source}: no module weights at learner/learner/rl_module/default_policy (missing {e})"
+        ) from e
     out = {}
     for key, value in weights.items():
         if not key.startswith(MODULE_PREFIX):
             raise CheckpointError(f"{source}: module weight {key!r} does not start with {MODULE_PREFIX!r}")
-        out[key[len(MODULE_PREFIX):]] = torch.as_tensor(np.asarray(value))
+        out[key[len(MODULE_PREFIX) :]] = torch.as_tensor(np.asarray(value))
     return out
 
 
-def policy_from_state(state: dict[str, Any], overrides: Sequence[str] = (), *, device: str | torch.device = "cpu",
-                      source: str = "checkpoint") -> tuple[SonicConfig, ActorCritic]:
+def policy_from_state(
+    state: dict[str, Any],
+    overrides: Sequence[str] = (),
+    *,
+    device: str | torch.device = "cpu",
+    source: str = "checkpoint",
+) -> tuple[SonicConfig, ActorCritic]:
     cfg = config_from_state(state, overrides, source=source)
     kwargs = state.get("model_kwargs") or model_kwargs_for(cfg)
     ac = ActorCritic(**kwargs)
@@ -122,13 +135,18 @@ def policy_from_state(state: dict[str, Any], overrides: Sequence[str] = (), *, d
     ref = ac.state_dict()
     for key, value in weights.items():
         if key in ref and ref[key].shape != value.shape:
-            raise CheckpointError(f"{source}: weight {key!r} has shape {tuple(value.shape)}, the model built from "
-                                  f"its config expects {tuple(ref[key].shape)}")
-    missing, unexpected = ac.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v for k, v in weights.items()},
-                                             strict=False)
+            raise CheckpointError(
+                f"{source}: weight {key!r} has shape {tuple(value.shape)}, the model built from "
+                f"its config expects {tuple(ref[key].shape)}"
+            )
+    missing, unexpected = ac.load_state_dict(
+        {k: v.to(ref[k].dtype) if k in ref else v for k, v in weights.items()}, strict=False
+    )
     if missing or unexpected:
-        raise CheckpointError(f"{source}: weights do not fit the model built from its config "
-                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise CheckpointError(
+            f"{source}: weights do not fit the model built from its config "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     return cfg, ac.to(device).eval()
 
 
@@ -148,8 +166,9 @@ class PolicyCheckpoint:
     def config(self, overrides: Sequence[str] = ()) -> SonicConfig:
         return config_from_state(self.state, overrides, source=str(self.path))
 
-    def policy(self, overrides: Sequence[str] = (), *,
-               device: str | torch.device = "cpu") -> tuple[SonicConfig, ActorCritic]:
+    def policy(
+        self, overrides: Sequence[str] = (), *, device: str | torch.device = "cpu"
+    ) -> tuple[SonicConfig, ActorCritic]:
         return policy_from_state(self.state, overrides, device=device, source=str(self.path))
 
 
@@ -161,8 +180,9 @@ def read_checkpoint(checkpoint: str | Path) -> PolicyCheckpoint:
     return PolicyCheckpoint(path, load_checkpoint(path, map_location="cpu"))
 
 
-def load_policy(checkpoint: str | Path, overrides: Sequence[str] = (), *,
-                device: str | torch.device = "cpu") -> tuple[SonicConfig, ActorCritic]:
+def load_policy(
+    checkpoint: str | Path, overrides: Sequence[str] = (), *, device: str | torch.device = "cpu"
+) -> tuple[SonicConfig, ActorCritic]:
     """(cfg, ActorCritic in eval mode on `device`) from a checkpoint dir, or a run dir (its latest).
 
     Raises CheckpointError for a missing, incomplete or corrupt checkpoint (the message names it)

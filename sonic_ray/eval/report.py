@@ -80,7 +80,9 @@ def _plots(rows: Sequence[dict], worst: Sequence[dict]) -> dict[str, str]:
     for ok, label, color in ((True, "succeeded", "tab:blue"), (False, "failed", "tab:red")):
         vals = [r["mpjpe_l_mm"] for r in rows if bool(r["success"]) == ok and _finite(r.get("mpjpe_l_mm"))]
         if vals:
-            ax.hist(vals, bins=min(30, max(5, len(vals))), alpha=0.6, label=f"{label} ({len(vals)})", color=color)
+            ax.hist(
+                vals, bins=min(30, max(5, len(vals))), alpha=0.6, label=f"{label} ({len(vals)})", color=color
+            )
     ax.set_xlabel("MPJPE local (mm)")
     ax.set_ylabel("clips")
     ax.legend()
@@ -134,8 +136,14 @@ function viewClip(c) {{ document.getElementById('view-clip').value = c; showView
 """
 
 
-def render_report(metrics: dict, rows: Sequence[dict], videos: dict[str, str], *, title: str,
-                  view_command: str | None = None) -> str:
+def render_report(
+    metrics: dict,
+    rows: Sequence[dict],
+    videos: dict[str, str],
+    *,
+    title: str,
+    view_command: str | None = None,
+) -> str:
     """The report page. videos: {video file name relative to the page: caption}; view_command: the
     `sonic-ray view` command line with `{clip}` where the clip name goes (None: no viewer section)."""
     keys = [*SUMMARY_KEYS, "num_success"]
@@ -143,24 +151,50 @@ def render_report(metrics: dict, rows: Sequence[dict], videos: dict[str, str], *
     head = "".join(f"<th>{html.escape(e)}</th>" for e in encs)
     body = "".join(
         f"<tr><td>{k}</td><td>{_fmt(metrics.get(k))}</td>"
-        + "".join(f"<td>{_fmt(metrics['per_encoder'][e].get(k))}</td>" for e in encs) + "</tr>" for k in keys)
+        + "".join(f"<td>{_fmt(metrics['per_encoder'][e].get(k))}</td>" for e in encs)
+        + "</tr>"
+        for k in keys
+    )
     worst = sorted(rows, key=worst_first_key)[:WORST_SHOWN]
-    plots = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'>"
-                    for t, b in _plots(rows, worst).items())
-    cols = ["clip", "encoder", "success", "completed", "num_frames", "mpjpe_g_mm", "mpjpe_l_mm", "mpjpe_pa_mm",
-            "err_vr3_mm", "err_feet_mm"]
+    plots = "".join(
+        f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'>"
+        for t, b in _plots(rows, worst).items()
+    )
+    cols = [
+        "clip",
+        "encoder",
+        "success",
+        "completed",
+        "num_frames",
+        "mpjpe_g_mm",
+        "mpjpe_l_mm",
+        "mpjpe_pa_mm",
+        "err_vr3_mm",
+        "err_feet_mm",
+    ]
+
     def view(r) -> str:
         clip = html.escape(json.dumps(str(r["clip"])))
         return f"<td><a href='#viewer' onclick='viewClip({clip})'>view</a></td>" if view_command else ""
 
-    wt = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + view(r) + "</tr>"
-                 for r in worst)
-    vids = "".join(
-        f"<figure><video controls muted loop preload='metadata' src='{html.escape(src)}' width='480'></video>"
-        f"<figcaption>{html.escape(cap)} (<a href='{html.escape(src)}'>{html.escape(src)}</a>)</figcaption></figure>"
-        for src, cap in videos.items()) or "<p>No videos (run with --render K).</p>"
-    meta = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
-                   for k, v in metrics.items() if k not in keys and k != "per_encoder" and not isinstance(v, dict | list))
+    wt = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + view(r) + "</tr>" for r in worst
+    )
+    vids = (
+        "".join(
+            f"<figure><video controls muted loop preload='metadata' src='{html.escape(src)}' "
+            "width='480'></video>"
+            f"<figcaption>{html.escape(cap)} (<a "
+            f"href='{html.escape(src)}'>{html.escape(src)}</a>)</figcaption></figure>"
+            for src, cap in videos.items()
+        )
+        or "<p>No videos (run with --render K).</p>"
+    )
+    meta = "".join(
+        f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
+        for k, v in metrics.items()
+        if k not in keys and k != "per_encoder" and not isinstance(v, dict | list)
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
@@ -176,9 +210,15 @@ figure{{display:inline-block;margin:0.5em}}</style></head><body>
 """
 
 
-def write_outputs(out_dir: str | Path, rows: Sequence[dict], *, meta: dict | None = None,
-                  videos: dict[str, str] | None = None, title: str = "sonic-ray evaluation",
-                  view_command: str | None = None) -> dict:
+def write_outputs(
+    out_dir: str | Path,
+    rows: Sequence[dict],
+    *,
+    meta: dict | None = None,
+    videos: dict[str, str] | None = None,
+    title: str = "sonic-ray evaluation",
+    view_command: str | None = None,
+) -> dict:
     """metrics.json (summary + meta), clips.parquet (one row per clip and encoder), report.html.
     `videos` {file name under videos/: caption} must already be written; `view_command` see
     `render_report`. Returns the metrics."""

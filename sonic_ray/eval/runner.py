@@ -134,10 +134,19 @@ class _Recorder:
         self.t[ids] += 1
 
 
-def evaluate_policy(cfg: SonicConfig, policy, *, encoders: Sequence[str] = ("g1",), shard=None,
-                    clip_ids: Sequence[int] | None = None, num_envs: int | None = None, device="cpu",
-                    seed: int = 0, keep_worst: int = 0,
-                    on_clip: Callable[[dict], None] | None = None) -> EvalOutput:
+def evaluate_policy(
+    cfg: SonicConfig,
+    policy,
+    *,
+    encoders: Sequence[str] = ("g1",),
+    shard=None,
+    clip_ids: Sequence[int] | None = None,
+    num_envs: int | None = None,
+    device="cpu",
+    seed: int = 0,
+    keep_worst: int = 0,
+    on_clip: Callable[[dict], None] | None = None,
+) -> EvalOutput:
     """Rows (one per clip and encoder) of `clip_metrics` plus clip, clip_index (store index),
     clip_frames and completed (fraction of the clip tracked); the `keep_worst` worst
     trajectories (by `worst_first_key`) for videos. `clip_ids`: shard-local clip indices (all
@@ -168,7 +177,9 @@ def evaluate_policy(cfg: SonicConfig, policy, *, encoders: Sequence[str] = ("g1"
     return out
 
 
-def _run_encoder(env, policy, encoder, clips, frames, names, store_idx, idle, keep_worst, out, on_clip) -> None:
+def _run_encoder(
+    env, policy, encoder, clips, frames, names, store_idx, idle, keep_worst, out, on_clip
+) -> None:
     sampler = ClipQueueSampler(clips, idle_clip=idle, device=env.device)
     t_max = int(frames[clips].max())
     obs = env.start_evaluation(sampler, encoder=encoder, max_episode_length=t_max + 1)
@@ -190,15 +201,28 @@ def _run_encoder(env, policy, encoder, clips, frames, names, store_idx, idle, ke
             if slot[i] < 0:
                 continue
             c, t = clips[slot[i]], int(rec.t[i])
-            row = clip_metrics(rec.robot[i, :t], rec.ref[i, :t], fps=fps, failed=bool(term[i]),
-                               body_names=body_names, encoder=encoder)
-            row.update(clip=names[c], clip_index=int(store_idx[c]), clip_frames=int(frames[c]),
-                       completed=t / max(int(frames[c]), 1))
+            row = clip_metrics(
+                rec.robot[i, :t],
+                rec.ref[i, :t],
+                fps=fps,
+                failed=bool(term[i]),
+                body_names=body_names,
+                encoder=encoder,
+            )
+            row.update(
+                clip=names[c],
+                clip_index=int(store_idx[c]),
+                clip_frames=int(frames[c]),
+                completed=t / max(int(frames[c]), 1),
+            )
             out.rows.append(row)
             done_count += 1
             if keep_worst > 0:
-                _keep(out.worst, ClipTrajectory(row, rec.robot_q[i, :t].copy(), rec.ref_q[i, :t].copy(), fps),
-                      keep_worst)
+                _keep(
+                    out.worst,
+                    ClipTrajectory(row, rec.robot_q[i, :t].copy(), rec.ref_q[i, :t].copy(), fps),
+                    keep_worst,
+                )
             if on_clip is not None:
                 on_clip(row)
         if len(done):

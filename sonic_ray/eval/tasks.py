@@ -48,11 +48,17 @@ def _render_task(plan: EvalPlan, worst: list[ClipTrajectory]) -> dict[str, tuple
 
 def submit_chunks(plan: EvalPlan, *, keep_worst: int = 0) -> list[ray.ObjectRef]:
     cpus = float(plan.cfg.callbacks.eval_cpus_per_task)
-    return [_chunk_task.options(num_cpus=cpus, name=f"sonic_eval_{plan.checkpoint.name}_{k}")
-            .remote(plan, k, keep_worst) for k in range(plan.num_tasks)]
+    return [
+        _chunk_task.options(num_cpus=cpus, name=f"sonic_eval_{plan.checkpoint.name}_{k}").remote(
+            plan, k, keep_worst
+        )
+        for k in range(plan.num_tasks)
+    ]
 
 
-def evaluate_checkpoint(plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progress: bool = True) -> dict:
+def evaluate_checkpoint(
+    plan: EvalPlan, out_dir: str | Path, *, render: int = 0, progress: bool = True
+) -> dict:
     """Evaluate the plan's chunks as Ray tasks (Ray must be initialised), render the `render`
     worst clips here, write out_dir. Returns the metrics (metrics.json content)."""
     refs = submit_chunks(plan, keep_worst=render)
@@ -124,8 +130,9 @@ class BackgroundEvaluation:
                 return None
             p.merged = merge_outputs(ray.get(p.refs), p.render)
             if p.render and p.merged.worst:
-                p.render_ref = _render_task.options(num_cpus=float(p.plan.cfg.callbacks.eval_cpus_per_task)).remote(
-                    p.plan, p.merged.worst)
+                p.render_ref = _render_task.options(
+                    num_cpus=float(p.plan.cfg.callbacks.eval_cpus_per_task)
+                ).remote(p.plan, p.merged.worst)
         videos = {}
         if p.render_ref is not None:
             ready, _ = ray.wait([p.render_ref], timeout=timeout)
@@ -135,8 +142,9 @@ class BackgroundEvaluation:
             for name, (caption, data) in ray.get(p.render_ref).items():
                 atomic_write(p.out_dir / VIDEOS_DIR / name, data)
                 videos[name] = caption
-        metrics = write_plan_outputs(p.plan, p.merged, p.out_dir, videos=videos,
-                                     wall_seconds=round(time.time() - p.submitted, 3))
+        metrics = write_plan_outputs(
+            p.plan, p.merged, p.out_dir, videos=videos, wall_seconds=round(time.time() - p.submitted, 3)
+        )
         return EvalResult(p.plan.iteration, metrics)
 
 

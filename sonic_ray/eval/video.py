@@ -71,11 +71,20 @@ def _add_grid(mujoco, scene, center_xy: np.ndarray) -> None:
     rgba = np.asarray(GRID_RGBA, dtype=np.float32)
     eye = np.eye(3).reshape(-1)
     for k in range(-ext, ext + 1):
-        for pos, size in (((cx + k, cy, 0.001), (0.006, ext, 0.001)), ((cx, cy + k, 0.001), (ext, 0.006, 0.001))):
+        for pos, size in (
+            ((cx + k, cy, 0.001), (0.006, ext, 0.001)),
+            ((cx, cy + k, 0.001), (ext, 0.006, 0.001)),
+        ):
             if scene.ngeom >= scene.maxgeom:
                 return
-            mujoco.mjv_initGeom(scene.geoms[scene.ngeom], mujoco.mjtGeom.mjGEOM_BOX, np.asarray(size),
-                                np.asarray(pos), eye, rgba)
+            mujoco.mjv_initGeom(
+                scene.geoms[scene.ngeom],
+                mujoco.mjtGeom.mjGEOM_BOX,
+                np.asarray(size),
+                np.asarray(pos),
+                eye,
+                rgba,
+            )
             scene.ngeom += 1
 
 
@@ -85,22 +94,37 @@ def _renderer(mujoco, model, width: int, height: int):
     except Exception as e:
         backend = os.environ.get("MUJOCO_GL", "glfw")
         raise RuntimeError(
-            f"offscreen rendering is unavailable (MUJOCO_GL={backend}: {type(e).__name__}: {e}); install Mesa's "
-            "EGL (Debian: apt-get install libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libopengl0; `make setup` "
-            "does it as root) or set MUJOCO_GL=osmesa with libosmesa6") from e
+            f"offscreen rendering is unavailable (MUJOCO_GL={backend}: {type(e).__name__}: {e}); install "
+            "Mesa's "
+            "EGL (Debian: apt-get install libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libopengl0; `make "
+            "setup` "
+            "does it as root) or set MUJOCO_GL=osmesa with libosmesa6"
+        ) from e
 
 
-def render_frames(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, *, width: int = 480, height: int = 360,
-                  stride: int = 1, distance: float = 3.0, azimuth: float = 135.0, elevation: float = -15.0,
-                  track_body: str = "pelvis"):
+def render_frames(
+    model,
+    robot_qpos: np.ndarray,
+    ref_qpos: np.ndarray,
+    *,
+    width: int = 480,
+    height: int = 360,
+    stride: int = 1,
+    distance: float = 3.0,
+    azimuth: float = 135.0,
+    elevation: float = -15.0,
+    track_body: str = "pelvis",
+):
     """Yield (height, width, 3) uint8 frames, one per `stride` rows of the (T, nq) qpos arrays."""
     ensure_gl_backend()
     import mujoco
 
     robot_qpos, ref_qpos = np.asarray(robot_qpos), np.asarray(ref_qpos)
     if robot_qpos.ndim != 2 or robot_qpos.shape != ref_qpos.shape or robot_qpos.shape[1] != model.nq:
-        raise ValueError(f"render: robot_qpos {robot_qpos.shape} and ref_qpos {ref_qpos.shape} must both be "
-                         f"(T, nq={model.nq})")
+        raise ValueError(
+            f"render: robot_qpos {robot_qpos.shape} and ref_qpos {ref_qpos.shape} must both be "
+            f"(T, nq={model.nq})"
+        )
     body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, track_body)
     if body < 0:
         raise ValueError(f"render: the model has no body {track_body!r} to track")
@@ -125,7 +149,10 @@ def render_frames(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, *, width:
             renderer.update_scene(robot, camera=cam, scene_option=opt)
             first_ref = scene.ngeom
             for i in range(first_ref):
-                if scene.geoms[i].objtype == mujoco.mjtObj.mjOBJ_GEOM and scene.geoms[i].category == mujoco.mjtCatBit.mjCAT_DYNAMIC:
+                if (
+                    scene.geoms[i].objtype == mujoco.mjtObj.mjOBJ_GEOM
+                    and scene.geoms[i].category == mujoco.mjtCatBit.mjCAT_DYNAMIC
+                ):
                     scene.geoms[i].rgba[:] = ROBOT_RGBA
             mujoco.mjv_addGeoms(model, ref, opt, pert, mujoco.mjtCatBit.mjCAT_DYNAMIC, scene)
             for i in range(first_ref, scene.ngeom):
@@ -134,8 +161,18 @@ def render_frames(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, *, width:
             yield renderer.render()
 
 
-def render_clip(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, out_path: str | Path, *, fps: float,
-                width: int = 480, height: int = 360, stride: int = 1, **camera) -> Path:
+def render_clip(
+    model,
+    robot_qpos: np.ndarray,
+    ref_qpos: np.ndarray,
+    out_path: str | Path,
+    *,
+    fps: float,
+    width: int = 480,
+    height: int = 360,
+    stride: int = 1,
+    **camera,
+) -> Path:
     """Write an H.264 MP4 of the clip to `out_path` (atomically: a temp file renamed into place).
 
     robot_qpos, ref_qpos: (T, nq) qpos rows at `fps`; `stride` renders every stride-th row (the
@@ -146,11 +183,19 @@ def render_clip(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, out_path: s
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.stem}.tmp{out_path.suffix or '.mp4'}")
-    writer = imageio.get_writer(tmp, fps=float(fps) / max(1, int(stride)), codec="libx264", quality=7,
-                                pixelformat="yuv420p", macro_block_size=16, ffmpeg_log_level="error")
+    writer = imageio.get_writer(
+        tmp,
+        fps=float(fps) / max(1, int(stride)),
+        codec="libx264",
+        quality=7,
+        pixelformat="yuv420p",
+        macro_block_size=16,
+        ffmpeg_log_level="error",
+    )
     try:
-        for frame in render_frames(model, robot_qpos, ref_qpos, width=width, height=height, stride=stride,
-                                   **camera):
+        for frame in render_frames(
+            model, robot_qpos, ref_qpos, width=width, height=height, stride=stride, **camera
+        ):
             writer.append_data(frame)
     except BaseException:
         writer.close()
@@ -164,13 +209,23 @@ def render_clip(model, robot_qpos: np.ndarray, ref_qpos: np.ndarray, out_path: s
 def video_caption(row: dict) -> str:
     """The report's caption of a clip's video, from its metrics row."""
     outcome = "failed" if not row["success"] else "succeeded"
-    return (f"{row['clip']} [{row['encoder']}]: {outcome} after {row['num_frames']}/{row['clip_frames']} frames, "
-            f"MPJPE global {row['mpjpe_g_mm']:.0f} mm")
+    return (
+        f"{row['clip']} [{row['encoder']}]: {outcome} after {row['num_frames']}/{row['clip_frames']} frames, "
+        f"MPJPE global {row['mpjpe_g_mm']:.0f} mm"
+    )
 
 
-def render_worst(model, worst: Sequence, videos_dir: str | Path, *, several_encoders: bool, width: int = 480,
-                 height: int = 352, stride: int = 1,
-                 on_video: Callable[[str, float], None] | None = None) -> dict[str, str]:
+def render_worst(
+    model,
+    worst: Sequence,
+    videos_dir: str | Path,
+    *,
+    several_encoders: bool,
+    width: int = 480,
+    height: int = 352,
+    stride: int = 1,
+    on_video: Callable[[str, float], None] | None = None,
+) -> dict[str, str]:
     """An MP4 per clip of `worst` (ClipTrajectory: row, robot_qpos, ref_qpos, fps) into videos_dir,
     named by `report.video_name`; returns {file name: caption}. on_video(name, seconds) after each.
     `sonic-ray eval` and `sonic-ray sim2sim` both render their worst clips here."""
@@ -179,8 +234,16 @@ def render_worst(model, worst: Sequence, videos_dir: str | Path, *, several_enco
         r = tr.row
         name = video_name(r["clip"], r["encoder"], several_encoders=several_encoders)
         t0 = time.perf_counter()
-        render_clip(model, tr.robot_qpos, tr.ref_qpos, Path(videos_dir) / name, fps=tr.fps, width=width,
-                    height=height, stride=stride)
+        render_clip(
+            model,
+            tr.robot_qpos,
+            tr.ref_qpos,
+            Path(videos_dir) / name,
+            fps=tr.fps,
+            width=width,
+            height=height,
+            stride=stride,
+        )
         out[name] = video_caption(r)
         if on_video is not None:
             on_video(name, time.perf_counter() - t0)

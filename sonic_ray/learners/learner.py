@@ -56,15 +56,27 @@ class SonicLearner(PPOTorchLearner):
 
     # ---- optimisers -----------------------------------------------------------------------
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        ac = self._module[module_id].unwrapped().ac if hasattr(self._module[module_id], "unwrapped") else self._module[module_id].ac
+        ac = (
+            self._module[module_id].unwrapped().ac
+            if hasattr(self._module[module_id], "unwrapped")
+            else self._module[module_id].ac
+        )
         actor_params = list(ac.actor_parameters())
         critic_params = list(ac.critic_parameters())
-        self.register_optimizer(module_id=module_id, optimizer_name=ACTOR_OPT,
-                                optimizer=adam(actor_params, self.algo.actor_lr),
-                                params=actor_params, lr_or_lr_schedule=self.algo.actor_lr)
-        self.register_optimizer(module_id=module_id, optimizer_name=CRITIC_OPT,
-                                optimizer=adam(critic_params, self.algo.critic_lr),
-                                params=critic_params, lr_or_lr_schedule=self.algo.critic_lr)
+        self.register_optimizer(
+            module_id=module_id,
+            optimizer_name=ACTOR_OPT,
+            optimizer=adam(actor_params, self.algo.actor_lr),
+            params=actor_params,
+            lr_or_lr_schedule=self.algo.actor_lr,
+        )
+        self.register_optimizer(
+            module_id=module_id,
+            optimizer_name=CRITIC_OPT,
+            optimizer=adam(critic_params, self.algo.critic_lr),
+            params=critic_params,
+            lr_or_lr_schedule=self.algo.critic_lr,
+        )
 
     @property
     def actor_lr(self) -> float:
@@ -73,8 +85,10 @@ class SonicLearner(PPOTorchLearner):
     def postprocess_gradients_for_module(self, *, module_id, config=None, module_gradients_dict):
         """Each optimiser's gradients clipped to max_grad_norm by the core's `clip_grad_norms` (the
         same function as the in-process learner; RLlib's own clipping is the same rule per optimiser)."""
-        groups = [self.filter_param_dict_for_optimizer(param_dict=module_gradients_dict, optimizer=opt).values()
-                  for _, opt in self.get_optimizers_for_module(module_id)]
+        groups = [
+            self.filter_param_dict_for_optimizer(param_dict=module_gradients_dict, optimizer=opt).values()
+            for _, opt in self.get_optimizers_for_module(module_id)
+        ]
         clip_grad_norms(groups, self.algo.max_grad_norm)
         return dict(module_gradients_dict)
 
@@ -160,9 +174,16 @@ class SonicLearner(PPOTorchLearner):
         fb = self._expand(fb)
         ac = self._ac
         critic_obs = as_tensor(fb.data[K.OBS_PREFIX + K.CRITIC], self._device).float()
-        ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]), reduce_fn=self._sum_across_learners)
-        data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=self.algo.gamma, lam=self.algo.lam,
-                                device=self._device)
+        ac.update_critic_normalizer(
+            critic_obs.reshape(-1, critic_obs.shape[-1]), reduce_fn=self._sum_across_learners
+        )
+        data = training_tensors(
+            fb.data,
+            value_fn=ac.value_from_critic_obs,
+            gamma=self.algo.gamma,
+            lam=self.algo.lam,
+            device=self._device,
+        )
         out = self.loop.run(data, self._step)
         ac.update_actor_normalizers(obs_groups(data), reduce_fn=self._sum_across_learners)
         out["ppo/critic_lr"] = self.algo.critic_lr

@@ -80,5 +80,8 @@ class SonicRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             for key, value in state.items():
                 target = own.get(key)
                 if target is not None and target.dtype == torch.float64:
-                    target.copy_(torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value,
-                                                 dtype=torch.float64))
+                    target.copy_(
+                        torch.as_tensor(
+                            np.asarray(value) if not torch.is_tensor(value) else value, dtype=torch.float64
+                        )
+                    )

@@ -41,35 +41,63 @@ class Evaluation:
     reencoded_smpl: torch.Tensor | None  # (N,D) g1 encoder on the g1_kin decoding of the smpl token
 
 
-
 class ActorCritic(nn.Module):
     # Parts an inference-only copy (env runners, export) leaves out.
     NON_INFERENCE_ATTRIBUTES = ("critic", "critic_normalizer", "token.kin_decoder")
 
-    def __init__(self, *, encoder_input_dims: Mapping[str, int], encoder_hidden: Mapping[str, Sequence[int]],
-                 fsq_levels: Sequence[int], num_tokens: int, proprio_dim: int, action_dim: int,
-                 dyn_decoder_hidden: Sequence[int], kin_decoder_hidden: Sequence[int], kin_output_dim: int,
-                 critic_obs_dim: int, critic_hidden: Sequence[int], activation: str = "silu",
-                 critic_activation: str | None = None, residual_mode: str = "none",
-                 init_noise_std: float = 0.05, min_std: float = 0.001, max_std: float = 0.5,
-                 actor_obs_normalization: bool = False):
+    def __init__(
+        self,
+        *,
+        encoder_input_dims: Mapping[str, int],
+        encoder_hidden: Mapping[str, Sequence[int]],
+        fsq_levels: Sequence[int],
+        num_tokens: int,
+        proprio_dim: int,
+        action_dim: int,
+        dyn_decoder_hidden: Sequence[int],
+        kin_decoder_hidden: Sequence[int],
+        kin_output_dim: int,
+        critic_obs_dim: int,
+        critic_hidden: Sequence[int],
+        activation: str = "silu",
+        critic_activation: str | None = None,
+        residual_mode: str = "none",
+        init_noise_std: float = 0.05,
+        min_std: float = 0.001,
+        max_std: float = 0.5,
+        actor_obs_normalization: bool = False,
+    ):
         super().__init__()
         if not 0 < min_std <= init_noise_std <= max_std:
-            raise ValueError(f"need 0 < min_std <= init_noise_std <= max_std, got {min_std}, {init_noise_std}, {max_std}")
+            raise ValueError(
+                f"need 0 < min_std <= init_noise_std <= max_std, got {min_std}, {init_noise_std}, {max_std}"
+            )
         self.token = UniversalTokenModule(
-            encoder_input_dims=encoder_input_dims, encoder_hidden=encoder_hidden, fsq_levels=fsq_levels,
-            num_tokens=num_tokens, proprio_dim=proprio_dim, action_dim=action_dim,
-            dyn_decoder_hidden=dyn_decoder_hidden, kin_decoder_hidden=kin_decoder_hidden,
-            kin_output_dim=kin_output_dim, activation=activation, residual_mode=residual_mode)
+            encoder_input_dims=encoder_input_dims,
+            encoder_hidden=encoder_hidden,
+            fsq_levels=fsq_levels,
+            num_tokens=num_tokens,
+            proprio_dim=proprio_dim,
+            action_dim=action_dim,
+            dyn_decoder_hidden=dyn_decoder_hidden,
+            kin_decoder_hidden=kin_decoder_hidden,
+            kin_output_dim=kin_output_dim,
+            activation=activation,
+            residual_mode=residual_mode,
+        )
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_noise_std)))
         self.min_std, self.max_std = min_std, max_std
         self.critic_normalizer = RunningNormalizer(critic_obs_dim)
         # Running mean/std of the actor's inputs (proprioception and each tokenizer group), as rsl_rl's
         # and mjlab's empirical normalisation: statistics are frozen within an update (the rollout's
         # log-probs stay exact) and merged after it (`update_actor_normalizers`).
-        actor_dims = {K.POLICY: proprio_dim, **{K.TOKENIZER_KEYS[n]: d for n, d in encoder_input_dims.items()}}
+        actor_dims = {
+            K.POLICY: proprio_dim,
+            **{K.TOKENIZER_KEYS[n]: d for n, d in encoder_input_dims.items()},
+        }
         self.actor_normalizers = nn.ModuleDict(
-            {k: RunningNormalizer(d) for k, d in actor_dims.items()} if actor_obs_normalization else {})
+            {k: RunningNormalizer(d) for k, d in actor_dims.items()} if actor_obs_normalization else {}
+        )
         self.critic = mlp(critic_obs_dim, critic_hidden, 1, activation=critic_activation or activation)
 
     # ---- parameters ----------------------------------------------------------------------
@@ -99,8 +127,9 @@ class ActorCritic(nn.Module):
         return {**obs, **{k: norm(obs[k]) for k, norm in self.actor_normalizers.items() if k in obs}}
 
     @torch.no_grad()
-    def update_actor_normalizers(self, obs: Obs,
-                                 reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def update_actor_normalizers(
+        self, obs: Obs, reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> None:
         """Merge a batch of actor inputs {key: (M, k)} into the actor's statistics (after an update)."""
         for k, norm in self.actor_normalizers.items():
             _merge(norm, obs[k], reduce_fn)
@@ -119,7 +148,9 @@ class ActorCritic(nn.Module):
         return actions, gaussian_logp(actions, mean, std), mean, std
 
     # ---- training forward ----------------------------------------------------------------
-    def evaluate(self, obs: Obs, actions: torch.Tensor, latent_residual: torch.Tensor | None = None) -> Evaluation:
+    def evaluate(
+        self, obs: Obs, actions: torch.Tensor, latent_residual: torch.Tensor | None = None
+    ) -> Evaluation:
         """One forward for the losses: logp/entropy of `actions` (N,A), value, and the aux-loss tensors
         (see `Evaluation`; `reencoded_smpl` is None without both the g1 and the smpl encoder)."""
         raw_obs, obs = obs, self.normalize_actor_obs(obs)
@@ -130,17 +161,28 @@ class ActorCritic(nn.Module):
         std = self.std
         reencoded_smpl = None
         if "smpl" in latents and "g1" in latents:
-            kin_pred, smpl_recon = self._kin_decode_with_smpl(token, latents["smpl"], obs[K.ENCODER_INDEX],
-                                                              plain_fsq=latent_residual is None)
+            kin_pred, smpl_recon = self._kin_decode_with_smpl(
+                token, latents["smpl"], obs[K.ENCODER_INDEX], plain_fsq=latent_residual is None
+            )
             reencoded_smpl = self.token.encoders["g1"](smpl_recon)
         else:
             kin_pred = self.token.kin_decoder(token)
-        return Evaluation(logp=gaussian_logp(actions, mean, std), entropy=gaussian_entropy(std).expand(mean.shape[0]),
-                          mean=mean, std=std, value=self.value(raw_obs), latents=latents, token=token,
-                          kin_target=obs[K.TOKENIZER_G1], kin_pred=kin_pred, reencoded_smpl=reencoded_smpl)
+        return Evaluation(
+            logp=gaussian_logp(actions, mean, std),
+            entropy=gaussian_entropy(std).expand(mean.shape[0]),
+            mean=mean,
+            std=std,
+            value=self.value(raw_obs),
+            latents=latents,
+            token=token,
+            kin_target=obs[K.TOKENIZER_G1],
+            kin_pred=kin_pred,
+            reencoded_smpl=reencoded_smpl,
+        )
 
-    def _kin_decode_with_smpl(self, token: torch.Tensor, smpl_latent: torch.Tensor, encoder_index: torch.Tensor,
-                              *, plain_fsq: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _kin_decode_with_smpl(
+        self, token: torch.Tensor, smpl_latent: torch.Tensor, encoder_index: torch.Tensor, *, plain_fsq: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """g1_kin decodings of each row's routed token (N,G) and of every row's smpl token (N,G), in ONE
         decoder pass. Rows routed to smpl (without a residual) have routed token == smpl token, so they
         are decoded once and shared: same values and gradients, a third less of the second pass."""
@@ -165,22 +207,25 @@ class ActorCritic(nn.Module):
         return self.value_from_critic_obs(obs[K.CRITIC])
 
     @torch.no_grad()
-    def update_critic_normalizer(self, critic_obs: torch.Tensor,
-                                 reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def update_critic_normalizer(
+        self, critic_obs: torch.Tensor, reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> None:
         """Merge a batch (M,C) into the critic's statistics; `reduce_fn` sums raw moments across learners."""
         _merge(self.critic_normalizer, critic_obs, reduce_fn)
 
 
-def _merge(norm: RunningNormalizer, x: torch.Tensor,
-           reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+def _merge(
+    norm: RunningNormalizer, x: torch.Tensor, reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> None:
     """Merge a batch x (M, D) into `norm`; `reduce_fn` sums the raw moments across learners first."""
     x = x.detach().to(torch.float64).reshape(-1, x.shape[-1])
-    packed = torch.cat((torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device),
-                        x.sum(0), (x * x).sum(0)))
+    packed = torch.cat(
+        (torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device), x.sum(0), (x * x).sum(0))
+    )
     if reduce_fn is not None:
         packed = reduce_fn(packed)
     dim = x.shape[-1]
-    count, s1, s2 = packed[0], packed[1: 1 + dim], packed[1 + dim:]
+    count, s1, s2 = packed[0], packed[1 : 1 + dim], packed[1 + dim :]
     mean = s1 / count
     m2 = (s2 - count * mean * mean).clamp_min(0.0)
     norm.update_from_moments(count, mean.to(norm.mean.device), m2.to(norm.mean.device))

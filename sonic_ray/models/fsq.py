@@ -36,9 +36,16 @@ class FSQ(nn.Module):
         self.token_dim = len(levels)
         self.dim = num_tokens * len(levels)
         half = [v // 2 for v in levels]
-        self.register_buffer("_half", torch.tensor(half, dtype=torch.float32).repeat(num_tokens), persistent=False)
-        self.register_buffer("_upper", torch.tensor([(v - 1 - h) / h for v, h in zip(levels, half)],
-                                                    dtype=torch.float32).repeat(num_tokens), persistent=False)
+        self.register_buffer(
+            "_half", torch.tensor(half, dtype=torch.float32).repeat(num_tokens), persistent=False
+        )
+        self.register_buffer(
+            "_upper",
+            torch.tensor([(v - 1 - h) / h for v, h in zip(levels, half)], dtype=torch.float32).repeat(
+                num_tokens
+            ),
+            persistent=False,
+        )
 
     @property
     def codebook_size(self) -> int:

@@ -29,7 +29,11 @@ class RunningNormalizer(nn.Module):
         """(count, mean (D,), m2 (D,)) of a batch x (M, D), in float64."""
         x = x.detach().to(torch.float64).reshape(-1, x.shape[-1])
         mean = x.mean(0)
-        return torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device), mean, ((x - mean) ** 2).sum(0)
+        return (
+            torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device),
+            mean,
+            ((x - mean) ** 2).sum(0),
+        )
 
     @torch.no_grad()
     def update_from_moments(self, count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor) -> None:

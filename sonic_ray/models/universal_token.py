@@ -22,10 +22,21 @@ RESIDUAL_MODES = ("none", "post_quant", "pre_quant", "replace")
 
 
 class UniversalTokenModule(nn.Module):
-    def __init__(self, *, encoder_input_dims: Mapping[str, int], encoder_hidden: Mapping[str, Sequence[int]],
-                 fsq_levels: Sequence[int], num_tokens: int, proprio_dim: int, action_dim: int,
-                 dyn_decoder_hidden: Sequence[int], kin_decoder_hidden: Sequence[int], kin_output_dim: int,
-                 activation: str = "silu", residual_mode: str = "none"):
+    def __init__(
+        self,
+        *,
+        encoder_input_dims: Mapping[str, int],
+        encoder_hidden: Mapping[str, Sequence[int]],
+        fsq_levels: Sequence[int],
+        num_tokens: int,
+        proprio_dim: int,
+        action_dim: int,
+        dyn_decoder_hidden: Sequence[int],
+        kin_decoder_hidden: Sequence[int],
+        kin_output_dim: int,
+        activation: str = "silu",
+        residual_mode: str = "none",
+    ):
         super().__init__()
         unknown = set(encoder_input_dims) - set(K.ENCODER_NAMES)
         if unknown:
@@ -36,10 +47,15 @@ class UniversalTokenModule(nn.Module):
         self.fsq = FSQ(fsq_levels, num_tokens)
         self.latent_dim = self.fsq.dim
         self.encoder_names = tuple(n for n in K.ENCODER_NAMES if n in encoder_input_dims)
-        self.encoders = nn.ModuleDict({
-            n: mlp(encoder_input_dims[n], encoder_hidden[n], self.latent_dim, activation=activation)
-            for n in self.encoder_names})
-        self.dyn_decoder = mlp(self.latent_dim + proprio_dim, dyn_decoder_hidden, action_dim, activation=activation)
+        self.encoders = nn.ModuleDict(
+            {
+                n: mlp(encoder_input_dims[n], encoder_hidden[n], self.latent_dim, activation=activation)
+                for n in self.encoder_names
+            }
+        )
+        self.dyn_decoder = mlp(
+            self.latent_dim + proprio_dim, dyn_decoder_hidden, action_dim, activation=activation
+        )
         # Action head starts near zero (CleanRL's 0.01-gain policy head): the first policy holds the
         # default pose under PD instead of flailing, so early episodes last long enough to learn from.
         with torch.no_grad():
@@ -53,7 +69,9 @@ class UniversalTokenModule(nn.Module):
     def _slots(self, encoder_index: torch.Tensor) -> torch.Tensor:
         slots = self._slot[encoder_index.long()]
         if bool((slots < 0).any()):
-            raise ValueError(f"encoder_index names an encoder this module lacks (built: {self.encoder_names})")
+            raise ValueError(
+                f"encoder_index names an encoder this module lacks (built: {self.encoder_names})"
+            )
         return slots
 
     def encode_all(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -14,35 +14,55 @@ from collections.abc import Callable
 from sonic_ray.motion.robot_context import RobotContext, robot_context
 
 
-def add_parser(subparsers, *, robot_context_fn: Callable[[str], RobotContext] = robot_context,
-               ray_engine: Callable | None = None) -> None:
+def add_parser(
+    subparsers,
+    *,
+    robot_context_fn: Callable[[str], RobotContext] = robot_context,
+    ray_engine: Callable | None = None,
+) -> None:
     """ray_engine: the Ray Data import engine (`sonic_ray.ingest.run_ray`), handed in by the shell
     (`sonic_ray.ingest.add_parser`) so this core module never imports Ray."""
     p = subparsers.add_parser("motions", help="import and inspect reference motions")
     sub = p.add_subparsers(dest="motions_cmd", required=True)
     imp = sub.add_parser("import", help="import motion files/folders into a store (appends)")
     imp.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (searched recursively)")
-    imp.add_argument("--out", required=True, metavar="STORE",
-                     help="motion store: a folder (sharded store, created or appended) or a one-file .parquet")
-    imp.add_argument("--list", dest="list_file", metavar="FILE", help="a file naming motion files, one a line")
-    imp.add_argument("--engine", choices=("auto", "ray", "serial"), default="auto",
-                     help="sharded import: Ray Data pipeline or in-process (auto: ray for 8+ files)")
+    imp.add_argument(
+        "--out",
+        required=True,
+        metavar="STORE",
+        help="motion store: a folder (sharded store, created or appended) or a one-file .parquet",
+    )
+    imp.add_argument(
+        "--list", dest="list_file", metavar="FILE", help="a file naming motion files, one a line"
+    )
+    imp.add_argument(
+        "--engine",
+        choices=("auto", "ray", "serial"),
+        default="auto",
+        help="sharded import: Ray Data pipeline or in-process (auto: ray for 8+ files)",
+    )
     imp.add_argument("--workers", type=int, default=None, help="Ray Data import workers (default: CPU count)")
     imp.add_argument("--fps", type=float, default=None, help="frame rate for files that carry none (CSV)")
     imp.add_argument("--robot", default="g1", help="robot whose joints the motions drive (default g1)")
     imp.add_argument("--json", action="store_true", help="print the import report as JSON")
-    imp.set_defaults(func=lambda args: cmd_import(args, robot_context_fn=robot_context_fn, ray_engine=ray_engine))
+    imp.set_defaults(
+        func=lambda args: cmd_import(args, robot_context_fn=robot_context_fn, ray_engine=ray_engine)
+    )
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store", metavar="STORE")
     info.add_argument("--json", action="store_true")
-    info.add_argument("--verify", action="store_true", help="sharded store: check every shard's size and hash")
+    info.add_argument(
+        "--verify", action="store_true", help="sharded store: check every shard's size and hash"
+    )
     info.set_defaults(func=cmd_info)
     mig = sub.add_parser("migrate", help="copy a one-file store into a sharded store (folder)")
     mig.add_argument("src", metavar="STORE")
     mig.add_argument("dst", metavar="FOLDER")
     mig.set_defaults(func=cmd_migrate)
     syn = sub.add_parser("synth", help="build the embedded synthetic G1 data set (IK, planted feet)")
-    syn.add_argument("--out", required=True, metavar="STORE", help="motion store (.parquet) to write (replaced)")
+    syn.add_argument(
+        "--out", required=True, metavar="STORE", help="motion store (.parquet) to write (replaced)"
+    )
     syn.add_argument("--fps", type=float, default=50.0, help="frame rate of the clips (default 50)")
     syn.add_argument("--robot", default="g1")
     syn.add_argument("--json", action="store_true", help="print the store summary as JSON")
@@ -56,7 +76,11 @@ def cmd_synth(args) -> int:
 
     if args.json:
         info = build_synth_store(args.out, robot=args.robot, fps=args.fps)
-        print(json.dumps({k: info[k] for k in ("path", "num_clips", "total_duration_s", "total_frames")}, default=str))
+        print(
+            json.dumps(
+                {k: info[k] for k in ("path", "num_clips", "total_duration_s", "total_frames")}, default=str
+            )
+        )
         return 0
     with Progress(transient=True) as bar:
         task = bar.add_task("synthesising clips", total=None)
@@ -69,8 +93,12 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_context,
-               ray_engine: Callable | None = None) -> int:
+def cmd_import(
+    args,
+    *,
+    robot_context_fn: Callable[[str], RobotContext] = robot_context,
+    ray_engine: Callable | None = None,
+) -> int:
     """Exit 0 if at least one clip was imported, else 1 (also when the store cannot be read or
     written: one line naming it)."""
     from sonic_ray.motion.importing import import_motions
@@ -79,8 +107,9 @@ def cmd_import(args, *, robot_context_fn: Callable[[str], RobotContext] = robot_
     if not str(args.out).endswith(".parquet"):
         from sonic_ray.motion.sharded_cli import cmd_import_sharded
 
-        return cmd_import_sharded(args, robot_context_fn=robot_context_fn, ray_engine=ray_engine,
-                                  print_report=_print_import)
+        return cmd_import_sharded(
+            args, robot_context_fn=robot_context_fn, ray_engine=ray_engine, print_report=_print_import
+        )
     if args.list_file:
         from sonic_ray.motion.shard_import import list_files
 
@@ -133,8 +162,10 @@ def cmd_migrate(args) -> int:
     from sonic_ray.motion.store import migrate
 
     out = migrate(args.src, args.dst)
-    print(f"{args.dst}: {len(out['added'])} clip(s) added, {len(out['duplicates'])} duplicate(s) skipped, "
-          f"{out['num_clips']} stored")
+    print(
+        f"{args.dst}: {len(out['added'])} clip(s) added, {len(out['duplicates'])} duplicate(s) skipped, "
+        f"{out['num_clips']} stored"
+    )
     return 0
 
 
@@ -162,7 +193,8 @@ def cmd_info(args) -> int:
     console = Console()
     console.print(
         f"{info['path']}: {info['num_clips']} clips, {info['total_duration_s'] / 60:.1f} min "
-        f"({info['total_frames']} frames), {len(info['joint_names'])} joints, schema v{info['schema_version']}"
+        f"({info['total_frames']} frames), {len(info['joint_names'])} joints, schema "
+        f"v{info['schema_version']}"
     )
     table = Table("format", "clips")
     for fmt, n in sorted(info["by_format"].items()):

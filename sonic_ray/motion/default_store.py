@@ -15,8 +15,13 @@ from sonic_ray.motion.store import MotionClip, store_info, write_store
 from sonic_ray.motion.validate import validate_clip
 
 
-def build_synth_store(out: str | Path, *, robot: str = "g1", fps: float = 50.0,
-                      progress: Callable[[int, int, str], None] | None = None) -> dict:
+def build_synth_store(
+    out: str | Path,
+    *,
+    robot: str = "g1",
+    fps: float = 50.0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict:
     """Synthesise every clip, validate it against the robot (limits and FK) and write `out`."""
     from sonic_ray.motion.synth import synth_all
 

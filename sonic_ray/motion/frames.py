@@ -115,10 +115,13 @@ def smpl_joints_local(smpl_joints_w: torch.Tensor, root_quat_w: torch.Tensor) ->
     return quat_apply_inverse(root_quat_w[:, None].expand(*rel.shape[:-1], 4), rel)
 
 
-def vr_local(anchor_pos_w: torch.Tensor, anchor_quat_w: torch.Tensor, vr_pos_w: torch.Tensor,
-             vr_quat_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def vr_local(
+    anchor_pos_w: torch.Tensor, anchor_quat_w: torch.Tensor, vr_pos_w: torch.Tensor, vr_quat_w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """VR points' positions (S,P,3) and orientations (S,P,6, tangent-normal) in the anchor frame,
     from the anchor pose (S,3), (S,4) and the points' world poses (S,P,3), (S,P,4)."""
     aq = anchor_quat_w[:, None].expand_as(vr_quat_w)
-    return (quat_apply_inverse(aq, vr_pos_w - anchor_pos_w[:, None]),
-            quat_to_tan_norm(quat_mul(quat_conj(aq), vr_quat_w)))
+    return (
+        quat_apply_inverse(aq, vr_pos_w - anchor_pos_w[:, None]),
+        quat_to_tan_norm(quat_mul(quat_conj(aq), vr_quat_w)),
+    )

@@ -33,8 +33,9 @@ def import_motions(
     plus "warnings": {clip name: [..]} for clips that imported with warnings.
     """
     with store_lock(out):  # held from reading the store's names to replacing it: imports serialise
-        return _import_locked(paths, out=out, joint_names=joint_names, lower=lower, upper=upper, fk=fk,
-                              fps=fps, on_file=on_file)
+        return _import_locked(
+            paths, out=out, joint_names=joint_names, lower=lower, upper=upper, fk=fk, fps=fps, on_file=on_file
+        )
 
 
 def _import_locked(paths, *, out, joint_names, lower, upper, fk, fps, on_file) -> dict:
@@ -89,7 +90,9 @@ def _chain(first, rest):
 
 def _checked(clip: MotionClip, taken: set[str], **kw) -> MotionClip:
     if clip.name in taken:
-        raise ClipRejected(clip.source, "name", f"clip name {clip.name!r} already in the store or this import")
+        raise ClipRejected(
+            clip.source, "name", f"clip name {clip.name!r} already in the store or this import"
+        )
     return validate_clip(clip, **kw)
 
 

@@ -35,8 +35,9 @@ def store_control_frames(store_path, control_fps: float) -> np.ndarray:
     if is_sharded(store_path):  # the manifest's columns, no per-clip dicts (100k clips: ~10 ms)
         return control_rate_frames(*clip_frames_fps(store_path), control_fps)
     clips = store_info(store_path)["clips"]
-    return control_rate_frames(np.array([c["frames"] for c in clips]), np.array([c["fps"] for c in clips]),
-                               control_fps)
+    return control_rate_frames(
+        np.array([c["frames"] for c in clips]), np.array([c["fps"] for c in clips]), control_fps
+    )
 
 
 def _load_resampled(store_path, shard, control_fps: float, load_smpl: bool):
@@ -56,8 +57,11 @@ def resample_clips(clips, control_fps: float, load_smpl: bool = True):
         x = torch.as_tensor(np.concatenate([getattr(c, key) for c in clips]), dtype=torch.float32)
         return interpolate(x[i0], x[i0 + 1], alpha, quat=quat)
 
-    out = {"root_pos_w": resampled("root_pos"), "root_quat_w": resampled("root_quat", quat=True),
-           "joint_pos": resampled("joint_pos")}
+    out = {
+        "root_pos_w": resampled("root_pos"),
+        "root_quat_w": resampled("root_quat", quat=True),
+        "joint_pos": resampled("joint_pos"),
+    }
     if load_smpl and all(c.smpl_joints is not None for c in clips):
         out["smpl_joints"] = resampled("smpl_joints")
     return [c.name for c in clips], out_frames, out
@@ -80,8 +84,16 @@ class MotionLib:
     store_index (C,) each clip's index in the whole store.
     """
 
-    def __init__(self, store_path, *, control_fps: float = 50.0, shard: tuple[int, int] | None = None,
-                 device: str | torch.device = "cpu", fk=None, load_smpl: bool = True):
+    def __init__(
+        self,
+        store_path,
+        *,
+        control_fps: float = 50.0,
+        shard: tuple[int, int] | None = None,
+        device: str | torch.device = "cpu",
+        fk=None,
+        load_smpl: bool = True,
+    ):
         self.control_fps = float(control_fps)
         self.device = torch.device(device)
         self.fk = fk
@@ -108,7 +120,9 @@ class MotionLib:
 
     def _setup(self, out_frames: np.ndarray, frames: dict) -> None:
         self.clip_frames = torch.as_tensor(out_frames, device=self.device)
-        self.clip_start = torch.as_tensor(np.concatenate(([0], np.cumsum(out_frames)[:-1])), device=self.device)
+        self.clip_start = torch.as_tensor(
+            np.concatenate(([0], np.cumsum(out_frames)[:-1])), device=self.device
+        )
         self.clip_length_s = (self.clip_frames - 1).to(torch.float32) / self.control_fps
         frames.update(_velocities(frames, out_frames, self.control_fps))
         self._frames = {k: v.to(device=self.device, dtype=torch.float32) for k, v in frames.items()}
@@ -145,12 +159,17 @@ class MotionLib:
         i1 = torch.minimum(i0 + 1, last.long())
         g0 = self.clip_start[clip_ids] + i0
         g1 = self.clip_start[clip_ids] + i1
-        return {key: interpolate(x[g0], x[g1], alpha, quat=key == "root_quat_w") for key, x in self._frames.items()}
+        return {
+            key: interpolate(x[g0], x[g1], alpha, quat=key == "root_quat_w")
+            for key, x in self._frames.items()
+        }
 
     def body_state(self, clip_ids: torch.Tensor, times: torch.Tensor) -> dict[str, torch.Tensor]:
         """`state` plus body_pos_w (N,B,3) and body_quat_w (N,B,4) from the FK object."""
         if self.fk is None:
             raise RuntimeError("MotionLib.body_state needs an FK object: MotionLib(..., fk=...)")
         out = self.state(clip_ids, times)
-        out["body_pos_w"], out["body_quat_w"] = self.fk.forward(out["root_pos_w"], out["root_quat_w"], out["joint_pos"])
+        out["body_pos_w"], out["body_quat_w"] = self.fk.forward(
+            out["root_pos_w"], out["root_quat_w"], out["joint_pos"]
+        )
         return out

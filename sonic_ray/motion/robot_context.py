@@ -30,8 +30,9 @@ def robot_context(robot_name: str) -> RobotContext:
 
     def fk(root_pos, root_quat, joint_pos):
         with torch.no_grad():
-            args = (torch.as_tensor(np.asarray(a, dtype=np.float64))
-                    for a in (root_pos, root_quat, joint_pos))
+            args = (
+                torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (root_pos, root_quat, joint_pos)
+            )
             return fk_model.forward(*args)[0].numpy()
 
     return list(robot.joint_names), lower, upper, fk

@@ -64,7 +64,9 @@ for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
 def _find_allowed(path: str, module: str, name: str, extra: dict):
     obj = _ALLOWED.get((module, name)) or extra.get((module, name))
     if obj is None:
-        raise UnsafePickleError(f"{path}: refused to load global {module}.{name} (only numpy arrays and plain data)")
+        raise UnsafePickleError(
+            f"{path}: refused to load global {module}.{name} (only numpy arrays and plain data)"
+        )
     return obj
 
 

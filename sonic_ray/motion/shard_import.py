@@ -58,9 +58,17 @@ class ImportWorker:
     Robot data is built once per worker by `context_fn(robot)` (FK models do not pickle cheaply).
     """
 
-    def __init__(self, store: str, *, robot: str, context_fn: ContextFn, fps: float | None = None,
-                 taken_names: Iterable[str] = (), taken_hashes: Iterable[str] = (),
-                 max_clips: int = MAX_SHARD_CLIPS):
+    def __init__(
+        self,
+        store: str,
+        *,
+        robot: str,
+        context_fn: ContextFn,
+        fps: float | None = None,
+        taken_names: Iterable[str] = (),
+        taken_hashes: Iterable[str] = (),
+        max_clips: int = MAX_SHARD_CLIPS,
+    ):
         self.store, self.fps, self.max_clips = store, fps, max_clips
         self.joint_names, self.lower, self.upper, self.fk = context_fn(robot)
         self.taken_names, self.taken_hashes = set(taken_names), set(taken_hashes)
@@ -79,16 +87,27 @@ class ImportWorker:
                     if h in self.taken_hashes:
                         duplicates.append(item.name)
                     elif item.name in self.taken_names:
-                        rejected.append({"source": item.source, "reason": f"name: clip name {item.name!r} already "
-                                                                          "in the store with other content"})
+                        rejected.append(
+                            {
+                                "source": item.source,
+                                "reason": f"name: clip name {item.name!r} already "
+                                "in the store with other content",
+                            }
+                        )
                     else:
                         writer.add(item, content_hash=h)
             shards, clips = writer.finish()
         except BaseException:
             writer.abort()
             raise
-        out = {"idx": int(batch["idx"][0]), "files": len(batch["path"]), "shards": shards, "clips": clips,
-               "rejected": rejected, "duplicates": duplicates}
+        out = {
+            "idx": int(batch["idx"][0]),
+            "files": len(batch["path"]),
+            "shards": shards,
+            "clips": clips,
+            "rejected": rejected,
+            "duplicates": duplicates,
+        }
         return {"result": np.array([json.dumps(out)])}
 
     def _load(self, path: str) -> list:
@@ -105,8 +124,11 @@ class ImportWorker:
                 out.append(item)
                 continue
             try:
-                out.append(validate_clip(item, joint_names=self.joint_names, lower=self.lower, upper=self.upper,
-                                         fk=self.fk))
+                out.append(
+                    validate_clip(
+                        item, joint_names=self.joint_names, lower=self.lower, upper=self.upper, fk=self.fk
+                    )
+                )
             except ClipRejected as e:
                 out.append(e)
             except Exception as e:  # a check that trips over odd data rejects that clip only
@@ -116,8 +138,10 @@ class ImportWorker:
 
 def batches(files: Sequence[str], batch_files: int) -> list[dict]:
     """The import's input rows cut into batches of `batch_files` files: [{"idx", "path"}]."""
-    return [{"idx": np.arange(s, min(s + batch_files, len(files))), "path": np.array(files[s:s + batch_files])}
-            for s in range(0, len(files), batch_files)]
+    return [
+        {"idx": np.arange(s, min(s + batch_files, len(files))), "path": np.array(files[s : s + batch_files])}
+        for s in range(0, len(files), batch_files)
+    ]
 
 
 def default_batch_files(num_files: int, workers: int) -> int:
@@ -136,9 +160,17 @@ def run_serial(files: Sequence[str], worker_kwargs: dict, *, batch_files: int, o
     return results
 
 
-def import_sharded(files: Sequence[str], *, out, robot: str, context_fn: ContextFn, fps: float | None = None,
-                   engine: Callable | None = None, batch_files: int = 64,
-                   on_result: Callable[[dict], None] | None = None) -> dict:
+def import_sharded(
+    files: Sequence[str],
+    *,
+    out,
+    robot: str,
+    context_fn: ContextFn,
+    fps: float | None = None,
+    engine: Callable | None = None,
+    batch_files: int = 64,
+    on_result: Callable[[dict], None] | None = None,
+) -> dict:
     """Import `files` into the sharded store `out` (a folder, created) under its lock.
 
     engine(files, worker_kwargs, batch_files=, on_result=) -> batch results; default `run_serial`.
@@ -155,10 +187,13 @@ def import_sharded(files: Sequence[str], *, out, robot: str, context_fn: Context
         manifest = load_for_append(out, joint_names)
         remove_unreferenced(out, manifest)
         names, hashes = set(manifest["clips"]["name"]), set(manifest["clips"]["hash"])
-        kw = dict(store=out, robot=robot, context_fn=context_fn, fps=fps, taken_names=names, taken_hashes=hashes)
+        kw = dict(
+            store=out, robot=robot, context_fn=context_fn, fps=fps, taken_names=names, taken_hashes=hashes
+        )
         try:
-            results = sorted(engine(list(files), kw, batch_files=batch_files, on_result=on_result),
-                             key=lambda r: r["idx"])
+            results = sorted(
+                engine(list(files), kw, batch_files=batch_files, on_result=on_result), key=lambda r: r["idx"]
+            )
             report, rows, shards = _merge(results, names, hashes)
             if rows:
                 commit(out, manifest, shards, rows)
@@ -180,8 +215,12 @@ def _merge(results: list[dict], names: set, hashes: set) -> tuple[dict, list[dic
                 report["duplicates"].append(c["name"])
                 continue
             if c["name"] in names:
-                report["rejected"].append({"source": c["source"], "reason": f"name: clip name {c['name']!r} "
-                                                                           "appears twice in this import"})
+                report["rejected"].append(
+                    {
+                        "source": c["source"],
+                        "reason": f"name: clip name {c['name']!r} appears twice in this import",
+                    }
+                )
                 continue
             names.add(c["name"])
             hashes.add(c["hash"])

@@ -78,8 +78,14 @@ def clip_hash(clip: MotionClip) -> str:
 
 
 def _empty_manifest(joint_names: list[str]) -> dict:
-    return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "joint_names": list(joint_names), "shards": [],
-            "clips": {k: [] for k in _INDEX_KEYS}, "warnings": {}}
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "joint_names": list(joint_names),
+        "shards": [],
+        "clips": {k: [] for k in _INDEX_KEYS},
+        "warnings": {},
+    }
 
 
 def read_manifest(path) -> dict:
@@ -89,7 +95,9 @@ def read_manifest(path) -> dict:
     try:
         st = os.stat(mpath)
     except FileNotFoundError:
-        raise StoreError(f"{mpath}: no manifest (not a sharded motion store, or nothing imported yet)") from None
+        raise StoreError(
+            f"{mpath}: no manifest (not a sharded motion store, or nothing imported yet)"
+        ) from None
     key = (st.st_mtime_ns, st.st_size)
     hit = _cache.get(mpath)
     if hit is not None and hit[0] == key:
@@ -100,7 +108,9 @@ def read_manifest(path) -> dict:
         if not isinstance(m, dict) or m.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
         if m.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {m.get('schema_version')} unsupported (expected {SCHEMA_VERSION})")
+            raise ValueError(
+                f"schema_version {m.get('schema_version')} unsupported (expected {SCHEMA_VERSION})"
+            )
         n = len(m["clips"]["name"])
         if any(len(m["clips"][k]) != n for k in _INDEX_KEYS):
             raise ValueError("clip index columns differ in length")
@@ -129,9 +139,18 @@ def sharded_info(path) -> dict:
     frames = np.asarray(c["frames"], dtype=np.int64)
     fps = np.asarray(c["fps"], dtype=np.float64)
     warnings = m["warnings"]
-    clips = [{"name": name, "source": c["source"][i], "format": c["format"][i], "fps": c["fps"][i],
-              "frames": c["frames"][i], "warnings": warnings.get(name, []), "fk_max_err_m": c["fk_max_err_m"][i]}
-             for i, name in enumerate(c["name"])]
+    clips = [
+        {
+            "name": name,
+            "source": c["source"][i],
+            "format": c["format"][i],
+            "fps": c["fps"][i],
+            "frames": c["frames"][i],
+            "warnings": warnings.get(name, []),
+            "fk_max_err_m": c["fk_max_err_m"][i],
+        }
+        for i, name in enumerate(c["name"])
+    ]
     m["_info"] = {
         "path": os.fspath(path),
         "schema_version": m["schema_version"],
@@ -171,8 +190,9 @@ def _open_shard(path: str, entry: dict) -> pq.ParquetFile:
         raise StoreError(f"{file}: shard unreadable ({type(e).__name__}: {e})") from None
 
 
-def iter_sharded(path, *, shard: tuple[int, int] | None = None, smpl: bool = True,
-                 indices: Iterable[int] | None = None) -> Iterator[MotionClip]:
+def iter_sharded(
+    path, *, shard: tuple[int, int] | None = None, smpl: bool = True, indices: Iterable[int] | None = None
+) -> Iterator[MotionClip]:
     """Clips of `shard` (k, n) (or of the store indices `indices`) in store order, one shard file
     and one row group at a time. A shard file that cannot be read raises StoreError naming it."""
     path = os.fspath(path)
@@ -193,12 +213,14 @@ def iter_sharded(path, *, shard: tuple[int, int] | None = None, smpl: bool = Tru
             by_group.setdefault(r // ROW_GROUP_CLIPS, []).append(r % ROW_GROUP_CLIPS)
         groups = sorted(by_group)
         for b in range(0, len(groups), READ_GROUPS):  # a few row groups per read: small transient buffers
-            chunk = groups[b:b + READ_GROUPS]
+            chunk = groups[b : b + READ_GROUPS]
             try:
                 table = pf.read_row_groups(chunk, columns=columns, use_threads=False)
             except (OSError, pa.ArrowException) as e:
-                raise StoreError(f"{_shard_file(path, entry['file'])}: shard data unreadable, corrupt on disk? "
-                                 f"({type(e).__name__}: {e})") from None
+                raise StoreError(
+                    f"{_shard_file(path, entry['file'])}: shard data unreadable, corrupt on disk? "
+                    f"({type(e).__name__}: {e})"
+                ) from None
             take = [k * ROW_GROUP_CLIPS + i for k, g in enumerate(chunk) for i in by_group[g]]  # groups full
             yield from _table_to_clips(table.take(take), j)  # but a file's last, which comes last
 
@@ -253,10 +275,20 @@ class ShardWriter:
             self._writer = pq.ParquetWriter(self._file, self.schema, **_SHARD_OPTIONS)
             self._rows = 0
         self._pending.append(table)
-        self.clips.append({"name": clip.name, "source": clip.source, "format": clip.format, "fps": float(clip.fps),
-                           "frames": clip.num_frames, "hash": content_hash or clip_hash(clip),
-                           "shard": os.path.basename(self._file), "row": self._rows,
-                           "fk_max_err_m": clip.fk_max_err_m, "warnings": list(clip.warnings)})
+        self.clips.append(
+            {
+                "name": clip.name,
+                "source": clip.source,
+                "format": clip.format,
+                "fps": float(clip.fps),
+                "frames": clip.num_frames,
+                "hash": content_hash or clip_hash(clip),
+                "shard": os.path.basename(self._file),
+                "row": self._rows,
+                "fk_max_err_m": clip.fk_max_err_m,
+                "warnings": list(clip.warnings),
+            }
+        )
         self._rows += 1
         if len(self._pending) == ROW_GROUP_CLIPS:
             self._flush()
@@ -276,8 +308,14 @@ class ShardWriter:
         self._writer = None
         with open(self._file, "rb") as f:
             os.fsync(f.fileno())
-        self.shards.append({"file": os.path.basename(self._file), "clips": self._rows,
-                            "bytes": os.path.getsize(self._file), "sha256": _sha256(self._file)})
+        self.shards.append(
+            {
+                "file": os.path.basename(self._file),
+                "clips": self._rows,
+                "bytes": os.path.getsize(self._file),
+                "sha256": _sha256(self._file),
+            }
+        )
 
     def finish(self) -> tuple[list[dict], list[dict]]:
         self._close()
@@ -311,8 +349,9 @@ def remove_unreferenced(path, manifest: dict) -> None:
     live = {s["file"] for s in manifest["shards"]}
     for entry in os.scandir(path):
         n = entry.name
-        if ((n.startswith("shard-") and n.endswith(".parquet")) or n.startswith(f".{MANIFEST}.tmp")) \
-                and n not in live:
+        if (
+            (n.startswith("shard-") and n.endswith(".parquet")) or n.startswith(f".{MANIFEST}.tmp")
+        ) and n not in live:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(entry.path)
 
@@ -348,8 +387,9 @@ def commit(path, manifest: dict, shards: list[dict], clips: list[dict]) -> dict:
     return manifest
 
 
-def write_sharded(path, clips: Iterable[MotionClip], *, joint_names, append: bool = True,
-                  max_clips: int = MAX_SHARD_CLIPS) -> dict:
+def write_sharded(
+    path, clips: Iterable[MotionClip], *, joint_names, append: bool = True, max_clips: int = MAX_SHARD_CLIPS
+) -> dict:
     """Write clips into the sharded store at `path` (a folder, created if missing) serially.
 
     Returns {"added": [names], "duplicates": [names], "num_clips": clips now stored}. A clip whose
@@ -376,7 +416,9 @@ def write_sharded(path, clips: Iterable[MotionClip], *, joint_names, append: boo
                     dups.append(clip.name)
                     continue
                 if clip.name in names:
-                    raise StoreError(f"{path}: clip name {clip.name!r} already in the store (names must be unique)")
+                    raise StoreError(
+                        f"{path}: clip name {clip.name!r} already in the store (names must be unique)"
+                    )
                 names.add(clip.name)
                 hashes.add(h)
                 writer.add(clip, content_hash=h)

@@ -31,8 +31,13 @@ def pick_engine(name: str, num_files: int, workers: int, ray_engine: Callable | 
     return name, engine
 
 
-def cmd_import_sharded(args, *, robot_context_fn: Callable, ray_engine: Callable | None = None,
-                       print_report: Callable | None = None) -> int:
+def cmd_import_sharded(
+    args,
+    *,
+    robot_context_fn: Callable,
+    ray_engine: Callable | None = None,
+    print_report: Callable | None = None,
+) -> int:
     """print_report(report, out): the one-file import's summary printer (`motion.cli._print_import`)."""
     from sonic_ray.motion.shard_import import default_batch_files, import_sharded, list_files
     from sonic_ray.motion.store import StoreError
@@ -43,8 +48,14 @@ def cmd_import_sharded(args, *, robot_context_fn: Callable, ray_engine: Callable
         return 1
     workers = args.workers or os.cpu_count() or 1
     name, engine = pick_engine(args.engine, len(files), workers, ray_engine)
-    kw = dict(out=args.out, robot=args.robot, context_fn=robot_context_fn, fps=args.fps, engine=engine,
-              batch_files=default_batch_files(len(files), workers) if name == "ray" else 256)
+    kw = dict(
+        out=args.out,
+        robot=args.robot,
+        context_fn=robot_context_fn,
+        fps=args.fps,
+        engine=engine,
+        batch_files=default_batch_files(len(files), workers) if name == "ray" else 256,
+    )
     t0 = time.perf_counter()
     try:
         if args.json:
@@ -56,14 +67,20 @@ def cmd_import_sharded(args, *, robot_context_fn: Callable, ray_engine: Callable
         return 1
     seconds = time.perf_counter() - t0
     if args.json:
-        print(json.dumps({k: report[k] for k in ("imported", "rejected", "duplicates")}
-                         | {"engine": name, "seconds": seconds}))
+        print(
+            json.dumps(
+                {k: report[k] for k in ("imported", "rejected", "duplicates")}
+                | {"engine": name, "seconds": seconds}
+            )
+        )
     else:
         if print_report is not None:
             print_report(report, args.out)
         n = len(report["imported"])
-        print(f"{n} clip(s) in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} clips/s, engine {name}); "
-              f"{len(report['duplicates'])} duplicate(s) skipped")
+        print(
+            f"{n} clip(s) in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} clips/s, engine {name}); "
+            f"{len(report['duplicates'])} duplicate(s) skipped"
+        )
     return 0 if report["imported"] else 1
 
 
@@ -74,15 +91,22 @@ def _with_progress(files, kw, engine_name: str) -> dict:
 
     t0 = time.perf_counter()
     clips = 0
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("files  {task.fields[clips]} clips  {task.fields[rate]:.0f} clips/s"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files  {task.fields[clips]} clips  {task.fields[rate]:.0f} clips/s"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task(f"importing ({engine_name})", total=len(files), clips=0, rate=0.0)
 
         def on_result(r: dict) -> None:
             nonlocal clips
             clips += len(r["clips"])
-            bar.update(task, advance=r["files"], clips=clips, rate=clips / max(time.perf_counter() - t0, 1e-9))
+            bar.update(
+                task, advance=r["files"], clips=clips, rate=clips / max(time.perf_counter() - t0, 1e-9)
+            )
 
         return import_sharded(files, on_result=on_result, **kw)
 

@@ -165,7 +165,9 @@ def _write_locked(path: str, clips: Iterable[MotionClip], joint_names: list[str]
                     writer.write_table(group.replace_schema_metadata(None))
             for clip in clips:
                 if clip.name in names:
-                    raise StoreError(f"{path}: clip name {clip.name!r} already in the store (names must be unique)")
+                    raise StoreError(
+                        f"{path}: clip name {clip.name!r} already in the store (names must be unique)"
+                    )
                 names.add(clip.name)
                 writer.write_table(_clip_table(clip, schema, len(joint_names)))
                 index.append(_index_entry(clip))
@@ -206,8 +208,9 @@ def store_info(path) -> dict:
     }
 
 
-def iter_store(path, *, shard: tuple[int, int] | None = None, smpl: bool = True,
-               batch: int = 256) -> Iterator[MotionClip]:
+def iter_store(
+    path, *, shard: tuple[int, int] | None = None, smpl: bool = True, batch: int = 256
+) -> Iterator[MotionClip]:
     """Yield the clips of `shard` in store order, reading `batch` row groups per call (lazy:
     at most one batch of clips is decoded at a time; per-call overhead dominates single reads).
     A folder is a sharded store (`sharded.iter_sharded`)."""

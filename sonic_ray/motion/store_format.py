@@ -80,6 +80,8 @@ def _schema() -> pa.Schema:
             ("fk_max_err_m", pa.float64()),
         ]
     )
+
+
 def _clip_table(clip: MotionClip, schema: pa.Schema, num_joints: int) -> pa.Table:
     t = clip.num_frames
     shapes = {"root_pos": (t, 3), "root_quat": (t, 4), "joint_pos": (t, num_joints)}
@@ -166,7 +168,9 @@ def _lists(table: pa.Table, key: str) -> list[np.ndarray | None]:
 
 
 def _table_to_clips(table: pa.Table, num_joints: int) -> list[MotionClip]:
-    meta = table.select(["name", "source", "format", "fps", "num_frames", "warnings", "fk_max_err_m"]).to_pylist()
+    meta = table.select(
+        ["name", "source", "format", "fps", "num_frames", "warnings", "fk_max_err_m"]
+    ).to_pylist()
     arrays = {k: _lists(table, k) for k in _ARRAY_COLUMNS if k in table.column_names}
     clips = []
     for i, m in enumerate(meta):

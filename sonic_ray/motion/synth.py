@@ -66,8 +66,13 @@ def synth_clip(name: str, *, fps: float = 50.0, robot: str = "g1", duration_s: f
     return SynthBuilder(robot).clip(name, fps=fps, duration_s=duration_s)
 
 
-def synth_all(*, fps: float = 50.0, robot: str = "g1", names=None,
-              progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
+def synth_all(
+    *,
+    fps: float = 50.0,
+    robot: str = "g1",
+    names=None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[dict]:
     """Build every clip (or `names`), in SYNTH_CLIPS order; progress(i, n, name) before each."""
     names = list(SYNTH_CLIPS if names is None else names)
     builder = SynthBuilder(robot)
@@ -89,13 +94,23 @@ def clip_contact_stats(model: mujoco.MjModel, clip: dict, *, stance_height: floa
     """
     data = mujoco.MjData(model)
     feet = [model.body(f"{s}_ankle_roll_link").id for s in ("left", "right")]
-    geoms = [[g for g in range(model.ngeom) if model.geom_bodyid[g] == b
-              and model.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE] for b in feet]
+    geoms = [
+        [
+            g
+            for g in range(model.ngeom)
+            if model.geom_bodyid[g] == b and model.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE
+        ]
+        for b in feet
+    ]
     t_count = clip["root_pos"].shape[0]
     sole = np.zeros((t_count, 2))
     foot_xy = np.zeros((t_count, 2, 2))
     for i in range(t_count):
-        data.qpos[:3], data.qpos[3:7], data.qpos[7:] = clip["root_pos"][i], clip["root_quat"][i], clip["joint_pos"][i]
+        data.qpos[:3], data.qpos[3:7], data.qpos[7:] = (
+            clip["root_pos"][i],
+            clip["root_quat"][i],
+            clip["joint_pos"][i],
+        )
         mujoco.mj_kinematics(model, data)
         for f in (0, 1):
             g = np.array(geoms[f])

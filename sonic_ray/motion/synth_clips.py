@@ -65,13 +65,22 @@ class Designer:
         foot_pos[:, :, 2] = FOOT_Z
         pelvis = np.zeros((n, 3))
         pelvis[:, 2] = self.pelvis_z
-        return MotionPlan(foot_pos=foot_pos, foot_yaw=np.repeat(yaw[:, None], n, axis=1), pelvis_pos=pelvis,
-                          pelvis_rpy=np.zeros((n, 3)), torso_rpy=np.zeros((n, 3)),
-                          posture=np.tile(self.default, (n, 1)))
+        return MotionPlan(
+            foot_pos=foot_pos,
+            foot_yaw=np.repeat(yaw[:, None], n, axis=1),
+            pelvis_pos=pelvis,
+            pelvis_rpy=np.zeros((n, 3)),
+            torso_rpy=np.zeros((n, 3)),
+            posture=np.tile(self.default, (n, 1)),
+        )
 
     def arm(self, plan: MotionPlan, side: str, joint: str, values) -> None:
         """Set one arm joint of the posture, mirrored for the right side (roll and yaw flip)."""
-        sign = -1.0 if side == "right" and joint in ("shoulder_roll", "shoulder_yaw", "wrist_roll", "wrist_yaw") else 1.0
+        sign = (
+            -1.0
+            if side == "right" and joint in ("shoulder_roll", "shoulder_yaw", "wrist_roll", "wrist_yaw")
+            else 1.0
+        )
         plan.posture[:, self.j(f"{side}_{joint}_joint")] = sign * np.asarray(values)
 
     def hands_along_posture(self, plan: MotionPlan, offset_left, offset_right, *, sides=SIDES) -> None:
@@ -85,8 +94,17 @@ class Designer:
         plan.hand_pos = base + np.stack([np.asarray(offset_left), np.asarray(offset_right)])
         plan.hand_on = tuple(s in sides for s in SIDES)
 
-    def gait(self, t: np.ndarray, steps: list[Step], *, lift: float = 0.07, sway: float = 0.6,
-             shift: float = 0.35, crouch: float = 0.015, arm_swing: float = 1.2) -> MotionPlan:
+    def gait(
+        self,
+        t: np.ndarray,
+        steps: list[Step],
+        *,
+        lift: float = 0.07,
+        sway: float = 0.6,
+        shift: float = 0.35,
+        crouch: float = 0.015,
+        arm_swing: float = 1.2,
+    ) -> MotionPlan:
         """Stepping plan: planted feet between swings, pelvis leaning over the stance foot."""
         fps = 1.0 / (t[1] - t[0])
         plan = self.standing(t)
@@ -104,8 +122,13 @@ class Designer:
         heading = np.stack([np.cos(yaw), np.sin(yaw)], axis=1)
         fwd = [np.sum((foot_pos[f, :, :2] - xy) * heading, axis=1) for f in (0, 1)]
         for f, side in enumerate(SIDES):
-            self.arm(plan, side, "shoulder_pitch", self.default[self.j(f"{side}_shoulder_pitch_joint")]
-                     + arm_swing * (fwd[f] - fwd[1 - f]) * 0.5)
+            self.arm(
+                plan,
+                side,
+                "shoulder_pitch",
+                self.default[self.j(f"{side}_shoulder_pitch_joint")]
+                + arm_swing * (fwd[f] - fwd[1 - f]) * 0.5,
+            )
         return plan
 
 
@@ -230,8 +253,11 @@ def reach_forward(d: Designer, t):
         d.arm(p, s, "shoulder_roll", keyframes(t, keys, [0.2, 0.2, 0.45, 0.45, 0.2]))
         d.arm(p, s, "elbow", keyframes(t, keys, [0.6, 0.6, 0.9, 0.9, 0.6]))
     # Both hands sweep together, left then right, then up and down, in straight lines.
-    sweep = keyframes(t, [2.2, 3.2, 4.4, 5.2, 6.0], [[0, 0, 0], [0, 0.06, 0.04], [0, -0.06, 0.04],
-                                                    [-0.05, 0, -0.1], [0, 0, 0]])
+    sweep = keyframes(
+        t,
+        [2.2, 3.2, 4.4, 5.2, 6.0],
+        [[0, 0, 0], [0, 0.06, 0.04], [0, -0.06, 0.04], [-0.05, 0, -0.1], [0, 0, 0]],
+    )
     d.hands_along_posture(p, sweep, sweep, sides=SIDES)
     p.torso_rpy[:, 1] = keyframes(t, keys, [0.0, 0.0, 0.08, 0.08, 0.0])
     p.pelvis_pos[:, 0] = keyframes(t, keys, [0.0, 0.0, -0.02, -0.02, 0.0])
@@ -305,8 +331,9 @@ def walk_curve_left(d: Designer, t):
 def _turn(d: Designer, t, per_step: float, n: int):
     poses = [(0.0, 0.0, per_step * (k + 1)) for k in range(n)]
     first = 0 if per_step > 0 else 1
-    return d.gait(t, walk_steps(poses, first_foot=first, t_start=1.0, swing=0.5, gap=0.3), lift=0.05,
-                  arm_swing=0.0)
+    return d.gait(
+        t, walk_steps(poses, first_foot=first, t_start=1.0, swing=0.5, gap=0.3), lift=0.05, arm_swing=0.0
+    )
 
 
 def turn_left(d, t):

@@ -56,7 +56,9 @@ def keyframes(t: np.ndarray, times, values) -> np.ndarray:
     for k in range(1, len(times)):
         a = ramp(t, times[k - 1], times[k])
         seg = t > times[k - 1]
-        out[seg] = values[k - 1] + a[seg].reshape((-1,) + (1,) * (values.ndim - 1)) * (values[k] - values[k - 1])
+        out[seg] = values[k - 1] + a[seg].reshape((-1,) + (1,) * (values.ndim - 1)) * (
+            values[k] - values[k - 1]
+        )
     return out
 
 
@@ -79,8 +81,9 @@ def stance_pose(x: float, y: float, yaw: float, half_width: float) -> tuple[np.n
     return feet, np.array([yaw, yaw])
 
 
-def foot_tracks(t: np.ndarray, start_xy: np.ndarray, start_yaw: np.ndarray, steps: list[Step],
-                *, lift: float) -> tuple[np.ndarray, np.ndarray]:
+def foot_tracks(
+    t: np.ndarray, start_xy: np.ndarray, start_yaw: np.ndarray, steps: list[Step], *, lift: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Foot trajectories: xy (2, T, 3) with z the lift above the planted height, yaw (2, T).
 
     A foot stays exactly where it is between its swings. During a swing it rises and falls with
@@ -136,8 +139,16 @@ def support_weight(t: np.ndarray, steps: list[Step], *, shift: float) -> np.ndar
     return keyframes(t, keys_t, keys_w)
 
 
-def pelvis_over_feet(t: np.ndarray, foot_pos: np.ndarray, foot_yaw: np.ndarray, weight_left: np.ndarray,
-                     *, sway: float, fps: float, smooth_s: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+def pelvis_over_feet(
+    t: np.ndarray,
+    foot_pos: np.ndarray,
+    foot_yaw: np.ndarray,
+    weight_left: np.ndarray,
+    *,
+    sway: float,
+    fps: float,
+    smooth_s: float = 0.08,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pelvis xy (T, 2) and yaw (T,) that follow the feet and lean over the loaded one.
 
     The base is the mid-point of the feet; `sway` in [0, 1] is how far the pelvis moves from it

@@ -59,8 +59,14 @@ class MotionPlan:
 
     def check(self, num_joints: int, name: str) -> None:
         t = self.num_frames
-        shapes = {"foot_pos": (2, t, 3), "foot_yaw": (2, t), "pelvis_pos": (t, 3), "pelvis_rpy": (t, 3),
-                  "torso_rpy": (t, 3), "posture": (t, num_joints)}
+        shapes = {
+            "foot_pos": (2, t, 3),
+            "foot_yaw": (2, t),
+            "pelvis_pos": (t, 3),
+            "pelvis_rpy": (t, 3),
+            "torso_rpy": (t, 3),
+            "posture": (t, num_joints),
+        }
         if self.hand_pos is not None:
             shapes["hand_pos"] = (2, t, 3)
         for key, shape in shapes.items():
@@ -81,19 +87,25 @@ class PlanSolver:
 
     def __init__(self, model: mujoco.MjModel, robot: RobotSpec, *, max_iters: int = 6, damping: float = 1e-4):
         if model.nq != 7 + robot.num_joints:
-            raise ValueError(f"PlanSolver: model has nq={model.nq}, expected a free joint + {robot.num_joints} "
-                             f"hinges of robot {robot.name!r}")
+            raise ValueError(
+                f"PlanSolver: model has nq={model.nq}, expected a free joint + {robot.num_joints} "
+                f"hinges of robot {robot.name!r}"
+            )
         self.model, self.robot = model, robot
         self.max_iters, self.damping = max_iters, damping
         self.config = mink.Configuration(model)
         self.feet = [mink.FrameTask(b, "body", position_cost=300.0, orientation_cost=100.0) for b in _FEET]
         self.pelvis = mink.FrameTask(robot.root_body, "body", position_cost=10.0, orientation_cost=5.0)
         self.torso = mink.FrameTask(_ANCHOR, "body", position_cost=0.0, orientation_cost=5.0)
-        self.hands = [mink.RelativeFrameTask(s, "site", _ANCHOR, "body", position_cost=30.0, orientation_cost=0.0)
-                      for s in _HANDS]
+        self.hands = [
+            mink.RelativeFrameTask(s, "site", _ANCHOR, "body", position_cost=30.0, orientation_cost=0.0)
+            for s in _HANDS
+        ]
         posture_cost = np.full(model.nv, 0.3)
         wrists = [robot.joint_index(n) for n in robot.joint_names if "wrist" in n]
-        legs = [robot.joint_index(n) for n in robot.joint_names if any(k in n for k in ("hip", "knee", "ankle"))]
+        legs = [
+            robot.joint_index(n) for n in robot.joint_names if any(k in n for k in ("hip", "knee", "ankle"))
+        ]
         posture_cost[6 + np.asarray(wrists, dtype=np.int64)] = 2.0  # hands move with the arm, not the wrist
         posture_cost[6 + np.asarray(legs, dtype=np.int64)] = 0.02  # feet + pelvis already fix the legs
         self.posture = mink.PostureTask(model, cost=posture_cost)

@@ -33,8 +33,9 @@ def _numeric(source: str, key: str, value) -> np.ndarray:
         arr = np.asarray(value)
     except (TypeError, ValueError) as e:  # ragged nesting and the like
         raise ClipRejected(source, key, f"not an array of numbers ({e})") from None
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-            or arr.dtype == bool):
+    if not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool
+    ):
         raise ClipRejected(source, key, f"dtype {arr.dtype}, expected real numbers")
     return arr
 
@@ -43,7 +44,9 @@ def _check_shape(clip: MotionClip, key: str, trailing: tuple[int, ...]) -> np.nd
     arr = _numeric(clip.source, key, getattr(clip, key))
     t = clip.root_pos.shape[0] if clip.root_pos.ndim else -1
     if arr.ndim != 1 + len(trailing) or arr.shape[1:] != trailing or arr.shape[0] != t:
-        raise ClipRejected(clip.source, key, f"shape {arr.shape}, expected (T={t}, {', '.join(map(str, trailing))})")
+        raise ClipRejected(
+            clip.source, key, f"shape {arr.shape}, expected (T={t}, {', '.join(map(str, trailing))})"
+        )
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr.reshape(t, -1))).any(axis=1).argmax())
         raise ClipRejected(clip.source, key, f"non-finite value (first at frame {bad})")
@@ -58,7 +61,9 @@ def _quat_fix(clip: MotionClip, drift_tol: float, reject_tol: float) -> np.ndarr
     worst = float(dev.max())
     if worst > reject_tol:
         frame = int(dev.argmax())
-        raise ClipRejected(clip.source, "root_quat", f"not a unit quaternion: |q| = {norm[frame]:.4f} at frame {frame}")
+        raise ClipRejected(
+            clip.source, "root_quat", f"not a unit quaternion: |q| = {norm[frame]:.4f} at frame {frame}"
+        )
     if worst > drift_tol:
         clip.warnings.append(f"root_quat: norms off by up to {worst:.2e}, renormalised")
     q = q / norm[:, None]
@@ -89,8 +94,10 @@ def _fk_check(clip: MotionClip, fk: FkFn, warn_m: float, reject_m: float | None)
     clip.fk_max_err_m = err
     if reject_m is not None and err > reject_m:
         raise ClipRejected(
-            clip.source, "body_pos_w", f"FK of root + joints is {err:.3f} m from the file's bodies (> {reject_m} m): "
-            "wrong joint order or robot?"
+            clip.source,
+            "body_pos_w",
+            f"FK of root + joints is {err:.3f} m from the file's bodies (> {reject_m} m): "
+            "wrong joint order or robot?",
         )
     if err > warn_m:
         clip.warnings.append(f"body_pos_w: FK max error {err:.3f} m")

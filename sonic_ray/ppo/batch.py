@@ -27,8 +27,9 @@ def as_tensor(a: np.ndarray, device) -> torch.Tensor:
     return torch.as_tensor(a, device=device)
 
 
-def next_values_from(values: torch.Tensor, last_values: torch.Tensor, final_values: torch.Tensor,
-                     final_index: torch.Tensor) -> torch.Tensor:
+def next_values_from(
+    values: torch.Tensor, last_values: torch.Tensor, final_values: torch.Tensor, final_index: torch.Tensor
+) -> torch.Tensor:
     """V(s_{t+1}) per step. values (T,N), last_values (N,), final_values (K,), final_index (K,) -> (T,N).
 
     Within an episode the next state's value is the next row's value. After a truncation at step t
@@ -41,8 +42,14 @@ def next_values_from(values: torch.Tensor, last_values: torch.Tensor, final_valu
     return flat.view_as(values)
 
 
-def training_tensors(data: dict[str, np.ndarray], *, value_fn: Callable[[torch.Tensor], torch.Tensor],
-                     gamma: float, lam: float, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def training_tensors(
+    data: dict[str, np.ndarray],
+    *,
+    value_fn: Callable[[torch.Tensor], torch.Tensor],
+    gamma: float,
+    lam: float,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
     """Flat (T*N rows) tensors for PPO: obs groups, actions, old logp/mean/std, values, advantages, returns.
 
     `value_fn(critic_obs (M,C)) -> (M,)` is the critic (with its normaliser), called without grad.
@@ -51,21 +58,28 @@ def training_tensors(data: dict[str, np.ndarray], *, value_fn: Callable[[torch.T
     T, N = rewards.shape
     critic_obs = as_tensor(data[K.OBS_PREFIX + K.CRITIC], device).float()
     with torch.no_grad():
-        everything = torch.cat((critic_obs.reshape(T * N, -1), as_tensor(data[K.LAST_CRITIC_OBS], device).float(),
-                                as_tensor(data[K.FINAL_CRITIC_OBS], device).float()))
+        everything = torch.cat(
+            (
+                critic_obs.reshape(T * N, -1),
+                as_tensor(data[K.LAST_CRITIC_OBS], device).float(),
+                as_tensor(data[K.FINAL_CRITIC_OBS], device).float(),
+            )
+        )
         v = value_fn(everything).reshape(-1)
     values = v[: T * N].view(T, N)
-    last_values = v[T * N: T * N + N]
-    final_values = v[T * N + N:]
+    last_values = v[T * N : T * N + N]
+    final_values = v[T * N + N :]
     final_index = as_tensor(data[K.FINAL_INDEX], device).long()
     next_values = next_values_from(values, last_values, final_values, final_index)
     terminated = as_tensor(data[K.TERMINATED], device).bool()
     truncated = as_tensor(data[K.TRUNCATED], device).bool() & ~terminated
-    advantages, returns = compute_gae(rewards, values, terminated, truncated, next_values, gamma=gamma, lam=lam)
+    advantages, returns = compute_gae(
+        rewards, values, terminated, truncated, next_values, gamma=gamma, lam=lam
+    )
     out = {}
     for key, arr in data.items():
         if key.startswith(K.OBS_PREFIX):
-            name = key[len(K.OBS_PREFIX):]
+            name = key[len(K.OBS_PREFIX) :]
             x = as_tensor(arr, device)
             x = x.long() if name == K.ENCODER_INDEX else x.float()
             out[key] = x.reshape((T * N,) + tuple(x.shape[2:]))
@@ -82,7 +96,7 @@ def training_tensors(data: dict[str, np.ndarray], *, value_fn: Callable[[torch.T
 
 def obs_groups(data: dict) -> dict:
     """The observation groups of a flat batch ({"obs/<group>": x} entries) as {group: x}."""
-    return {k[len(K.OBS_PREFIX):]: v for k, v in data.items() if k.startswith(K.OBS_PREFIX)}
+    return {k[len(K.OBS_PREFIX) :]: v for k, v in data.items() if k.startswith(K.OBS_PREFIX)}
 
 
 def minibatch(data: dict[str, torch.Tensor], idx: torch.Tensor, *, normalize_advantage: bool) -> dict:
@@ -90,7 +104,7 @@ def minibatch(data: dict[str, torch.Tensor], idx: torch.Tensor, *, normalize_adv
     mb: dict = {K.OBS: {}}
     for key, value in data.items():
         if key.startswith(K.OBS_PREFIX):
-            mb[K.OBS][key[len(K.OBS_PREFIX):]] = value.index_select(0, idx)
+            mb[K.OBS][key[len(K.OBS_PREFIX) :]] = value.index_select(0, idx)
         else:
             mb[key] = value.index_select(0, idx)  # cheaper than value[idx] on CPU
     if normalize_advantage:

@@ -19,8 +19,11 @@ def make_compact_encoder(cfg, env: TrackingEnv):
         raise ValueError(f"ray.rollout_format: {fmt!r}, expected one of {FORMATS}")
     if fmt == "full":
         return None
-    return CompactEncoder(env, plan_groups(observation_groups(cfg.env.observations)),
-                          float16_groups=list(cfg.ray.rollout_float16))
+    return CompactEncoder(
+        env,
+        plan_groups(observation_groups(cfg.env.observations)),
+        float16_groups=list(cfg.ray.rollout_float16),
+    )
 
 
 def make_obs_rebuilder(cfg, *, device="cpu", shard: tuple[int, int] | None = None):
@@ -34,10 +37,17 @@ def make_obs_rebuilder(cfg, *, device="cpu", shard: tuple[int, int] | None = Non
     fk = TorchFK(model, robot, device=device)
     table = make_reference(cfg, fk, robot, shard=shard, device=device)
     mc = cfg.env.commands.motion
-    horizons = {"g1": future_frame_offsets(mc.num_future_frames, mc.future_dt, table.fps),
-                "smpl": future_frame_offsets(mc.smpl_num_future_frames, mc.smpl_future_dt, table.fps)}
+    horizons = {
+        "g1": future_frame_offsets(mc.num_future_frames, mc.future_dt, table.fps),
+        "smpl": future_frame_offsets(mc.smpl_num_future_frames, mc.smpl_future_dt, table.fps),
+    }
     horizons = {k: v.to(device) for k, v in horizons.items()}
     lower = torch.tensor(lower_body_joint_ids(robot.joint_names), dtype=torch.long, device=device)
-    return ObservationRebuilder(table, plan_groups(observation_groups(cfg.env.observations)),
-                                anchor_index=table.body_names.index(robot.anchor_body), horizons=horizons,
-                                lower_body_joint_ids=lower, device=device)
+    return ObservationRebuilder(
+        table,
+        plan_groups(observation_groups(cfg.env.observations)),
+        anchor_index=table.body_names.index(robot.anchor_body),
+        horizons=horizons,
+        lower_body_joint_ids=lower,
+        device=device,
+    )

@@ -67,24 +67,43 @@ def aux_losses(ev: Evaluation, coefs: Mapping[str, float]):
     return total, stats
 
 
-def losses_from_evaluation(ev: Evaluation, mb: Mapping, *, clip_param: float, value_loss_coef: float,
-                           entropy_coef: float, use_clipped_value_loss: bool, aux_coefs: Mapping[str, float]):
+def losses_from_evaluation(
+    ev: Evaluation,
+    mb: Mapping,
+    *,
+    clip_param: float,
+    value_loss_coef: float,
+    entropy_coef: float,
+    use_clipped_value_loss: bool,
+    aux_coefs: Mapping[str, float],
+):
     """Total loss for one minibatch given `ActorCritic.evaluate`'s output; -> (loss, stats)."""
     pg, stats = surrogate_loss(ev.logp, mb[K.LOGP], mb[K.ADVANTAGES], clip_param=clip_param)
-    vl = value_loss(ev.value, mb[K.VALUES], mb[K.RETURNS], clip_param=clip_param, clipped=use_clipped_value_loss)
+    vl = value_loss(
+        ev.value, mb[K.VALUES], mb[K.RETURNS], clip_param=clip_param, clipped=use_clipped_value_loss
+    )
     entropy = ev.entropy.mean()
     aux, aux_stats = aux_losses(ev, aux_coefs)
     total = pg + value_loss_coef * vl - entropy_coef * entropy + aux
     with torch.no_grad():
         kl = gaussian_kl(mb[K.ACTION_MEAN], mb[K.ACTION_STD], ev.mean, ev.std.expand_as(ev.mean))
-        stats.update({"loss/policy": pg.detach(), "loss/value": vl.detach(), "loss/entropy": entropy.detach(),
-                      "loss/total": total.detach(), "ppo/approx_kl": kl,
-                      "ppo/explained_variance": explained_variance(mb[K.VALUES], mb[K.RETURNS]),
-                      "ppo/action_std": ev.std.mean().detach()})
+        stats.update(
+            {
+                "loss/policy": pg.detach(),
+                "loss/value": vl.detach(),
+                "loss/entropy": entropy.detach(),
+                "loss/total": total.detach(),
+                "ppo/approx_kl": kl,
+                "ppo/explained_variance": explained_variance(mb[K.VALUES], mb[K.RETURNS]),
+                "ppo/action_std": ev.std.mean().detach(),
+            }
+        )
         # a token that collapsed to one code tells the decoder nothing
         token = ev.token.detach()
         stats["token/nonzero_share"] = (token != 0).float().mean()
-        stats["token/distinct_share"] = torch.tensor(float(torch.unique(token, dim=0).shape[0]) / token.shape[0])
+        stats["token/distinct_share"] = torch.tensor(
+            float(torch.unique(token, dim=0).shape[0]) / token.shape[0]
+        )
     stats.update(aux_stats)
     return total, stats
 

@@ -101,8 +101,14 @@ class RolloutCollector:
                 actions, logp, mean, std = self.act_fn(obs)
             self._record_obs(buf, t, obs)
             next_obs, reward, terminated, truncated, info = env.step(actions)
-            step = {K.ACTIONS: actions, K.LOGP: logp, K.ACTION_MEAN: mean, K.REWARDS: reward,
-                    K.TERMINATED: terminated, K.TRUNCATED: truncated}
+            step = {
+                K.ACTIONS: actions,
+                K.LOGP: logp,
+                K.ACTION_MEAN: mean,
+                K.REWARDS: reward,
+                K.TERMINATED: terminated,
+                K.TRUNCATED: truncated,
+            }
             for key, value in step.items():
                 arr = _np(value)
                 if key not in buf:
@@ -121,7 +127,9 @@ class RolloutCollector:
             buf[K.LAST_CRITIC_OBS] = _np(self.obs[K.CRITIC])
         critic_dim = self.obs[K.CRITIC].shape[-1]
         buf[K.FINAL_CRITIC_OBS] = np.concatenate(finals) if finals else np.zeros((0, critic_dim), np.float32)
-        buf[K.FINAL_INDEX] = np.concatenate(final_index).astype(np.int64) if final_index else np.zeros(0, np.int64)
+        buf[K.FINAL_INDEX] = (
+            np.concatenate(final_index).astype(np.int64) if final_index else np.zeros(0, np.int64)
+        )
         metrics = env.metrics()
         metrics["reward/total"] = float(buf[K.REWARDS].mean())  # per step, weights x dt applied
         return FlatBatch(buf, metrics)
@@ -175,8 +183,9 @@ def concat_envs(batches: list[FlatBatch]) -> FlatBatch:
         if per_rollout(key):
             same = all(np.array_equal(b.data[key], batches[0].data[key]) for b in batches)
             if key != K.ACTION_STD and not same:
-                raise ValueError(f"concat_envs: {key!r} differs between rollouts "
-                                 "(expand compact rollouts first)")
+                raise ValueError(
+                    f"concat_envs: {key!r} differs between rollouts (expand compact rollouts first)"
+                )
             out[key] = batches[0].data[key]
         elif key == K.LAST_CRITIC_OBS:
             out[key] = np.concatenate([b.data[key] for b in batches], axis=0)

@@ -45,15 +45,26 @@ class InProcessTrainer:
         t1 = time.perf_counter()
         critic_obs = torch.as_tensor(batch.data[K.OBS_PREFIX + K.CRITIC], device=self.device)
         self.ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]))
-        data = training_tensors(batch.data, value_fn=self.ac.value_from_critic_obs, gamma=self.cfg.algo.gamma,
-                                lam=self.cfg.algo.lam, device=self.device)
+        data = training_tensors(
+            batch.data,
+            value_fn=self.ac.value_from_critic_obs,
+            gamma=self.cfg.algo.gamma,
+            lam=self.cfg.algo.lam,
+            device=self.device,
+        )
         stats = self.updater.update(data)
         self.ac.update_actor_normalizers(obs_groups(data))
         t2 = time.perf_counter()
         self.iteration += 1
         steps = batch.num_steps * batch.num_envs
         stats.update(batch.metrics)
-        stats.update({"iteration": self.iteration,
-                      "perf/env_steps": steps, "perf/time_sample_s": t1 - t0, "perf/time_learn_s": t2 - t1,
-                      "perf/env_steps_per_s": steps / (t2 - t0)})
+        stats.update(
+            {
+                "iteration": self.iteration,
+                "perf/env_steps": steps,
+                "perf/time_sample_s": t1 - t0,
+                "perf/time_learn_s": t2 - t1,
+                "perf/env_steps_per_s": steps / (t2 - t0),
+            }
+        )
         return stats

@@ -34,8 +34,14 @@ NAN_LOSS_ENV = "SONIC_RAY_INJECT_NAN_LOSS"
 SKIPPED_NONFINITE = "loss/skipped_nonfinite"  # minibatch steps of an update skipped for a non-finite gradient
 
 
-def minibatch_indices(rows: int, num_epochs: int, num_mini_batches: int, *, device="cpu",
-                      generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+def minibatch_indices(
+    rows: int,
+    num_epochs: int,
+    num_mini_batches: int,
+    *,
+    device="cpu",
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
     """A fresh permutation per epoch cut into `num_mini_batches` near-equal index tensors."""
     if rows < num_mini_batches:
         raise ValueError(f"batch of {rows} rows cannot make {num_mini_batches} minibatches")
@@ -86,8 +92,18 @@ def grads_finite(grads: Iterable[torch.Tensor | None]) -> bool:
 class UpdateLoop:
     """Epochs x minibatches over one flat batch, with the KL-adaptive actor lr carried across updates."""
 
-    def __init__(self, *, actor_lr: float, lr_min: float, lr_max: float, desired_kl: float, schedule: str,
-                 num_learning_epochs: int, num_mini_batches: int, normalize_advantage: bool):
+    def __init__(
+        self,
+        *,
+        actor_lr: float,
+        lr_min: float,
+        lr_max: float,
+        desired_kl: float,
+        schedule: str,
+        num_learning_epochs: int,
+        num_mini_batches: int,
+        normalize_advantage: bool,
+    ):
         self.actor_lr = float(actor_lr)
         self.lr_bounds = (float(lr_min), float(lr_max))
         self.desired_kl, self.schedule = float(desired_kl), schedule
@@ -104,20 +120,27 @@ class UpdateLoop:
         """The actor lr for the step about to be taken, adapted to this minibatch's KL (before the
         step, as rsl_rl does); `kl` is already averaged across learners."""
         if self.schedule == "adaptive":
-            self.actor_lr = adapt_lr(self.actor_lr, kl, desired_kl=self.desired_kl,
-                                     lr_min=self.lr_bounds[0], lr_max=self.lr_bounds[1])
+            self.actor_lr = adapt_lr(
+                self.actor_lr,
+                kl,
+                desired_kl=self.desired_kl,
+                lr_min=self.lr_bounds[0],
+                lr_max=self.lr_bounds[1],
+            )
         return self.actor_lr
 
-    def run(self, data: dict[str, torch.Tensor], step: StepFn, *,
-            generator: torch.Generator | None = None) -> dict[str, float]:
+    def run(
+        self, data: dict[str, torch.Tensor], step: StepFn, *, generator: torch.Generator | None = None
+    ) -> dict[str, float]:
         """Every minibatch of every epoch through `step`; -> the mean of its stats over the steps taken,
         ppo/actor_lr, and the count of steps skipped (a step returning {SKIPPED_NONFINITE: 1})."""
         self.updates += 1
         rows = data[K.ACTIONS].shape[0]
         sums: dict[str, float] = {}
         n = skipped = 0
-        for idx in minibatch_indices(rows, self.epochs, self.num_mini_batches, device=data[K.ACTIONS].device,
-                                     generator=generator):
+        for idx in minibatch_indices(
+            rows, self.epochs, self.num_mini_batches, device=data[K.ACTIONS].device, generator=generator
+        ):
             stats = step(minibatch(data, idx, normalize_advantage=self.normalize_advantage))
             if stats.get(SKIPPED_NONFINITE):
                 skipped += 1
@@ -133,16 +156,28 @@ class UpdateLoop:
 
 def update_loop(algo: AlgoConfig) -> UpdateLoop:
     """The update loop as `algo` configures it (both learners build theirs here)."""
-    return UpdateLoop(actor_lr=algo.actor_lr, lr_min=algo.lr_min, lr_max=algo.lr_max, desired_kl=algo.desired_kl,
-                      schedule=algo.schedule, num_learning_epochs=algo.num_learning_epochs,
-                      num_mini_batches=algo.num_mini_batches, normalize_advantage=algo.normalize_advantage)
+    return UpdateLoop(
+        actor_lr=algo.actor_lr,
+        lr_min=algo.lr_min,
+        lr_max=algo.lr_max,
+        desired_kl=algo.desired_kl,
+        schedule=algo.schedule,
+        num_learning_epochs=algo.num_learning_epochs,
+        num_mini_batches=algo.num_mini_batches,
+        normalize_advantage=algo.normalize_advantage,
+    )
 
 
 def loss_coefficients(cfg: SonicConfig) -> dict:
     """`losses_from_evaluation`'s keyword arguments from the config (both learners use these)."""
     a = cfg.algo
-    return dict(clip_param=a.clip_param, value_loss_coef=a.value_loss_coef, entropy_coef=a.entropy_coef,
-                use_clipped_value_loss=a.use_clipped_value_loss, aux_coefs=asdict(cfg.aux_losses))
+    return dict(
+        clip_param=a.clip_param,
+        value_loss_coef=a.value_loss_coef,
+        entropy_coef=a.entropy_coef,
+        use_clipped_value_loss=a.use_clipped_value_loss,
+        aux_coefs=asdict(cfg.aux_losses),
+    )
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -154,17 +189,45 @@ class PPOUpdater:
     """The in-process learner: `UpdateLoop` with a plain-torch step (two Adam optimisers: actor with
     the adaptive lr, critic fixed)."""
 
-    def __init__(self, actor_critic, *, actor_lr: float, critic_lr: float, lr_min: float, lr_max: float,
-                 desired_kl: float, schedule: str, num_learning_epochs: int, num_mini_batches: int,
-                 clip_param: float, value_loss_coef: float, entropy_coef: float, use_clipped_value_loss: bool,
-                 max_grad_norm: float, normalize_advantage: bool, aux_coefs: Mapping[str, float]):
+    def __init__(
+        self,
+        actor_critic,
+        *,
+        actor_lr: float,
+        critic_lr: float,
+        lr_min: float,
+        lr_max: float,
+        desired_kl: float,
+        schedule: str,
+        num_learning_epochs: int,
+        num_mini_batches: int,
+        clip_param: float,
+        value_loss_coef: float,
+        entropy_coef: float,
+        use_clipped_value_loss: bool,
+        max_grad_norm: float,
+        normalize_advantage: bool,
+        aux_coefs: Mapping[str, float],
+    ):
         self.ac = actor_critic
-        self.loop = UpdateLoop(actor_lr=actor_lr, lr_min=lr_min, lr_max=lr_max, desired_kl=desired_kl,
-                               schedule=schedule, num_learning_epochs=num_learning_epochs,
-                               num_mini_batches=num_mini_batches, normalize_advantage=normalize_advantage)
+        self.loop = UpdateLoop(
+            actor_lr=actor_lr,
+            lr_min=lr_min,
+            lr_max=lr_max,
+            desired_kl=desired_kl,
+            schedule=schedule,
+            num_learning_epochs=num_learning_epochs,
+            num_mini_batches=num_mini_batches,
+            normalize_advantage=normalize_advantage,
+        )
         self.max_grad_norm = max_grad_norm
-        self.loss_kw = dict(clip_param=clip_param, value_loss_coef=value_loss_coef, entropy_coef=entropy_coef,
-                            use_clipped_value_loss=use_clipped_value_loss, aux_coefs=dict(aux_coefs))
+        self.loss_kw = dict(
+            clip_param=clip_param,
+            value_loss_coef=value_loss_coef,
+            entropy_coef=entropy_coef,
+            use_clipped_value_loss=use_clipped_value_loss,
+            aux_coefs=dict(aux_coefs),
+        )
         self.actor_params = list(actor_critic.actor_parameters())
         self.critic_params = list(actor_critic.critic_parameters())
         self.actor_opt = adam(self.actor_params, actor_lr)
@@ -183,29 +246,45 @@ class PPOUpdater:
         loss.backward()
         if not grads_finite(p.grad for p in self.actor_params + self.critic_params):
             return {SKIPPED_NONFINITE: 1.0}
-        clip_grad_norms(([p.grad for p in self.actor_params], [p.grad for p in self.critic_params]),
-                        self.max_grad_norm)
+        clip_grad_norms(
+            ([p.grad for p in self.actor_params], [p.grad for p in self.critic_params]), self.max_grad_norm
+        )
         self.actor_opt.step()
         self.critic_opt.step()
         self.ac.project_std()
         return stats
 
-    def update(self, data: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, float]:
+    def update(
+        self, data: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, float]:
         """Epochs x minibatches over a flat batch from `training_tensors`; -> mean stats."""
         return self.loop.run(data, self.step, generator=generator)
 
     def state_dict(self) -> dict:
-        return {"actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "actor_lr": self.loop.actor_lr}
+        return {
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "actor_lr": self.loop.actor_lr,
+        }
 
     @classmethod
     def from_config(cls, actor_critic, cfg: SonicConfig) -> PPOUpdater:
         """The in-process learner for `actor_critic` as `cfg` configures it."""
         a = cfg.algo
-        return cls(actor_critic, actor_lr=a.actor_lr, critic_lr=a.critic_lr, lr_min=a.lr_min, lr_max=a.lr_max,
-                   desired_kl=a.desired_kl, schedule=a.schedule, num_learning_epochs=a.num_learning_epochs,
-                   num_mini_batches=a.num_mini_batches, max_grad_norm=a.max_grad_norm,
-                   normalize_advantage=a.normalize_advantage, **loss_coefficients(cfg))
+        return cls(
+            actor_critic,
+            actor_lr=a.actor_lr,
+            critic_lr=a.critic_lr,
+            lr_min=a.lr_min,
+            lr_max=a.lr_max,
+            desired_kl=a.desired_kl,
+            schedule=a.schedule,
+            num_learning_epochs=a.num_learning_epochs,
+            num_mini_batches=a.num_mini_batches,
+            max_grad_norm=a.max_grad_norm,
+            normalize_advantage=a.normalize_advantage,
+            **loss_coefficients(cfg),
+        )
 
     def load_state_dict(self, state: dict) -> None:
         self.actor_opt.load_state_dict(state["actor_opt"])

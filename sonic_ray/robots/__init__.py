@@ -7,6 +7,17 @@ from sonic_ray.robots.registry import ROBOTS, get_robot, load_model, model_mjcf
 from sonic_ray.robots.spec import BodySpec, GeomSpec, JointSpec, PointSpec, RobotSpec
 
 __all__ = [
-    "G1", "ROBOTS", "BodySpec", "GeomSpec", "JointSpec", "PointSpec", "RobotSpec", "TorchFK",
-    "build_model", "build_spec", "get_robot", "load_model", "model_mjcf",
+    "G1",
+    "ROBOTS",
+    "BodySpec",
+    "GeomSpec",
+    "JointSpec",
+    "PointSpec",
+    "RobotSpec",
+    "TorchFK",
+    "build_model",
+    "build_spec",
+    "get_robot",
+    "load_model",
+    "model_mjcf",
 ]

@@ -61,8 +61,15 @@ def build_spec(
     world = spec.worldbody
     world.add_light(name="sun", pos=[0, 0, 4], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     if floor:
-        world.add_geom(name=FLOOR_NAME, type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
-                       rgba=[0.5, 0.55, 0.6, 1], contype=1, conaffinity=1, condim=3)
+        world.add_geom(
+            name=FLOOR_NAME,
+            type=mujoco.mjtGeom.mjGEOM_PLANE,
+            size=[0, 0, 0.05],
+            rgba=[0.5, 0.55, 0.6, 1],
+            contype=1,
+            conaffinity=1,
+            condim=3,
+        )
 
     handles = {}
     for b in robot.bodies:
@@ -83,19 +90,37 @@ def build_spec(
             body.add_freejoint(name=FREE_JOINT_NAME)
         else:
             j = b.joint
-            body.add_joint(name=j.name, type=mujoco.mjtJoint.mjJNT_HINGE, axis=list(j.axis), pos=list(j.pos),
-                           range=[j.lower, j.upper], limited=mujoco.mjtLimited.mjLIMITED_TRUE,
-                           armature=j.armature, damping=j.damping, frictionloss=j.frictionloss)
+            body.add_joint(
+                name=j.name,
+                type=mujoco.mjtJoint.mjJNT_HINGE,
+                axis=list(j.axis),
+                pos=list(j.pos),
+                range=[j.lower, j.upper],
+                limited=mujoco.mjtLimited.mjLIMITED_TRUE,
+                armature=j.armature,
+                damping=j.damping,
+                frictionloss=j.frictionloss,
+            )
         for g in b.geoms:
             body.add_geom(
-                name=g.name, type=_GEOM_TYPE[g.type], size=_mj_size(g.size), pos=list(g.pos),
-                quat=list(g.quat), condim=g.condim, friction=[g.friction, 0.005, 0.0001],
-                priority=g.priority, contype=1 if self_collision else 0, conaffinity=1,
-                density=0.0, group=3, rgba=[0.2, 0.6, 0.2, 0.6],
+                name=g.name,
+                type=_GEOM_TYPE[g.type],
+                size=_mj_size(g.size),
+                pos=list(g.pos),
+                quat=list(g.quat),
+                condim=g.condim,
+                friction=[g.friction, 0.005, 0.0001],
+                priority=g.priority,
+                contype=1 if self_collision else 0,
+                conaffinity=1,
+                density=0.0,
+                group=3,
+                rgba=[0.2, 0.6, 0.2, 0.6],
             )
     for p in robot.vr_points:
-        handles[p.body].add_site(name=f"vr_{p.name}", pos=list(p.offset), size=[0.02, 0, 0],
-                                 rgba=[1, 0, 0, 1], group=4)
+        handles[p.body].add_site(
+            name=f"vr_{p.name}", pos=list(p.offset), size=[0.02, 0, 0], rgba=[1, 0, 0, 1], group=4
+        )
     if self_collision:
         names = set(robot.body_names)
         for a, b in _SELF_EXCLUDES:
@@ -103,12 +128,17 @@ def build_spec(
                 spec.add_exclude(bodyname1=a, bodyname2=b)
 
     root = handles[robot.root_body]
-    root.add_camera(name="tracking", mode=mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM, pos=[2.0, -2.0, 0.4],
-                    xyaxes=[0.707, 0.707, 0, -0.1, 0.1, 0.99])
+    root.add_camera(
+        name="tracking",
+        mode=mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM,
+        pos=[2.0, -2.0, 0.4],
+        xyaxes=[0.707, 0.707, 0, -0.1, 0.1, 0.99],
+    )
 
     for j in robot.joints:
-        act = spec.add_actuator(name=j.name.removesuffix("_joint"), target=j.name,
-                                trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        act = spec.add_actuator(
+            name=j.name.removesuffix("_joint"), target=j.name, trntype=mujoco.mjtTrn.mjTRN_JOINT
+        )
         act.set_to_position(kp=j.kp, kv=j.kd)
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
         act.forcerange = [-j.effort_limit, j.effort_limit]
@@ -128,7 +158,9 @@ def build_model(robot: RobotSpec, **kwargs) -> mujoco.MjModel:
 
 def check_model_order(model: mujoco.MjModel, robot: RobotSpec, *, source: str) -> None:
     """The model's hinge joints and bodies (after world) must be the table's, in the table's order."""
-    hinges = [model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE]
+    hinges = [
+        model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE
+    ]
     _first_mismatch(hinges, list(robot.joint_names), what="hinge joint", source=source)
     bodies = [model.body(i).name for i in range(1, model.nbody)]
     _first_mismatch(bodies, list(robot.body_names), what="body", source=source)
@@ -137,7 +169,9 @@ def check_model_order(model: mujoco.MjModel, robot: RobotSpec, *, source: str) -
 def _first_mismatch(got: list[str], want: list[str], *, what: str, source: str) -> None:
     for i, (g, w) in enumerate(zip(got, want)):
         if g != w:
-            raise ValueError(f"{source}: {what} #{i} is {g!r}, expected {w!r} (order must be the robot table's)")
+            raise ValueError(
+                f"{source}: {what} #{i} is {g!r}, expected {w!r} (order must be the robot table's)"
+            )
     if len(got) != len(want):
         raise ValueError(f"{source}: has {len(got)} {what}s, expected {len(want)}")
 

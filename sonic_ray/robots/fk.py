@@ -31,18 +31,28 @@ class TorchFK:
     bodies but the world when no spec is given.
     """
 
-    def __init__(self, model: mujoco.MjModel, robot: RobotSpec | None = None, *, device="cpu",
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        robot: RobotSpec | None = None,
+        *,
+        device="cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
         self.device = torch.device(device)
         self.dtype = dtype
         self._parse_tree(model)
         if robot is not None:
             if tuple(self.joint_names) != tuple(robot.joint_names):
-                bad = next((i for i, (a, b) in enumerate(zip(self.joint_names, robot.joint_names)) if a != b),
-                           min(len(self.joint_names), len(robot.joint_names)))
-                raise ValueError(f"TorchFK: the model's hinge joints differ from robot {robot.name!r} at #{bad}: "
-                                 f"model {list(self.joint_names)[bad:bad + 1]}, "
-                                 f"robot {list(robot.joint_names)[bad:bad + 1]}")
+                bad = next(
+                    (i for i, (a, b) in enumerate(zip(self.joint_names, robot.joint_names)) if a != b),
+                    min(len(self.joint_names), len(robot.joint_names)),
+                )
+                raise ValueError(
+                    f"TorchFK: the model's hinge joints differ from robot {robot.name!r} at #{bad}: "
+                    f"model {list(self.joint_names)[bad : bad + 1]}, "
+                    f"robot {list(robot.joint_names)[bad : bad + 1]}"
+                )
             names = [model.body(i).name for i in range(model.nbody)]
             missing = [n for n in robot.body_names if n not in names]
             if missing:
@@ -80,18 +90,26 @@ class TorchFK:
             types = [int(model.jnt_type[adr + k]) for k in range(n)]
             if types == [_FREE]:
                 if free_seen:
-                    raise ValueError(f"TorchFK: body {name!r} has a second free joint; one floating root only")
+                    raise ValueError(
+                        f"TorchFK: body {name!r} has a second free joint; one floating root only"
+                    )
                 free_seen = True
                 self._kind.append("root")
             elif types == [_HINGE]:
                 self._kind.append("hinge")
-                self._hinge[b] = (col_of[adr], t(model.jnt_axis[adr]), t(model.jnt_pos[adr]),
-                                  float(model.qpos0[model.jnt_qposadr[adr]]))
+                self._hinge[b] = (
+                    col_of[adr],
+                    t(model.jnt_axis[adr]),
+                    t(model.jnt_pos[adr]),
+                    float(model.qpos0[model.jnt_qposadr[adr]]),
+                )
             elif not types:
                 self._kind.append("fixed")
             else:
-                raise ValueError(f"TorchFK: body {name!r} has joints of types {types}; "
-                                 "supported are one free joint (root), one hinge, or none")
+                raise ValueError(
+                    f"TorchFK: body {name!r} has joints of types {types}; "
+                    "supported are one free joint (root), one hinge, or none"
+                )
         if not free_seen:
             raise ValueError("TorchFK: the model has no free joint (a floating-base robot is expected)")
 
@@ -100,7 +118,9 @@ class TorchFK:
         -> body_pos_w (..., B, 3), body_quat_w (..., B, 4).
         """
         if joint_pos.shape[-1] != self.num_joints:
-            raise ValueError(f"TorchFK.forward: joint_pos has {joint_pos.shape[-1]} columns, expected {self.num_joints}")
+            raise ValueError(
+                f"TorchFK.forward: joint_pos has {joint_pos.shape[-1]} columns, expected {self.num_joints}"
+            )
         kw = dict(device=self.device, dtype=self.dtype)
         root_pos_w, root_quat_w, joint_pos = (x.to(**kw) for x in (root_pos_w, root_quat_w, joint_pos))
         batch = torch.broadcast_shapes(root_pos_w.shape[:-1], root_quat_w.shape[:-1], joint_pos.shape[:-1])

@@ -23,8 +23,9 @@ def get_robot(name: str) -> RobotSpec:
         raise KeyError(f"unknown robot {name!r}; known robots: {sorted(ROBOTS)}") from None
 
 
-def load_model(name: str = "g1", *, mjcf_path: str | os.PathLike | None = None,
-               timestep: float = 0.005) -> tuple[mujoco.MjModel, RobotSpec]:
+def load_model(
+    name: str = "g1", *, mjcf_path: str | os.PathLike | None = None, timestep: float = 0.005
+) -> tuple[mujoco.MjModel, RobotSpec]:
     """The robot's MuJoCo model and its table.
 
     Without mjcf_path the model is built from the table. With it, the file is loaded instead (a
@@ -47,8 +48,9 @@ def load_model(name: str = "g1", *, mjcf_path: str | os.PathLike | None = None,
     return model, robot
 
 
-def model_mjcf(name: str = "g1", *, mjcf_path: str | os.PathLike | None = None,
-                timestep: float = 0.005) -> str:
+def model_mjcf(
+    name: str = "g1", *, mjcf_path: str | os.PathLike | None = None, timestep: float = 0.005
+) -> str:
     """The MJCF text of the model `load_model` returns for the same arguments (for backends that
     convert it, e.g. Isaac Lab's USD). An external file is returned as written (its timestep is the
     caller's business); its mesh paths must be absolute for a converter that reads it elsewhere."""
@@ -60,24 +62,33 @@ def model_mjcf(name: str = "g1", *, mjcf_path: str | os.PathLike | None = None,
 
 def check_external_model(model: mujoco.MjModel, robot: RobotSpec, *, source: str) -> None:
     """Hinge joints equal to the table's (names and order); one joint actuator per joint, in order."""
-    hinges = [model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE]
+    hinges = [
+        model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE
+    ]
     want = list(robot.joint_names)
     for i, (got, exp) in enumerate(zip(hinges, want)):
         if got != exp:
-            raise ValueError(f"{source}: hinge joint #{i} is {got!r} but robot {robot.name!r} expects {exp!r} "
-                             "(joint names and order must equal the robot table's)")
+            raise ValueError(
+                f"{source}: hinge joint #{i} is {got!r} but robot {robot.name!r} expects {exp!r} "
+                "(joint names and order must equal the robot table's)"
+            )
     if len(hinges) != len(want):
-        extra = hinges[len(want):] or want[len(hinges):]
-        raise ValueError(f"{source}: {len(hinges)} hinge joints, robot {robot.name!r} expects {len(want)} "
-                         f"(first unmatched: {extra[0]!r})")
+        extra = hinges[len(want) :] or want[len(hinges) :]
+        raise ValueError(
+            f"{source}: {len(hinges)} hinge joints, robot {robot.name!r} expects {len(want)} "
+            f"(first unmatched: {extra[0]!r})"
+        )
     actuated = []
     for a in range(model.nu):
         if model.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT:
             actuated.append(model.joint(int(model.actuator_trnid[a, 0])).name)
     missing = [j for j in want if j not in actuated]
     if missing:
-        raise ValueError(f"{source}: no actuator drives joint(s) {missing}; robot {robot.name!r} needs one "
-                         "joint actuator per hinge joint")
+        raise ValueError(
+            f"{source}: no actuator drives joint(s) {missing}; robot {robot.name!r} needs one "
+            "joint actuator per hinge joint"
+        )
     if actuated != want:
-        raise ValueError(f"{source}: actuators must drive the joints in the robot table's order; "
-                         f"got {actuated}")
+        raise ValueError(
+            f"{source}: actuators must drive the joints in the robot table's order; got {actuated}"
+        )

@@ -70,9 +70,7 @@ class GeomSpec:
             )
 
 
-def capsule_from_to(
-    name: str, start, end, radius: float, **kwargs
-) -> GeomSpec:
+def capsule_from_to(name: str, start, end, radius: float, **kwargs) -> GeomSpec:
     """A capsule between two points of the body frame (MJCF's `fromto`), as pos/quat/half-length."""
     a = np.asarray(start, dtype=np.float64)
     b = np.asarray(end, dtype=np.float64)
@@ -161,13 +159,16 @@ class RobotSpec:
         if len(set(names)) != len(names):
             raise ValueError(f"robot {self.name!r}: duplicate body names")
         if not self.bodies or self.bodies[0].name != self.root_body or self.bodies[0].parent is not None:
-            raise ValueError(f"robot {self.name!r}: the first body must be the root {self.root_body!r} "
-                             "with parent None")
+            raise ValueError(
+                f"robot {self.name!r}: the first body must be the root {self.root_body!r} with parent None"
+            )
         seen: set[str] = set()
         for b in self.bodies:
             if b.parent is not None and b.parent not in seen:
-                raise ValueError(f"robot {self.name!r}: body {b.name!r} lists parent {b.parent!r} "
-                                 "before it is defined (bodies must be in depth-first order)")
+                raise ValueError(
+                    f"robot {self.name!r}: body {b.name!r} lists parent {b.parent!r} "
+                    "before it is defined (bodies must be in depth-first order)"
+                )
             if b.parent is not None and b.joint is None:
                 raise ValueError(f"robot {self.name!r}: non-root body {b.name!r} has no joint")
             seen.add(b.name)
@@ -179,7 +180,9 @@ class RobotSpec:
             if not j.lower < j.upper:
                 raise ValueError(f"joint {j.name!r}: lower {j.lower} must be below upper {j.upper}")
             if not j.lower <= j.default_pos <= j.upper:
-                raise ValueError(f"joint {j.name!r}: default_pos {j.default_pos} outside [{j.lower}, {j.upper}]")
+                raise ValueError(
+                    f"joint {j.name!r}: default_pos {j.default_pos} outside [{j.lower}, {j.upper}]"
+                )
             if j.kp <= 0 or j.effort_limit <= 0:
                 raise ValueError(f"joint {j.name!r}: kp and effort_limit must be positive")
         body_set = set(names)
@@ -223,13 +226,17 @@ class RobotSpec:
         try:
             return self.body_names.index(name)
         except ValueError:
-            raise KeyError(f"robot {self.name!r} has no body {name!r}; bodies: {list(self.body_names)}") from None
+            raise KeyError(
+                f"robot {self.name!r} has no body {name!r}; bodies: {list(self.body_names)}"
+            ) from None
 
     def joint_index(self, name: str) -> int:
         try:
             return self.joint_names.index(name)
         except ValueError:
-            raise KeyError(f"robot {self.name!r} has no joint {name!r}; joints: {list(self.joint_names)}") from None
+            raise KeyError(
+                f"robot {self.name!r} has no joint {name!r}; joints: {list(self.joint_names)}"
+            ) from None
 
     def body_indices(self, names) -> np.ndarray:
         return np.array([self.body_index(n) for n in names], dtype=np.int64)
@@ -319,5 +326,7 @@ def _check_depth_first(robot: str, bodies) -> None:
         stack.extend(reversed(children.get(n, [])))
     if order != [b.name for b in bodies]:
         first = next(i for i, (a, b) in enumerate(zip(order, bodies)) if a != b.name)
-        raise ValueError(f"robot {robot!r}: bodies are not in depth-first order at position {first} "
-                         f"(expected {order[first]!r}, got {bodies[first].name!r})")
+        raise ValueError(
+            f"robot {robot!r}: bodies are not in depth-first order at position {first} "
+            f"(expected {order[first]!r}, got {bodies[first].name!r})"
+        )

@@ -124,14 +124,18 @@ class ModelLayout:
     @classmethod
     def of(cls, model: mujoco.MjModel) -> ModelLayout:
         if model.njnt < 2 or model.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
-            raise ValueError("BatchedSim model: joint 0 must be the root's free joint, followed by one-dof joints")
+            raise ValueError(
+                "BatchedSim model: joint 0 must be the root's free joint, followed by one-dof joints"
+            )
         one_dof = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
         bad = [model.joint(i).name for i in range(1, model.njnt) if int(model.jnt_type[i]) not in one_dof]
         if bad:
             raise ValueError(f"BatchedSim model: joints after the free joint must be hinge/slide, got {bad}")
         num_joints = model.njnt - 1
         if model.nq != 7 + num_joints or model.nv != 6 + num_joints:
-            raise ValueError(f"BatchedSim model: nq={model.nq}, nv={model.nv}; expected 7+J and 6+J (J={num_joints})")
+            raise ValueError(
+                f"BatchedSim model: nq={model.nq}, nv={model.nv}; expected 7+J and 6+J (J={num_joints})"
+            )
         if model.nu != num_joints:
             raise ValueError(f"BatchedSim model: {model.nu} actuators, expected one per joint ({num_joints})")
         return cls(num_joints=num_joints, num_bodies=model.nbody - 1, root_body=int(model.jnt_bodyid[0]))

@@ -43,15 +43,26 @@ class MujocoCpuSim:
     """`BatchedSim` over N `mujoco.MjData` (see sonic_ray/sim/base.py for the state conventions).
 
     model: compiled MjModel (free root joint + J one-dof joints, one position actuator each).
-    The sim steps a private copy of `model` (auto-reset disabled), shared by all envs until a randomisation hook is first used; then each env gets
+    The sim steps a private copy of `model` (auto-reset disabled), shared by all envs until a randomisation
+    hook is first used; then each env gets
     its own copy (CPU memory: one MjModel per env).
     """
 
-    def __init__(self, model: mujoco.MjModel, *, num_envs: int, num_threads: int = 1,
-                 decimation: int = DEFAULT_DECIMATION, device="cpu", max_qvel: float = DEFAULT_MAX_QVEL):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        *,
+        num_envs: int,
+        num_threads: int = 1,
+        decimation: int = DEFAULT_DECIMATION,
+        device="cpu",
+        max_qvel: float = DEFAULT_MAX_QVEL,
+    ):
         if num_envs < 1 or num_threads < 1 or decimation < 1:
-            raise ValueError(f"num_envs, num_threads and decimation must be >= 1, got "
-                             f"{num_envs}, {num_threads}, {decimation}")
+            raise ValueError(
+                f"num_envs, num_threads and decimation must be >= 1, got "
+                f"{num_envs}, {num_threads}, {decimation}"
+            )
         model = copy.copy(model)  # private: the caller's model keeps its options
         model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
         init_common(self, model, num_envs=num_envs, decimation=decimation, device=device, max_qvel=max_qvel)
@@ -90,10 +101,18 @@ class MujocoCpuSim:
         self._cfrc = np.zeros((n, b, 3), f32)
         self._tau = np.zeros((n, j), f32)
         views = dict(
-            root_pos_w=self._qpos[:, 0:3], root_quat_w=self._qpos[:, 3:7],
-            root_lin_vel_w=self._lin[:, self.layout.root_body - 1], root_ang_vel_w=self._ang[:, self.layout.root_body - 1],
-            joint_pos=self._qpos[:, 7:], joint_vel=self._qvel[:, 6:], body_pos_w=self._xpos, body_quat_w=self._xquat,
-            body_lin_vel_w=self._lin, body_ang_vel_w=self._ang, contact_forces=self._cfrc, applied_torque=self._tau,
+            root_pos_w=self._qpos[:, 0:3],
+            root_quat_w=self._qpos[:, 3:7],
+            root_lin_vel_w=self._lin[:, self.layout.root_body - 1],
+            root_ang_vel_w=self._ang[:, self.layout.root_body - 1],
+            joint_pos=self._qpos[:, 7:],
+            joint_vel=self._qvel[:, 6:],
+            body_pos_w=self._xpos,
+            body_quat_w=self._xquat,
+            body_lin_vel_w=self._lin,
+            body_ang_vel_w=self._ang,
+            contact_forces=self._cfrc,
+            applied_torque=self._tau,
         )
         self._np_views = views
         tensors = {k: torch.from_numpy(v) for k, v in views.items()}
@@ -112,10 +131,16 @@ class MujocoCpuSim:
         """(buffer row, MjData array) views of env i, made once: MjData arrays never move, and
         building the views costs more than the copies (8 -> 5 us per env)."""
         d = self.datas[i]
-        return ((self._qpos[i], d.qpos), (self._qvel[i], d.qvel), (self._xpos64[i], d.xpos[1:]),
-                (self._xquat[i], d.xquat[1:]), (self._cvel[i], d.cvel[1:]),
-                (self._com[i], d.subtree_com[self.layout.root_body]), (self._cfrc[i], d.cfrc_ext[1:, 3:]),
-                (self._tau[i], d.qfrc_actuator[6:]))
+        return (
+            (self._qpos[i], d.qpos),
+            (self._qvel[i], d.qvel),
+            (self._xpos64[i], d.xpos[1:]),
+            (self._xquat[i], d.xquat[1:]),
+            (self._cvel[i], d.cvel[1:]),
+            (self._com[i], d.subtree_com[self.layout.root_body]),
+            (self._cfrc[i], d.cfrc_ext[1:, 3:]),
+            (self._tau[i], d.qfrc_actuator[6:]),
+        )
 
     def _copy_out(self, i: int) -> None:
         for dst, src in self._pairs[i]:
@@ -158,8 +183,10 @@ class MujocoCpuSim:
     def step(self, joint_targets: torch.Tensor) -> None:
         """Hold joint_targets (N,J) for `decimation` substeps in every env, then refresh `state`."""
         if tuple(joint_targets.shape) != (self.num_envs, self.num_joints):
-            raise ValueError(f"joint_targets: expected shape {(self.num_envs, self.num_joints)}, "
-                             f"got {tuple(joint_targets.shape)}")
+            raise ValueError(
+                f"joint_targets: expected shape {(self.num_envs, self.num_joints)}, "
+                f"got {tuple(joint_targets.shape)}"
+            )
         self._targets[:] = joint_targets.detach().to("cpu", torch.float64).numpy()
         if self._pool is None:
             self._step_slice(0, self.num_envs)
@@ -208,7 +235,19 @@ class MujocoCpuSim:
         self._publish()
 
     # ---- snapshot (exact resume) ---------------------------------------------------------------
-    _BUFFERS = ("_qpos", "_qvel", "_xpos", "_xquat", "_cvel", "_com", "_xpos64", "_lin", "_ang", "_cfrc", "_tau")
+    _BUFFERS = (
+        "_qpos",
+        "_qvel",
+        "_xpos",
+        "_xquat",
+        "_cvel",
+        "_com",
+        "_xpos64",
+        "_lin",
+        "_ang",
+        "_cfrc",
+        "_tau",
+    )
     _MODEL_FIELDS = ("geom_friction", "geom_solref", "body_mass", "body_inertia", "body_ipos")
 
     def get_state(self) -> dict:
@@ -222,24 +261,33 @@ class MujocoCpuSim:
             mujoco.mj_getState(m, d, physics[i], spec)
         own = [i for i, m in enumerate(self._models) if m is not self.model]
         return {
-            "backend": "mujoco", "spec": spec, "physics": physics,
+            "backend": "mujoco",
+            "spec": spec,
+            "physics": physics,
             "cfrc_ext": np.stack([d.cfrc_ext.copy() for d in self.datas]),
             "qfrc_actuator": np.stack([d.qfrc_actuator.copy() for d in self.datas]),
             "buffers": {k: getattr(self, k).copy() for k in self._BUFFERS},
             "own_models": np.array(own, dtype=np.int64),
-            "model_fields": {f: np.stack([getattr(self._models[i], f).copy() for i in own]) if own else None
-                             for f in self._MODEL_FIELDS},
+            "model_fields": {
+                f: np.stack([getattr(self._models[i], f).copy() for i in own]) if own else None
+                for f in self._MODEL_FIELDS
+            },
         }
 
     def set_state(self, state: dict) -> None:
         """Restore a `get_state()` snapshot taken from a sim of the same model and num_envs."""
         spec = int(mujoco.mjtState.mjSTATE_INTEGRATION)
         physics = state["physics"]
-        if state.get("backend") != "mujoco" or int(state["spec"]) != spec or physics.shape != (
-                self.num_envs, mujoco.mj_stateSize(self.model, spec)):
-            raise ValueError(f"sim state: backend {state.get('backend')!r}, physics {physics.shape}; expected "
-                             f"'mujoco' with ({self.num_envs}, {mujoco.mj_stateSize(self.model, spec)}) "
-                             "(a different robot model or num_envs?)")
+        if (
+            state.get("backend") != "mujoco"
+            or int(state["spec"]) != spec
+            or physics.shape != (self.num_envs, mujoco.mj_stateSize(self.model, spec))
+        ):
+            raise ValueError(
+                f"sim state: backend {state.get('backend')!r}, physics {physics.shape}; expected "
+                f"'mujoco' with ({self.num_envs}, {mujoco.mj_stateSize(self.model, spec)}) "
+                "(a different robot model or num_envs?)"
+            )
         own = [int(i) for i in state["own_models"]]
         self._models = [self.model] * self.num_envs
         if own:
@@ -268,8 +316,10 @@ class MujocoCpuSim:
         """Give envs their own MjModel the first time a hook touches them (copy on write)."""
         if self._nominal is None:
             m = self.model
-            self._nominal = {k: getattr(m, k).copy() for k in
-                             ("geom_friction", "geom_solref", "body_mass", "body_inertia", "body_ipos")}
+            self._nominal = {
+                k: getattr(m, k).copy()
+                for k in ("geom_friction", "geom_solref", "body_mass", "body_inertia", "body_ipos")
+            }
         for i in ids:
             if self._models[i] is self.model:
                 self._models[i] = copy.copy(self.model)

@@ -39,8 +39,9 @@ def import_warp():
         import mujoco_warp
         import warp
     except ImportError as err:
-        raise ImportError("the mujoco_warp backend needs `mujoco-warp` and `warp-lang`: "
-                          "pip install sonic-ray[warp]") from err
+        raise ImportError(
+            "the mujoco_warp backend needs `mujoco-warp` and `warp-lang`: pip install sonic-ray[warp]"
+        ) from err
     return warp, mujoco_warp
 
 
@@ -51,15 +52,25 @@ class MujocoWarpSim:
     constraint rows allocated per world (a fallen G1 touches the floor with many capsules).
     """
 
-    def __init__(self, model: mujoco.MjModel, *, num_envs: int, decimation: int = DEFAULT_DECIMATION,
-                 device="cpu", max_qvel: float = DEFAULT_MAX_QVEL, nconmax: int = 96, njmax: int = 256):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        *,
+        num_envs: int,
+        decimation: int = DEFAULT_DECIMATION,
+        device="cpu",
+        max_qvel: float = DEFAULT_MAX_QVEL,
+        nconmax: int = 96,
+        njmax: int = 256,
+    ):
         if num_envs < 1 or decimation < 1:
             raise ValueError(f"num_envs and decimation must be >= 1, got {num_envs}, {decimation}")
         wp, mjw = import_warp()
         self._wp, self._mjw = wp, mjw
         init_common(self, model, num_envs=num_envs, decimation=decimation, device=device, max_qvel=max_qvel)
-        self._wp_device = wp.get_device(str(self.device) if self.device.type != "cuda" else
-                                        f"cuda:{self.device.index or 0}")
+        self._wp_device = wp.get_device(
+            str(self.device) if self.device.type != "cuda" else f"cuda:{self.device.index or 0}"
+        )
         data = mujoco.MjData(model)
         if model.nkey:
             mujoco.mj_resetDataKeyframe(model, data, 0)
@@ -67,8 +78,10 @@ class MujocoWarpSim:
         with wp.ScopedDevice(self._wp_device):
             self.wm = mjw.put_model(model, batch_sizes={f: num_envs for f in _BATCHED_FIELDS})
             self.wd = mjw.put_data(model, data, nworld=num_envs, nconmax=nconmax, njmax=njmax)
-        self._nominal = {f: torch.as_tensor(getattr(model, f).copy(), dtype=torch.float32, device=self.device)
-                         for f in _BATCHED_FIELDS}
+        self._nominal = {
+            f: torch.as_tensor(getattr(model, f).copy(), dtype=torch.float32, device=self.device)
+            for f in _BATCHED_FIELDS
+        }
         self._model_t = {f: wp.to_torch(getattr(self.wm, f)) for f in _BATCHED_FIELDS}
         self._bind_state()
         self._graph = None
@@ -78,19 +91,37 @@ class MujocoWarpSim:
     # ---- state views ---------------------------------------------------------------------------
     def _bind_state(self) -> None:
         wp, wd = self._wp, self.wd
-        t = {k: wp.to_torch(getattr(wd, k)) for k in
-             ("qpos", "qvel", "ctrl", "xpos", "xquat", "cvel", "subtree_com", "cfrc_ext", "qfrc_actuator")}
+        t = {
+            k: wp.to_torch(getattr(wd, k))
+            for k in (
+                "qpos",
+                "qvel",
+                "ctrl",
+                "xpos",
+                "xquat",
+                "cvel",
+                "subtree_com",
+                "cfrc_ext",
+                "qfrc_actuator",
+            )
+        }
         self._t = t
         n, b, r = self.num_envs, self.num_bodies, self.layout.root_body - 1
         self._lin = torch.zeros(n, b, 3, device=self.device)
         self._ang = torch.zeros(n, b, 3, device=self.device)
         self.state = SimState(
-            root_pos_w=t["qpos"][:, 0:3], root_quat_w=t["qpos"][:, 3:7],
-            root_lin_vel_w=self._lin[:, r], root_ang_vel_w=self._ang[:, r],
-            joint_pos=t["qpos"][:, 7:], joint_vel=t["qvel"][:, 6:],
-            body_pos_w=t["xpos"][:, 1:], body_quat_w=t["xquat"][:, 1:],
-            body_lin_vel_w=self._lin, body_ang_vel_w=self._ang,
-            contact_forces=t["cfrc_ext"][:, 1:, 3:], applied_torque=t["qfrc_actuator"][:, 6:],
+            root_pos_w=t["qpos"][:, 0:3],
+            root_quat_w=t["qpos"][:, 3:7],
+            root_lin_vel_w=self._lin[:, r],
+            root_ang_vel_w=self._ang[:, r],
+            joint_pos=t["qpos"][:, 7:],
+            joint_vel=t["qvel"][:, 6:],
+            body_pos_w=t["xpos"][:, 1:],
+            body_quat_w=t["xquat"][:, 1:],
+            body_lin_vel_w=self._lin,
+            body_ang_vel_w=self._ang,
+            contact_forces=t["cfrc_ext"][:, 1:, 3:],
+            applied_torque=t["qfrc_actuator"][:, 6:],
         )
 
     def _post_step_kinematics(self) -> None:
@@ -118,8 +149,10 @@ class MujocoWarpSim:
     def step(self, joint_targets: torch.Tensor) -> None:
         """Hold joint_targets (N,J) for `decimation` substeps in every world, then refresh `state`."""
         if tuple(joint_targets.shape) != (self.num_envs, self.num_joints):
-            raise ValueError(f"joint_targets: expected shape {(self.num_envs, self.num_joints)}, "
-                             f"got {tuple(joint_targets.shape)}")
+            raise ValueError(
+                f"joint_targets: expected shape {(self.num_envs, self.num_joints)}, "
+                f"got {tuple(joint_targets.shape)}"
+            )
         self._t["ctrl"].copy_(joint_targets.detach())
         wp = self._wp
         with wp.ScopedDevice(self._wp_device):
@@ -139,9 +172,17 @@ class MujocoWarpSim:
         """Set the state of env_ids (see BatchedSim.reset); clears warm start, ctrl, forces, time."""
         ids_np = as_index(env_ids, self.num_envs)
         n, j, dev = len(ids_np), self.num_joints, self.device
-        rows = {k: torch.as_tensor(as_rows(v, n, w, k), dtype=torch.float32, device=dev) for k, v, w in (
-            ("root_pos", root_pos, 3), ("root_quat", root_quat, 4), ("root_lin_vel", root_lin_vel, 3),
-            ("root_ang_vel", root_ang_vel, 3), ("joint_pos", joint_pos, j), ("joint_vel", joint_vel, j))}
+        rows = {
+            k: torch.as_tensor(as_rows(v, n, w, k), dtype=torch.float32, device=dev)
+            for k, v, w in (
+                ("root_pos", root_pos, 3),
+                ("root_quat", root_quat, 4),
+                ("root_lin_vel", root_lin_vel, 3),
+                ("root_ang_vel", root_ang_vel, 3),
+                ("joint_pos", joint_pos, j),
+                ("joint_vel", joint_vel, j),
+            )
+        }
         wp, t = self._wp, self._t
         ids = torch.as_tensor(ids_np, device=dev)
         mask = torch.zeros(self.num_envs, dtype=torch.bool, device=dev)
@@ -163,25 +204,42 @@ class MujocoWarpSim:
     def push(self, env_ids, lin_vel_delta) -> None:
         """Add lin_vel_delta (n,3), world frame, to the root linear velocity of env_ids."""
         ids_np = as_index(env_ids, self.num_envs)
-        delta = torch.as_tensor(as_rows(lin_vel_delta, len(ids_np), 3, "lin_vel_delta"), dtype=torch.float32,
-                                device=self.device)
+        delta = torch.as_tensor(
+            as_rows(lin_vel_delta, len(ids_np), 3, "lin_vel_delta"), dtype=torch.float32, device=self.device
+        )
         self._t["qvel"][torch.as_tensor(ids_np, device=self.device), :3] += delta
         with self._wp.ScopedDevice(self._wp_device):
             self._mjw.com_vel(self.wm, self.wd)
         self._finish_velocities()
 
     # ---- snapshot (exact resume) ---------------------------------------------------------------
-    _STATE_FIELDS = ("time", "qpos", "qvel", "act", "ctrl", "qacc_warmstart", "qfrc_applied", "xfrc_applied",
-                     "cfrc_ext", "qfrc_actuator")
+    _STATE_FIELDS = (
+        "time",
+        "qpos",
+        "qvel",
+        "act",
+        "ctrl",
+        "qacc_warmstart",
+        "qfrc_applied",
+        "xfrc_applied",
+        "cfrc_ext",
+        "qfrc_actuator",
+    )
 
     def get_state(self) -> dict:
         """Integration state of every world (time, qpos, qvel, act, ctrl, warm start, applied forces),
         the last step's cfrc_ext / qfrc_actuator, and the per-world model fields (randomisation)."""
         wp, wd = self._wp, self.wd
-        fields = {f: wp.to_torch(getattr(wd, f)).detach().cpu().clone() for f in self._STATE_FIELDS
-                  if getattr(wd, f, None) is not None}
-        return {"backend": "mujoco_warp", "data": fields,
-                "model": {f: t.detach().cpu().clone() for f, t in self._model_t.items()}}
+        fields = {
+            f: wp.to_torch(getattr(wd, f)).detach().cpu().clone()
+            for f in self._STATE_FIELDS
+            if getattr(wd, f, None) is not None
+        }
+        return {
+            "backend": "mujoco_warp",
+            "data": fields,
+            "model": {f: t.detach().cpu().clone() for f, t in self._model_t.items()},
+        }
 
     def set_state(self, state: dict) -> None:
         """Restore a `get_state()` snapshot taken from a sim of the same model and num_envs."""
@@ -191,8 +249,10 @@ class MujocoWarpSim:
         for f, v in state["data"].items():
             dst = wp.to_torch(getattr(wd, f))
             if tuple(dst.shape) != tuple(v.shape):
-                raise ValueError(f"sim state {f}: shape {tuple(v.shape)}, expected {tuple(dst.shape)} "
-                                 "(a different robot model or num_envs?)")
+                raise ValueError(
+                    f"sim state {f}: shape {tuple(v.shape)}, expected {tuple(dst.shape)} "
+                    "(a different robot model or num_envs?)"
+                )
             dst.copy_(v.to(dst.device))
         for f, v in state["model"].items():
             self._model_t[f].copy_(v.to(self._model_t[f].device))
@@ -226,8 +286,9 @@ class MujocoWarpSim:
         """Restitution of every geom in env_ids, mapped to the contact damping ratio (solref[1])."""
         ids = self._ids(env_ids)
         zeta = restitution_to_dampratio(as_rows(value, len(ids), None, "restitution"))
-        self._model_t["geom_solref"][ids, :, 1] = torch.as_tensor(zeta, dtype=torch.float32,
-                                                                  device=self.device)[:, None]
+        self._model_t["geom_solref"][ids, :, 1] = torch.as_tensor(
+            zeta, dtype=torch.float32, device=self.device
+        )[:, None]
 
     def set_body_mass_scale(self, env_ids, body_ids, scale) -> None:
         """Mass and inertia of body_ids (k,) (0-based, world excluded) = nominal × scale."""
@@ -249,4 +310,3 @@ class MujocoWarpSim:
 
     def close(self) -> None:
         self._graph = None
-

@@ -44,7 +44,9 @@ def algorithm_config(cfg: SonicConfig):
     model_config = actor_critic_kwargs(cfg, obs_dims=obs_dims, action_dim=action_dim)
     space = observation_space(obs_dims)
     act_space = gym.spaces.Box(-np.inf, np.inf, (action_dim,), np.float32)
-    return to_algorithm_config(cfg, observation_space=space, action_space=act_space, model_config=model_config)
+    return to_algorithm_config(
+        cfg, observation_space=space, action_space=act_space, model_config=model_config
+    )
 
 
 def build_algorithm(cfg: SonicConfig):

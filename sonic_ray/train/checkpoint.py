@@ -60,7 +60,8 @@ def _safe_globals() -> list:
 
 
 _REFUSED_RE = re.compile(  # the ways torch's weights_only unpickler names what it refused
-    r"GLOBAL (\S+)|unrecognized function (\S+)|allowlisted via `add_safe_globals` but got (.+)")
+    r"GLOBAL (\S+)|unrecognized function (\S+)|allowlisted via `add_safe_globals` but got (.+)"
+)
 
 
 def _sha256(path: Path) -> str:
@@ -79,8 +80,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(ckpt_root: str | Path, iteration: int, state: dict[str, Any], *,
-                    extra_files: dict[str, bytes] | None = None, keep: int = 0) -> Path:
+def save_checkpoint(
+    ckpt_root: str | Path,
+    iteration: int,
+    state: dict[str, Any],
+    *,
+    extra_files: dict[str, bytes] | None = None,
+    keep: int = 0,
+) -> Path:
     """Write `state` (anything torch.save takes) as `ckpt_root/iter_<iteration>` atomically.
 
     `extra_files` are small side files (e.g. config.yaml). `keep > 0` prunes all but the newest
@@ -131,7 +138,11 @@ def list_checkpoints(ckpt_root: str | Path) -> list[Path]:
     root = Path(ckpt_root)
     if not root.is_dir():
         return []
-    found = [(it, p) for p in root.iterdir() if (it := checkpoint_iteration(p)) is not None and (p / MANIFEST).is_file()]
+    found = [
+        (it, p)
+        for p in root.iterdir()
+        if (it := checkpoint_iteration(p)) is not None and (p / MANIFEST).is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -180,11 +191,13 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             what = next(g for g in m.groups() if g).rstrip(".")
             raise UnsafeCheckpointError(
                 f"{ckpt / STATE_FILE}: refused to load: it names {what}, which a sonic-ray checkpoint never "
-                "holds (crafted or foreign file; nothing in it was run)") from None
+                "holds (crafted or foreign file; nothing in it was run)"
+            ) from None
         raise CheckpointError(f"{ckpt / STATE_FILE}: cannot be loaded ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"{ckpt / STATE_FILE}: holds a {type(state).__name__}, "
-                              "not a checkpoint state dict")
+        raise CheckpointError(
+            f"{ckpt / STATE_FILE}: holds a {type(state).__name__}, not a checkpoint state dict"
+        )
     return state
 
 

@@ -10,7 +10,9 @@ from sonic_ray.config.cli import OVERRIDES_HELP
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a universal token policy with RLlib on Ray")
-    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + "; run_dir=PATH, resume=PATH, ray.address=auto")
+    p.add_argument(
+        "overrides", nargs="*", help=OVERRIDES_HELP + "; run_dir=PATH, resume=PATH, ray.address=auto"
+    )
     p.set_defaults(func=_train)
 
 
@@ -37,8 +39,11 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
     if trainer.stopped_by:
-        print(f"sonic-ray train: stopped by {trainer.stopped_by} after iteration {trainer.iteration}, "
-              f"checkpoint saved; continue with resume={trainer.run_dir}", file=sys.stderr)
+        print(
+            f"sonic-ray train: stopped by {trainer.stopped_by} after iteration {trainer.iteration}, "
+            f"checkpoint saved; continue with resume={trainer.run_dir}",
+            file=sys.stderr,
+        )
         return 0
     print(f"run dir: {trainer.run_dir}", file=sys.stderr)
     keys = ("iteration", "env/episode_length", "reward/total", "perf/env_steps_per_s")
@@ -53,5 +58,7 @@ def view_command(run_dir, cfg) -> str:
 
     from sonic_ray.envs.factory import motion_store_path
 
-    return (f"sonic-ray view policy --checkpoint {shlex.quote(str(run_dir))} "
-            f"--motions {shlex.quote(str(motion_store_path(cfg)))}")
+    return (
+        f"sonic-ray view policy --checkpoint {shlex.quote(str(run_dir))} "
+        f"--motions {shlex.quote(str(motion_store_path(cfg)))}"
+    )

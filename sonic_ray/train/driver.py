@@ -76,8 +76,12 @@ class StopRequest:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"sonic-ray train: {signal.Signals(signum).name} received; finishing the iteration in flight, "
-              "then saving a checkpoint (send it again to stop at once)", file=sys.stderr, flush=True)
+        print(
+            f"sonic-ray train: {signal.Signals(signum).name} received; finishing the iteration in flight, "
+            "then saving a checkpoint (send it again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class TrainingStopped(RuntimeError):
@@ -97,8 +101,11 @@ class Trainer:
         check_motion_store(cfg)
         self.run_dir = Path(run_dir or cfg.run_dir or _run_dir_of(resume_from) or default_run_dir(cfg))
         if resume_from is not None and not (run_dir or cfg.run_dir) and _run_dir_of(resume_from) is None:
-            print(f"sonic-ray: {resume_from} is not under <run>/checkpoints/; the resumed run writes to "
-                  f"{self.run_dir} (set run_dir= to choose)", file=sys.stderr)
+            print(
+                f"sonic-ray: {resume_from} is not under <run>/checkpoints/; the resumed run writes to "
+                f"{self.run_dir} (set run_dir= to choose)",
+                file=sys.stderr,
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # The run dir is recorded in the config (config.yaml, env runners' gauge labels).
         self.cfg = cfg = dataclasses.replace(cfg, run_dir=str(self.run_dir))
@@ -111,9 +118,14 @@ class Trainer:
             self.restore(resume_from, resume_state)
         self.saved_iteration = self.iteration  # the newest iteration on disk (none new yet)
         self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
-        self.wandb = WandbLogger(run_dir=self.run_dir, mode=cfg.logging.wandb_mode, project=cfg.logging.wandb_project,
-                                 entity=cfg.logging.wandb_entity, name=self.run_dir.name,
-                                 config=_plain(cfg))
+        self.wandb = WandbLogger(
+            run_dir=self.run_dir,
+            mode=cfg.logging.wandb_mode,
+            project=cfg.logging.wandb_project,
+            entity=cfg.logging.wandb_entity,
+            name=self.run_dir.name,
+            config=_plain(cfg),
+        )
         if self.wandb.run is not None:  # evaluations plot against the iteration they evaluated
             self.wandb.run.define_metric("eval/iteration")
             self.wandb.run.define_metric("eval/*", step_metric="eval/iteration")
@@ -132,15 +144,24 @@ class Trainer:
         plus the model's keyword arguments, so evaluation and export rebuild it without Ray."""
         from sonic_ray.learners.rl_module import MODEL_KWARGS  # imports ray
 
-        return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration,
-                "learner": self.algo.learner_group.get_state(), "algo": self.algo.sonic_state(),
-                "rng": rng_state(), "config_yaml": to_yaml(self.cfg),
-                "model_kwargs": dict(self.algo.config.rl_module_spec.model_config[MODEL_KWARGS])}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "iteration": self.iteration,
+            "learner": self.algo.learner_group.get_state(),
+            "algo": self.algo.sonic_state(),
+            "rng": rng_state(),
+            "config_yaml": to_yaml(self.cfg),
+            "model_kwargs": dict(self.algo.config.rl_module_spec.model_config[MODEL_KWARGS]),
+        }
 
     def save(self) -> Path:
-        path = save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.state(),
-                               extra_files={"config.yaml": to_yaml(self.cfg).encode()},
-                               keep=self.cfg.callbacks.checkpoint_keep)
+        path = save_checkpoint(
+            self.run_dir / "checkpoints",
+            self.iteration,
+            self.state(),
+            extra_files={"config.yaml": to_yaml(self.cfg).encode()},
+            keep=self.cfg.callbacks.checkpoint_keep,
+        )
         self.saved_iteration = self.iteration
         return path
 
@@ -148,13 +169,16 @@ class Trainer:
         """Continue from the checkpoint at `path` (`state`: its contents, when already loaded)."""
         state = load_checkpoint(path) if state is None else state
         self.algo.learner_group.set_state(state["learner"])
-        self.algo.env_runner_group.sync_weights(from_worker_or_learner_group=self.algo.learner_group,
-                                                inference_only=True)
+        self.algo.env_runner_group.sync_weights(
+            from_worker_or_learner_group=self.algo.learner_group, inference_only=True
+        )
         if "algo" in state:
             fresh = self.algo.set_sonic_state(state["algo"])
             if fresh:
-                print(f"sonic-ray: env runners {fresh} have no saved state in {path} (more runners than "
-                      "when it was saved?); they start fresh episodes")
+                print(
+                    f"sonic-ray: env runners {fresh} have no saved state in {path} (more runners than "
+                    "when it was saved?); they start fresh episodes"
+                )
         else:  # format 1: learner only
             print(f"sonic-ray: {path} holds no env runner state (format 1); runners start fresh episodes")
         set_rng_state(state["rng"])
@@ -184,22 +208,32 @@ class Trainer:
         last: dict[str, Any] = {}
         title = f"sonic-ray train: {cfg.experiment} -> {self.run_dir}"
         live = None if cfg.logging.progress else False
-        with StopRequest() as stop, ProgressView(title=title, max_iterations=cfg.algo.max_iterations,
-                                                 live=live) as view:
+        with (
+            StopRequest() as stop,
+            ProgressView(title=title, max_iterations=cfg.algo.max_iterations, live=live) as view,
+        ):
             while self.iteration < cfg.algo.max_iterations and stop.signum is None:
                 try:
                     last = self.step()
                 except Exception as e:  # env runner failures are absorbed by RLlib; this is the rest
                     ckpts = list_checkpoints(self.run_dir / "checkpoints")
-                    where = f"last complete checkpoint: {ckpts[-1]}" if ckpts else "no checkpoint was saved yet"
+                    where = (
+                        f"last complete checkpoint: {ckpts[-1]}" if ckpts else "no checkpoint was saved yet"
+                    )
                     raise TrainingStopped(
                         f"training stopped during iteration {self.iteration + 1} "
                         f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
-                        f"{where}; continue with resume={self.run_dir}") from e
+                        f"{where}; continue with resume={self.run_dir}"
+                    ) from e
                 view.update(last)
-                evaluate = cfg.callbacks.eval_interval > 0 and self.iteration % cfg.callbacks.eval_interval == 0
-                if (self.iteration % cfg.algo.save_interval == 0 or self.iteration == cfg.algo.max_iterations
-                        or evaluate):
+                evaluate = (
+                    cfg.callbacks.eval_interval > 0 and self.iteration % cfg.callbacks.eval_interval == 0
+                )
+                if (
+                    self.iteration % cfg.algo.save_interval == 0
+                    or self.iteration == cfg.algo.max_iterations
+                    or evaluate
+                ):
                     path = self.save()
                     if evaluate:
                         self._submit_eval(path)
@@ -215,18 +249,27 @@ class Trainer:
 
     def plot(self) -> None:
         if self.cfg.callbacks.plot_learning_curves:
-            plot_learning_curves(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "learning_curves.png",
-                                 title=self.run_dir.name)
+            plot_learning_curves(
+                read_metrics(self.run_dir / "metrics.jsonl"),
+                self.run_dir / "learning_curves.png",
+                title=self.run_dir.name,
+            )
 
     # ---- evaluation beside training ----------------------------------------------------
     def _submit_eval(self, checkpoint: Path) -> None:
         """Launch Ray tasks evaluating `checkpoint`; never blocks, never stops training."""
         try:
             plan = plan_evaluation(checkpoint, cfg=self.cfg)
-            self.evals.submit(plan, self.run_dir / EVAL_DIR / checkpoint.name, render=self.cfg.callbacks.eval_render)
+            self.evals.submit(
+                plan, self.run_dir / EVAL_DIR / checkpoint.name, render=self.cfg.callbacks.eval_render
+            )
         except Exception as e:
-            print(f"sonic-ray train: evaluation of {checkpoint.name} could not start ({type(e).__name__}: {e}); "
-                  "training continues", file=sys.stderr)
+            print(
+                f"sonic-ray train: evaluation of {checkpoint.name} could not start ({type(e).__name__}: "
+                f"{e}); "
+                "training continues",
+                file=sys.stderr,
+            )
 
     def _poll_evals(self, wait_s: float | None = None) -> list[dict[str, Any]]:
         """`eval/*` metrics of each evaluation that finished since the last poll, oldest first
@@ -238,8 +281,11 @@ class Trainer:
         out = []
         for r in sorted(results, key=lambda r: r.iteration):
             if r.metrics is None:
-                print(f"sonic-ray train: evaluation of iteration {r.iteration} failed ({r.error}); training continues",
-                      file=sys.stderr)
+                print(
+                    f"sonic-ray train: evaluation of iteration {r.iteration} failed ({r.error}); training "
+                    "continues",
+                    file=sys.stderr,
+                )
                 out.append({"eval/failures": 1, "eval/iteration": r.iteration})
             else:
                 out.append(log_metrics(r.metrics))
@@ -251,8 +297,12 @@ class Trainer:
             return
         results = self._poll_evals(wait_s=0.0 if self.stopped_by else FINAL_EVAL_WAIT_S)  # preempted: no wait
         if len(self.evals):
-            print(f"sonic-ray train: {len(self.evals)} evaluation(s) still running after {FINAL_EVAL_WAIT_S:.0f} s; "
-                  f"not logged (run `sonic-ray eval --checkpoint {self.run_dir}`)", file=sys.stderr)
+            print(
+                f"sonic-ray train: {len(self.evals)} evaluation(s) still running after "
+                f"{FINAL_EVAL_WAIT_S:.0f} s; "
+                f"not logged (run `sonic-ray eval --checkpoint {self.run_dir}`)",
+                file=sys.stderr,
+            )
         for metrics in results:
             record = {"iteration": self.iteration, "time": time.time(), **metrics}
             self.metrics_log.write(record)

@@ -61,7 +61,9 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_learning_curves(rows: Iterable[dict[str, Any]], out_png: str | Path, *, title: str = "") -> Path | None:
+def plot_learning_curves(
+    rows: Iterable[dict[str, Any]], out_png: str | Path, *, title: str = ""
+) -> Path | None:
     """Draw the known curves against iteration into `out_png` (atomically). None if nothing to draw."""
     import matplotlib
 
@@ -81,7 +83,7 @@ def plot_learning_curves(rows: Iterable[dict[str, Any]], out_png: str | Path, *,
         ax.set_title(key)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title)

@@ -34,7 +34,9 @@ SHOWN = (
 
 
 class ProgressView:
-    def __init__(self, *, title: str, max_iterations: int, live: bool | None = None, console: Console | None = None):
+    def __init__(
+        self, *, title: str, max_iterations: int, live: bool | None = None, console: Console | None = None
+    ):
         self.console = console or Console(stderr=False)
         self.live_mode = sys.stdout.isatty() if live is None else live
         self.title = title

@@ -26,8 +26,17 @@ def _has_netrc_key() -> bool:
 
 
 class WandbLogger:
-    def __init__(self, *, run_dir: str | Path, mode: str, project: str, entity: str | None,
-                 name: str, config: dict[str, Any], resume_id: str | None = None):
+    def __init__(
+        self,
+        *,
+        run_dir: str | Path,
+        mode: str,
+        project: str,
+        entity: str | None,
+        name: str,
+        config: dict[str, Any],
+        resume_id: str | None = None,
+    ):
         self.mode = _effective_mode(mode)
         self.run = None
         if self.mode == "disabled":
@@ -36,10 +45,19 @@ class WandbLogger:
 
         run_dir = Path(run_dir)
         id_file = run_dir / RUN_ID_FILE
-        run_id = resume_id or (id_file.read_text().strip() if id_file.is_file() else None) or secrets.token_hex(4)
+        run_id = (
+            resume_id or (id_file.read_text().strip() if id_file.is_file() else None) or secrets.token_hex(4)
+        )
         self.run = wandb.init(
-            project=project, entity=entity, name=name, id=run_id, resume="allow", mode=self.mode,
-            dir=str(run_dir), config=config, settings=wandb.Settings(silent=True, console="off"),
+            project=project,
+            entity=entity,
+            name=name,
+            id=run_id,
+            resume="allow",
+            mode=self.mode,
+            dir=str(run_dir),
+            config=config,
+            settings=wandb.Settings(silent=True, console="off"),
         )
         id_file.write_text(run_id)
 

@@ -11,12 +11,17 @@ from sonic_ray.tune.tuner import run_sweep
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "tune", help="sweep config keys (FSQ levels, encoder probabilities, ...) with Ray Tune",
+        "tune",
+        help="sweep config keys (FSQ levels, encoder probabilities, ...) with Ray Tune",
         description="Runs one training trial per point of tune.search_space (ASHA stops weak trials early on "
-                    "tune.metric) and writes results.csv, results.png and best.yaml (a configs/exp/ preset) "
-                    "into run_dir.")
-    p.add_argument("overrides", nargs="*",
-                   help=OVERRIDES_HELP + "; +exp=tune_smoke, tune=fsq_encoders, run_dir=PATH, tune.metric=KEY")
+        "tune.metric) and writes results.csv, results.png and best.yaml (a configs/exp/ preset) "
+        "into run_dir.",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help=OVERRIDES_HELP + "; +exp=tune_smoke, tune=fsq_encoders, run_dir=PATH, tune.metric=KEY",
+    )
     p.set_defaults(func=_tune)
 
 

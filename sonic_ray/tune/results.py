@@ -23,8 +23,14 @@ from sonic_ray.config.schema import SonicConfig
 from sonic_ray.utils.io import atomic_write, save_figure_png
 
 # Final metrics written per trial (when reported), after the tune metric itself.
-RESULT_KEYS = ("reward/total", "env/episode_length", "env/success_rate", "perf/env_steps_per_s",
-               "model/codebook_size", "model/token_dim")
+RESULT_KEYS = (
+    "reward/total",
+    "env/episode_length",
+    "env/success_rate",
+    "perf/env_steps_per_s",
+    "model/codebook_size",
+    "model/token_dim",
+)
 
 
 @dataclass
@@ -68,8 +74,17 @@ def write_results_csv(path: Path, rows: Sequence[TrialRow], swept_keys: Sequence
     w = csv.writer(buf)
     w.writerow(header)
     for r in rows:
-        w.writerow([r.trial_id, r.status, *[_cell(r.params.get(k)) for k in swept_keys], r.iterations,
-                    *[r.metrics.get(k, "") for k in metric_cols], r.run_dir, r.error])
+        w.writerow(
+            [
+                r.trial_id,
+                r.status,
+                *[_cell(r.params.get(k)) for k in swept_keys],
+                r.iterations,
+                *[r.metrics.get(k, "") for k in metric_cols],
+                r.run_dir,
+                r.error,
+            ]
+        )
     atomic_write(path, buf.getvalue())
 
 
@@ -111,8 +126,16 @@ def plot_results(path: Path, rows: Sequence[TrialRow], metric: str, mode: str) -
 # ---- best.yaml ---------------------------------------------------------------------------------
 def _split_override(text: str) -> tuple[str, str, str]:
     """'++a.b=1' -> ('++', 'a.b', '1')."""
-    prefix = "++" if text.startswith("++") else "+" if text.startswith("+") else "~" if text.startswith("~") else ""
-    key, sep, value = text[len(prefix):].partition("=")
+    prefix = (
+        "++"
+        if text.startswith("++")
+        else "+"
+        if text.startswith("+")
+        else "~"
+        if text.startswith("~")
+        else ""
+    )
+    key, sep, value = text[len(prefix) :].partition("=")
     if not sep and prefix != "~":
         raise ConfigError(f"override '{text}': expected key=value")
     return prefix, key.strip(), value.strip()
@@ -123,8 +146,14 @@ def _is_group(key: str) -> bool:
     return (config_dir() / group).is_dir()
 
 
-def preset_yaml(*, overrides: Sequence[str], trial_cfg: SonicConfig, params: dict[str, Any], experiment: str,
-                header: str = "") -> str:
+def preset_yaml(
+    *,
+    overrides: Sequence[str],
+    trial_cfg: SonicConfig,
+    params: dict[str, Any],
+    experiment: str,
+    header: str = "",
+) -> str:
     """An experiment preset that composes to `trial_cfg` (up to `experiment` and `run_dir`).
 
     `overrides` are the command-line overrides the sweep was composed from; `params` the trial's

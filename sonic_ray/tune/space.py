@@ -26,14 +26,28 @@ from sonic_ray.config.search_space import (
     plain,
 )
 
-__all__ = ["GRID_KINDS", "LEVELS_KEY", "NOT_SWEPT", "RANDOM_KINDS", "SPEC_KINDS", "Spec", "check_space",
-           "flatten_space", "grid_points", "num_trials", "parse_search_space", "trial_config"]
+__all__ = [
+    "GRID_KINDS",
+    "LEVELS_KEY",
+    "NOT_SWEPT",
+    "RANDOM_KINDS",
+    "SPEC_KINDS",
+    "Spec",
+    "check_space",
+    "flatten_space",
+    "grid_points",
+    "num_trials",
+    "parse_search_space",
+    "trial_config",
+]
 
 
 def grid_points(specs: list[Spec]) -> list[dict[str, Any]]:
     """Every combination of the grid specs' values (random specs are left out)."""
     grids = [s for s in specs if s.is_grid]
-    return [dict(zip([s.key for s in grids], combo)) for combo in itertools.product(*[s.values for s in grids])]
+    return [
+        dict(zip([s.key for s in grids], combo)) for combo in itertools.product(*[s.values for s in grids])
+    ]
 
 
 def num_trials(specs: list[Spec], num_samples: int) -> int:

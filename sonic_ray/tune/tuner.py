@@ -34,9 +34,14 @@ TUNE_STORAGE_DIR = "tune"  # Tune's own experiment state (resumable with Tuner.r
 def param_space(specs: Sequence[Spec]) -> dict[str, Any]:
     from ray import tune
 
-    make = {"grid": lambda s: tune.grid_search(list(s.values)), "fsq": lambda s: tune.grid_search(list(s.values)),
-            "choice": lambda s: tune.choice(list(s.values)), "uniform": lambda s: tune.uniform(*s.bounds),
-            "loguniform": lambda s: tune.loguniform(*s.bounds), "randint": lambda s: tune.randint(*s.bounds)}
+    make = {
+        "grid": lambda s: tune.grid_search(list(s.values)),
+        "fsq": lambda s: tune.grid_search(list(s.values)),
+        "choice": lambda s: tune.choice(list(s.values)),
+        "uniform": lambda s: tune.uniform(*s.bounds),
+        "loguniform": lambda s: tune.loguniform(*s.bounds),
+        "randint": lambda s: tune.randint(*s.bounds),
+    }
     return {s.key: make[s.kind](s) for s in specs}
 
 
@@ -94,8 +99,10 @@ def run_sweep(overrides: Sequence[str]) -> Path:
     t = cfg.tune
     specs = parse_search_space(t.search_space)  # checked in full by to_typed; here only the specs
     if not specs:
-        raise ConfigError("tune.search_space is empty: compose a sweep (+exp=tune_smoke, tune=fsq_encoders) "
-                          "or add keys (+tune.search_space.algo.actor_lr={loguniform:[1e-5,1e-3]})")
+        raise ConfigError(
+            "tune.search_space is empty: compose a sweep (+exp=tune_smoke, tune=fsq_encoders) "
+            "or add keys (+tune.search_space.algo.actor_lr={loguniform:[1e-5,1e-3]})"
+        )
     check_space(base, specs)
     run_dir = Path(cfg.run_dir or default_run_dir(cfg, prefix="tune-")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,8 +111,11 @@ def run_sweep(overrides: Sequence[str]) -> Path:
     trial_base.resume = None
     grid_first = {s.key: s.values[0] for s in specs if s.is_grid or s.kind == "choice"}
     first = trial_resources(trial_config(trial_base, grid_first))
-    print(f"sonic-ray tune: {num_trials(specs, t.num_samples)} trial(s){'' if all(s.is_grid for s in specs) else ' (some keys drawn)'}"
-          f", {t.max_concurrent_trials} at a time, the first with bundles {first.bundles}; run dir {run_dir}")
+    print(
+        f"sonic-ray tune: {num_trials(specs, t.num_samples)} "
+        f"trial(s){'' if all(s.is_grid for s in specs) else ' (some keys drawn)'}"
+        f", {t.max_concurrent_trials} at a time, the first with bundles {first.bundles}; run dir {run_dir}"
+    )
 
     rows = _fit(cfg, specs, OmegaConf.to_yaml(trial_base), run_dir)
     keys = [s.key for s in specs]
@@ -117,11 +127,19 @@ def run_sweep(overrides: Sequence[str]) -> Path:
         return run_dir
     best_cfg = to_typed(OmegaConf.load(Path(best.run_dir) / "config.yaml"))
     name = f"{cfg.experiment}_best"
-    header = (f"Best trial {best.trial_id} of the sweep in {run_dir}: {t.metric} = {best.metrics[t.metric]:.6g} "
-              f"({t.mode}) after {best.iterations} iterations.\nUse it: cp best.yaml configs/exp/{name}.yaml && "
-              f"sonic-ray train +exp={name}")
-    write_best_yaml(run_dir / "best.yaml", overrides=overrides, trial_cfg=best_cfg, params=best.params,
-                    experiment=name, header=header)
+    header = (
+        f"Best trial {best.trial_id} of the sweep in {run_dir}: {t.metric} = {best.metrics[t.metric]:.6g} "
+        f"({t.mode}) after {best.iterations} iterations.\nUse it: cp best.yaml configs/exp/{name}.yaml && "
+        f"sonic-ray train +exp={name}"
+    )
+    write_best_yaml(
+        run_dir / "best.yaml",
+        overrides=overrides,
+        trial_cfg=best_cfg,
+        params=best.params,
+        experiment=name,
+        header=header,
+    )
     return run_dir
 
 
@@ -133,25 +151,45 @@ def _fit(cfg: SonicConfig, specs: Sequence[Spec], base_yaml: str, run_dir: Path)
     # Trials keep the driver's working directory (relative motion paths, configs/ resolve as in `train`).
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     init_ray(cfg)
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=cfg.algo.max_iterations,
-                               grace_period=t.grace_period, reduction_factor=t.reduction_factor)
-                 if t.scheduler == "asha" else FIFOScheduler())
+    scheduler = (
+        ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=cfg.algo.max_iterations,
+            grace_period=t.grace_period,
+            reduction_factor=t.reduction_factor,
+        )
+        if t.scheduler == "asha"
+        else FIFOScheduler()
+    )
     search_alg = None
     if t.seed is not None and any(not s.is_grid for s in specs):
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         search_alg = BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials)
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base_yaml=base_yaml, trials_root=str(run_dir / TRIALS_DIR), metric=t.metric),
-        functools.partial(_resources_for, base_yaml=base_yaml))
+        tune.with_parameters(
+            _trial, base_yaml=base_yaml, trials_root=str(run_dir / TRIALS_DIR), metric=t.metric
+        ),
+        functools.partial(_resources_for, base_yaml=base_yaml),
+    )
     tuner = tune.Tuner(
-        trainable, param_space=param_space(specs),
-        tune_config=tune.TuneConfig(metric=t.metric, mode=t.mode, scheduler=scheduler, search_alg=search_alg,
-                                    num_samples=t.num_samples,
-                                    # a seeded generator limits concurrency itself (Tune ignores this then)
-                                    max_concurrent_trials=None if search_alg else t.max_concurrent_trials),
-        run_config=tune.RunConfig(name="sweep", storage_path=str(run_dir / TUNE_STORAGE_DIR), verbose=1,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        trainable,
+        param_space=param_space(specs),
+        tune_config=tune.TuneConfig(
+            metric=t.metric,
+            mode=t.mode,
+            scheduler=scheduler,
+            search_alg=search_alg,
+            num_samples=t.num_samples,
+            # a seeded generator limits concurrency itself (Tune ignores this then)
+            max_concurrent_trials=None if search_alg else t.max_concurrent_trials,
+        ),
+        run_config=tune.RunConfig(
+            name="sweep",
+            storage_path=str(run_dir / TUNE_STORAGE_DIR),
+            verbose=1,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
     )
     grid = tuner.fit()
     rows = []
@@ -161,12 +199,27 @@ def _fit(cfg: SonicConfig, specs: Sequence[Spec], base_yaml: str, run_dir: Path)
         history = read_metrics(trial_dir / "metrics.jsonl") if (trial_dir / "metrics.jsonl").is_file() else []
         metrics = dict(history[-1]) if history else {}
         iterations = int(metrics.get("iteration", 0))
-        status = ("error" if result.error else
-                  "completed" if iterations >= cfg.algo.max_iterations else "stopped early")
+        status = (
+            "error"
+            if result.error
+            else "completed"
+            if iterations >= cfg.algo.max_iterations
+            else "stopped early"
+        )
         if result.metrics and t.metric in result.metrics:
             metrics[t.metric] = result.metrics[t.metric]  # carried forward when the last row lacked it
         params = {s.key: (result.config or {}).get(s.key) for s in specs}
         error = str(result.error).strip().splitlines()[0][:300] if result.error else ""
-        rows.append(TrialRow(trial_id=trial_id, status=status, params=params, iterations=iterations,
-                             metrics=metrics, run_dir=str(trial_dir), history=history, error=error))
+        rows.append(
+            TrialRow(
+                trial_id=trial_id,
+                status=status,
+                params=params,
+                iterations=iterations,
+                metrics=metrics,
+                run_dir=str(trial_dir),
+                history=history,
+                error=error,
+            )
+        )
     return sorted(rows, key=lambda r: r.trial_id)

@@ -77,9 +77,15 @@ def quat_from_rpy(rpy: torch.Tensor) -> torch.Tensor:
 # entry -> ((a, b), (c, d), s, K, C). Evaluated for all entries at once (two gathers, a multiply,
 # two fused multiply-adds, bit-identical to writing each entry out: K is +-2 and s is +-1, exact).
 _MATRIX_ENTRIES = {
-    "00": ((2, 2), (3, 3), 1, -2, 1), "01": ((1, 2), (0, 3), -1, 2, 0), "02": ((1, 3), (0, 2), 1, 2, 0),
-    "10": ((1, 2), (0, 3), 1, 2, 0), "11": ((1, 1), (3, 3), 1, -2, 1), "12": ((2, 3), (0, 1), -1, 2, 0),
-    "20": ((1, 3), (0, 2), -1, 2, 0), "21": ((2, 3), (0, 1), 1, 2, 0), "22": ((1, 1), (2, 2), 1, -2, 1),
+    "00": ((2, 2), (3, 3), 1, -2, 1),
+    "01": ((1, 2), (0, 3), -1, 2, 0),
+    "02": ((1, 3), (0, 2), 1, 2, 0),
+    "10": ((1, 2), (0, 3), 1, 2, 0),
+    "11": ((1, 1), (3, 3), 1, -2, 1),
+    "12": ((2, 3), (0, 1), -1, 2, 0),
+    "20": ((1, 3), (0, 2), -1, 2, 0),
+    "21": ((2, 3), (0, 1), 1, 2, 0),
+    "22": ((1, 1), (2, 2), 1, -2, 1),
 }
 _QUADRATIC_CACHE: dict = {}
 
@@ -93,7 +99,9 @@ def _quat_quadratic(q: torch.Tensor, entries: tuple[str, ...]) -> torch.Tensor:
         with torch.inference_mode(False):  # normal tensors, usable under autograd later
             left = torch.tensor([r[0][0] for r in rows] + [r[1][0] for r in rows], device=q.device)
             right = torch.tensor([r[0][1] for r in rows] + [r[1][1] for r in rows], device=q.device)
-            sign, k, c = (torch.tensor([r[i] for r in rows], dtype=q.dtype, device=q.device) for i in (2, 3, 4))
+            sign, k, c = (
+                torch.tensor([r[i] for r in rows], dtype=q.dtype, device=q.device) for i in (2, 3, 4)
+            )
         consts = _QUADRATIC_CACHE[key] = (left, right, sign, k, c)
     left, right, sign, k, c = consts
     n = len(entries)
@@ -124,7 +132,9 @@ def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
         ),
         dim=-2,
     )  # (..., 4, 4): row k is 4*q_k * q
-    diag = torch.stack((1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1)
+    diag = torch.stack(
+        (1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1
+    )
     best = diag.argmax(dim=-1, keepdim=True)
     q = torch.gather(cand, -2, best.unsqueeze(-1).expand(*best.shape[:-1], 1, 4)).squeeze(-2)
     q = quat_normalize(q)

@@ -1,4 +1,5 @@
-"""The env bench on a tiny real run: the env timed, then its recorded simulator calls replayed as raw physics."""
+"""The env bench on a tiny real run: the env timed, then its recorded simulator calls replayed as raw
+physics."""
 
 import json
 

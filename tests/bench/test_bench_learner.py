@@ -17,7 +17,9 @@ def test_learner_bench_json_shape():
     e = out["demo"]
     assert e["rows"] == 16 and out["meta"]["obs_dims"]["policy"] > 0
     for side in ("ours", "rsl_rl"):
-        assert e[side]["samples_per_s"] > 0 and e[side]["macs_per_row"] > 0 and len(e[side]["seconds_all"]) == 1
+        assert (
+            e[side]["samples_per_s"] > 0 and e[side]["macs_per_row"] > 0 and len(e[side]["seconds_all"]) == 1
+        )
     assert e["over_rsl_rl"] == pytest.approx(e["ours"]["samples_per_s"] / e["rsl_rl"]["samples_per_s"])
     assert e["ours"]["macs_per_row"] > e["rsl_rl"]["macs_per_row"]  # the encoders and aux paths cost more
     assert e["rllib"]["samples_per_s"] > 0 and len(e["rllib"]["seconds_all"]) == 1

@@ -11,8 +11,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 def test_learning_bench_tiny_run(tmp_path):
     from sonic_ray.bench.learning import run
 
-    out = run(exp="smoke", seeds=(0, 1), env_steps=256, eval_every_steps=128, zero_action_steps=60,
-              marks=(128, 256, 10_000), out_dir=tmp_path, progress=False)
+    out = run(
+        exp="smoke",
+        seeds=(0, 1),
+        env_steps=256,
+        eval_every_steps=128,
+        zero_action_steps=60,
+        marks=(128, 256, 10_000),
+        out_dir=tmp_path,
+        progress=False,
+    )
     saved = json.loads((tmp_path / "learning.json").read_text())
     assert saved["meta"] == out["meta"] and saved["summary"].keys() == {"128", "256"}
     assert (tmp_path / "learning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -45,6 +53,7 @@ def test_learning_bench_tiny_run(tmp_path):
     last = saved["summary"]["256"]
     assert last["num_seeds"] == 2 and set(last["per_seed"]) == {"0", "1"}
     assert last["completed_mean"] == pytest.approx(
-        sum(saved["seeds"][s]["curve"][-1]["completed_mean"] for s in ("0", "1")) / 2)
+        sum(saved["seeds"][s]["curve"][-1]["completed_mean"] for s in ("0", "1")) / 2
+    )
     for key in ("completed_mean", "episode_length"):
         assert last["over_zero_action"][key] == pytest.approx(last[key] - zero[key])

@@ -27,12 +27,28 @@ def _rows():
     """A run of 4 iterations of 100 env steps, evaluated every 2: iteration 2's evaluation lands on
     iteration 3's row, iteration 4's on a row the driver writes after training (same iteration)."""
     ep = {1: 10.0, 2: 20.0, 3: 30.0, 4: 50.0}
-    rows = [{"iteration": i, "time": 1000.0 + 10 * i, "perf/env_steps": 100, "env/episode_length": ep[i]}
-            for i in range(1, 5)]
-    rows[2].update({"eval/iteration": 2, "eval/completed_mean": 0.2, "eval/success_rate": 0.0,
-                    "eval/mpjpe_l_mm_all": 40.0})
-    rows.append({"iteration": 4, "time": 1055.0, "eval/iteration": 4, "eval/completed_mean": 0.5,
-                 "eval/success_rate": 0.25, "eval/mpjpe_l_mm_all": 30.0})
+    rows = [
+        {"iteration": i, "time": 1000.0 + 10 * i, "perf/env_steps": 100, "env/episode_length": ep[i]}
+        for i in range(1, 5)
+    ]
+    rows[2].update(
+        {
+            "eval/iteration": 2,
+            "eval/completed_mean": 0.2,
+            "eval/success_rate": 0.0,
+            "eval/mpjpe_l_mm_all": 40.0,
+        }
+    )
+    rows.append(
+        {
+            "iteration": 4,
+            "time": 1055.0,
+            "eval/iteration": 4,
+            "eval/completed_mean": 0.5,
+            "eval/success_rate": 0.25,
+            "eval/mpjpe_l_mm_all": 30.0,
+        }
+    )
     rows.append({"iteration": 4, "time": 1056.0, "eval/iteration": 6, "eval/failures": 1})  # failed: ignored
     return rows
 
@@ -61,8 +77,10 @@ def test_seed_curve_leaves_a_missing_evaluation_none():
 
 def test_mean_summary_and_deltas_over_zero_action():
     a = seed_curve(_rows(), eval_interval=2, window=2, t0=1000.0)
-    b = [dict(p, episode_length=p["episode_length"] + 10, completed_mean=None if p["iteration"] == 2 else 0.7)
-         for p in a]
+    b = [
+        dict(p, episode_length=p["episode_length"] + 10, completed_mean=None if p["iteration"] == 2 else 0.7)
+        for p in a
+    ]
     mean = mean_curve([a, b])
     assert [p["num_seeds"] for p in mean] == [2, 2]
     assert mean[0]["episode_length"] == 20.0 and mean[1]["episode_length"] == 45.0

@@ -16,7 +16,9 @@ def test_pipeline_bench_json_shape():
         assert r["env_steps"] == 4 * 4 * runners
         assert r["env_steps_per_s"] > 0 and r["sample_steps_per_s"] > 0
         assert {"sample", "learn", "other"} <= set(r["phase_s"])
-    assert "sync" in out["ray_1"]["phase_s"] and {"runner_sample", "runner_put"} <= set(out["ray_1"]["runner_phase_s"])
+    assert "sync" in out["ray_1"]["phase_s"] and {"runner_sample", "runner_put"} <= set(
+        out["ray_1"]["runner_phase_s"]
+    )
     for key in ("ray_over_inprocess", "ray_over_inprocess_demo_threads", "scale_2_runners_over_1"):
         assert out[key] > 0
     # equal threads on both sides; the demo preset's own learner threads reported beside them

@@ -13,13 +13,20 @@ KEYS = {"recovered", "iterations_lost", "data_lost", "seconds"}
 
 
 def test_every_fault_the_issue_names_is_there():
-    assert FAULTS == ("runner_sigkill", "node_loss", "driver_sigterm", "corrupt_checkpoint", "nan_loss",
-                      "concurrent_import")
+    assert FAULTS == (
+        "runner_sigkill",
+        "node_loss",
+        "driver_sigterm",
+        "corrupt_checkpoint",
+        "nan_loss",
+        "concurrent_import",
+    )
 
 
 def test_corrupt_checkpoint_report(tmp_path, capsys):
-    assert main(["bench", "faults", "--json", "--only", "corrupt_checkpoint", "--work-dir", str(tmp_path)]) \
-        == 0
+    assert (
+        main(["bench", "faults", "--json", "--only", "corrupt_checkpoint", "--work-dir", str(tmp_path)]) == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert list(out["faults"]) == ["corrupt_checkpoint"]
     r = out["faults"]["corrupt_checkpoint"]
@@ -30,8 +37,9 @@ def test_corrupt_checkpoint_report(tmp_path, capsys):
 
 @pytest.mark.slow  # two `motions import` processes (seconds each)
 def test_concurrent_import_report(tmp_path, capsys):
-    assert main(["bench", "faults", "--json", "--only", "concurrent_import", "--work-dir", str(tmp_path)]) \
-        == 0
+    assert (
+        main(["bench", "faults", "--json", "--only", "concurrent_import", "--work-dir", str(tmp_path)]) == 0
+    )
     r = json.loads(capsys.readouterr().out)["faults"]["concurrent_import"]
     assert KEYS <= set(r) and r["recovered"] and not r["data_lost"]
     assert r["clips_in_store"] == r["clips_expected"] > 0

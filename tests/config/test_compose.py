@@ -47,21 +47,29 @@ def test_demo_preset_is_cpu_sized():
         (["env.num_envs=0"], "env.num_envs"),
         (["env.num_envs=many"], "env.num_envs"),
         (["actor_critic.quantizer.levels=[8,1]"], "actor_critic.quantizer.levels[1]"),
-        (["actor_critic.universal_token.residual_mode=sideways"], "actor_critic.universal_token.residual_mode"),
+        (
+            ["actor_critic.universal_token.residual_mode=sideways"],
+            "actor_critic.universal_token.residual_mode",
+        ),
         (
             [f"env.commands.motion.encoder_sample_probs.{k}=0" for k in ("g1", "smpl", "teleop")],
             "env.commands.motion.encoder_sample_probs",
         ),
         (["env.commands.motion.encoder_sample_probs.g1=-1"], "env.commands.motion.encoder_sample_probs.g1"),
-        (["+env.commands.motion.encoder_sample_probs.vision=1"], "env.commands.motion.encoder_sample_probs.vision"),
+        (
+            ["+env.commands.motion.encoder_sample_probs.vision=1"],
+            "env.commands.motion.encoder_sample_probs.vision",
+        ),
         (["sim.backend=bullet"], "sim.backend"),
         (["ray.learner_threads=-1"], "ray.learner_threads"),
         (["algo.actor_lr=inf"], "algo.actor_lr"),
         (["algo.clip_param=inf"], "algo.clip_param"),
         (["env.episode_length_s=inf"], "env.episode_length_s"),
         (["algo.gamma=nan"], "algo.gamma"),
-        (["env.rewards.motion_global_anchor_position_error_exp.weight=-inf"],
-         "env.rewards.motion_global_anchor_position_error_exp.weight"),
+        (
+            ["env.rewards.motion_global_anchor_position_error_exp.weight=-inf"],
+            "env.rewards.motion_global_anchor_position_error_exp.weight",
+        ),
         (["sim.timestep=0.01"], "sim.timestep"),  # 0.01 s x 4 = 25 Hz, the motions are resampled to 50
         (["motions.control_fps=30"], "sim.timestep"),
         (["env.action_clip=0"], "env.action_clip"),

@@ -74,8 +74,11 @@ def test_every_float_field_has_a_range_case():
 CASES = [(k, v) for k, vs in OUT_OF_RANGE.items() for v in vs]
 CASES += [(k, v) for k in OUT_OF_RANGE for v in (math.inf, -math.inf, math.nan)]
 # Keys checked together with another (min <= init <= max std, lr_min <= lr_max): either may be named.
-PAIRED = {"actor_critic.min_std": "actor_critic.init_noise_std",
-          "actor_critic.max_std": "actor_critic.init_noise_std", "algo.lr_max": "algo.lr_min"}
+PAIRED = {
+    "actor_critic.min_std": "actor_critic.init_noise_std",
+    "actor_critic.max_std": "actor_critic.init_noise_std",
+    "algo.lr_max": "algo.lr_min",
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +100,15 @@ MOTION, EVENTS = "env.commands.motion", "env.events.terms.push_robot"
 OBS = "env.observations.policy.terms.base_ang_vel"
 
 
-@pytest.mark.parametrize("override, key", [
-    (f"{MOTION}.reset_pose_noise.root_yaw=[0.2,-0.2]", f"{MOTION}.reset_pose_noise.root_yaw"),
-    (f"{EVENTS}.interval_range_s=[6.0,4.0]", f"{EVENTS}.interval_range_s"),
-    (f"{EVENTS}.interval_range_s=[0.0,4.0]", f"{EVENTS}.interval_range_s"),
-    (f"{OBS}.noise=-0.2", f"{OBS}.noise"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        (f"{MOTION}.reset_pose_noise.root_yaw=[0.2,-0.2]", f"{MOTION}.reset_pose_noise.root_yaw"),
+        (f"{EVENTS}.interval_range_s=[6.0,4.0]", f"{EVENTS}.interval_range_s"),
+        (f"{EVENTS}.interval_range_s=[0.0,4.0]", f"{EVENTS}.interval_range_s"),
+        (f"{OBS}.noise=-0.2", f"{OBS}.noise"),
+    ],
+)
 def test_ranges_inside_dicts_and_lists_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):
         load_config(["+exp=demo", override])

@@ -13,7 +13,9 @@ def short_store(path, *, seconds=(0.5, 0.7, 0.9), fps=50.0, seed=0, smpl=False):
     from sonic_ray.motion.store import MotionClip, write_store
 
     rng = np.random.default_rng(seed)
-    lo, hi, default = (np.asarray(a, dtype=np.float64) for a in (G1.joint_lower, G1.joint_upper, G1.default_joint_pos))
+    lo, hi, default = (
+        np.asarray(a, dtype=np.float64) for a in (G1.joint_lower, G1.joint_upper, G1.default_joint_pos)
+    )
     clips = []
     for c, sec in enumerate(seconds):
         t = np.arange(int(sec * fps) + 1) / fps
@@ -24,9 +26,20 @@ def short_store(path, *, seconds=(0.5, 0.7, 0.9), fps=50.0, seed=0, smpl=False):
         joints = np.clip(default + sway, lo + 0.01, hi - 0.01)
         extra = {}
         if smpl:
-            extra["smpl_joints"] = (rng.normal(size=(1, 24, 3)) * 0.3 + 0.01 * t[:, None, None]).astype(np.float32)
-        clips.append(MotionClip(f"short{c}", "test", fps, root.astype(np.float32), quat.astype(np.float32),
-                                joints.astype(np.float32), **extra))
+            extra["smpl_joints"] = (rng.normal(size=(1, 24, 3)) * 0.3 + 0.01 * t[:, None, None]).astype(
+                np.float32
+            )
+        clips.append(
+            MotionClip(
+                f"short{c}",
+                "test",
+                fps,
+                root.astype(np.float32),
+                quat.astype(np.float32),
+                joints.astype(np.float32),
+                **extra,
+            )
+        )
     write_store(path, clips, joint_names=G1.joint_names)
     return path
 
@@ -54,7 +67,8 @@ def deployment_metadata(cfg) -> dict:
 def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
     """A checkpoint in the format `sonic-ray train` saves (driver.Trainer.state): the RLModule
     weights under learner/learner/rl_module/default_policy as numpy arrays keyed `ac.<name>`,
-    config_yaml and model_kwargs. The model is sized by a real one-env probe, as training sizes it; its action head
+    config_yaml and model_kwargs. The model is sized by a real one-env probe, as training sizes it; its
+    action head
     is scaled up by `action_gain` (undoing the 0.01 start) so outputs and motions are not tiny."""
     import torch
 
@@ -73,8 +87,14 @@ def write_checkpoint(root, cfg, *, seed=0, action_gain=100.0):
             norm.update(3.0 + 2.0 * torch.randn(32, norm.mean.shape[0]))
     weights = {f"ac.{k}": v.detach().numpy().copy() for k, v in ac.state_dict().items()}
     # SonicRLModule carries the normaliser statistics as float64 numpy arrays (count a 0-d array)
-    state = {"format": 1, "iteration": 7, "rng": {}, "config_yaml": to_yaml(cfg), "model_kwargs": kwargs,
-             "learner": {"learner": {"rl_module": {"default_policy": weights}, "weights_seq_no": 7}}}
+    state = {
+        "format": 1,
+        "iteration": 7,
+        "rng": {},
+        "config_yaml": to_yaml(cfg),
+        "model_kwargs": kwargs,
+        "learner": {"learner": {"rl_module": {"default_policy": weights}, "weights_seq_no": 7}},
+    }
     return save_checkpoint(root, 7, state, extra_files={"config.yaml": to_yaml(cfg).encode()}), ac
 
 
@@ -84,6 +104,8 @@ def state_layout(state) -> dict:
     import numpy as np
 
     weights = state["learner"]["learner"]["rl_module"]["default_policy"]
-    return {"top": sorted(k for k in ("config_yaml", "iteration", "learner", "model_kwargs") if k in state),
-            "model_kwargs": sorted(state.get("model_kwargs", {})),
-            "weights": {k: (type(v).__name__, tuple(np.shape(v))) for k, v in weights.items()}}
+    return {
+        "top": sorted(k for k in ("config_yaml", "iteration", "learner", "model_kwargs") if k in state),
+        "model_kwargs": sorted(state.get("model_kwargs", {})),
+        "weights": {k: (type(v).__name__, tuple(np.shape(v))) for k, v in weights.items()},
+    }

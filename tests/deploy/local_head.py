@@ -4,7 +4,8 @@ docs' own flags kept; `sonic_ray.bench.cluster.LocalCluster` is the multi-node o
 The machine is shared: other developers run their own Ray instances, so this head gets free ports for
 everything Ray opens, its own `--temp-dir` and its own auth token file. It runs with `--block` in a
 new process group and is stopped by SIGTERM to `ray start` (the group is killed only if that hangs;
-then any process still naming its temp dir, by pid). `ray stop` is not used: it stops every Ray instance of the user on the machine.
+then any process still naming its temp dir, by pid). `ray stop` is not used: it stops every Ray instance of
+the user on the machine.
 """
 
 from __future__ import annotations
@@ -59,9 +60,14 @@ class LocalHead:
 
     def client_env(self) -> dict[str, str]:
         """Environment for a client (`ray job submit`): token auth on, this head's token, venv on PATH."""
-        return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
-                "RAY_ADDRESS": self.dashboard_url, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-                **self.extra_env}
+        return {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.token_path),
+            "RAY_ADDRESS": self.dashboard_url,
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+            **self.extra_env,
+        }
 
     # ---- lifecycle --------------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -75,19 +81,26 @@ class LocalHead:
             elif flag == "--dashboard-host":
                 value = "127.0.0.1"
             out.append(f"{flag}={value}" if value else flag)
-        isolation = {"--node-ip-address": "127.0.0.1", "--temp-dir": str(self.tmp / "ray"),
-                     "--num-cpus": str(self.num_cpus), "--ray-client-server-port": free_port(),
-                     "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-                     "--runtime-env-agent-port": free_port(), "--node-manager-port": free_port(),
-                     "--object-manager-port": free_port()}
+        isolation = {
+            "--node-ip-address": "127.0.0.1",
+            "--temp-dir": str(self.tmp / "ray"),
+            "--num-cpus": str(self.num_cpus),
+            "--ray-client-server-port": free_port(),
+            "--dashboard-agent-listen-port": free_port(),
+            "--dashboard-agent-grpc-port": free_port(),
+            "--runtime-env-agent-port": free_port(),
+            "--node-manager-port": free_port(),
+            "--object-manager-port": free_port(),
+        }
         out += [f"{k}={v}" for k, v in isolation.items()] + ["--block", "--disable-usage-stats"]
         return out
 
     def start(self, timeout_s: float = 180.0) -> LocalHead:
         env = {k: v for k, v in self.client_env().items() if k != "RAY_ADDRESS"}
         self.log = open(self.tmp / "head.log", "w")
-        self.proc = subprocess.Popen(self.command(), env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -98,8 +111,9 @@ class LocalHead:
         raise TimeoutError(f"the head's Jobs API did not come up in {timeout_s} s: {self.head_log()[-3000:]}")
 
     def jobs_api_status(self, *, with_token: bool) -> int | None:
-        req = urllib.request.Request(f"{self.dashboard_url}/api/jobs/",
-                                     headers=self.auth_header if with_token else {})
+        req = urllib.request.Request(
+            f"{self.dashboard_url}/api/jobs/", headers=self.auth_header if with_token else {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status

@@ -21,13 +21,21 @@ from sonic_ray.utils import rotations as R
 
 def _tiny_model():
     node = helper.make_node("Round", ["x"], ["y"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def test_metadata_values_are_json_and_read_back(tmp_path):
-    meta = {k: 1 for k in REQUIRED_KEYS} | {"format": FORMAT, "kp": np.array([1.5, 2.0]), "observations": {"p": [1]}}
+    meta = {k: 1 for k in REQUIRED_KEYS} | {
+        "format": FORMAT,
+        "kp": np.array([1.5, 2.0]),
+        "observations": {"p": [1]},
+    }
     model = _tiny_model()
     set_metadata(model, meta)
     assert {p.key: p.value for p in model.metadata_props}["kp"] == "[1.5, 2.0]"
@@ -50,8 +58,10 @@ def test_metadata_without_a_required_key_is_named(tmp_path):
 
 def test_numpy_rotations_equal_the_torch_ones():
     g = torch.Generator().manual_seed(0)
-    a, b = R.quat_normalize(torch.randn(50, 4, generator=g, dtype=torch.float64)), \
-        R.quat_normalize(torch.randn(50, 4, generator=g, dtype=torch.float64))
+    a, b = (
+        R.quat_normalize(torch.randn(50, 4, generator=g, dtype=torch.float64)),
+        R.quat_normalize(torch.randn(50, 4, generator=g, dtype=torch.float64)),
+    )
     v = torch.randn(50, 3, generator=g, dtype=torch.float64)
     an, bn, vn = a.numpy(), b.numpy(), v.numpy()
     np.testing.assert_allclose(O.quat_mul(an, bn), R.quat_mul(a, b).numpy(), atol=1e-12)
@@ -62,10 +72,21 @@ def test_numpy_rotations_equal_the_torch_ones():
 
 
 def _inputs(value: float) -> O.Inputs:
-    ctx = O.DeployContext(default_joint_pos=np.zeros(2), anchor_index=0, lower_body_joint_ids=np.array([0]),
-                          future_offsets={"g1": np.array([0, 2, 5])})
-    state = O.RobotState(np.array([1.0, 0, 0, 0]), np.zeros(3), np.zeros(3), np.full(2, value), np.zeros(2),
-                         np.zeros((1, 3)), np.array([[1.0, 0, 0, 0]]))
+    ctx = O.DeployContext(
+        default_joint_pos=np.zeros(2),
+        anchor_index=0,
+        lower_body_joint_ids=np.array([0]),
+        future_offsets={"g1": np.array([0, 2, 5])},
+    )
+    state = O.RobotState(
+        np.array([1.0, 0, 0, 0]),
+        np.zeros(3),
+        np.zeros(3),
+        np.full(2, value),
+        np.zeros(2),
+        np.zeros((1, 3)),
+        np.array([[1.0, 0, 0, 0]]),
+    )
     ref = O.Reference({"joint_pos": np.arange(8.0)[:, None].repeat(2, 1), "joint_vel": np.zeros((8, 2))})
     return O.Inputs(state, ref, 4, np.zeros(2), ctx)
 
@@ -77,7 +98,9 @@ def test_history_is_oldest_first_and_a_reset_fills_every_slot():
     g.step(_inputs(2.0))
     np.testing.assert_array_equal(g.step(_inputs(3.0)), [1, 1, 2, 2, 3, 3])
     with pytest.raises(ValueError, match="term 'joint_pos_rel' gave 2 numbers, the metadata says 5"):
-        O.GroupBuilder("policy", {"history_length": 1, "terms": [{"name": "joint_pos_rel", "dim": 5}]}).reset(_inputs(0))
+        O.GroupBuilder("policy", {"history_length": 1, "terms": [{"name": "joint_pos_rel", "dim": 5}]}).reset(
+            _inputs(0)
+        )
     with pytest.raises(KeyError, match="term 'bogus' has no deployment implementation"):
         O.GroupBuilder("policy", {"history_length": 1, "terms": [{"name": "bogus", "dim": 1}]})
 
@@ -87,8 +110,17 @@ def test_future_frames_are_held_at_the_clip_end():
     np.testing.assert_array_equal(x.future("joint_pos", "g1")[:, 0], [4, 6, 7])
     np.testing.assert_array_equal(O.command_lower_body(x), [4, 0, 6, 0, 7, 0])  # per frame: leg pos, leg vel
     with pytest.raises(KeyError, match="reference: has no 'smpl_joints_local'"):
-        O.smpl_joints_multi_future(O.Inputs(x.state, x.ref, 0, x.action, O.DeployContext(
-            x.ctx.default_joint_pos, 0, x.ctx.lower_body_joint_ids, {"smpl": np.array([0])})))
+        O.smpl_joints_multi_future(
+            O.Inputs(
+                x.state,
+                x.ref,
+                0,
+                x.action,
+                O.DeployContext(
+                    x.ctx.default_joint_pos, 0, x.ctx.lower_body_joint_ids, {"smpl": np.array([0])}
+                ),
+            )
+        )
 
 
 def test_clip_selection_by_name_or_position():
@@ -103,8 +135,11 @@ def test_clip_selection_by_name_or_position():
 
 def test_vr_file_errors_name_the_array(tmp_path):
     meta = {"control_hz": 50.0}
-    arrays = {f"{k}_{s}": np.zeros((5, 3 if s == "pos" else 4)) for k in ("head", "left_wrist", "right_wrist")
-              for s in ("pos", "quat")}
+    arrays = {
+        f"{k}_{s}": np.zeros((5, 3 if s == "pos" else 4))
+        for k in ("head", "left_wrist", "right_wrist")
+        for s in ("pos", "quat")
+    }
     arrays["head_quat"] = np.zeros((5, 3))
     np.savez(tmp_path / "v.npz", **arrays)
     with pytest.raises(ValueError, match=r"v.npz: head_quat has shape \(5, 3\), expected \(T>=2, 4\)"):
@@ -116,8 +151,12 @@ def test_failure_checks_anchor_ori_is_the_squared_angle_and_adaptive_is_refused(
 
     from sonic_ray.deploy.failures import FailureChecks
 
-    meta = {"body_names": ["pelvis", "foot"], "anchor_body": "pelvis", "end_effector_bodies": ["foot"],
-            "feet_bodies": ["foot"]}
+    meta = {
+        "body_names": ["pelvis", "foot"],
+        "anchor_body": "pelvis",
+        "end_effector_bodies": ["foot"],
+        "feet_bodies": ["foot"],
+    }
     checks = FailureChecks({"anchor_ori": {"params": {"threshold": 1.0}}}, meta)
     ref = SimpleNamespace(data={}, at=lambda key, frame: np.array([1.0, 0.0, 0.0, 0.0]))
 

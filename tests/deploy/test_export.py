@@ -16,8 +16,15 @@ from sonic_ray.models import keys as K
 from sonic_ray.robots import G1
 
 pytestmark = pytest.mark.slow  # one real env probe + seven exports per module (~5 s)
-FILES = ["policy_g1.onnx", "policy_teleop.onnx", "policy_smpl.onnx", "encoder_g1.onnx", "encoder_teleop.onnx",
-         "encoder_smpl.onnx", "decoder_g1_dyn.onnx"]
+FILES = [
+    "policy_g1.onnx",
+    "policy_teleop.onnx",
+    "policy_smpl.onnx",
+    "encoder_g1.onnx",
+    "encoder_teleop.onnx",
+    "encoder_smpl.onnx",
+    "decoder_g1_dyn.onnx",
+]
 
 
 @pytest.fixture(scope="module", params=["plain", "obs_normalization"])
@@ -49,8 +56,10 @@ def test_onnx_equals_the_actor_critic_on_every_encoder_path(exported):
     *_, ac, _, out = exported
     g = torch.Generator().manual_seed(1)
     n = 48
-    obs = {k: torch.randn(n, int(ac.token.encoders[e][0].in_features), generator=g)
-           for e, k in K.TOKENIZER_KEYS.items()}
+    obs = {
+        k: torch.randn(n, int(ac.token.encoders[e][0].in_features), generator=g)
+        for e, k in K.TOKENIZER_KEYS.items()
+    }
     obs[K.POLICY] = torch.randn(n, ac.token.dyn_decoder[0].in_features - ac.token.latent_dim, generator=g)
     worst = 0.0
     for idx, enc in enumerate(K.ENCODER_NAMES):
@@ -62,16 +71,23 @@ def test_onnx_equals_the_actor_critic_on_every_encoder_path(exported):
             token = ac.token.fsq(latent)
         u = ac.token.fsq.level_coordinate(latent)
         keep = ~((u - u.floor() - 0.5).abs() < 1e-4).any(-1).numpy()
-        action = ort_session(out / f"policy_{enc}.onnx").run(None, {key: obs[key].numpy(), K.POLICY: obs[K.POLICY].numpy()})[0]
+        action = ort_session(out / f"policy_{enc}.onnx").run(
+            None, {key: obs[key].numpy(), K.POLICY: obs[K.POLICY].numpy()}
+        )[0]
         lat_o, tok_o = ort_session(out / f"encoder_{enc}.onnx").run(None, {key: obs[key].numpy()})
-        diffs = [np.abs(action - want_action)[keep].max(), np.abs(lat_o - latent.numpy()).max(),
-                 np.abs(tok_o - token.numpy())[keep].max()]
+        diffs = [
+            np.abs(action - want_action)[keep].max(),
+            np.abs(lat_o - latent.numpy()).max(),
+            np.abs(tok_o - token.numpy())[keep].max(),
+        ]
         assert max(diffs) <= 1e-5, (enc, diffs)
         worst = max(worst, *diffs)
     token = torch.from_numpy(tok_o)
     with torch.no_grad():
         want = ac.token.action_mean(token, ac.normalize_actor_obs(obs)[K.POLICY]).numpy()
-    got = ort_session(out / "decoder_g1_dyn.onnx").run(None, {"token": tok_o, K.POLICY: obs[K.POLICY].numpy()})[0]
+    got = ort_session(out / "decoder_g1_dyn.onnx").run(
+        None, {"token": tok_o, K.POLICY: obs[K.POLICY].numpy()}
+    )[0]
     assert np.abs(got - want).max() <= 1e-5
     assert np.abs(want_action).max() > 0.05  # the comparison is about real actions, not zeros
 
@@ -81,9 +97,28 @@ def test_fsq_exports_as_plain_forward_math_with_round(exported):
     for name in ("encoder_g1.onnx", "policy_smpl.onnx"):
         ops = {node.op_type for node in onnx.load(str(out / name)).graph.node}
         assert "Round" in ops and "Clip" in ops
-        assert ops <= {"Gemm", "Sigmoid", "Mul", "Add", "Sub", "Div", "Clip", "Min", "Round", "Concat", "Constant"}, ops
-    tokens = ort_session(out / "encoder_teleop.onnx").run(None, {"tokenizer_teleop": np.random.default_rng(0).normal(
-        size=(16, ac.token.encoders["teleop"][0].in_features)).astype(np.float32) * 3})[1]
+        assert ops <= {
+            "Gemm",
+            "Sigmoid",
+            "Mul",
+            "Add",
+            "Sub",
+            "Div",
+            "Clip",
+            "Min",
+            "Round",
+            "Concat",
+            "Constant",
+        }, ops
+    tokens = ort_session(out / "encoder_teleop.onnx").run(
+        None,
+        {
+            "tokenizer_teleop": np.random.default_rng(0)
+            .normal(size=(16, ac.token.encoders["teleop"][0].in_features))
+            .astype(np.float32)
+            * 3
+        },
+    )[1]
     k = ac.token.fsq.level_coordinate(torch.from_numpy(tokens)).round()
     np.testing.assert_array_equal(tokens, (k / ac.token.fsq._half).numpy())  # codes, bit for bit
 
@@ -95,8 +130,13 @@ def test_metadata_round_trip_matches_robot_and_config(exported):
         meta = read_metadata(out / name)
         assert meta["format"] == FORMAT
         assert meta["joint_names"] == list(G1.joint_names)
-        for key, arr in (("kp", G1.kp), ("kd", G1.kd), ("default_joint_pos", G1.default_joint_pos),
-                         ("action_scale", G1.action_scale), ("effort_limit", G1.effort_limit)):
+        for key, arr in (
+            ("kp", G1.kp),
+            ("kd", G1.kd),
+            ("default_joint_pos", G1.default_joint_pos),
+            ("action_scale", G1.action_scale),
+            ("effort_limit", G1.effort_limit),
+        ):
             np.testing.assert_array_equal(meta[key], arr, err_msg=key)
         assert meta["control_hz"] == pytest.approx(50.0) and meta["physics_dt"] == cfg.sim.timestep
         assert meta["decimation"] == cfg.sim.decimation
@@ -126,10 +166,15 @@ def test_export_rewrites_atomically_and_leaves_no_temp_files(exported, tmp_path)
 
 def test_a_mismatch_is_caught_with_the_file_and_output_named(exported):
     cfg, _, ac, *_ = exported
-    spec = export_specs(ac, {"tokenizer_g1": ac.token.encoders["g1"][0].in_features,
-                             "tokenizer_teleop": ac.token.encoders["teleop"][0].in_features,
-                             "tokenizer_smpl": ac.token.encoders["smpl"][0].in_features,
-                             "policy": ac.token.dyn_decoder[0].in_features - ac.token.latent_dim})[-1]
+    spec = export_specs(
+        ac,
+        {
+            "tokenizer_g1": ac.token.encoders["g1"][0].in_features,
+            "tokenizer_teleop": ac.token.encoders["teleop"][0].in_features,
+            "tokenizer_smpl": ac.token.encoders["smpl"][0].in_features,
+            "policy": ac.token.dyn_decoder[0].in_features - ac.token.latent_dim,
+        },
+    )[-1]
     from sonic_ray.deploy.export import random_inputs, to_onnx
 
     raw = to_onnx(spec)
@@ -137,7 +182,9 @@ def test_a_mismatch_is_caught_with_the_file_and_output_named(exported):
     with torch.no_grad():
         spec.graph.decoder[-1].bias.add_(1e-3)  # torch now differs from the exported graph
     try:
-        with pytest.raises(ExportMismatch, match=r"decoder_g1_dyn.onnx: output 'action' differs .* > tolerance 1e-05"):
+        with pytest.raises(
+            ExportMismatch, match=r"decoder_g1_dyn.onnx: output 'action' differs .* > tolerance 1e-05"
+        ):
             compare(spec, raw, feed, skip, tol=1e-5)
     finally:
         with torch.no_grad():

@@ -28,8 +28,12 @@ def _gauge_lines(text: str) -> list[str]:
 
 
 def _seen(lines: list[str], name: str, runner: str) -> bool:
-    return any(line.startswith(PROMETHEUS_PREFIX + name + "{") and f'run="{RUN_NAME}"' in line
-               and f'runner="{runner}"' in line for line in lines)
+    return any(
+        line.startswith(PROMETHEUS_PREFIX + name + "{")
+        and f'run="{RUN_NAME}"' in line
+        and f'runner="{runner}"' in line
+        for line in lines
+    )
 
 
 @pytest.fixture
@@ -97,11 +101,13 @@ def test_job_submit_trains_checkpoints_and_exports_gauges(head, motion_store, tm
         assert _seen(running_lines, name, "1"), name
     final = _gauge_lines(head.scrape())
     for name in set(GAUGES) - set(EVAL_GAUGES):  # every driver gauge by the end (the smoke job runs no
-        assert _seen(running_lines + final, name, "all"), name  # evaluation; episode figures need an episode end)
+        assert _seen(running_lines + final, name, "all"), (
+            name
+        )  # evaluation; episode figures need an episode end)
     for name in RUNNER_GAUGES:
         assert _seen(running_lines + final, name, "1"), name
     it = [line for line in final if line.startswith(PROMETHEUS_PREFIX + "sonic_iteration{")]
     assert it and float(re.split(r"\s+", it[0])[-1]) == ITERATIONS
     print(f"\njob wall {wall:.1f} s; first gauge line after {first_seen:.1f} s; gauge lines while running:")
-    for line in sorted(set(running_lines[-len(GAUGES) - len(RUNNER_GAUGES):])):
+    for line in sorted(set(running_lines[-len(GAUGES) - len(RUNNER_GAUGES) :])):
         print(" ", line)

@@ -20,8 +20,13 @@ from sonic_ray.config.compose import ENV_CONFIG_DIR
 
 DEPLOY = REPO / "deploy"
 KUBERAY = DEPLOY / "ray" / "kuberay"
-DOCS_WITH_COMMANDS = (REPO / "README.md", DEPLOY_README, REPO / "docs" / "SCALING.md", KUBERAY / "raycluster.yaml",
-                      KUBERAY / "rayjob.yaml")
+DOCS_WITH_COMMANDS = (
+    REPO / "README.md",
+    DEPLOY_README,
+    REPO / "docs" / "SCALING.md",
+    KUBERAY / "raycluster.yaml",
+    KUBERAY / "rayjob.yaml",
+)
 
 
 def _load(path):
@@ -43,14 +48,21 @@ def best_preset(name: str):
     from sonic_ray.tune.space import parse_search_space, trial_config
 
     sweep = name[: -len("_best")]
-    assert (config_dir() / "exp" / f"{sweep}.yaml").is_file(), f"+exp={name}: no sweep preset exp/{sweep}.yaml"
+    assert (config_dir() / "exp" / f"{sweep}.yaml").is_file(), (
+        f"+exp={name}: no sweep preset exp/{sweep}.yaml"
+    )
     base = compose([f"+exp={sweep}"])
     cfg = to_typed(base)
     specs = parse_search_space(cfg.tune.search_space, cfg)
     assert specs, f"+exp={name}: the sweep preset {sweep} has an empty tune.search_space"
     params = {s.key: s.values[0] if s.values else s.bounds[0] for s in specs}
-    text = preset_yaml(overrides=[f"+exp={sweep}"], trial_cfg=trial_config(base, params), params=params,
-                       experiment=name, header=f"test: best trial of {sweep} at its first grid point")
+    text = preset_yaml(
+        overrides=[f"+exp={sweep}"],
+        trial_cfg=trial_config(base, params),
+        params=params,
+        experiment=name,
+        header=f"test: best trial of {sweep} at its first grid point",
+    )
     old = os.environ.get(ENV_CONFIG_DIR)
     with tempfile.TemporaryDirectory() as tmp:
         configs = Path(tmp) / "configs"
@@ -141,7 +153,9 @@ def _check_cluster_spec(spec, where):
     assert len(names) == len(set(names)), f"{where}: duplicate group names"
     for name, group in _groups(spec):
         params = group["rayStartParams"]
-        assert all(isinstance(v, str) for v in params.values()), f"{where} {name}: rayStartParams must be strings"
+        assert all(isinstance(v, str) for v in params.values()), (
+            f"{where} {name}: rayStartParams must be strings"
+        )
         pod = group["template"]["spec"]
         (container,) = [c for c in pod["containers"] if c["name"].startswith("ray-")]
         assert container["image"] and ":" in container["image"], f"{where} {name}: image with a tag"
@@ -163,7 +177,11 @@ def _check_cluster_spec(spec, where):
 
 def test_raycluster_manifest():
     doc = _load(KUBERAY / "raycluster.yaml")
-    assert (doc["apiVersion"], doc["kind"], doc["metadata"]["name"]) == ("ray.io/v1", "RayCluster", "sonic-ray")
+    assert (doc["apiVersion"], doc["kind"], doc["metadata"]["name"]) == (
+        "ray.io/v1",
+        "RayCluster",
+        "sonic-ray",
+    )
     groups = _check_cluster_spec(doc["spec"], "raycluster.yaml")
     assert groups["head"]["rayStartParams"]["num-cpus"] == "0"  # no runners or learners on the head
     sim = json.loads(json.loads(groups["cpu-sim"]["rayStartParams"]["resources"]))
@@ -188,7 +206,9 @@ def test_release_preset_fits_one_gpu_node_by_resources():
     cpus = r.num_env_runners * r.cpus_per_env_runner + r.num_learners * r.cpus_per_learner
     gpus = r.num_env_runners * r.gpus_per_env_runner + r.num_learners * r.gpus_per_learner
     gpu = _check_cluster_spec(_load(KUBERAY / "raycluster.yaml")["spec"], "raycluster.yaml")["gpu"]
-    assert cpus <= float(gpu["rayStartParams"]["num-cpus"]) and gpus <= float(gpu["rayStartParams"]["num-gpus"])
+    assert cpus <= float(gpu["rayStartParams"]["num-cpus"]) and gpus <= float(
+        gpu["rayStartParams"]["num-gpus"]
+    )
     launcher = _load(DEPLOY / "ray" / "cluster.yaml")["available_node_types"]["gpu_8x"]["resources"]
     assert cpus <= launcher["CPU"] and gpus <= launcher["GPU"]
 
@@ -207,7 +227,9 @@ def test_cluster_launcher_yaml_validates_against_rays_schema():
     doc_flags = [a for a in shlex.split(doc_block("head")) if a.startswith("--")]
     for flag in doc_flags:  # the launcher starts the head the way the docs do
         assert flag in head_start, flag
-    assert "RAY_AUTH_MODE=token" in head_start and "RAY_AUTH_MODE=token" in " ".join(cfg["worker_start_ray_commands"])
+    assert "RAY_AUTH_MODE=token" in head_start and "RAY_AUTH_MODE=token" in " ".join(
+        cfg["worker_start_ray_commands"]
+    )
     assert cfg["available_node_types"]["head"]["resources"]["CPU"] == 0
 
 

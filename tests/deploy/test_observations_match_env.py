@@ -45,17 +45,26 @@ def setup(request, tmp_path_factory):
 def test_reference_equals_the_env_reference_table(setup):
     _, _, refs, env = setup
     table = env.cmd.table
-    pairs = {"joint_pos": "joint_pos", "joint_vel": "joint_vel", "root_quat_w": "root_quat_w",
-             "anchor_quat_w": "anchor_quat_w", "body_pos_w": "body_pos_w", "body_quat_w": "body_quat_w",
-             "smpl_joints_local": "smpl_joints_local", "vr_pos_local": "vr_pos_local",
-             "vr_ori_local": "vr_ori_local", "body_lin_vel_w": "body_lin_vel_w"}
+    pairs = {
+        "joint_pos": "joint_pos",
+        "joint_vel": "joint_vel",
+        "root_quat_w": "root_quat_w",
+        "anchor_quat_w": "anchor_quat_w",
+        "body_pos_w": "body_pos_w",
+        "body_quat_w": "body_quat_w",
+        "smpl_joints_local": "smpl_joints_local",
+        "vr_pos_local": "vr_pos_local",
+        "vr_ori_local": "vr_ori_local",
+        "body_lin_vel_w": "body_lin_vel_w",
+    }
     assert len(refs) == table.num_clips
     for c, ref in enumerate(refs):
         s, n = int(table.clip_start[c]), int(table.clip_frames[c])
         assert ref.num_frames == n
         for ours, theirs in pairs.items():
-            np.testing.assert_allclose(ref.data[ours], table.data[theirs][s:s + n].numpy(), atol=1e-5,
-                                       err_msg=f"clip {c} {ours}")
+            np.testing.assert_allclose(
+                ref.data[ours], table.data[theirs][s : s + n].numpy(), atol=1e-5, err_msg=f"clip {c} {ours}"
+            )
 
 
 def test_layout_metadata_equals_the_env_term_widths(setup):

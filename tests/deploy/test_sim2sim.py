@@ -45,8 +45,11 @@ def _env_episode(cfg, ac, encoder, clip):
 
     env = make_env(eval_config(cfg), num_envs=1, eval_mode=True)
     try:
-        obs = env.start_evaluation(ClipQueueSampler([clip], idle_clip=clip), encoder=encoder,
-                                   max_episode_length=int(env.cmd.table.clip_frames[clip]) + 1)
+        obs = env.start_evaluation(
+            ClipQueueSampler([clip], idle_clip=clip),
+            encoder=encoder,
+            max_episode_length=int(env.cmd.table.clip_frames[clip]) + 1,
+        )
         rob, ref = [env.robot.body_pos_w[0].numpy().copy()], [env.cmd.ref_body_pos_w[0].numpy().copy()]
         while True:
             with torch.no_grad():
@@ -70,7 +73,12 @@ def test_closed_loop_equals_the_training_env(deployed):
             ref = load_references(store, run.meta, [clip])[0]
             r = run.run_clip(ref)
             rob, ref_pos, failed = _env_episode(cfg, ac, encoder, clip)
-            assert len(r.robot_pos_w) == len(rob) and r.failed == failed, (encoder, clip, len(r.robot_pos_w), len(rob))
+            assert len(r.robot_pos_w) == len(rob) and r.failed == failed, (
+                encoder,
+                clip,
+                len(r.robot_pos_w),
+                len(rob),
+            )
             assert np.abs(r.robot_pos_w - rob).max() < 1e-4, (encoder, clip)
             np.testing.assert_allclose(r.ref_pos_w, ref_pos, atol=1e-5)
             outcomes.append((encoder, clip, len(rob), failed, float(np.abs(r.robot_pos_w - rob).max())))
@@ -81,8 +89,25 @@ def test_closed_loop_equals_the_training_env(deployed):
 def test_cli_on_two_clips_writes_metrics_and_a_video(deployed, tmp_path, capsys):
     _, _, store, onnx_dir = deployed
     out = tmp_path / "run"
-    assert main(["sim2sim", "--onnx", str(onnx_dir / "policy_g1.onnx"), "--motions", str(store),
-                 "--clips", "short0", "2", "--out", str(out), "--render", "1"]) == 0
+    assert (
+        main(
+            [
+                "sim2sim",
+                "--onnx",
+                str(onnx_dir / "policy_g1.onnx"),
+                "--motions",
+                str(store),
+                "--clips",
+                "short0",
+                "2",
+                "--out",
+                str(out),
+                "--render",
+                "1",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_clips"] == 2 and 0.0 <= metrics["success_rate"] <= 1.0
     assert metrics["per_encoder"]["g1"]["num_clips"] == 2 and metrics["encoders"] == ["g1"]
@@ -108,9 +133,9 @@ def test_observation_delay_shows_the_state_k_steps_old(deployed):
     start = sum(t["dim"] for t in layout["terms"][:2])  # projected_gravity, base_ang_vel, then joint_pos_rel
     assert layout["terms"][2]["name"] == "joint_pos_rel"
     for f, obs in enumerate(seen):
-        newest = obs[-layout["frame_dim"]:]
+        newest = obs[-layout["frame_dim"] :]
         q = r.robot_qpos[max(f - 2, 0)][7:]
-        np.testing.assert_allclose(newest[start:start + len(q)], q - run.default, atol=1e-6)
+        np.testing.assert_allclose(newest[start : start + len(q)], q - run.default, atol=1e-6)
 
 
 def test_observation_noise_is_bounded_by_the_training_noise(deployed):
@@ -121,7 +146,9 @@ def test_observation_noise_is_bounded_by_the_training_noise(deployed):
     state = sim.reset(ref)
     ctx = DeployContext.from_metadata(meta)
     clean = GroupBuilder("policy", layout).reset(_inputs(state, ref, ctx))
-    noisy = GroupBuilder("policy", layout, noise_scale=2.0, rng=np.random.default_rng(1)).reset(_inputs(state, ref, ctx))
+    noisy = GroupBuilder("policy", layout, noise_scale=2.0, rng=np.random.default_rng(1)).reset(
+        _inputs(state, ref, ctx)
+    )
     bound = np.concatenate([np.full(t["dim"], 2.0 * t["noise"]) for t in layout["terms"]])
     diff = np.abs(noisy - clean)[: layout["frame_dim"]]
     assert (diff <= bound + 1e-12).all() and (diff[bound > 0] > 0).all() and (diff[bound == 0] == 0).all()
@@ -153,13 +180,32 @@ def test_vr_targets_drive_the_teleop_policy_like_the_clip(deployed, tmp_path, ca
     np.testing.assert_allclose(a["tokenizer_teleop"], b["tokenizer_teleop"], atol=1e-5)
 
     out = tmp_path / "vr_run"
-    assert main(["sim2sim", "--onnx", str(onnx_dir / "policy_teleop.onnx"), "--vr-targets", str(tmp_path / "vr.npz"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sim2sim",
+                "--onnx",
+                str(onnx_dir / "policy_teleop.onnx"),
+                "--vr-targets",
+                str(tmp_path / "vr.npz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = pq.read_table(out / "clips.parquet").to_pylist()
     assert len(rows) == 1 and rows[0]["clip"] == "vr" and rows[0]["encoder"] == "teleop"
-    assert rows[0]["num_frames"] >= 1 and 0 < rows[0]["mpjpe_g_mm"] < 1e4  # robot VR points vs the targets: finite, not exact
+    assert (
+        rows[0]["num_frames"] >= 1 and 0 < rows[0]["mpjpe_g_mm"] < 1e4
+    )  # robot VR points vs the targets: finite, not exact
     assert json.loads((out / "metrics.json").read_text())["num_clips"] == 1
-    assert main(["sim2sim", "--onnx", str(onnx_dir / "policy_g1.onnx"), "--vr-targets", str(tmp_path / "vr.npz")]) == 2
+    assert (
+        main(
+            ["sim2sim", "--onnx", str(onnx_dir / "policy_g1.onnx"), "--vr-targets", str(tmp_path / "vr.npz")]
+        )
+        == 2
+    )
     assert "drives the teleop encoder" in capsys.readouterr().err
 
 
@@ -173,7 +219,18 @@ def test_bad_inputs_are_named(deployed, tmp_path, capsys):
     assert main([*base, "--motions", str(store), "--clips", "walk"]) == 2
     assert "clip 'walk' is not in the store" in capsys.readouterr().err
     np.savez(tmp_path / "bad.npz", head_pos=np.zeros((4, 3)))
-    assert main(["sim2sim", "--onnx", str(onnx_dir / "policy_teleop.onnx"), "--vr-targets", str(tmp_path / "bad.npz")]) == 2
+    assert (
+        main(
+            [
+                "sim2sim",
+                "--onnx",
+                str(onnx_dir / "policy_teleop.onnx"),
+                "--vr-targets",
+                str(tmp_path / "bad.npz"),
+            ]
+        )
+        == 2
+    )
     assert "missing arrays" in capsys.readouterr().err
 
 
@@ -193,7 +250,15 @@ def test_the_sim2sim_loop_imports_no_training_code(deployed, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     mods = json.loads(out.stdout.strip().splitlines()[-1])
-    banned = ("sonic_ray.envs", "sonic_ray.models", "sonic_ray.ppo", "sonic_ray.learners", "sonic_ray.train",
-              "sonic_ray.env_runners", "sonic_ray.algorithm", "ray")
+    banned = (
+        "sonic_ray.envs",
+        "sonic_ray.models",
+        "sonic_ray.ppo",
+        "sonic_ray.learners",
+        "sonic_ray.train",
+        "sonic_ray.env_runners",
+        "sonic_ray.algorithm",
+        "ray",
+    )
     assert not [m for m in mods if m.startswith(banned)], mods
     assert "sonic_ray.deploy.sim2sim" in mods and (tmp_path / "o" / "metrics.json").is_file()

@@ -12,8 +12,9 @@ from sonic_ray.envs.factory import make_env
 @pytest.mark.parametrize("value", [1e30, -1e30, float("inf"), float("nan")])
 def test_huge_actions_give_finite_rewards(tmp_path, value):
     store = tiny_store(tmp_path / "tiny.parquet")
-    cfg = load_config(["+exp=demo", f"motions.store={store}", "device=cpu", "sim.backend=mujoco",
-                       "env.action_clip=5"])
+    cfg = load_config(
+        ["+exp=demo", f"motions.store={store}", "device=cpu", "sim.backend=mujoco", "env.action_clip=5"]
+    )
     env = make_env(cfg, num_envs=2)
     env.reset()
     actions = torch.full((2, env.action_dim), value)

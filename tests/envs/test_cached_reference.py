@@ -10,8 +10,15 @@ from sonic_ray.robots import G1
 
 
 def _cached(path, fk, cache_frames):
-    return CachedReference(RawShard(path), fk, control_fps=50.0, anchor_body=G1.anchor_body,
-                           vr_points=G1.vr_points, smpl_points=G1.smpl_keypoints, cache_frames=cache_frames)
+    return CachedReference(
+        RawShard(path),
+        fk,
+        control_fps=50.0,
+        anchor_body=G1.anchor_body,
+        vr_points=G1.vr_points,
+        smpl_points=G1.smpl_keypoints,
+        cache_frames=cache_frames,
+    )
 
 
 def test_cached_rows_equal_the_full_table_bit_for_bit(tmp_path):
@@ -39,16 +46,25 @@ def test_command_reads_the_same_reference_through_either_table(tmp_path):
     refs = []
     for table in (full, cached):
         sampler = UniformStartSampler(table.clip_frames, bin_size_frames=20)
-        cmd = MotionCommand(table, sampler, num_envs=6, anchor_body=G1.anchor_body, joint_names=G1.joint_names,
-                            joint_lower=G1.joint_lower, joint_upper=G1.joint_upper, step_dt=0.02)
+        cmd = MotionCommand(
+            table,
+            sampler,
+            num_envs=6,
+            anchor_body=G1.anchor_body,
+            joint_names=G1.joint_names,
+            joint_lower=G1.joint_lower,
+            joint_upper=G1.joint_upper,
+            step_dt=0.02,
+        )
         g = torch.Generator().manual_seed(3)
         out = []
         for _ in range(4):
             state = cmd.resample(torch.arange(6), g)
             cmd.update_reference()
             cmd.advance()
-            out.append((state["joint_pos"], cmd.ref_body_pos_w, cmd.future("body_pos_w"),
-                        cmd.ref_root_height_ema))
+            out.append(
+                (state["joint_pos"], cmd.ref_body_pos_w, cmd.future("body_pos_w"), cmd.ref_root_height_ema)
+            )
         refs.append(out)
     for a, b in zip(*refs, strict=True):
         for x, y in zip(a, b, strict=True):

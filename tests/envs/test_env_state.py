@@ -22,8 +22,15 @@ def _run(env, steps: int, seed: int) -> list:
     for _ in range(steps):
         actions = 0.5 * torch.randn(env.num_envs, env.action_dim, generator=g)
         obs, reward, terminated, truncated, info = env.step(actions)
-        out.append(({k: v.clone() for k, v in obs.items()}, reward.clone(), terminated.clone(), truncated.clone(),
-                    info["done_ids"].clone()))
+        out.append(
+            (
+                {k: v.clone() for k, v in obs.items()},
+                reward.clone(),
+                terminated.clone(),
+                truncated.clone(),
+                info["done_ids"].clone(),
+            )
+        )
     out.append(env.metrics())
     return out
 
@@ -33,10 +40,19 @@ def _run(env, steps: int, seed: int) -> list:
 def test_snapshot_restores_bit_identical_steps(store, sampler, threads):
     # Every randomisation on (per-env models, default-joint offsets) and pushes every few steps;
     # two stepping threads: each env's MjData is stepped by one thread, whichever runs first.
-    cfg = load_config(["+exp=demo", f"motions.store={store}", "device=cpu", "env.events.level=4",
-                       f"sim.num_threads={threads}",
-                       "env.events.terms.push_robot.interval_range_s=[0.04,0.1]", "env.episode_length_s=0.3",
-                       f"env.commands.motion.sampler={sampler}", "env.commands.motion.pre_failure_window_s=0.2"])
+    cfg = load_config(
+        [
+            "+exp=demo",
+            f"motions.store={store}",
+            "device=cpu",
+            "env.events.level=4",
+            f"sim.num_threads={threads}",
+            "env.events.terms.push_robot.interval_range_s=[0.04,0.1]",
+            "env.episode_length_s=0.3",
+            f"env.commands.motion.sampler={sampler}",
+            "env.commands.motion.pre_failure_window_s=0.2",
+        ]
+    )
     env = make_env(cfg, num_envs=5, seed=3)
     env.cmd.sampler.set_rates(torch.linspace(0.0, 1.0, env.cmd.sampler.num_bins).numpy())
     _run(env, 9, seed=0)

@@ -44,6 +44,9 @@ def test_robot_body_terms_are_in_the_anchor_frame():
     env.robot.body_pos_w = quat_apply(q, env.robot.body_pos_w) + torch.tensor([1.0, 2.0, 0.0])
     env.robot.body_quat_w = quat_mul(q, env.robot.body_quat_w)
     a = env.cmd.anchor_index
-    env.cmd.robot_anchor_pos_w, env.cmd.robot_anchor_quat_w = env.robot.body_pos_w[:, a], env.robot.body_quat_w[:, a]
+    env.cmd.robot_anchor_pos_w, env.cmd.robot_anchor_quat_w = (
+        env.robot.body_pos_w[:, a],
+        env.robot.body_quat_w[:, a],
+    )
     torch.testing.assert_close(O.robot_body_pos_b(env), before_p, atol=1e-5, rtol=0)
     torch.testing.assert_close(O.robot_body_ori_b(env), before_o, atol=1e-5, rtol=0)

@@ -18,8 +18,14 @@ def table(tmp_path_factory):
 def make_command(table, n=8, **kw):
     tab, _, _ = table
     sampler = UniformStartSampler(tab.clip_frames, bin_size_frames=20)
-    args = dict(num_envs=n, anchor_body=G1.anchor_body, joint_names=G1.joint_names, joint_lower=G1.joint_lower,
-                joint_upper=G1.joint_upper, step_dt=0.02)
+    args = dict(
+        num_envs=n,
+        anchor_body=G1.anchor_body,
+        joint_names=G1.joint_names,
+        joint_lower=G1.joint_lower,
+        joint_upper=G1.joint_upper,
+        step_dt=0.02,
+    )
     args.update(kw)
     return MotionCommand(tab, sampler, **args)
 
@@ -56,15 +62,23 @@ def test_velocities_never_cross_clips(table):
 
 
 def test_resample_reanchor_and_future(table):
-    cmd = make_command(table, reset_pose_noise={"root_pos_xy": [-0.05, 0.05], "root_pos_z": [-0.05, 0.05],
-                                                "joint_pos": [-0.1, 0.1]})
+    cmd = make_command(
+        table,
+        reset_pose_noise={
+            "root_pos_xy": [-0.05, 0.05],
+            "root_pos_z": [-0.05, 0.05],
+            "joint_pos": [-0.1, 0.1],
+        },
+    )
     g = torch.Generator().manual_seed(0)
     ids = torch.arange(8)
     state = cmd.resample(ids, g)
     assert (cmd.frame < cmd.last_frame).all()
     tab = table[0]
     ref = tab.data["root_pos_w"][cmd.global_frame]
-    assert ((state["root_pos_w"] - ref).abs() <= 0.05 + 1e-6).all() and not torch.equal(state["root_pos_w"], ref)
+    assert ((state["root_pos_w"] - ref).abs() <= 0.05 + 1e-6).all() and not torch.equal(
+        state["root_pos_w"], ref
+    )
     assert (state["joint_pos"] >= torch.tensor(G1.joint_lower, dtype=torch.float32)).all()
     cmd.update_reference()
     # a robot standing exactly on the reference, then moved and turned in the plane
@@ -89,17 +103,25 @@ def test_resample_reanchor_and_future(table):
 def test_reset_noise_ranges_per_axis_and_root_velocity(table):
     # gear_sonic's ranges: xy +-5 cm, z +-1 cm; root velocity noise lin (0.5, 0.5, 0.2) m/s and
     # ang (0.52, 0.52, 0.78) rad/s, world frame; yaw +-0.2 rad.
-    noise = {"root_pos_xy": [-0.05, 0.05], "root_pos_z": [-0.01, 0.01], "root_yaw": [-0.2, 0.2],
-             "root_lin_vel_xy": [-0.5, 0.5], "root_lin_vel_z": [-0.2, 0.2],
-             "root_ang_vel_roll_pitch": [-0.52, 0.52], "root_ang_vel_yaw": [-0.78, 0.78]}
+    noise = {
+        "root_pos_xy": [-0.05, 0.05],
+        "root_pos_z": [-0.01, 0.01],
+        "root_yaw": [-0.2, 0.2],
+        "root_lin_vel_xy": [-0.5, 0.5],
+        "root_lin_vel_z": [-0.2, 0.2],
+        "root_ang_vel_roll_pitch": [-0.52, 0.52],
+        "root_ang_vel_yaw": [-0.78, 0.78],
+    }
     n = 2000
     cmd = make_command(table, n=n, reset_pose_noise=noise)
     state = cmd.resample(torch.arange(n), torch.Generator().manual_seed(4))
     d = table[0].data
     g = cmd.global_frame
-    for key, ref, hi in [("root_pos_w", d["root_pos_w"][g], (0.05, 0.05, 0.01)),
-                         ("root_lin_vel_w", d["root_lin_vel_w"][g], (0.5, 0.5, 0.2)),
-                         ("root_ang_vel_w", d["root_ang_vel_w"][g], (0.52, 0.52, 0.78))]:
+    for key, ref, hi in [
+        ("root_pos_w", d["root_pos_w"][g], (0.05, 0.05, 0.01)),
+        ("root_lin_vel_w", d["root_lin_vel_w"][g], (0.5, 0.5, 0.2)),
+        ("root_ang_vel_w", d["root_ang_vel_w"][g], (0.52, 0.52, 0.78)),
+    ]:
         dev = (state[key] - ref).abs().amax(0)  # per axis: inside the range, and close to its edge
         assert (dev <= torch.tensor(hi) + 1e-5).all() and (dev > 0.95 * torch.tensor(hi)).all(), key
     # roll and pitch untouched: only a yaw of at most 0.2 rad separates the quaternions
@@ -164,7 +186,9 @@ def test_precomputed_local_features_match_their_definition(table):
     torch.testing.assert_close(d["vr_pos_local"][g], vr)
     pelvis = d["smpl_joints_w"][g, :1]
     rq = d["root_quat_w"][g][:, None].expand(-1, 24, 4)
-    torch.testing.assert_close(d["smpl_joints_local"][g], quat_apply_inverse(rq, d["smpl_joints_w"][g] - pelvis))
+    torch.testing.assert_close(
+        d["smpl_joints_local"][g], quat_apply_inverse(rq, d["smpl_joints_w"][g] - pelvis)
+    )
     # the head point rides 35 cm above the torso origin: in the torso's frame it is straight up
     t = tab.body_names.index("torso_link")
     head_t = quat_apply_inverse(d["body_quat_w"][g, t], d["vr_pos_w"][g, 0] - d["body_pos_w"][g, t])

@@ -31,14 +31,14 @@ def test_anchor_position_kernel():
     env = perfect_state()
     env.cmd.robot_anchor_pos_w[:, 0] += 0.2  # 20 cm off in x
     r = R.motion_global_anchor_position_error_exp(env, std=0.3)
-    torch.testing.assert_close(r, torch.full((4,), math.exp(-0.2**2 / 0.3**2)))
+    torch.testing.assert_close(r, torch.full((4,), math.exp(-(0.2**2) / 0.3**2)))
 
 
 def test_anchor_orientation_kernel():
     env = perfect_state()
     env.cmd.robot_anchor_quat_w = quat_mul(yaw(0.5, 4), env.cmd.robot_anchor_quat_w)
     r = R.motion_global_anchor_orientation_error_exp(env, std=0.4)
-    torch.testing.assert_close(r, torch.full((4,), math.exp(-0.5**2 / 0.4**2)))
+    torch.testing.assert_close(r, torch.full((4,), math.exp(-(0.5**2) / 0.4**2)))
 
 
 def test_relative_body_position_mean_over_the_tracked_bodies():
@@ -53,7 +53,7 @@ def test_relative_body_position_mean_over_the_tracked_bodies():
     assert len(G1.tracked_body_names) == 14
     torch.testing.assert_close(r, torch.full((4,), expected))
     sub = R.motion_relative_body_position_error_exp(env, std=0.3, body_names=["left_knee_link"])
-    torch.testing.assert_close(sub, torch.full((4,), math.exp(-0.1**2 / 0.3**2)))
+    torch.testing.assert_close(sub, torch.full((4,), math.exp(-(0.1**2) / 0.3**2)))
 
 
 def test_relative_body_orientation():
@@ -69,10 +69,12 @@ def test_body_velocity_kernels():
     env = perfect_state()
     env.robot.body_lin_vel_w[:, :, 0] += 0.5
     env.robot.body_ang_vel_w[:, :, 1] -= 1.0
-    torch.testing.assert_close(R.motion_global_body_linear_velocity_error_exp(env, std=1.0),
-                               torch.full((4,), math.exp(-0.25)))
-    torch.testing.assert_close(R.motion_global_body_angular_velocity_error_exp(env, std=2.0),
-                               torch.full((4,), math.exp(-1.0 / 4.0)))
+    torch.testing.assert_close(
+        R.motion_global_body_linear_velocity_error_exp(env, std=1.0), torch.full((4,), math.exp(-0.25))
+    )
+    torch.testing.assert_close(
+        R.motion_global_body_angular_velocity_error_exp(env, std=2.0), torch.full((4,), math.exp(-1.0 / 4.0))
+    )
 
 
 def test_vr_5point_is_invariant_to_where_the_robot_stands_and_faces():
@@ -95,12 +97,15 @@ def test_vr_5point_is_invariant_to_where_the_robot_stands_and_faces():
 def test_vr_5point_head_point_rides_half_a_metre_above_the_torso():
     env = perfect_state()
     assert [(p.body, p.offset) for p in G1.reward_points] == [
-        ("torso_link", (0.0, 0.0, 0.5)), ("left_wrist_yaw_link", (0.0, 0.0, 0.0)),
-        ("right_wrist_yaw_link", (0.0, 0.0, 0.0))]
+        ("torso_link", (0.0, 0.0, 0.5)),
+        ("left_wrist_yaw_link", (0.0, 0.0, 0.0)),
+        ("right_wrist_yaw_link", (0.0, 0.0, 0.0)),
+    ]
     torso = BODY_NAMES.index("torso_link")  # not the anchor (pelvis): only the head point moves
     x = torch.tensor([1.0, 0.0, 0.0]).expand(4, 3)
-    env.robot.body_quat_w[:, torso] = quat_mul(env.robot.body_quat_w[:, torso],
-                                               quat_from_axis_angle(x, torch.full((4,), 0.2)))
+    env.robot.body_quat_w[:, torso] = quat_mul(
+        env.robot.body_quat_w[:, torso], quat_from_axis_angle(x, torch.full((4,), 0.2))
+    )
     # the point (0, 0, 0.5) turned 0.2 rad about the torso's x moves by |d|^2 = 2 * 0.25 * (1 - cos 0.2)
     # = 0.0099667; mean over 3 points 0.0033222; / 0.1^2 = 0.33222; exp(-) = 0.71732
     expected = math.exp(-(0.5 * (1 - math.cos(0.2)) / 3) / 0.1**2)
@@ -153,8 +158,12 @@ def test_joint_acc_l2_on_the_ankle_joints():
     env = perfect_state()
     torch.testing.assert_close(R.joint_acc_l2(env), torch.zeros(4))
     j = G1.joint_names
-    assert [n for n in j if "ankle" in n] == ["left_ankle_pitch_joint", "left_ankle_roll_joint",
-                                              "right_ankle_pitch_joint", "right_ankle_roll_joint"]
+    assert [n for n in j if "ankle" in n] == [
+        "left_ankle_pitch_joint",
+        "left_ankle_roll_joint",
+        "right_ankle_pitch_joint",
+        "right_ankle_roll_joint",
+    ]
     env.robot.joint_vel[:, j.index("left_ankle_pitch_joint")] += 0.1  # 0.1 rad/s in 0.02 s: 5 rad/s^2
     env.robot.joint_vel[:, j.index("right_ankle_roll_joint")] -= 0.2  # -10 rad/s^2
     env.robot.joint_vel[:, j.index("left_knee_joint")] += 1.0  # not an ankle: not seen

@@ -34,8 +34,12 @@ def test_uniform_draws_and_counts():
     assert (start < torch.clamp(frames[clip] - 1, min=1)).all()
     share = torch.bincount(clip, minlength=3).float() / 20000
     assert abs(share[0] - 100 / 111) < 0.02 and share[2] > 0  # frames with a successor, 1-frame clip too
-    s.record(torch.tensor([0, 0, 1]), torch.tensor([10, 60, 0]), torch.tensor([70, 100, 5]),
-             torch.tensor([True, False, True]))
+    s.record(
+        torch.tensor([0, 0, 1]),
+        torch.tensor([10, 60, 0]),
+        torch.tensor([70, 100, 5]),
+        torch.tensor([True, False, True]),
+    )
     assert s.bin_episodes.tolist() == [1, 1, 1, 0]  # where episodes started
     assert s.bin_visits.tolist() == [1, 2, 1, 0]  # 10->70 covers bins 0 and 1; 60->100 bin 1; clip 1 bin 2
     assert s.bin_failures.tolist() == [0, 1, 1, 0]  # where they failed
@@ -56,7 +60,9 @@ def test_global_bin_ids_of_a_shard_and_sparse_reports():
     s.record(torch.tensor([1, 1]), torch.tensor([0, 10]), torch.tensor([55, 20]), torch.tensor([True, False]))
     r = s.pop_report()
     # clip 1 of the shard is store clip 2: its bins 0 and 1 are global bins 3 and 4
-    assert r["bins"].tolist() == [3, 4] and r["visits"].tolist() == [2, 1] and r["failures"].tolist() == [0, 1]
+    assert (
+        r["bins"].tolist() == [3, 4] and r["visits"].tolist() == [2, 1] and r["failures"].tolist() == [0, 1]
+    )
     assert len(s.pop_report()["bins"]) == 0  # popped: the next report starts empty
     assert s.bin_visits.tolist() == [0, 0, 2, 1]  # running totals stay
 
@@ -88,7 +94,9 @@ def test_failure_stats_ema_rate_and_cap():
 def test_adaptive_probabilities_mix_failure_share_and_uniform_share():
     s = AdaptiveStartSampler(FRAMES, bin_size_frames=50, uniform_ratio=0.2, window_frames=0)
     torch.testing.assert_close(s.probabilities(), torch.tensor([0.4, 0.4, 0.2], dtype=torch.float64))
-    s.set_rates(_stats_after_one_report().rates())  # capped rates [0, 0.8, 0.2] -> failure share [0, 0.8, 0.2]
+    s.set_rates(
+        _stats_after_one_report().rates()
+    )  # capped rates [0, 0.8, 0.2] -> failure share [0, 0.8, 0.2]
     # 0.2 x uniform [0.4, 0.4, 0.2] + 0.8 x [0, 0.8, 0.2]
     want = torch.tensor([0.08, 0.72, 0.20], dtype=torch.float64)
     torch.testing.assert_close(s.probabilities(), want)

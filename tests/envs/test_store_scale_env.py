@@ -36,8 +36,16 @@ def test_cached_reference_env_steps_like_the_table_env(tmp_path):
     store = tiny_store(tmp_path / "tiny.parquet", clips=4)
     obs = []
     for mode in ("table", "cached"):
-        env = make_env(_cfg(store, f"motions.reference={mode}", "motions.cache_frames=100",
-                            "env.observations.policy.enable_corruption=false"), num_envs=3, seed=1)
+        env = make_env(
+            _cfg(
+                store,
+                f"motions.reference={mode}",
+                "motions.cache_frames=100",
+                "env.observations.policy.enable_corruption=false",
+            ),
+            num_envs=3,
+            seed=1,
+        )
         o = env.reset()
         steps = [o]
         for _ in range(5):

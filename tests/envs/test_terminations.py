@@ -7,9 +7,14 @@ from sonic_ray.utils.rotations import quat_from_axis_angle, quat_mul
 
 def test_nothing_fires_on_the_reference():
     env = perfect_state()
-    for fn, kw in [(T.anchor_pos, {"threshold": 0.15}), (T.ee_body_pos, {"threshold": 0.15}),
-                   (T.anchor_ori, {"threshold": 0.2}), (T.foot_pos, {"threshold": 0.2}),
-                   (T.time_out, {}), (T.motion_clip_end, {})]:
+    for fn, kw in [
+        (T.anchor_pos, {"threshold": 0.15}),
+        (T.ee_body_pos, {"threshold": 0.15}),
+        (T.anchor_ori, {"threshold": 0.2}),
+        (T.foot_pos, {"threshold": 0.2}),
+        (T.time_out, {}),
+        (T.motion_clip_end, {}),
+    ]:
         out = fn(env, **kw)
         assert out.shape == (4,) and out.dtype == torch.bool and not out.any(), fn.__name__
 
@@ -69,12 +74,20 @@ def test_anchor_ori_is_the_full_squared_angle_heading_included():
     x = torch.tensor([1.0, 0.0, 0.0]).expand(4, 3)
     # heading 0.4 rad: 0.16 rad^2 < 0.2; heading 0.5: 0.25 > 0.2;
     # tilt 0.44 rad: 0.1936 < 0.2; tilt 0.45 rad: 0.2025 > 0.2
-    env.cmd.robot_anchor_quat_w = torch.cat((quat_from_axis_angle(z[:2], torch.tensor([0.4, 0.5])),
-                                             quat_from_axis_angle(x[:2], torch.tensor([0.44, 0.45]))))
+    env.cmd.robot_anchor_quat_w = torch.cat(
+        (
+            quat_from_axis_angle(z[:2], torch.tensor([0.4, 0.5])),
+            quat_from_axis_angle(x[:2], torch.tensor([0.44, 0.45])),
+        )
+    )
     assert T.anchor_ori(env, threshold=0.2).tolist() == [False, True, False, True]
     # evaluation's 1 rad^2: 0.9 rad turned (0.81) passes, 1.1 rad (1.21) fails, whatever the axis
-    env.cmd.robot_anchor_quat_w = torch.cat((quat_from_axis_angle(z[:2], torch.tensor([0.9, 1.1])),
-                                             quat_from_axis_angle(x[:2], torch.tensor([0.9, 1.1]))))
+    env.cmd.robot_anchor_quat_w = torch.cat(
+        (
+            quat_from_axis_angle(z[:2], torch.tensor([0.9, 1.1])),
+            quat_from_axis_angle(x[:2], torch.tensor([0.9, 1.1])),
+        )
+    )
     assert T.anchor_ori(env, threshold=1.0).tolist() == [False, True, False, True]
     # a turn composed onto any reference orientation reads the same
     env.cmd.ref_anchor_quat_w = env.cmd.robot_anchor_quat_w.clone()

@@ -47,7 +47,7 @@ def test_policy_history_is_a_ring_of_past_frames(store):
     assert torch.equal(obs0[:, 0], obs0[:, -1])  # a fresh episode's history repeats its first frame
     frames = [obs0[:, -1]]
     for _ in range(3):
-        obs, *_ , info = env.step(0.05 * torch.ones(2, env.action_dim))
+        obs, *_, info = env.step(0.05 * torch.ones(2, env.action_dim))
         if len(info["done_ids"]):
             pytest.skip("an episode ended during the history check")
         frames.append(obs["policy"].reshape(2, 10, -1)[:, -1])
@@ -154,10 +154,19 @@ def test_demo_preset_episode_with_random_actions(tmp_path):
 def test_event_levels_gate_terms_and_run_on_mujoco(store):
     off = make_env(cfg_for(store, "demo", "env.events.level=0"), num_envs=2)
     assert off.event_manager.active == []
-    env = make_env(cfg_for(store, "demo", "env.events.level=4",
-                           "env.events.terms.push_robot.interval_range_s=[0.02,0.02]"), num_envs=2)
-    assert set(env.event_manager.active) == {"physics_material", "default_joint_offsets", "torso_com",
-                                             "push_robot", "link_mass"}
+    env = make_env(
+        cfg_for(
+            store, "demo", "env.events.level=4", "env.events.terms.push_robot.interval_range_s=[0.02,0.02]"
+        ),
+        num_envs=2,
+    )
+    assert set(env.event_manager.active) == {
+        "physics_material",
+        "default_joint_offsets",
+        "torso_com",
+        "push_robot",
+        "link_mass",
+    }
     assert (env.joint_offsets.abs() <= 0.01).all() and env.joint_offsets.abs().sum() > 0
     torso = env.cmd.body_ids(("torso_link",))[0] + 1  # MuJoCo body index (world is 0)
     nominal = env.sim.model.body_ipos[torso]
@@ -169,17 +178,32 @@ def test_event_levels_gate_terms_and_run_on_mujoco(store):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("mujoco_warp" not in __import__("sonic_ray.sim", fromlist=["x"]).available_backends(),
-                    reason="mujoco_warp / warp-lang not installed (the `warp` extra)")
+@pytest.mark.skipif(
+    "mujoco_warp" not in __import__("sonic_ray.sim", fromlist=["x"]).available_backends(),
+    reason="mujoco_warp / warp-lang not installed (the `warp` extra)",
+)
 def test_env_on_the_warp_backend_matches_cpu_mujoco(store):
     """The same env on MuJoCo Warp (warp's cpu device here, CUDA on a GPU node) and on CPU MuJoCo:
     same seed, same actions -> the same observations and rewards for the first steps, within
     float32 solver differences."""
-    envs = {b: make_env(load_config(["+exp=demo", f"motions.store={store}", "device=cpu", f"sim.backend={b}",
-                                     "env.observations.policy.enable_corruption=false",
-                                     "env.observations.critic.enable_corruption=false",
-                                     "env.commands.motion.reset_pose_noise={}"]), num_envs=2, seed=3)
-            for b in ("mujoco", "mujoco_warp")}
+    envs = {
+        b: make_env(
+            load_config(
+                [
+                    "+exp=demo",
+                    f"motions.store={store}",
+                    "device=cpu",
+                    f"sim.backend={b}",
+                    "env.observations.policy.enable_corruption=false",
+                    "env.observations.critic.enable_corruption=false",
+                    "env.commands.motion.reset_pose_noise={}",
+                ]
+            ),
+            num_envs=2,
+            seed=3,
+        )
+        for b in ("mujoco", "mujoco_warp")
+    }
     obs = {b: e.reset() for b, e in envs.items()}
     torch.testing.assert_close(obs["mujoco_warp"]["policy"], obs["mujoco"]["policy"], atol=1e-4, rtol=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -187,7 +211,9 @@ def test_env_on_the_warp_backend_matches_cpu_mujoco(store):
         a = 0.1 * torch.randn(2, envs["mujoco"].action_dim, generator=g)
         out = {b: e.step(a) for b, e in envs.items()}
         torch.testing.assert_close(out["mujoco_warp"][1], out["mujoco"][1], atol=2e-3, rtol=2e-2)
-        torch.testing.assert_close(out["mujoco_warp"][0]["policy"], out["mujoco"][0]["policy"], atol=5e-2, rtol=5e-2)
+        torch.testing.assert_close(
+            out["mujoco_warp"][0]["policy"], out["mujoco"][0]["policy"], atol=5e-2, rtol=5e-2
+        )
     for e in envs.values():
         e.close()
 

@@ -22,9 +22,16 @@ def small_store(directory: Path, cuts=CUTS) -> Path:
     out = []
     for i, (k, frames) in enumerate(cuts):
         c = clips[k]
-        out.append(dataclasses.replace(
-            c, name=f"cut{i}_{c.name}", root_pos=c.root_pos[:frames], root_quat=c.root_quat[:frames],
-            joint_pos=c.joint_pos[:frames], smpl_joints=None if c.smpl_joints is None else c.smpl_joints[:frames]))
+        out.append(
+            dataclasses.replace(
+                c,
+                name=f"cut{i}_{c.name}",
+                root_pos=c.root_pos[:frames],
+                root_quat=c.root_quat[:frames],
+                joint_pos=c.joint_pos[:frames],
+                smpl_joints=None if c.smpl_joints is None else c.smpl_joints[:frames],
+            )
+        )
     path = Path(directory) / "small.parquet"
     write_store(path, out, joint_names=store_info(synth)["joint_names"])
     return path
@@ -46,6 +53,12 @@ def small_checkpoint(root: Path, cfg, *, iteration: int = 3, seed: int = 0) -> P
     kwargs = model_kwargs_for(cfg)
     torch.manual_seed(seed)
     weights = {f"ac.{k}": v.detach().numpy().copy() for k, v in ActorCritic(**kwargs).state_dict().items()}
-    state = {"format": 1, "iteration": iteration, "rng": {}, "config_yaml": to_yaml(cfg), "model_kwargs": kwargs,
-             "learner": {"learner": {"rl_module": {"default_policy": weights}}}}
+    state = {
+        "format": 1,
+        "iteration": iteration,
+        "rng": {},
+        "config_yaml": to_yaml(cfg),
+        "model_kwargs": kwargs,
+        "learner": {"learner": {"rl_module": {"default_policy": weights}}},
+    }
     return save_checkpoint(Path(root) / "checkpoints", iteration, state)

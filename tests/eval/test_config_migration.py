@@ -14,7 +14,11 @@ def test_old_keys_are_migrated():
     del motion["sampler"], motion["pre_failure_window_s"]
     motion["adaptive"] = False
     motion["max_window_shift_frames"] = 100
-    motion["reset_pose_noise"] = {"root_pos": [-0.05, 0.05], "root_rpy": [-0.1, 0.1], "joint_pos": [-0.1, 0.1]}
+    motion["reset_pose_noise"] = {
+        "root_pos": [-0.05, 0.05],
+        "root_rpy": [-0.1, 0.1],
+        "joint_pos": [-0.1, 0.1],
+    }
     del old["actor_critic"]["obs_normalization"], old["env"]["action_clip"]  # keys added later: defaults
     old["env"]["rewards"]["feet_acc_l2"] = old["env"]["rewards"].pop("joint_acc_l2")
     del old["env"]["rewards"]["feet_acc_l2"]["params"]

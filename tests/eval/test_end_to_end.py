@@ -27,11 +27,23 @@ def smoke_run(tmp_path_factory):
     os.environ.setdefault("WANDB_SILENT", "true")
     root = tmp_path_factory.mktemp("smoke")
     store = small_store(root)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
-    cfg = small_config(store, f"run_dir={root / 'run'}", "logging.wandb_mode=offline", "algo.max_iterations=2",
-                       "algo.save_interval=100", "callbacks.eval_interval=1", "callbacks.eval_num_envs=2",
-                       "callbacks.eval_render=1", "callbacks.checkpoint_keep=0")
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+    )
+    cfg = small_config(
+        store,
+        f"run_dir={root / 'run'}",
+        "logging.wandb_mode=offline",
+        "algo.max_iterations=2",
+        "algo.save_interval=100",
+        "callbacks.eval_interval=1",
+        "callbacks.eval_num_envs=2",
+        "callbacks.eval_render=1",
+        "callbacks.checkpoint_keep=0",
+    )
     trainer = Trainer(cfg)
     try:
         trainer.run()
@@ -74,8 +86,23 @@ def test_load_policy_matches_the_learner_weights(smoke_run):
 
 def test_cli_eval_writes_all_outputs_with_a_real_video(smoke_run, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["eval", "--checkpoint", str(smoke_run), "--out", str(out), "--render", "2", "--no-progress",
-                 "--max-tasks", "1"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(smoke_run),
+                "--out",
+                str(out),
+                "--render",
+                "2",
+                "--no-progress",
+                "--max-tasks",
+                "1",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_clips"] == 4 and metrics["iteration"] == 2 and metrics["render_fps"] > 0
     import pyarrow.parquet as pq
@@ -91,8 +118,22 @@ def test_cli_eval_writes_all_outputs_with_a_real_video(smoke_run, tmp_path, caps
 
 def test_ray_fan_out_evaluates_each_clip_once(smoke_run, tmp_path):
     out = tmp_path / "fan"
-    assert main(["eval", "--checkpoint", str(smoke_run / "checkpoints" / "iter_000001"), "--out", str(out),
-                 "--no-progress", "--max-tasks", "3", "callbacks.eval_clips_per_task=1"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(smoke_run / "checkpoints" / "iter_000001"),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--max-tasks",
+                "3",
+                "callbacks.eval_clips_per_task=1",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_tasks"] == 3 and metrics["iteration"] == 1
     import pyarrow.parquet as pq

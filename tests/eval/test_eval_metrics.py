@@ -118,12 +118,28 @@ def test_short_clips_give_nan_derivatives_and_bad_shapes_raise():
 
 def test_summarize_means_over_successful_clips_and_per_encoder():
     def row(ok, g, enc, vel=0.5):
-        return {"success": ok, "mpjpe_g_mm": g, "mpjpe_l_mm": g / 2, "mpjpe_pa_mm": 1.0, "vel_err": vel,
-                "acc_err": 2.0, "err_legs_mm": 1.0, "err_vr3_mm": 1.0, "err_upper_other_mm": 1.0,
-                "err_feet_mm": 1.0, "num_frames": 10, "encoder": enc, "clip": "c"}
+        return {
+            "success": ok,
+            "mpjpe_g_mm": g,
+            "mpjpe_l_mm": g / 2,
+            "mpjpe_pa_mm": 1.0,
+            "vel_err": vel,
+            "acc_err": 2.0,
+            "err_legs_mm": 1.0,
+            "err_vr3_mm": 1.0,
+            "err_upper_other_mm": 1.0,
+            "err_feet_mm": 1.0,
+            "num_frames": 10,
+            "encoder": enc,
+            "clip": "c",
+        }
 
-    rows = [row(True, 10.0, "g1"), row(True, 30.0, "g1", vel=math.nan), row(False, 500.0, "g1"),
-            row(False, 90.0, "smpl")]
+    rows = [
+        row(True, 10.0, "g1"),
+        row(True, 30.0, "g1", vel=math.nan),
+        row(False, 500.0, "g1"),
+        row(False, 90.0, "smpl"),
+    ]
     s = summarize(rows)
     assert s["success_rate"] == pytest.approx(2 / 4) and s["num_clips"] == 4 and s["num_success"] == 2
     assert s["mpjpe_g_mm"] == pytest.approx(20.0)  # (10 + 30) / 2: the failed 500 and 90 are left out
@@ -131,8 +147,12 @@ def test_summarize_means_over_successful_clips_and_per_encoder():
     assert s["vel_err"] == pytest.approx(0.5)  # NaN skipped
     assert s["per_encoder"]["g1"]["success_rate"] == pytest.approx(2 / 3)
     assert s["per_encoder"]["g1"]["num_clips"] == 3
-    assert s["per_encoder"]["smpl"] == {**s["per_encoder"]["smpl"], "success_rate": 0.0, "mpjpe_g_mm": None,
-                                        "num_clips": 1}
+    assert s["per_encoder"]["smpl"] == {
+        **s["per_encoder"]["smpl"],
+        "success_rate": 0.0,
+        "mpjpe_g_mm": None,
+        "num_clips": 1,
+    }
     assert s["mpjpe_l_mm_all"] == pytest.approx((5 + 15 + 250 + 45) / 4)  # every clip, failed ones too
     assert s["completed_mean"] is None  # clip_metrics rows alone carry no `completed`
     assert summarize([])["success_rate"] is None

@@ -12,8 +12,16 @@ from sonic_ray.eval.report import video_name, write_outputs
 
 def _row(clip, idx, ok, g, enc="g1"):
     row = {k: g for k in ERROR_KEYS}
-    row.update(success=ok, clip=clip, clip_index=idx, encoder=enc, num_frames=50, clip_frames=50 if ok else 80,
-               completed=1.0 if ok else 0.625, vel_err=math.nan)
+    row.update(
+        success=ok,
+        clip=clip,
+        clip_index=idx,
+        encoder=enc,
+        num_frames=50,
+        clip_frames=50 if ok else 80,
+        completed=1.0 if ok else 0.625,
+        vel_err=math.nan,
+    )
     return row
 
 
@@ -27,7 +35,9 @@ def test_write_outputs(tmp_path):
     rows = [_row("walk", 0, True, 20.0), _row("jump/high", 1, False, 300.0), _row("run", 2, True, 40.0)]
     (tmp_path / "out" / "videos").mkdir(parents=True)
     (tmp_path / "out" / "videos" / "jump_high.mp4").write_bytes(b"\x00")
-    m = write_outputs(tmp_path / "out", rows, meta={"iteration": 7}, videos={"jump_high.mp4": "jump/high failed"})
+    m = write_outputs(
+        tmp_path / "out", rows, meta={"iteration": 7}, videos={"jump_high.mp4": "jump/high failed"}
+    )
     on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert on_disk == _nan_to_none(m)  # NaN written as null, per-encoder results included
     assert on_disk["success_rate"] == 2 / 3 and on_disk["mpjpe_g_mm"] == 30.0 and on_disk["iteration"] == 7

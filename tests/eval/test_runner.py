@@ -22,10 +22,12 @@ def test_clip_queue_sampler_hands_out_each_clip_once_from_frame_zero():
 
 
 def test_worst_first_orders_failures_by_how_early_then_errors():
-    rows = [{"success": True, "mpjpe_g_mm": 30.0, "completed": 1.0},
-            {"success": False, "mpjpe_g_mm": 10.0, "completed": 0.8},
-            {"success": True, "mpjpe_g_mm": 90.0, "completed": 1.0},
-            {"success": False, "mpjpe_g_mm": 5.0, "completed": 0.1}]
+    rows = [
+        {"success": True, "mpjpe_g_mm": 30.0, "completed": 1.0},
+        {"success": False, "mpjpe_g_mm": 10.0, "completed": 0.8},
+        {"success": True, "mpjpe_g_mm": 90.0, "completed": 1.0},
+        {"success": False, "mpjpe_g_mm": 5.0, "completed": 0.1},
+    ]
     assert [r["mpjpe_g_mm"] for r in sorted(rows, key=worst_first_key)] == [5.0, 10.0, 90.0, 30.0]
 
 
@@ -43,12 +45,15 @@ def _policy(cfg):
 def test_every_clip_once_whole_clips_and_time_aligned(store):
     cfg = small_config(store)
     # Only the clip's end stops an episode: each clip must be evaluated over all of its frames.
-    cfg.env.eval_terminations = {k: v for k, v in cfg.env.eval_terminations.items()
-                                 if k in ("time_out", "motion_clip_end")}
+    cfg.env.eval_terminations = {
+        k: v for k, v in cfg.env.eval_terminations.items() if k in ("time_out", "motion_clip_end")
+    }
     cfg.env.episode_length_s = 0.1  # shorter than every clip: evaluation must lift the limit
     out = evaluate_policy(cfg, _policy(cfg), num_envs=2, keep_worst=4, encoders=("g1", "teleop"))
     rows = sorted(out.rows, key=lambda r: (r["clip_index"], r["encoder"]))
-    assert [(r["clip_index"], r["encoder"]) for r in rows] == [(i, e) for i in range(4) for e in ("g1", "teleop")]
+    assert [(r["clip_index"], r["encoder"]) for r in rows] == [
+        (i, e) for i in range(4) for e in ("g1", "teleop")
+    ]
     assert all(r["success"] and r["num_frames"] == r["clip_frames"] and r["completed"] == 1.0 for r in rows)
     assert [r["clip_frames"] for r in rows[::2]] == [30, 45, 20, 36]
     assert rows[0]["clip"] == "cut0_stand_idle"

@@ -32,7 +32,9 @@ def test_render_clip_writes_a_playable_non_blank_mp4(tmp_path):
         assert f.reshape(-1, 3).std(axis=0).max() > 10
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1  # the arm moved
     # The reference is drawn: the same clip with the reference moved away renders differently.
-    other = render_clip(model, robot, _qpos(12, dx=-0.3), tmp_path / "other.mp4", fps=50.0, width=160, height=128)
+    other = render_clip(
+        model, robot, _qpos(12, dx=-0.3), tmp_path / "other.mp4", fps=50.0, width=160, height=128
+    )
     first_other = np.asarray(next(iter(imageio.get_reader(other))))
     assert np.abs(first_other.astype(int) - frames[0].astype(int)).mean() > 1
 

@@ -34,9 +34,13 @@ def test_learner_loss_equals_core_loss_on_a_real_rollout():
     data = training_tensors(batch.data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
     mb = minibatch(data, torch.arange(30), normalize_advantage=True)
 
-    coefs = dict(clip_param=cfg.algo.clip_param, value_loss_coef=cfg.algo.value_loss_coef,
-                 entropy_coef=cfg.algo.entropy_coef, use_clipped_value_loss=cfg.algo.use_clipped_value_loss,
-                 aux_coefs=asdict(cfg.aux_losses))
+    coefs = dict(
+        clip_param=cfg.algo.clip_param,
+        value_loss_coef=cfg.algo.value_loss_coef,
+        entropy_coef=cfg.algo.entropy_coef,
+        use_clipped_value_loss=cfg.algo.use_clipped_value_loss,
+        aux_coefs=asdict(cfg.aux_losses),
+    )
     core_loss, core_stats = compute_losses(ac, mb, **coefs)
 
     fwd = module.forward_train(mb)
@@ -47,7 +51,10 @@ def test_learner_loss_equals_core_loss_on_a_real_rollout():
         torch.testing.assert_close(learner._last_stats[key], core_stats[key], msg=key)
 
 
-@pytest.mark.parametrize("overrides, threads", [(["ray.learner_threads=0", "ray.cpus_per_learner=1"], 1), (["ray.learner_threads=2"], 2)])
+@pytest.mark.parametrize(
+    "overrides, threads",
+    [(["ray.learner_threads=0", "ray.cpus_per_learner=1"], 1), (["ray.learner_threads=2"], 2)],
+)
 def test_learner_torch_threads_follow_the_config(overrides, threads):
     before = torch.get_num_threads()
     try:

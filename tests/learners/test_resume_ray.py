@@ -15,10 +15,18 @@ from sonic_ray.train.metrics import read_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-SMALL = ["+exp=smoke", "logging.wandb_mode=disabled", "env.num_envs=8", "algo.num_steps_per_env=6",
-         "ray.num_env_runners=2", "env.commands.motion.sampler=adaptive", "callbacks.checkpoint_keep=0",
-         "callbacks.plot_learning_curves=false", "env.episode_length_s=0.5",
-         "actor_critic.init_noise_std=0.05"]  # the demo/smoke noise is 0.3; 0.05 keeps episodes ending in iteration 4
+SMALL = [
+    "+exp=smoke",
+    "logging.wandb_mode=disabled",
+    "env.num_envs=8",
+    "algo.num_steps_per_env=6",
+    "ray.num_env_runners=2",
+    "env.commands.motion.sampler=adaptive",
+    "callbacks.checkpoint_keep=0",
+    "callbacks.plot_learning_curves=false",
+    "env.episode_length_s=0.5",
+    "actor_critic.init_noise_std=0.05",
+]  # the demo/smoke noise is 0.3; 0.05 keeps episodes ending in iteration 4
 
 
 def _run(run_dir, *overrides):
@@ -47,8 +55,12 @@ def uninterrupted(local_ray, tmp_path_factory):
 
 def test_resumed_run_matches_the_uninterrupted_one_exactly(uninterrupted, tmp_path):
     run_dir, rows, _ = uninterrupted
-    resumed, _ = _run(tmp_path / "b", f"resume={run_dir / 'checkpoints' / 'iter_000002'}", "algo.max_iterations=4",
-                      "algo.save_interval=100")
+    resumed, _ = _run(
+        tmp_path / "b",
+        f"resume={run_dir / 'checkpoints' / 'iter_000002'}",
+        "algo.max_iterations=4",
+        "algo.save_interval=100",
+    )
     assert sorted(resumed) == [3, 4]
     assert "loss/total" in rows[3] and rows[4]["env/episodes"] > 0  # the rows carry losses and episodes
     saved = load_checkpoint(run_dir / "checkpoints" / "iter_000002")
@@ -81,7 +93,11 @@ def test_aggregator_actor_pools_runner_reports(local_ray):
     from sonic_ray.env_runners.sampler_actor import SamplerStatsActor
 
     actor = SamplerStatsActor.remote(FailureStats(6, smoothing=0.5, cap_multiple=2.0))
-    a = {"bins": np.array([0, 1]), "visits": np.array([4, 2]), "failures": np.array([0, 2])}  # runner 1's shard
+    a = {
+        "bins": np.array([0, 1]),
+        "visits": np.array([4, 2]),
+        "failures": np.array([0, 2]),
+    }  # runner 1's shard
     b = {"bins": np.array([4]), "visits": np.array([5]), "failures": np.array([1])}  # runner 2's shard
     rates = local_ray.get(actor.update.remote([a, b]))
     ref = FailureStats(6, smoothing=0.5, cap_multiple=2.0)
@@ -93,7 +109,8 @@ def test_aggregator_actor_pools_runner_reports(local_ray):
     other = SamplerStatsActor.remote(FailureStats(6, smoothing=0.5, cap_multiple=2.0))
     np.testing.assert_array_equal(local_ray.get(other.set_state.remote(state)), rates)
     with pytest.raises(Exception, match="different store or bin size"):
-        local_ray.get(actor.update.remote([{"bins": np.array([6]), "visits": np.array([1]),
-                                            "failures": np.array([0])}]))
+        local_ray.get(
+            actor.update.remote([{"bins": np.array([6]), "visits": np.array([1]), "failures": np.array([0])}])
+        )
     for x in (actor, other):
         local_ray.kill(x)

@@ -40,7 +40,9 @@ def test_smoke_run_checkpoints_and_resume_continues(local_ray, tmp_path):
     assert state["iteration"] == 2 and "optimizer" in state["learner"]["learner"]
     assert (tmp_path / "run" / "learning_curves.png").stat().st_size > 0
 
-    tr2 = _trainer(tmp_path / "run", f"resume={tmp_path / 'run'}", "algo.max_iterations=3", "algo.save_interval=100")
+    tr2 = _trainer(
+        tmp_path / "run", f"resume={tmp_path / 'run'}", "algo.max_iterations=3", "algo.save_interval=100"
+    )
     try:
         assert tr2.iteration == 2
         for key, value in saved.items():
@@ -50,7 +52,10 @@ def test_smoke_run_checkpoints_and_resume_continues(local_ray, tmp_path):
         tr2.close()
     assert last["iteration"] == 3
     assert [r["iteration"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3]
-    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["iter_000002", "iter_000003"]
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == [
+        "iter_000002",
+        "iter_000003",
+    ]
 
 
 def test_killed_env_runner_is_replaced(local_ray, tmp_path):
@@ -67,7 +72,9 @@ def test_killed_env_runner_is_replaced(local_ray, tmp_path):
         while rows[-1]["perf/num_healthy_runners"] < 2 and len(rows) < 12:
             rows.append(tr.step())
         rows.append(tr.step())  # an iteration sampled by both runners after the restart
-        pids_after = tr.algo.env_runner_group.foreach_env_runner(lambda r: os.getpid(), local_env_runner=False)
+        pids_after = tr.algo.env_runner_group.foreach_env_runner(
+            lambda r: os.getpid(), local_env_runner=False
+        )
     finally:
         tr.close()
     assert [r["iteration"] for r in rows] == list(range(2, 2 + len(rows)))  # no iteration was lost
@@ -77,12 +84,20 @@ def test_killed_env_runner_is_replaced(local_ray, tmp_path):
 
 
 def test_two_learners_train_data_parallel(local_ray, tmp_path):
-    tr = _trainer(tmp_path, "algo.max_iterations=1", "ray.num_learners=2", "ray.cpus_per_learner=1",
-                  "ray.num_env_runners=1")
+    tr = _trainer(
+        tmp_path,
+        "algo.max_iterations=1",
+        "ray.num_learners=2",
+        "ray.cpus_per_learner=1",
+        "ray.num_env_runners=1",
+    )
     try:
         row = tr.step()
         states = tr.algo.learner_group.foreach_learner(
-            lambda learner: {k: v.detach().clone() for k, v in learner.module["default_policy"].state_dict().items()})
+            lambda learner: {
+                k: v.detach().clone() for k, v in learner.module["default_policy"].state_dict().items()
+            }
+        )
     finally:
         tr.close()
     assert row["learner/rows"] == 8 * 6 / 2  # each learner got half the envs

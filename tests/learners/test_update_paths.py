@@ -17,9 +17,22 @@ from sonic_ray.ppo.update import PPOUpdater
 
 pytestmark = pytest.mark.slow
 
-UPDATER_KEYS = ("actor_lr", "critic_lr", "lr_min", "lr_max", "desired_kl", "schedule", "num_learning_epochs",
-                "num_mini_batches", "clip_param", "value_loss_coef", "entropy_coef", "use_clipped_value_loss",
-                "max_grad_norm", "normalize_advantage")
+UPDATER_KEYS = (
+    "actor_lr",
+    "critic_lr",
+    "lr_min",
+    "lr_max",
+    "desired_kl",
+    "schedule",
+    "num_learning_epochs",
+    "num_mini_batches",
+    "clip_param",
+    "value_loss_coef",
+    "entropy_coef",
+    "use_clipped_value_loss",
+    "max_grad_norm",
+    "normalize_advantage",
+)
 
 
 @pytest.mark.parametrize("extra", [[], ["actor_critic.obs_normalization=true"]])
@@ -27,9 +40,20 @@ def test_inprocess_and_rllib_learners_end_an_update_with_identical_parameters(ex
     torch.manual_seed(0)
     # A large initial lr and a tight target KL make the adaptive schedule move within the update,
     # and a small grad norm makes clipping bind: both paths must agree on all three.
-    cfg = load_config(["+exp=smoke", "env.num_envs=8", "algo.num_steps_per_env=6", "algo.actor_lr=1e-3",
-                       "algo.lr_max=1e-2", "algo.desired_kl=0.001", "algo.num_learning_epochs=2",
-                       "algo.num_mini_batches=3", "algo.max_grad_norm=0.05", *extra])
+    cfg = load_config(
+        [
+            "+exp=smoke",
+            "env.num_envs=8",
+            "algo.num_steps_per_env=6",
+            "algo.actor_lr=1e-3",
+            "algo.lr_max=1e-2",
+            "algo.desired_kl=0.001",
+            "algo.num_learning_epochs=2",
+            "algo.num_mini_batches=3",
+            "algo.max_grad_norm=0.05",
+            *extra,
+        ]
+    )
     from sonic_ray.train.build import algorithm_config
 
     algo_cfg = algorithm_config(cfg)
@@ -37,7 +61,7 @@ def test_inprocess_and_rllib_learners_end_an_update_with_identical_parameters(ex
     module = learner.module[DEFAULT_MODULE_ID]
     ac = ActorCritic(**algo_cfg.rl_module_spec.model_config[MODEL_KWARGS])
     ac.load_state_dict(module.ac.state_dict())
-    ac.log_std.data.fill_(0.5 ** 0.5)  # outside [min_std, max_std] after exp: projection must bind
+    ac.log_std.data.fill_(0.5**0.5)  # outside [min_std, max_std] after exp: projection must bind
     module.ac.log_std.data.copy_(ac.log_std.data)
     before = {k: v.clone() for k, v in ac.state_dict().items()}
 
@@ -49,7 +73,9 @@ def test_inprocess_and_rllib_learners_end_an_update_with_identical_parameters(ex
     updater = PPOUpdater(ac, aux_coefs=asdict(cfg.aux_losses), **{k: algo[k] for k in UPDATER_KEYS})
     critic_obs = torch.as_tensor(fb.data[K.OBS_PREFIX + K.CRITIC])
     ac.update_critic_normalizer(critic_obs.reshape(-1, critic_obs.shape[-1]))
-    data = training_tensors(fb.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam)
+    data = training_tensors(
+        fb.data, value_fn=ac.value_from_critic_obs, gamma=cfg.algo.gamma, lam=cfg.algo.lam
+    )
     torch.manual_seed(7)  # the minibatch permutations come from the global torch RNG on both paths
     core_stats = updater.update(data)
     ac.update_actor_normalizers(obs_groups(data))

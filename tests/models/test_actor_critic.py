@@ -13,9 +13,19 @@ DIMS = {"g1": 12, "teleop": 7, "smpl": 9}
 
 
 def small_ac(**kw) -> ActorCritic:
-    args = dict(encoder_input_dims=DIMS, encoder_hidden={n: [16] for n in DIMS}, fsq_levels=[5, 5, 5],
-                num_tokens=2, proprio_dim=10, action_dim=4, dyn_decoder_hidden=[16], kin_decoder_hidden=[16],
-                kin_output_dim=DIMS["g1"], critic_obs_dim=11, critic_hidden=[16])
+    args = dict(
+        encoder_input_dims=DIMS,
+        encoder_hidden={n: [16] for n in DIMS},
+        fsq_levels=[5, 5, 5],
+        num_tokens=2,
+        proprio_dim=10,
+        action_dim=4,
+        dyn_decoder_hidden=[16],
+        kin_decoder_hidden=[16],
+        kin_output_dim=DIMS["g1"],
+        critic_obs_dim=11,
+        critic_hidden=[16],
+    )
     args.update(kw)
     return ActorCritic(**args)
 
@@ -36,7 +46,7 @@ def test_routing_with_mixed_indices_equals_each_encoder_alone():
     gathered = ac.token.route(ac.token.encode_all(obs), obs[K.ENCODER_INDEX])
     for row in range(9):
         name = K.ENCODER_NAMES[int(obs[K.ENCODER_INDEX][row])]
-        alone = ac.token.encoders[name](obs[K.TOKENIZER_KEYS[name]][row: row + 1])[0]
+        alone = ac.token.encoders[name](obs[K.TOKENIZER_KEYS[name]][row : row + 1])[0]
         torch.testing.assert_close(routed[row], alone)
         torch.testing.assert_close(gathered[row], alone)
 
@@ -54,8 +64,12 @@ def test_residual_modes(mode):
     latent = torch.randn(5, tok.latent_dim)
     res = torch.full((5, tok.latent_dim), 0.3)
     out = tok.tokenize(latent, res)
-    expected = {"none": tok.fsq(latent), "post_quant": tok.fsq(latent) + 0.3,
-                "pre_quant": tok.fsq(latent + 0.3), "replace": res}[mode]
+    expected = {
+        "none": tok.fsq(latent),
+        "post_quant": tok.fsq(latent) + 0.3,
+        "pre_quant": tok.fsq(latent + 0.3),
+        "replace": res,
+    }[mode]
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(tok.tokenize(latent, None), tok.fsq(latent))
 

@@ -7,7 +7,15 @@ import numpy as np
 from sonic_ray.motion.store import MotionClip
 
 _SIDE_LEG = ["hip_pitch", "hip_roll", "hip_yaw", "knee", "ankle_pitch", "ankle_roll"]
-_SIDE_ARM = ["shoulder_pitch", "shoulder_roll", "shoulder_yaw", "elbow", "wrist_roll", "wrist_pitch", "wrist_yaw"]
+_SIDE_ARM = [
+    "shoulder_pitch",
+    "shoulder_roll",
+    "shoulder_yaw",
+    "elbow",
+    "wrist_roll",
+    "wrist_pitch",
+    "wrist_yaw",
+]
 G1_JOINTS = (
     [f"left_{j}_joint" for j in _SIDE_LEG]
     + [f"right_{j}_joint" for j in _SIDE_LEG]
@@ -52,4 +60,3 @@ def toy_fk(root_pos, root_quat, joint_pos):
         local = np.stack([np.full(len(q), 0.1 * k), np.zeros(len(q)), np.asarray(joint_pos)[:, k]], axis=1)
         bodies.append(bodies[0] + rot.apply(local))
     return np.stack(bodies, axis=1)
-

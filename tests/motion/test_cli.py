@@ -75,8 +75,10 @@ def test_import_json_reports_bad_files_and_imports_the_rest(tmp_path, capsys):
     _good_files(tmp_path / "good")
     expected = _bad_files(tmp_path / "bad")
     store = tmp_path / "motions.parquet"
-    code, out = _run(["motions", "import", str(tmp_path / "good"), str(tmp_path / "bad"),
-                      "--out", str(store), "--json"], capsys)
+    code, out = _run(
+        ["motions", "import", str(tmp_path / "good"), str(tmp_path / "bad"), "--out", str(store), "--json"],
+        capsys,
+    )
     report = json.loads(out)
     assert code == 0 and set(report) == {"imported", "rejected"}
     assert sorted(c["name"] for c in report["imported"]) == ["bones", "gmr", "lafan", "mj", "s1", "s2"]
@@ -110,7 +112,9 @@ def test_import_appends_and_info_summarises(tmp_path, capsys):
     clip.joint_pos[:10, 0] = 3.0
     write_lafan_csv(tmp_path / "c.csv", clip)
     assert _run(["motions", "import", str(tmp_path / "a.csv"), "--out", str(store), "--json"], capsys)[0] == 0
-    code, _ = _run(["motions", "import", str(tmp_path / "b.csv"), str(tmp_path / "c.csv"), "--out", str(store)], capsys)
+    code, _ = _run(
+        ["motions", "import", str(tmp_path / "b.csv"), str(tmp_path / "c.csv"), "--out", str(store)], capsys
+    )
     assert code == 0
     assert [c.name for c in read_store(store)[0]] == ["a", "b", "c"]
     code, out = _run(["motions", "info", str(store), "--json"], capsys)
@@ -137,7 +141,10 @@ def test_real_g1_fk_check_through_robot_context(tmp_path, capsys):
     model, spec = load_model("g1")
     torch_fk = TorchFK(model, spec, dtype=torch.float64)
     clip = make_clip("g1clip", fps=50.0)
-    as_t = [torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (clip.root_pos, clip.root_quat, clip.joint_pos)]
+    as_t = [
+        torch.as_tensor(np.asarray(a, dtype=np.float64))
+        for a in (clip.root_pos, clip.root_quat, clip.joint_pos)
+    ]
     body_pos, body_quat = (x.numpy() for x in torch_fk.forward(*as_t))
     write_mjlab_npz(tmp_path / "ok.npz", clip, body_pos_w=body_pos, body_quat_w=body_quat)
     swapped = make_clip("g1swap", fps=50.0)
@@ -145,7 +152,9 @@ def test_real_g1_fk_check_through_robot_context(tmp_path, capsys):
     write_mjlab_npz(tmp_path / "swap.npz", swapped, body_pos_w=body_pos, body_quat_w=body_quat)
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="cmd"))  # the real robot_context
-    args = parser.parse_args(["motions", "import", str(tmp_path), "--out", str(tmp_path / "s.parquet"), "--json"])
+    args = parser.parse_args(
+        ["motions", "import", str(tmp_path), "--out", str(tmp_path / "s.parquet"), "--json"]
+    )
     assert args.func(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in report["imported"]] == ["ok"] and report["imported"][0]["fk_max_err_m"] < 1e-4

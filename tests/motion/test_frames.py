@@ -56,4 +56,6 @@ def test_local_features_remove_the_root_and_anchor_pose():
     pos, ori = vr_local(anchor_pos, yaw90, smpl[:, :2], yaw90[:, None].expand(1, 2, 4))
     np.testing.assert_allclose(pos[0].numpy(), [[0, 0, 0], [1, 0, 0]], atol=1e-12)
     identity = quat_to_tan_norm(torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64))
-    np.testing.assert_allclose(ori[0].numpy(), identity.expand(2, 6).numpy(), atol=1e-12)  # points turn with the anchor
+    np.testing.assert_allclose(
+        ori[0].numpy(), identity.expand(2, 6).numpy(), atol=1e-12
+    )  # points turn with the anchor

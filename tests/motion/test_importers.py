@@ -103,4 +103,6 @@ def test_bad_clip_inside_multi_clip_pickle_is_isolated(tmp_path):
     joblib.dump({"good": sonic_clip_dict(good), "bad": {"foo": np.zeros(3)}}, tmp_path / "mix.pkl")
     out = load_file(tmp_path / "mix.pkl", joint_names=G1_JOINTS)
     assert out[0].name == "good"
-    assert isinstance(out[1], ClipRejected) and out[1].field == "keys" and out[1].source.endswith("mix.pkl[bad]")
+    assert (
+        isinstance(out[1], ClipRejected) and out[1].field == "keys" and out[1].source.endswith("mix.pkl[bad]")
+    )

@@ -12,9 +12,15 @@ from sonic_ray.motion.store import MotionClip, write_store
 def _clip(name, root_pos, yaw, joint_pos, fps, smpl=None):
     yaw = np.asarray(yaw, dtype=np.float64)
     quat = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=1)
-    return MotionClip(name=name, source="test", fps=fps, root_pos=np.asarray(root_pos, np.float32),
-                      root_quat=quat.astype(np.float32), joint_pos=np.asarray(joint_pos, np.float32),
-                      smpl_joints=smpl)
+    return MotionClip(
+        name=name,
+        source="test",
+        fps=fps,
+        root_pos=np.asarray(root_pos, np.float32),
+        root_quat=quat.astype(np.float32),
+        joint_pos=np.asarray(joint_pos, np.float32),
+        smpl_joints=smpl,
+    )
 
 
 def _lib(tmp_path, clips, **kw):
@@ -52,12 +58,20 @@ def test_constant_velocity_clip_has_exact_velocities_after_resampling(tmp_path):
     tt = times.double()[:, None]
     torch.testing.assert_close(s["root_pos_w"], (tt * torch.tensor(v)).float(), atol=1e-5, rtol=0)
     torch.testing.assert_close(s["joint_pos"], (tt * torch.tensor(joint_rate)).float(), atol=1e-5, rtol=0)
-    torch.testing.assert_close(s["root_lin_vel_w"], torch.tensor(v, dtype=torch.float32).expand(6, 3), atol=1e-4, rtol=0)
-    torch.testing.assert_close(s["joint_vel"], torch.tensor(joint_rate, dtype=torch.float32).expand(6, 29), atol=1e-4, rtol=0)
-    torch.testing.assert_close(s["root_ang_vel_w"], torch.tensor([0.0, 0.0, yaw_rate]).expand(6, 3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        s["root_lin_vel_w"], torch.tensor(v, dtype=torch.float32).expand(6, 3), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(
+        s["joint_vel"], torch.tensor(joint_rate, dtype=torch.float32).expand(6, 29), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(
+        s["root_ang_vel_w"], torch.tensor([0.0, 0.0, yaw_rate]).expand(6, 3), atol=1e-4, rtol=0
+    )
     yaw = 2 * torch.atan2(s["root_quat_w"][:, 3], s["root_quat_w"][:, 0])
     want = (yaw_rate * times + math.pi) % (2 * math.pi) - math.pi
-    torch.testing.assert_close(torch.remainder(yaw - want + math.pi, 2 * math.pi) - math.pi, torch.zeros(6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.remainder(yaw - want + math.pi, 2 * math.pi) - math.pi, torch.zeros(6), atol=1e-5, rtol=0
+    )
 
 
 def test_times_are_clamped_and_clips_do_not_bleed(tmp_path):

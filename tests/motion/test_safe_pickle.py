@@ -20,7 +20,11 @@ class _Payload:
 
 def _data():
     return {
-        "walk": {"dof": np.arange(12, dtype=np.float32).reshape(3, 4), "fps": np.float64(30), "n": np.int64(3)},
+        "walk": {
+            "dof": np.arange(12, dtype=np.float32).reshape(3, 4),
+            "fps": np.float64(30),
+            "n": np.int64(3),
+        },
         "meta": [1, 2.5, "x", (None, True)],
     }
 

@@ -20,8 +20,9 @@ def g1_context(robot_name):
 
 def _run(argv, capsys, ray_engine=None):
     parser = argparse.ArgumentParser(prog="sonic-ray")
-    add_parser(parser.add_subparsers(dest="cmd", required=True), robot_context_fn=g1_context,
-               ray_engine=ray_engine)
+    add_parser(
+        parser.add_subparsers(dest="cmd", required=True), robot_context_fn=g1_context, ray_engine=ray_engine
+    )
     args = parser.parse_args(argv)
     code = args.func(args)
     return code, capsys.readouterr().out
@@ -31,8 +32,20 @@ def test_serial_import_rejects_bad_files_keeps_the_rest_and_dedups(tmp_path, cap
     _good_files(tmp_path / "good")
     expected = _bad_files(tmp_path / "bad")
     store = tmp_path / "store"
-    code, out = _run(["motions", "import", str(tmp_path / "good"), str(tmp_path / "bad"), "--out", str(store),
-                      "--engine", "serial", "--json"], capsys)
+    code, out = _run(
+        [
+            "motions",
+            "import",
+            str(tmp_path / "good"),
+            str(tmp_path / "bad"),
+            "--out",
+            str(store),
+            "--engine",
+            "serial",
+            "--json",
+        ],
+        capsys,
+    )
     report = json.loads(out)
     assert code == 0 and report["engine"] == "serial"
     assert sorted(c["name"] for c in report["imported"]) == ["bones", "gmr", "lafan", "mj", "s1", "s2"]
@@ -81,8 +94,14 @@ def test_failed_import_commits_nothing_and_removes_its_shards(tmp_path):
         raise RuntimeError("worker node lost")
 
     with pytest.raises(RuntimeError):
-        import_sharded(list_files([src]), out=store, robot="g1", context_fn=g1_context,
-                       engine=dies_after_two_batches, batch_files=1)
+        import_sharded(
+            list_files([src]),
+            out=store,
+            robot="g1",
+            context_fn=g1_context,
+            engine=dies_after_two_batches,
+            batch_files=1,
+        )
     assert (store / "manifest.json").read_bytes() == before
     assert len(list(store.glob("shard-*.parquet"))) == 1
     assert [c.name for c in iter_store(store)] == ["c0"]
@@ -108,8 +127,15 @@ def test_ray_data_import_matches_serial(tmp_path):
         return run_ray(files, kw, batch_files=batch_files, on_result=on_result, workers=2)
 
     seen = []
-    report = import_sharded(files, out=tmp_path / "ray", robot="g1", context_fn=g1_context, engine=engine,
-                            batch_files=2, on_result=seen.append)
+    report = import_sharded(
+        files,
+        out=tmp_path / "ray",
+        robot="g1",
+        context_fn=g1_context,
+        engine=engine,
+        batch_files=2,
+        on_result=seen.append,
+    )
     serial = import_sharded(files, out=tmp_path / "serial", robot="g1", context_fn=g1_context, batch_files=2)
     assert [c["name"] for c in report["imported"]] == [c["name"] for c in serial["imported"]]
     assert len(report["imported"]) == 40 and len(report["rejected"]) == 1 and len(seen) == 5

@@ -31,8 +31,13 @@ REPO = HERE.parents[1]
 def _python(code: str, *args: str) -> subprocess.Popen:
     """A separate Python process running `code` with the repo and tests/motion importable."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _cli(argv) -> int:
@@ -51,12 +56,15 @@ def test_a_writer_waits_for_the_lock_and_keeps_what_the_holder_wrote(tmp_path):
     path = tmp_path / "m.parquet"
     write_store(path, [make_clip("c0")], joint_names=G1_JOINTS)
     with store_lock(path):
-        other = _python("""
+        other = _python(
+            """
             import sys
             from motion_builders import G1_JOINTS, make_clip
             from sonic_ray.motion.store import write_store
             write_store(sys.argv[1], [make_clip("theirs")], joint_names=G1_JOINTS, append=True)
-        """, str(path))
+        """,
+            str(path),
+        )
         time.sleep(1.0)
         assert other.poll() is None, other.communicate()  # blocked on the lock
         write_store(path, [make_clip("mine")], joint_names=G1_JOINTS, append=True)  # re-entrant
@@ -102,7 +110,8 @@ def test_a_sigkilled_write_leaves_a_temp_the_next_write_removes(tmp_path):
     path = tmp_path / "m.parquet"
     write_store(path, [make_clip("c0")], joint_names=G1_JOINTS)
     before = path.read_bytes()
-    writer = _python("""
+    writer = _python(
+        """
         import sys, time
         from motion_builders import G1_JOINTS, make_clip
         from sonic_ray.motion.store import write_store
@@ -111,7 +120,9 @@ def test_a_sigkilled_write_leaves_a_temp_the_next_write_removes(tmp_path):
             print("writing", flush=True)
             time.sleep(600)
         write_store(sys.argv[1], clips(), joint_names=G1_JOINTS, append=True)
-    """, str(path))
+    """,
+        str(path),
+    )
     assert writer.stdout.readline().strip() == "writing"
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=30)
@@ -179,9 +190,12 @@ def test_a_string_joint_pos_is_rejected_by_name_and_the_good_files_import(tmp_pa
 @pytest.mark.parametrize("kind", ["folder", "not_parquet", "not_a_store", "unwritable"])
 def test_a_bad_out_is_one_message(tmp_path, capsys, kind):
     _write_npz(tmp_path / "a.npz", make_clip("a", fps=50.0))
-    out = {"folder": tmp_path / "dir.parquet", "not_parquet": tmp_path / "notes.parquet",
-           "not_a_store": tmp_path / "other.parquet",
-           "unwritable": Path("/proc/sonic-ray-test/m.parquet")}[kind]
+    out = {
+        "folder": tmp_path / "dir.parquet",
+        "not_parquet": tmp_path / "notes.parquet",
+        "not_a_store": tmp_path / "other.parquet",
+        "unwritable": Path("/proc/sonic-ray-test/m.parquet"),
+    }[kind]
     if kind == "folder":
         out.mkdir()
     elif kind == "not_parquet":

@@ -136,12 +136,19 @@ def test_clips_actually_move(builder, all_clips):
     for name in ("step_in_place", "side_step", "walk_forward", "turn_left"):
         assert clip_contact_stats(builder.model, all_clips[name])["sole_height"].max() > 0.03, name
     data = mujoco.MjData(builder.model)
-    for name, site in (("wave_right", "vr_right_hand"), ("wave_left", "vr_left_hand"),
-                       ("arm_raise_front", "vr_left_hand")):
+    for name, site in (
+        ("wave_right", "vr_right_hand"),
+        ("wave_left", "vr_left_hand"),
+        ("arm_raise_front", "vr_left_hand"),
+    ):
         c = all_clips[name]
         path = []
         for i in range(c["root_pos"].shape[0]):
-            data.qpos[:3], data.qpos[3:7], data.qpos[7:] = c["root_pos"][i], c["root_quat"][i], c["joint_pos"][i]
+            data.qpos[:3], data.qpos[3:7], data.qpos[7:] = (
+                c["root_pos"][i],
+                c["root_quat"][i],
+                c["joint_pos"][i],
+            )
             mujoco.mj_kinematics(builder.model, data)
             path.append(data.site_xpos[builder.model.site(site).id].copy())
         path = np.array(path)

@@ -142,7 +142,9 @@ def test_a_cached_reference_learner_rebuilds_the_same_as_the_full_table(rollouts
     arena that must evict between rollouts) rebuilds exactly what the full table does."""
     cfg, batches, _ = rollouts
     full_table = make_obs_rebuilder(cfg)
-    cached = make_obs_rebuilder(load_config([*_CFG_ARGS, "motions.reference=cached", "motions.cache_frames=64"]))
+    cached = make_obs_rebuilder(
+        load_config([*_CFG_ARGS, "motions.reference=cached", "motions.cache_frames=64"])
+    )
     assert type(cached.table).__name__ == "CachedReference"
     for b in batches:
         want, got = full_table.expand(b.data), cached.expand(b.data)

@@ -53,6 +53,13 @@ def test_batched_envs_are_independent(n):
     term, trunc = torch.rand(5, n) < 0.2, torch.rand(5, n) < 0.2
     adv, _ = compute_gae(r, v, term, trunc, nv, gamma=G, lam=L)
     for j in range(n):
-        a1, _ = compute_gae(r[:, j:j + 1], v[:, j:j + 1], term[:, j:j + 1], trunc[:, j:j + 1], nv[:, j:j + 1],
-                            gamma=G, lam=L)
-        torch.testing.assert_close(adv[:, j:j + 1], a1)
+        a1, _ = compute_gae(
+            r[:, j : j + 1],
+            v[:, j : j + 1],
+            term[:, j : j + 1],
+            trunc[:, j : j + 1],
+            nv[:, j : j + 1],
+            gamma=G,
+            lam=L,
+        )
+        torch.testing.assert_close(adv[:, j : j + 1], a1)

@@ -25,13 +25,16 @@ def test_clipped_value_loss_by_hand():
     assert float(value_loss(v, old, ret, clip_param=0.2, clipped=False)) == pytest.approx((0.25 + 1.0) / 2)
     v2 = torch.tensor([1.0])
     # unclipped (1-1.5)^2=.25 ; clipped from old .1: v=.3 -> 1.44 ; the max keeps the pessimistic 1.44
-    assert float(value_loss(v2, torch.tensor([0.1]), torch.tensor([1.5]), clip_param=0.2, clipped=True)) == \
-        pytest.approx(1.44)
+    assert float(
+        value_loss(v2, torch.tensor([0.1]), torch.tensor([1.5]), clip_param=0.2, clipped=True)
+    ) == pytest.approx(1.44)
 
 
 def test_gaussian_kl_matches_torch():
     m0, s0, m1, s1 = torch.randn(4, 3), torch.rand(3) + 0.1, torch.randn(4, 3), torch.rand(3) + 0.1
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(m0, s0), torch.distributions.Normal(m1, s1))
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(m0, s0), torch.distributions.Normal(m1, s1)
+    )
     torch.testing.assert_close(gaussian_kl(m0, s0.expand(4, 3), m1, s1.expand(4, 3)), ref.sum(-1).mean())
     assert float(gaussian_kl(m0, s0, m0, s0)) == pytest.approx(0.0, abs=1e-7)
 

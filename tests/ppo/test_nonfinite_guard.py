@@ -34,11 +34,24 @@ def test_the_inprocess_learner_skips_the_poisoned_update(monkeypatch):
     monkeypatch.setenv(NAN_LOSS_ENV, "2")
     torch.manual_seed(0)
     ac = small_ac()
-    up = PPOUpdater(ac, actor_lr=1e-3, critic_lr=1e-3, lr_min=1e-6, lr_max=1e-2, desired_kl=0.01,
-                    schedule="adaptive", num_learning_epochs=EPOCHS, num_mini_batches=MINIBATCHES,
-                    clip_param=0.2,
-                    value_loss_coef=1.0, entropy_coef=0.0, use_clipped_value_loss=True, max_grad_norm=1.0,
-                    normalize_advantage=True, aux_coefs={"g1_recon": 0.01})
+    up = PPOUpdater(
+        ac,
+        actor_lr=1e-3,
+        critic_lr=1e-3,
+        lr_min=1e-6,
+        lr_max=1e-2,
+        desired_kl=0.01,
+        schedule="adaptive",
+        num_learning_epochs=EPOCHS,
+        num_mini_batches=MINIBATCHES,
+        clip_param=0.2,
+        value_loss_coef=1.0,
+        entropy_coef=0.0,
+        use_clipped_value_loss=True,
+        max_grad_norm=1.0,
+        normalize_advantage=True,
+        aux_coefs={"g1_recon": 0.01},
+    )
     data = training_tensors(fake_rollout().data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
     first = up.update(data)
     assert first[SKIPPED_NONFINITE] == 0
@@ -66,8 +79,15 @@ def test_the_rllib_learner_skips_the_poisoned_update(monkeypatch):
 
     monkeypatch.setenv(NAN_LOSS_ENV, "2")
     torch.manual_seed(0)
-    cfg = load_config(["+exp=smoke", "env.num_envs=8", "algo.num_steps_per_env=6",
-                       f"algo.num_learning_epochs={EPOCHS}", f"algo.num_mini_batches={MINIBATCHES}"])
+    cfg = load_config(
+        [
+            "+exp=smoke",
+            "env.num_envs=8",
+            "algo.num_steps_per_env=6",
+            f"algo.num_learning_epochs={EPOCHS}",
+            f"algo.num_mini_batches={MINIBATCHES}",
+        ]
+    )
     learner = algorithm_config(cfg).build_learner()
     module = learner.module[DEFAULT_MODULE_ID]
     env = make_env(cfg, num_envs=8, seed=1)

@@ -39,8 +39,7 @@ def probe(cfg, ac, *, seed: int = 123) -> dict[str, float]:
 @pytest.mark.slow
 def test_demo_preset_learns_to_track_longer(tmp_path):
     torch.set_num_threads(1)
-    cfg = load_config(["+exp=demo", f"motions.synth_cache={tmp_path / 'synth.parquet'}",
-                       "env.num_envs=64"])
+    cfg = load_config(["+exp=demo", f"motions.synth_cache={tmp_path / 'synth.parquet'}", "env.num_envs=64"])
     trainer = InProcessTrainer(cfg, seed=0)
     before = probe(cfg, trainer.ac)
     for _ in range(30):

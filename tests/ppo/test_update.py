@@ -20,10 +20,18 @@ def fake_rollout(seed=0) -> rollout.FlatBatch:
     d[K.OBS_PREFIX + K.POLICY] = f(T, N, 10)
     d[K.OBS_PREFIX + K.CRITIC] = f(T, N, 11)
     d[K.OBS_PREFIX + K.ENCODER_INDEX] = rng.integers(0, 3, (T, N)).astype(np.int8)
-    d.update({K.ACTIONS: f(T, N, 4), K.LOGP: f(T, N) - 5, K.ACTION_MEAN: f(T, N, 4),
-              K.ACTION_STD: np.full(4, 0.05, np.float32), K.REWARDS: f(T, N),
-              K.TERMINATED: rng.random((T, N)) < 0.1, K.TRUNCATED: np.zeros((T, N), bool),
-              K.LAST_CRITIC_OBS: f(N, 11)})
+    d.update(
+        {
+            K.ACTIONS: f(T, N, 4),
+            K.LOGP: f(T, N) - 5,
+            K.ACTION_MEAN: f(T, N, 4),
+            K.ACTION_STD: np.full(4, 0.05, np.float32),
+            K.REWARDS: f(T, N),
+            K.TERMINATED: rng.random((T, N)) < 0.1,
+            K.TRUNCATED: np.zeros((T, N), bool),
+            K.LAST_CRITIC_OBS: f(N, 11),
+        }
+    )
     d[K.TRUNCATED][2, 5] = True
     d[K.TERMINATED][2, 5] = False
     d[K.FINAL_CRITIC_OBS] = f(1, 11)
@@ -66,8 +74,13 @@ def test_aux_losses_decrease_on_a_fixed_batch():
     ac = small_ac()
     data = training_tensors(fake_rollout().data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
     mb = minibatch(data, torch.arange(T * N), normalize_advantage=False)
-    coefs = {"g1_recon": 1.0, "g1_smpl_align": 1.0, "g1_teleop_align": 1.0, "teleop_smpl_align": 1.0,
-             "smpl_reencode_g1": 1.0}
+    coefs = {
+        "g1_recon": 1.0,
+        "g1_smpl_align": 1.0,
+        "g1_teleop_align": 1.0,
+        "teleop_smpl_align": 1.0,
+        "smpl_reencode_g1": 1.0,
+    }
     opt = torch.optim.Adam(ac.token.parameters(), lr=3e-3)
     first = None
     for _ in range(100):
@@ -78,8 +91,12 @@ def test_aux_losses_decrease_on_a_fixed_batch():
         loss.backward()
         opt.step()
     assert float(stats["loss/aux_total"]) < 0.8 * first["loss/aux_total"]
-    for k in ("loss/aux_g1_recon", "loss/aux_g1_smpl_align", "loss/aux_g1_teleop_align",
-              "loss/aux_teleop_smpl_align"):
+    for k in (
+        "loss/aux_g1_recon",
+        "loss/aux_g1_smpl_align",
+        "loss/aux_g1_teleop_align",
+        "loss/aux_teleop_smpl_align",
+    ):
         assert float(stats[k]) < first[k], k
     # smpl_reencode_g1 chases a detached, moving g1 latent: it need not fall monotonically here.
     assert np.isfinite(float(stats["loss/aux_smpl_reencode_g1"]))
@@ -88,22 +105,42 @@ def test_aux_losses_decrease_on_a_fixed_batch():
 def test_full_update_runs_and_kl_schedule_moves_lr():
     torch.manual_seed(0)
     ac = small_ac()
-    kw = dict(critic_lr=1e-3, lr_min=1e-6, lr_max=1e-1, desired_kl=0.01, schedule="adaptive",
-              num_learning_epochs=2, num_mini_batches=4, clip_param=0.2, value_loss_coef=1.0, entropy_coef=0.0,
-              use_clipped_value_loss=True, max_grad_norm=1.0, normalize_advantage=True, aux_coefs={"g1_recon": 0.01})
+    kw = dict(
+        critic_lr=1e-3,
+        lr_min=1e-6,
+        lr_max=1e-1,
+        desired_kl=0.01,
+        schedule="adaptive",
+        num_learning_epochs=2,
+        num_mini_batches=4,
+        clip_param=0.2,
+        value_loss_coef=1.0,
+        entropy_coef=0.0,
+        use_clipped_value_loss=True,
+        max_grad_norm=1.0,
+        normalize_advantage=True,
+        aux_coefs={"g1_recon": 0.01},
+    )
     data = training_tensors(fake_rollout().data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
     # Random old means far from the policy's: KL is huge, so the actor lr must shrink.
     up = PPOUpdater(ac, actor_lr=1e-2, **kw)
     stats = up.update(data)
     assert stats["ppo/approx_kl"] > 0.02 and up.actor_lr < 1e-2
-    for k in ("loss/policy", "loss/value", "loss/entropy", "loss/aux_g1_recon", "ppo/clip_frac",
-              "ppo/explained_variance"):
+    for k in (
+        "loss/policy",
+        "loss/value",
+        "loss/entropy",
+        "loss/aux_g1_recon",
+        "ppo/clip_frac",
+        "ppo/explained_variance",
+    ):
         assert np.isfinite(stats[k]), k
     # Old means equal to the current policy's and a tiny lr: KL stays tiny, so the lr grows.
     with torch.no_grad():
         data[K.ACTION_MEAN] = ac.act_inference({k[4:]: v for k, v in data.items() if k.startswith("obs/")})
-        data[K.LOGP] = ac.evaluate({k[4:]: v for k, v in data.items() if k.startswith("obs/")},
-                                   data[K.ACTIONS]).logp
+        data[K.LOGP] = ac.evaluate(
+            {k[4:]: v for k, v in data.items() if k.startswith("obs/")}, data[K.ACTIONS]
+        ).logp
     up2 = PPOUpdater(ac, actor_lr=1e-5, **kw)
     up2.update(data)
     assert up2.actor_lr > 1e-5
@@ -121,8 +158,13 @@ def test_token_diagnostics_see_a_collapsed_token():
     ac = small_ac()
     data = training_tensors(fake_rollout().data, value_fn=ac.value_from_critic_obs, gamma=0.99, lam=0.95)
     mb = minibatch(data, torch.arange(data[K.ACTIONS].shape[0]), normalize_advantage=True)
-    coefs = dict(clip_param=0.2, value_loss_coef=1.0, entropy_coef=0.0, use_clipped_value_loss=True,
-                 aux_coefs={"g1_recon": 0.01})
+    coefs = dict(
+        clip_param=0.2,
+        value_loss_coef=1.0,
+        entropy_coef=0.0,
+        use_clipped_value_loss=True,
+        aux_coefs={"g1_recon": 0.01},
+    )
     with torch.no_grad():
         for enc in ac.token.encoders.values():
             enc[-1].weight.zero_()

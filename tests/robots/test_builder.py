@@ -17,7 +17,9 @@ def test_model_order_matches_table(model):
     assert model.njnt == 30 and model.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE
     assert [model.joint(i).name for i in range(1, model.njnt)] == list(G1.joint_names)
     assert [model.body(i).name for i in range(1, model.nbody)] == list(G1.body_names)
-    assert [model.joint(int(model.actuator_trnid[a, 0])).name for a in range(model.nu)] == list(G1.joint_names)
+    assert [model.joint(int(model.actuator_trnid[a, 0])).name for a in range(model.nu)] == list(
+        G1.joint_names
+    )
 
 
 def test_model_values_match_table(model):

@@ -51,8 +51,11 @@ def test_fk_broadcasts_leading_dims_and_points(g1):
     fk = TorchFK(model, robot, dtype=torch.float64)
     root_pos, root_quat, q = _random_states(robot, 6, seed=1)
     flat = fk(torch.tensor(root_pos), torch.tensor(root_quat), torch.tensor(q))
-    nested = fk(torch.tensor(root_pos).view(2, 3, 3), torch.tensor(root_quat).view(2, 3, 4),
-                torch.tensor(q).view(2, 3, -1))
+    nested = fk(
+        torch.tensor(root_pos).view(2, 3, 3),
+        torch.tensor(root_quat).view(2, 3, 4),
+        torch.tensor(q).view(2, 3, -1),
+    )
     torch.testing.assert_close(nested[0].reshape(6, 30, 3), flat[0])
     pts = fk.points(*flat, robot.smpl_keypoints)
     assert pts.shape == (6, 24, 3)
@@ -90,6 +93,7 @@ def test_fk_handles_fixed_bodies_and_offset_joint_anchors(g1):
     np.testing.assert_allclose(body_pos_w.numpy(), ref_pos, atol=1e-9)
     np.testing.assert_allclose(np.abs(np.sum(body_quat_w.numpy() * ref_quat, -1)), 1.0, atol=1e-9)
     # With the table, the output is the table's 30 bodies even though the model has 31.
-    pos30, _ = TorchFK(model, robot, dtype=torch.float64)(torch.tensor(root_pos), torch.tensor(root_quat),
-                                                         torch.tensor(q))
+    pos30, _ = TorchFK(model, robot, dtype=torch.float64)(
+        torch.tensor(root_pos), torch.tensor(root_quat), torch.tensor(q)
+    )
     assert pos30.shape == (16, 30, 3)

@@ -28,8 +28,9 @@ def test_external_mjcf_roundtrip(tmp_path):
     fk = TorchFK(model, robot, dtype=torch.float64)
     q = torch.tensor(robot.default_joint_pos)
     pos, _ = fk(torch.tensor([0.0, 0.0, 0.76], dtype=torch.float64), torch.tensor([1.0, 0, 0, 0]), q)
-    pos_built, _ = TorchFK(built, robot, dtype=torch.float64)(torch.tensor([0.0, 0.0, 0.76]),
-                                                            torch.tensor([1.0, 0, 0, 0]), q)
+    pos_built, _ = TorchFK(built, robot, dtype=torch.float64)(
+        torch.tensor([0.0, 0.0, 0.76]), torch.tensor([1.0, 0, 0, 0]), q
+    )
     # MJCF text keeps ~8 significant digits
     np.testing.assert_allclose(pos.numpy(), pos_built.numpy(), atol=1e-6)
 
@@ -48,7 +49,9 @@ def test_missing_actuator_is_named(tmp_path):
     spec.delete(spec.actuator("left_knee"))
     spec.delete(spec.key("default"))  # its ctrl has one entry per actuator
     path = _write(tmp_path, spec.to_xml(), "no_knee.xml")
-    with pytest.raises(ValueError, match=r"no_knee\.xml.*no actuator drives joint\(s\) \['left_knee_joint'\]"):
+    with pytest.raises(
+        ValueError, match=r"no_knee\.xml.*no actuator drives joint\(s\) \['left_knee_joint'\]"
+    ):
         load_model("g1", mjcf_path=path)
 
 

@@ -10,13 +10,21 @@ from sonic_ray.sim import available_backends, make_sim
 
 BACKEND_PARAMS = [
     pytest.param("mujoco", id="mujoco"),
-    pytest.param("mujoco_warp", id="mujoco_warp",
-                 marks=pytest.mark.skipif("mujoco_warp" not in available_backends(),
-                                          reason="mujoco_warp / warp-lang not installed")),
-    pytest.param("isaaclab", id="isaaclab",
-                 marks=pytest.mark.skipif("isaaclab" not in available_backends(),
-                                          reason="Isaac Lab 3 not installed (Python 3.12: "
-                                                 "make test-isaaclab)")),
+    pytest.param(
+        "mujoco_warp",
+        id="mujoco_warp",
+        marks=pytest.mark.skipif(
+            "mujoco_warp" not in available_backends(), reason="mujoco_warp / warp-lang not installed"
+        ),
+    ),
+    pytest.param(
+        "isaaclab",
+        id="isaaclab",
+        marks=pytest.mark.skipif(
+            "isaaclab" not in available_backends(),
+            reason="Isaac Lab 3 not installed (Python 3.12: make test-isaaclab)",
+        ),
+    ),
 ]
 
 
@@ -44,7 +52,8 @@ def standing(robot, n: int, *, height: float = 0.0) -> dict:
     return dict(
         root_pos=pos,
         root_quat=torch.tensor(robot.default_root_quat, dtype=torch.float32).repeat(n, 1),
-        root_lin_vel=torch.zeros(n, 3), root_ang_vel=torch.zeros(n, 3),
+        root_lin_vel=torch.zeros(n, 3),
+        root_ang_vel=torch.zeros(n, 3),
         joint_pos=torch.tensor(robot.default_joint_pos, dtype=torch.float32).repeat(n, 1),
         joint_vel=torch.zeros(n, robot.num_joints),
     )

@@ -17,8 +17,14 @@ STATE_KEYS = ("root_pos", "root_quat", "root_lin_vel", "root_ang_vel", "joint_po
 
 def _state_of(sim) -> dict:
     s = sim.state
-    return dict(root_pos=s.root_pos_w, root_quat=s.root_quat_w, root_lin_vel=s.root_lin_vel_w,
-                root_ang_vel=s.root_ang_vel_w, joint_pos=s.joint_pos, joint_vel=s.joint_vel)
+    return dict(
+        root_pos=s.root_pos_w,
+        root_quat=s.root_quat_w,
+        root_lin_vel=s.root_lin_vel_w,
+        root_ang_vel=s.root_ang_vel_w,
+        joint_pos=s.joint_pos,
+        joint_vel=s.joint_vel,
+    )
 
 
 def test_shapes_dtypes_devices(backend, g1):
@@ -28,10 +34,20 @@ def test_shapes_dtypes_devices(backend, g1):
     n, j, b = 3, robot.num_joints, model.nbody - 1
     assert (sim.num_envs, sim.num_joints, sim.num_bodies) == (n, j, b)
     assert sim.step_dt == pytest.approx(4 * model.opt.timestep)
-    want = dict(root_pos_w=(n, 3), root_quat_w=(n, 4), root_lin_vel_w=(n, 3), root_ang_vel_w=(n, 3),
-                joint_pos=(n, j), joint_vel=(n, j), body_pos_w=(n, b, 3), body_quat_w=(n, b, 4),
-                body_lin_vel_w=(n, b, 3), body_ang_vel_w=(n, b, 3), contact_forces=(n, b, 3),
-                applied_torque=(n, j))
+    want = dict(
+        root_pos_w=(n, 3),
+        root_quat_w=(n, 4),
+        root_lin_vel_w=(n, 3),
+        root_ang_vel_w=(n, 3),
+        joint_pos=(n, j),
+        joint_vel=(n, j),
+        body_pos_w=(n, b, 3),
+        body_quat_w=(n, b, 4),
+        body_lin_vel_w=(n, b, 3),
+        body_ang_vel_w=(n, b, 3),
+        contact_forces=(n, b, 3),
+        applied_torque=(n, j),
+    )
     assert {f.name for f in fields(SimState)} == set(want)
     for name, shape in want.items():
         t = getattr(sim.state, name)
@@ -160,9 +176,13 @@ def test_push_changes_only_targeted_envs(backend, g1):
     sim.reset([0, 1, 2], **standing(robot, 3))
     before = sim.state.clone()
     sim.push(torch.tensor([1]), torch.tensor([[0.5, -0.2, 0.1]]))
-    torch.testing.assert_close(sim.state.root_lin_vel_w[1], before.root_lin_vel_w[1] + torch.tensor([0.5, -0.2, 0.1]))
+    torch.testing.assert_close(
+        sim.state.root_lin_vel_w[1], before.root_lin_vel_w[1] + torch.tensor([0.5, -0.2, 0.1])
+    )
     torch.testing.assert_close(sim.state.body_lin_vel_w[1, 0], sim.state.root_lin_vel_w[1])
-    torch.testing.assert_close(sim.state.root_lin_vel_w[[0, 2]], before.root_lin_vel_w[[0, 2]], atol=0, rtol=0)
+    torch.testing.assert_close(
+        sim.state.root_lin_vel_w[[0, 2]], before.root_lin_vel_w[[0, 2]], atol=0, rtol=0
+    )
 
 
 HOOKS = {
@@ -185,7 +205,9 @@ def test_randomisation_hooks_affect_only_targeted_envs(backend, g1, hook):
     for name in ("root_pos_w", "joint_pos", "body_pos_w"):
         v = getattr(s, name)
         torch.testing.assert_close(v[0], v[2], atol=0, rtol=0, msg=name)
-    assert (s.joint_pos[1] - s.joint_pos[0]).abs().max() > 1e-5 or (s.root_pos_w[1] - s.root_pos_w[0]).abs().max() > 1e-5
+    assert (s.joint_pos[1] - s.joint_pos[0]).abs().max() > 1e-5 or (
+        s.root_pos_w[1] - s.root_pos_w[0]
+    ).abs().max() > 1e-5
 
 
 def test_contact_forces_carry_the_weight_on_the_feet(backend, g1):
@@ -220,8 +242,17 @@ def test_backends_agree_on_an_open_loop_rollout(g1):
             targets[:, 15:] += 0.3 * np.sin(0.5 * k)
             sim.step(targets)
         out.append(sim.state.clone())
-    tol = dict(root_pos_w=1e-4, root_quat_w=1e-4, joint_pos=1e-4, body_pos_w=1e-4, joint_vel=1e-2,
-               root_lin_vel_w=1e-2, body_lin_vel_w=1e-2, body_ang_vel_w=1e-2, contact_forces=1.0)
+    tol = dict(
+        root_pos_w=1e-4,
+        root_quat_w=1e-4,
+        joint_pos=1e-4,
+        body_pos_w=1e-4,
+        joint_vel=1e-2,
+        root_lin_vel_w=1e-2,
+        body_lin_vel_w=1e-2,
+        body_ang_vel_w=1e-2,
+        contact_forces=1.0,
+    )
     for name, atol in tol.items():
         torch.testing.assert_close(getattr(out[0], name), getattr(out[1], name), atol=atol, rtol=0, msg=name)
 
@@ -234,7 +265,9 @@ def test_snapshot_restore_steps_identically(backend, g1):
     sim.set_friction([1], torch.tensor([0.4]))
     sim.set_body_mass_scale([2], [0, 3], torch.tensor([[1.1, 0.9]]))
     g = torch.Generator().manual_seed(0)
-    targets = [default_targets(robot, 3) + 0.2 * torch.randn(3, robot.num_joints, generator=g) for _ in range(8)]
+    targets = [
+        default_targets(robot, 3) + 0.2 * torch.randn(3, robot.num_joints, generator=g) for _ in range(8)
+    ]
     for t in targets[:4]:
         sim.step(t)
     snap = sim.get_state()

@@ -139,10 +139,21 @@ def test_smoke_training_through_ray_and_cross_simulator_eval(tmp_path):
     run = tmp_path / "run"
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     try:
-        tr = Trainer(load_config(["+exp=smoke", "logging.wandb_mode=disabled", "env.num_envs=8",
-                                  "algo.num_steps_per_env=6", "sim.backend=isaaclab",
-                                  f"motions.store={store}", f"run_dir={run}", "algo.max_iterations=2",
-                                  "algo.save_interval=2"]))
+        tr = Trainer(
+            load_config(
+                [
+                    "+exp=smoke",
+                    "logging.wandb_mode=disabled",
+                    "env.num_envs=8",
+                    "algo.num_steps_per_env=6",
+                    "sim.backend=isaaclab",
+                    f"motions.store={store}",
+                    f"run_dir={run}",
+                    "algo.max_iterations=2",
+                    "algo.save_interval=2",
+                ]
+            )
+        )
         try:
             last = tr.run()
         finally:

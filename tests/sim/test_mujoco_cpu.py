@@ -25,7 +25,9 @@ def test_threads_step_exactly_like_one(g1):
             sim.step(default_targets(robot, 9))
     for other in sims[1:]:
         for f in fields(SimState):
-            torch.testing.assert_close(getattr(sims[0].state, f.name), getattr(other.state, f.name), atol=0, rtol=0)
+            torch.testing.assert_close(
+                getattr(sims[0].state, f.name), getattr(other.state, f.name), atol=0, rtol=0
+            )
         other.close()
 
 

@@ -27,8 +27,9 @@ def test_unknown_backend_lists_the_known_ones(g1):
 def test_layout_rejects_a_model_without_a_free_root():
     import mujoco
 
-    m = mujoco.MjModel.from_xml_string("<mujoco><worldbody><body><joint/><geom size='.1'/></body>"
-                                       "</worldbody></mujoco>")
+    m = mujoco.MjModel.from_xml_string(
+        "<mujoco><worldbody><body><joint/><geom size='.1'/></body></worldbody></mujoco>"
+    )
     with pytest.raises(ValueError, match="free joint"):
         ModelLayout.of(m)
 

@@ -86,6 +86,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 # ---- untrusted checkpoints: state.pt is loaded without running code ------------------------------
 
+
 def test_the_payload_is_live_under_an_unrestricted_load(tmp_path):
     """The control: torch.load(weights_only=False), what this project used to call, runs it."""
     marker = tmp_path / "marker"
@@ -121,9 +122,15 @@ def test_every_type_the_trainer_writes_loads_back_exactly(tmp_path):
     random.seed(3)
     np.random.seed(3)
     state = {
-        "format": 2, "iteration": 7, "config_yaml": "a: 1\n", "rng": rng_state(), "none": None,
-        "arrays": {str(dt): np.arange(6).astype(dt).reshape(2, 3)
-                   for dt in (np.float32, np.float64, np.int32, np.int64, np.uint8, np.uint32, np.bool_)},
+        "format": 2,
+        "iteration": 7,
+        "config_yaml": "a: 1\n",
+        "rng": rng_state(),
+        "none": None,
+        "arrays": {
+            str(dt): np.arange(6).astype(dt).reshape(2, 3)
+            for dt in (np.float32, np.float64, np.int32, np.int64, np.uint8, np.uint32, np.bool_)
+        },
         "scalars": [np.float64(1.5), np.int64(-2), np.float32(0.25), 3, 2.5, True, "s", b"\x00\x01", b""],
         "od": collections.OrderedDict(a=torch.ones(2, dtype=torch.float64), b=(1, 2.0, "x")),
         "generator": torch.Generator().manual_seed(5).get_state(),

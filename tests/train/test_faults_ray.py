@@ -36,11 +36,15 @@ def test_the_local_ray_instance_listens_on_loopback_only(monkeypatch):
         time.sleep(2.0)  # agents and exporters bind in the background
         me = psutil.Process()
         ours = {me.pid} | {p.pid for p in me.children(recursive=True)}
-        listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections("inet")
-                     if c.status == psutil.CONN_LISTEN and c.pid in ours]
+        listening = [
+            (c.laddr.ip, c.laddr.port, c.pid)
+            for c in psutil.net_connections("inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in ours
+        ]
         assert len(listening) >= 4, listening  # GCS, raylet, agents, metrics exporters at least
-        exposed = [(ip, port, psutil.Process(pid).name()) for ip, port, pid in listening
-                   if ip not in LOOPBACK]
+        exposed = [
+            (ip, port, psutil.Process(pid).name()) for ip, port, pid in listening if ip not in LOOPBACK
+        ]
         assert not exposed, f"listening beyond loopback: {exposed}"
         assert ray.util.get_node_ip_address() == "127.0.0.1"
     finally:
@@ -48,13 +52,25 @@ def test_the_local_ray_instance_listens_on_loopback_only(monkeypatch):
 
 
 def _train(run_dir: Path, store: Path, *overrides: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "sonic_ray", "train", "+exp=smoke", "logging.wandb_mode=disabled",
-            f"motions.store={store}", f"run_dir={run_dir}", "env.num_envs=4", "algo.num_steps_per_env=4",
-            "algo.save_interval=1000", *overrides]
+    argv = [
+        sys.executable,
+        "-m",
+        "sonic_ray",
+        "train",
+        "+exp=smoke",
+        "logging.wandb_mode=disabled",
+        f"motions.store={store}",
+        f"run_dir={run_dir}",
+        "env.num_envs=4",
+        "algo.num_steps_per_env=4",
+        "algo.save_interval=1000",
+        *overrides,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen(argv, cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        argv, cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -17,7 +17,9 @@ def test_progress_view_prints_one_line_per_update_without_tty():
 
 def test_progress_view_live_table_renders():
     buf = io.StringIO()
-    with ProgressView(title="demo", max_iterations=2, live=True, console=Console(file=buf, width=120, force_terminal=True)) as v:
+    with ProgressView(
+        title="demo", max_iterations=2, live=True, console=Console(file=buf, width=120, force_terminal=True)
+    ) as v:
         v.update({"iteration": 2, "loss/policy": 0.5})
     assert "loss/policy" in buf.getvalue()
 

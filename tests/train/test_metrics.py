@@ -6,7 +6,9 @@ from sonic_ray.train.metrics import MetricsLog, plot_learning_curves, read_metri
 def test_metrics_log_and_plot(tmp_path):
     log = MetricsLog(tmp_path / "metrics.jsonl")
     for i in range(5):
-        log.write({"iteration": i, "env/episode_length": 10.0 + i, "reward/total": float("nan") if i == 0 else i})
+        log.write(
+            {"iteration": i, "env/episode_length": 10.0 + i, "reward/total": float("nan") if i == 0 else i}
+        )
     log.close()
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"iteration": 5, "env/ep')  # torn last line from a crash

@@ -27,12 +27,15 @@ def _one_line_error(capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("argv", [
-    ["eval", "--checkpoint", "{ckpt}"],
-    ["export", "--checkpoint", "{ckpt}", "--out", "{tmp}/onnx"],
-    ["train", "resume={ckpt}", "run_dir={tmp}/resumed"],
-    ["train", "resume={run}"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "--checkpoint", "{ckpt}"],
+        ["export", "--checkpoint", "{ckpt}", "--out", "{tmp}/onnx"],
+        ["train", "resume={ckpt}", "run_dir={tmp}/resumed"],
+        ["train", "resume={run}"],
+    ],
+)
 def test_crafted_checkpoint_is_refused_by_every_command(crafted, tmp_path, capsys, argv):
     fill = {"ckpt": crafted, "run": crafted.parents[1], "tmp": tmp_path}
     assert main([a.format(**fill) for a in argv]) == 1

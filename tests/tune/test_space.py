@@ -20,8 +20,10 @@ from sonic_ray.tune.space import (
 def test_smoke_preset_sweeps_two_fsq_shapes_and_an_encoder_probability():
     cfg = load_config(["+exp=tune_smoke"])
     specs = parse_search_space(cfg.tune.search_space, cfg)
-    assert [(s.key, s.kind) for s in specs] == [(LEVELS_KEY, "grid"),
-                                               ("env.commands.motion.encoder_sample_probs.smpl", "choice")]
+    assert [(s.key, s.kind) for s in specs] == [
+        (LEVELS_KEY, "grid"),
+        ("env.commands.motion.encoder_sample_probs.smpl", "choice"),
+    ]
     assert grid_points(specs) == [{LEVELS_KEY: [8, 8]}, {LEVELS_KEY: [5, 5, 5]}]
     assert num_trials(specs, cfg.tune.num_samples) == 2
 
@@ -39,16 +41,22 @@ def test_nested_command_line_keys_become_dotted_keys():
     assert (spec.key, spec.kind, spec.bounds) == ("algo.actor_lr", "loguniform", (1e-5, 1e-3))
 
 
-@pytest.mark.parametrize("override, key", [
-    ("+tune.search_space.algo.bogus={grid:[1]}", "tune.search_space.algo.bogus"),
-    ("+tune.search_space.algo.actor_lr={loguniform:[0,1]}", "tune.search_space.algo.actor_lr.loguniform"),
-    ("+tune.search_space.algo.actor_lr={grid:[]}", "tune.search_space.algo.actor_lr.grid"),
-    ("+tune.search_space.algo.actor_lr=3", "tune.search_space.algo.actor_lr"),
-    ("+tune.search_space.env.num_envs={fsq:{levels_per_dim:[4],num_dims:[2]}}", "tune.search_space.env.num_envs.fsq"),
-    ("+tune.search_space.run_dir={grid:[a,b]}", "tune.search_space.run_dir"),
-    ("tune.mode=up", "tune.mode"),
-    ("tune.scheduler=hyperband", "tune.scheduler"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("+tune.search_space.algo.bogus={grid:[1]}", "tune.search_space.algo.bogus"),
+        ("+tune.search_space.algo.actor_lr={loguniform:[0,1]}", "tune.search_space.algo.actor_lr.loguniform"),
+        ("+tune.search_space.algo.actor_lr={grid:[]}", "tune.search_space.algo.actor_lr.grid"),
+        ("+tune.search_space.algo.actor_lr=3", "tune.search_space.algo.actor_lr"),
+        (
+            "+tune.search_space.env.num_envs={fsq:{levels_per_dim:[4],num_dims:[2]}}",
+            "tune.search_space.env.num_envs.fsq",
+        ),
+        ("+tune.search_space.run_dir={grid:[a,b]}", "tune.search_space.run_dir"),
+        ("tune.mode=up", "tune.mode"),
+        ("tune.scheduler=hyperband", "tune.scheduler"),
+    ],
+)
 def test_bad_sweeps_name_their_key(override, key):
     with pytest.raises(ConfigError) as err:
         load_config(["+exp=demo", override])
@@ -80,16 +88,30 @@ def _compose_preset(tmp_path, monkeypatch, name, text):
 
 
 @pytest.mark.slow  # two Hydra compositions and a copy of configs/: ~1.5 s
-@pytest.mark.parametrize("overrides", [
-    ["+exp=tune_smoke", "run_dir=/tmp/x"],
-    ["+exp=demo", "env.num_envs=12", "++algo.actor_lr=3e-4", "+env.rewards.extra_term={weight: 0.5}",
-     "actor_critic/quantizers@actor_critic.quantizer=fsq", "tune=fsq_encoders"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["+exp=tune_smoke", "run_dir=/tmp/x"],
+        [
+            "+exp=demo",
+            "env.num_envs=12",
+            "++algo.actor_lr=3e-4",
+            "+env.rewards.extra_term={weight: 0.5}",
+            "actor_critic/quantizers@actor_critic.quantizer=fsq",
+            "tune=fsq_encoders",
+        ],
+    ],
+)
 def test_best_yaml_composes_to_the_trial_config(tmp_path, monkeypatch, overrides):
     params = {LEVELS_KEY: [5, 5, 5], "env.commands.motion.encoder_sample_probs.smpl": 0.5}
     trial = trial_config(compose(overrides), params)
-    text = preset_yaml(overrides=overrides, trial_cfg=trial, params=params, experiment="swept_best",
-                       header="Best trial t1\nof a test sweep")
+    text = preset_yaml(
+        overrides=overrides,
+        trial_cfg=trial,
+        params=params,
+        experiment="swept_best",
+        header="Best trial t1\nof a test sweep",
+    )
     assert text.startswith("# @package _global_\n# Best trial t1\n")
     composed = _compose_preset(tmp_path, monkeypatch, "swept_best", text)
     assert composed.experiment == "swept_best"
@@ -100,13 +122,24 @@ def test_best_yaml_composes_to_the_trial_config(tmp_path, monkeypatch, overrides
 def test_best_yaml_refuses_deletions():
     trial = load_config(["+exp=demo"])
     with pytest.raises(ConfigError, match="~env.rewards"):
-        preset_yaml(overrides=["+exp=demo", "~env.rewards.joint_acc_l2"], trial_cfg=trial, params={}, experiment="x")
+        preset_yaml(
+            overrides=["+exp=demo", "~env.rewards.joint_acc_l2"], trial_cfg=trial, params={}, experiment="x"
+        )
 
 
 def test_results_table_and_best_row(tmp_path):
-    rows = [TrialRow("a_00000", "completed", {LEVELS_KEY: [8, 8]}, 3, {"reward/total": 0.2, "model/codebook_size": 64.0}, "r/a"),
-            TrialRow("a_00001", "stopped early", {LEVELS_KEY: [5, 5, 5]}, 2, {"reward/total": 0.3}, "r/b"),
-            TrialRow("a_00002", "error", {LEVELS_KEY: [4]}, 0, {"reward/total": 0.9}, "r/c", error="boom")]
+    rows = [
+        TrialRow(
+            "a_00000",
+            "completed",
+            {LEVELS_KEY: [8, 8]},
+            3,
+            {"reward/total": 0.2, "model/codebook_size": 64.0},
+            "r/a",
+        ),
+        TrialRow("a_00001", "stopped early", {LEVELS_KEY: [5, 5, 5]}, 2, {"reward/total": 0.3}, "r/b"),
+        TrialRow("a_00002", "error", {LEVELS_KEY: [4]}, 0, {"reward/total": 0.9}, "r/c", error="boom"),
+    ]
     # Errors never win; a trial stopped early (2 iterations) does not beat one that ran 3.
     assert best_row(rows, "reward/total", "max").trial_id == "a_00000"
     assert best_row(rows[1:], "reward/total", "max").trial_id == "a_00001"

@@ -20,8 +20,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 def ray_2cpus():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+    )
     yield
     ray.shutdown()
 

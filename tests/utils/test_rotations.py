@@ -39,8 +39,10 @@ def test_matrix_roundtrip_and_axis_angle():
     torch.testing.assert_close(R.matrix_to_quat(R.quat_to_matrix(q)), q)
     axis = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
     qz = R.quat_from_axis_angle(axis, torch.tensor([math.pi / 2], dtype=torch.float64))
-    torch.testing.assert_close(R.quat_apply(qz, torch.tensor([[1.0, 0, 0]], dtype=torch.float64)),
-                               torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(
+        R.quat_apply(qz, torch.tensor([[1.0, 0, 0]], dtype=torch.float64)),
+        torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64),
+    )
     torch.testing.assert_close(R.quat_to_axis_angle(qz), axis * math.pi / 2)
 
 
@@ -67,7 +69,12 @@ def test_yaw_quat_keeps_heading_only():
 
 
 def test_quat_from_rpy_is_yaw_pitch_roll_product():
-    quat_mul, quat_apply, quat_from_axis_angle, quat_from_rpy = R.quat_mul, R.quat_apply, R.quat_from_axis_angle, R.quat_from_rpy
+    quat_mul, quat_apply, quat_from_axis_angle, quat_from_rpy = (
+        R.quat_mul,
+        R.quat_apply,
+        R.quat_from_axis_angle,
+        R.quat_from_rpy,
+    )
     rpy = torch.tensor([[0.3, -0.2, 1.1], [0.0, 0.0, 0.0], [-2.5, 1.2, 3.0]], dtype=torch.float64)
     axes = torch.eye(3, dtype=torch.float64)
     expect = torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=torch.float64).expand(3, 4)
@@ -76,5 +83,9 @@ def test_quat_from_rpy_is_yaw_pitch_roll_product():
     torch.testing.assert_close(quat_from_rpy(rpy), expect, rtol=0, atol=1e-12)
     # rotating x by pure yaw pi/2 gives y
     q = quat_from_rpy(torch.tensor([0.0, 0.0, torch.pi / 2], dtype=torch.float64))
-    torch.testing.assert_close(quat_apply(q, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)),
-                               torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        quat_apply(q, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)),
+        torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64),
+        rtol=0,
+        atol=1e-12,
+    )

@@ -20,7 +20,18 @@ from sonic_ray.motion.validate import ClipRejected
 
 MOTION_SUFFIXES = {".pkl", ".pickle", ".joblib", ".csv", ".npz"}
 # joblib.dump(compress=...) writes zlib ('x'), gzip, bz2, xz, lzma or its own 'ZF' prefix
-_PICKLE_MAGIC = (b"\x80", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"ZF", b"x\x01", b"x^", b"x\x9c", b"x\xda")
+_PICKLE_MAGIC = (
+    b"\x80",
+    b"\x1f\x8b",
+    b"BZh",
+    b"\xfd7zXZ",
+    b"\x5d\x00\x00",
+    b"ZF",
+    b"x\x01",
+    b"x^",
+    b"x\x9c",
+    b"x\xda",
+)
 
 __all__ = ["MOTION_SUFFIXES", "detect_format", "find_motion_files", "load_file"]
 
@@ -45,7 +56,9 @@ def detect_format(path) -> str:
             return "lafan_csv"
         except ValueError:
             pass
-    raise ClipRejected(str(path), "format", "not a recognised motion file (NPZ, pickle, LAFAN1-G1 or BONES-SEED CSV)")
+    raise ClipRejected(
+        str(path), "format", "not a recognised motion file (NPZ, pickle, LAFAN1-G1 or BONES-SEED CSV)"
+    )
 
 
 def find_motion_files(paths) -> list[Path]:
@@ -59,7 +72,9 @@ def find_motion_files(paths) -> list[Path]:
     return out
 
 
-def load_file(path, *, joint_names, fps: float | None = None, name: str | None = None) -> list[MotionClip | ClipRejected]:
+def load_file(
+    path, *, joint_names, fps: float | None = None, name: str | None = None
+) -> list[MotionClip | ClipRejected]:
     """All clips in one file. File-level problems raise ClipRejected; a bad clip inside a
     multi-clip pickle is returned as a ClipRejected in the list so its siblings still import.
 

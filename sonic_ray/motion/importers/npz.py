@@ -34,7 +34,9 @@ def load_mjlab_npz(path, *, name: str) -> MotionClip:
     if body_pos.ndim != 3 or body_pos.shape[2] != 3 or body_pos.shape[1] < 1:
         raise ClipRejected(source, "body_pos_w", f"shape {body_pos.shape}, expected (T, B, 3)")
     if body_quat.shape[:2] != body_pos.shape[:2] or body_quat.shape[-1] != 4:
-        raise ClipRejected(source, "body_quat_w", f"shape {body_quat.shape}, expected {body_pos.shape[:2] + (4,)}")
+        raise ClipRejected(
+            source, "body_quat_w", f"shape {body_quat.shape}, expected {body_pos.shape[:2] + (4,)}"
+        )
     file_fps = np.asarray(data["fps"]).reshape(-1)
     if file_fps.size != 1:
         raise ClipRejected(source, "fps", f"expected one number, got shape {np.shape(data['fps'])}")

@@ -83,7 +83,9 @@ def load_robot_pickle(path, *, name: str, fps: float | None = None) -> list[Moti
             kind = _kind(d)
             try:
                 if kind is None:
-                    raise ClipRejected(sub, "keys", f"need {SONIC_KEYS} (SONIC) or {GMR_KEYS} (GMR), got {sorted(d)}")
+                    raise ClipRejected(
+                        sub, "keys", f"need {SONIC_KEYS} (SONIC) or {GMR_KEYS} (GMR), got {sorted(d)}"
+                    )
                 out.append(_clip(d, kind, str(key), sub, fps))
             except ClipRejected as e:
                 out.append(e)

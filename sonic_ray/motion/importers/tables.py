@@ -17,7 +17,14 @@ from sonic_ray.utils.rotations import xyzw_to_wxyz
 
 LAFAN_FPS = 30.0
 BONES_FPS = 120.0
-BONES_ROOT = ("root_translateX", "root_translateY", "root_translateZ", "root_rotateX", "root_rotateY", "root_rotateZ")
+BONES_ROOT = (
+    "root_translateX",
+    "root_translateY",
+    "root_translateZ",
+    "root_rotateX",
+    "root_rotateY",
+    "root_rotateZ",
+)
 
 
 def _numeric(path, skiprows: int) -> np.ndarray:
@@ -34,7 +41,9 @@ def load_lafan_csv(path, *, name: str, num_joints: int, fps: float | None = None
     data = _numeric(path, 0)
     if data.shape[1] != 7 + num_joints:
         raise ClipRejected(
-            str(path), "columns", f"{data.shape[1]} columns, expected {7 + num_joints} (xyz, quat xyzw, joints)"
+            str(path),
+            "columns",
+            f"{data.shape[1]} columns, expected {7 + num_joints} (xyz, quat xyzw, joints)",
         )
     return MotionClip(
         name=name,
@@ -54,7 +63,9 @@ def load_bones_csv(path, *, name: str, joint_names, fps: float | None = None) ->
     wanted = list(BONES_ROOT) + [f"{j}_dof" for j in joint_names]
     missing = [w for w in wanted if w not in col]
     if missing:
-        raise ClipRejected(str(path), "header", f"missing column(s) {missing[:5]}{'...' if len(missing) > 5 else ''}")
+        raise ClipRejected(
+            str(path), "header", f"missing column(s) {missing[:5]}{'...' if len(missing) > 5 else ''}"
+        )
     data = _numeric(path, 1)
     if data.shape[1] != len(header):
         raise ClipRejected(str(path), "columns", f"{data.shape[1]} data columns, header has {len(header)}")

@@ -60,7 +60,9 @@ def write_lafan_csv(path, clip: MotionClip) -> None:
 
 
 def write_bones_csv(path, clip: MotionClip, *, joint_names) -> None:
-    euler = Rotation.from_quat(wxyz_to_xyzw(np.asarray(clip.root_quat, dtype=np.float64))).as_euler("xyz", degrees=True)
+    euler = Rotation.from_quat(wxyz_to_xyzw(np.asarray(clip.root_quat, dtype=np.float64))).as_euler(
+        "xyz", degrees=True
+    )
     t = clip.num_frames
     data = np.concatenate(
         [np.arange(t)[:, None], np.asarray(clip.root_pos) * 100.0, euler, np.rad2deg(clip.joint_pos)], axis=1
