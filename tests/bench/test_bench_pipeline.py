@@ -29,5 +29,11 @@ def test_pipeline_bench_json_shape():
     # int8 encoder index
     naive = naive_bytes_per_transition(out["obs_dims"])
     assert out["naive_bytes_per_transition"] == naive == 4 * sum(out["obs_dims"].values())
+    # (the full format, measured by bench/rollout_bytes at the demo layout: T = 24, so within this bound)
     extra = 4 * (2 * out["action_dim"] + 2) + 4 * out["obs_dims"]["critic"] / 4 + 64
-    assert naive < out["bytes_per_transition"] < naive + extra
+    assert naive < out["bytes_per_transition_full"] < naive + extra
+    # the runs above ship the default compact format: under one copy of the observations even with
+    # its per-rollout parts (first history, bootstrap row) amortised over only 4 x 4 transitions
+    assert out["bytes_per_transition"] < naive
+    assert out["bytes_per_transition_compact"] < 0.125 * out["bytes_per_transition_full"]
+    assert out["compact_over_full"] <= 0.125 and out["release_compact_over_full"] <= 0.125
