@@ -36,10 +36,12 @@ class SonicPPO(PPO):
         cfg = config_from_dict(self.config.env_config[SONIC_CFG_KEY])  # once per algorithm process
         # On the driver's node: an actor with no CPUs may land on any node, and losing that node
         # would lose the failure stats for good (no restart) and fail every later sample call.
+        # Hard affinity: a soft one spilled onto a worker node under load (seen in CI's node-loss
+        # test); the driver's node lives as long as the run does.
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         stats = make_failure_stats(cfg)
         self.sampler_stats = SamplerStatsActor.options(scheduling_strategy=here).remote(stats)
         self._sampler_rates = None  # ObjectRef of the rates the next sample call applies
