@@ -41,6 +41,7 @@ from sonic_ray.deploy.observations import (
     ObservationBuilder,
     Reference,
     RobotState,
+    mujoco_body_ids,
     quat_apply,
     yaw_quat,
 )
@@ -132,6 +133,7 @@ class Sim2Sim:
         self.model = self.physics.model
         self.data = getattr(self.physics, "data", None)  # the plain MjData (the viewer reads it)
         self.body_names = list(meta["body_names"])
+        self.body_ids = mujoco_body_ids(self.model, self.body_names)  # in `model` (the viewer's FK)
         self.ctx = DeployContext.from_metadata(meta)
         self.default = np.asarray(meta["default_joint_pos"], dtype=np.float64)
         self.scale = np.asarray(meta["action_scale"], dtype=np.float64)

@@ -121,25 +121,30 @@ def render_compare(result: dict, *, title: str, sources: Sequence[str]) -> str:
         for k, v in result["summary"].items()
     )
     sides = (("a", la), ("b", lb), ("diff", "B-A"))
-    cols = [(f"{k}_{s}", f"{k} {lab}") for k in CLIP_KEYS for s, lab in sides]
-    head = "<th>clip</th><th>encoder</th>" + "".join(f"<th>{c}</th>" for _, c in cols)
-    head += f"<th>failure {la}</th><th>failure {lb}</th>"
+    cols = [f"{k}_{side}" for k in CLIP_KEYS for side, _ in sides]
+    head = "<tr><th rowspan=2>clip</th><th rowspan=2>encoder</th>" + "".join(
+        f"<th colspan=3>{name}</th>" for name in ("success", "completed share", "MPJPE global (mm)")
+    )
+    sub = "".join(f"<th>{lab}</th>" for _ in CLIP_KEYS for _, lab in sides)
+    head += f"<th colspan=2>failure</th></tr><tr>{sub}"
+    head += f"<th>{la}</th><th>{lb}</th></tr>"
     body = "".join(
         f"<tr><td>{_fmt(r['clip'])}</td><td>{_fmt(r['encoder'])}</td>"
-        + "".join(f"<td>{_fmt(r[k])}</td>" for k, _ in cols)
+        + "".join(f"<td>{_fmt(r[k])}</td>" for k in cols)
         + f"<td>{_fmt(r['failure_a'])}</td><td>{_fmt(r['failure_b'])}</td></tr>"
         for r in result["clips"]
     )
     src = "".join(f"<li>{lab}: <code>{html.escape(str(s))}</code></li>" for lab, s in zip((la, lb), sources))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}</style>
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
+th{{text-align:center}}</style>
 </head><body><h1>{html.escape(title)}</h1><ul>{src}</ul>
 <p>A = {la}, B = {lb}; the difference column is B - A. Summary errors are means over successful
 clips (mm; vel_err m/s, acc_err m/s&sup2;); a clip's MPJPE is over the frames it tracked.</p>
 <h2>Summary</h2><table><tr><th>metric</th><th>{la}</th><th>{lb}</th><th>B-A</th></tr>{summ}</table>
 <h2>Per clip</h2><img src='data:image/png;base64,{_plot(result)}'>
-<table><tr>{head}</tr>{body}</table></body></html>
+<table>{head}{body}</table></body></html>
 """
 
 
