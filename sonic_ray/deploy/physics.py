@@ -103,6 +103,8 @@ class BatchedPhysics:
 
         self.backend, self._torch = backend, torch
         self.model = build_model(meta)
+        # each BatchedSim handles blow-ups itself (nonfinite_envs); MuJoCo Warp rejects the flag
+        self.model.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
         self.decimation = int(meta["decimation"])
         kw: dict = dict(num_envs=1, decimation=self.decimation, device=device)
         if backend == "isaaclab":  # the USD is converted from the same MJCF; gains come from `model`

@@ -331,7 +331,7 @@ def run(
         rows,
         meta=run_meta,
         videos=videos,
-        title=f"sonic-ray sim2sim: {Path(onnx_path).name}",
+        title=f"sonic-ray sim2sim: {Path(onnx_path).name}" + ("" if backend == PLAIN else f" on {backend}"),
         view_command=view_command,
     )
     return {"metrics": metrics, "rows": rows, "speed": speed}
