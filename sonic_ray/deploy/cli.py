@@ -119,21 +119,25 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
     out = Path(
         args.out or Path("runs") / "sim2sim" / f"{Path(args.onnx).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"sim2sim {Path(args.onnx).name}", total=len(refs))
-        result = sim2sim.run(
-            args.onnx,
-            refs,
-            out_dir=out,
-            obs_delay_steps=args.obs_delay_steps,
-            obs_noise=args.obs_noise,
-            render=args.render,
-            seed=args.seed,
-            on_clip=lambda row: bar.advance(task),
-            view_command=_view_command(args),
-            backend=args.backend,
-            device=args.device,
-        )
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"sim2sim {Path(args.onnx).name}", total=len(refs))
+            result = sim2sim.run(
+                args.onnx,
+                refs,
+                out_dir=out,
+                obs_delay_steps=args.obs_delay_steps,
+                obs_noise=args.obs_noise,
+                render=args.render,
+                seed=args.seed,
+                on_clip=lambda row: bar.advance(task),
+                view_command=_view_command(args),
+                backend=args.backend,
+                device=args.device,
+            )
+    except ImportError as e:  # a backend's packages that find_spec saw but that do not import
+        print(f"sonic-ray sim2sim: --backend {args.backend}: {e}", file=sys.stderr)
+        return 2
     m, speed = result["metrics"], result["speed"]
     mpjpe = "n/a (no clip completed)" if m.get("mpjpe_g_mm") is None else f"{m['mpjpe_g_mm']:.1f} mm"
     print(
@@ -146,7 +150,15 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
 
 
 def backend_problem(backend: str) -> str | None:
-    """Why `backend` cannot run sim2sim here (unknown, or its packages do not import), or None."""
+    """Why `backend` cannot run sim2sim here (unknown, or its packages or ONNX Runtime are missing),
+    or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return (
+            "onnxruntime is not installed in this Python (pip install 'sonic-ray[export]'; in "
+            ".venv-isaaclab: make isaaclab-setup, or .venv-isaaclab/bin/pip install onnxruntime)"
+        )
     if backend == PLAIN:
         return None
     from sonic_ray.sim.registry import BACKENDS, available_backends
