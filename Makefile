@@ -67,12 +67,14 @@ demo: setup
 # Isaac Lab 3.0 backend (sim.backend=isaaclab; Newton physics, no Kit): a second venv on Python 3.12.
 # isaaclab needs Python >=3.12,<3.13 and newton pins mujoco~=3.12 while the project pins mujoco 4.0, so
 # the project goes in with --no-deps and its other requirements (pyproject's, mujoco left out) resolve in
-# one pip call beside the `isaaclab` extra and ISAACLAB_MUJOCO. ~8 GB (torch's CUDA build comes with it).
+# one pip call beside the `isaaclab` and `export` extras (onnxruntime: `sonic-ray sim2sim --backend isaaclab`)
+# and ISAACLAB_MUJOCO. ~8 GB (torch's CUDA build comes with it).
 ISAACLAB_VENV ?= .venv-isaaclab
 ISAACLAB_MUJOCO ?= mujoco==3.12.0
 ISAACLAB_PY := $(ISAACLAB_VENV)/bin/python
 ISAACLAB_STAMP := $(ISAACLAB_VENV)/.sonic-ray-installed
-ISAACLAB_TESTS ?= tests/sim/test_isaaclab_backend.py tests/sim/test_conformance.py -k isaaclab
+ISAACLAB_TESTS ?= tests/sim/test_isaaclab_backend.py tests/sim/test_conformance.py \
+  tests/deploy/test_sim2sim_isaaclab.py -k isaaclab
 
 $(ISAACLAB_PY):
 	@py=""; if python3.12 --version >/dev/null 2>&1; then py=python3.12; \
@@ -84,7 +86,7 @@ $(ISAACLAB_STAMP): pyproject.toml | $(ISAACLAB_PY)
 	$(ISAACLAB_PY) -m pip install -q --upgrade pip
 	$(ISAACLAB_PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 	  o = p['optional-dependencies']; d = [r for r in p['dependencies'] if not r.startswith('mujoco')]; \
-	  d += o['isaaclab'] + [r for r in o['dev'] if r.startswith('pytest')] + ['$(ISAACLAB_MUJOCO)']; \
+	  d += o['isaaclab'] + o['export'] + [r for r in o['dev'] if r.startswith('pytest')] + ['$(ISAACLAB_MUJOCO)']; \
 	  open('$(ISAACLAB_VENV)/requirements.txt', 'w').write(chr(10).join(d) + chr(10))"
 	$(ISAACLAB_PY) -m pip install -q -r $(ISAACLAB_VENV)/requirements.txt
 	$(ISAACLAB_PY) -m pip install -q --no-deps -e .

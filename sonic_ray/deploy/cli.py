@@ -12,6 +12,7 @@ from pathlib import Path
 from sonic_ray.deploy import sim2sim
 from sonic_ray.deploy.export import ExportMismatch, export_checkpoint
 from sonic_ray.deploy.onnx_meta import MetadataError, read_metadata
+from sonic_ray.deploy.physics import PLAIN
 from sonic_ray.deploy.reference import load_references, vr_reference
 from sonic_ray.train.checkpoint import CheckpointError
 
@@ -25,7 +26,9 @@ def add_parser(subparsers) -> None:
     ex.add_argument("--seed", type=int, default=0)
     ex.set_defaults(func=cmd_export)
 
-    s2s = subparsers.add_parser("sim2sim", help="run an exported policy_<encoder>.onnx in plain MuJoCo")
+    s2s = subparsers.add_parser(
+        "sim2sim", help="run an exported policy_<encoder>.onnx in plain MuJoCo or another simulator"
+    )
     s2s.add_argument(
         "--onnx", required=True, metavar="FILE", help="a policy_<encoder>.onnx from `sonic-ray export`"
     )
@@ -52,6 +55,14 @@ def add_parser(subparsers) -> None:
     )
     s2s.add_argument("--render", type=int, default=0, metavar="K", help="videos of the K worst clips")
     s2s.add_argument("--seed", type=int, default=0)
+    s2s.add_argument(
+        "--backend",
+        default=PLAIN,
+        metavar="NAME",
+        help="physics: 'plain' (one MjData, default) or a training sim backend: mujoco, mujoco_warp, "
+        "isaaclab (Isaac Lab 3 / Newton, needs .venv-isaaclab)",
+    )
+    s2s.add_argument("--device", default="cpu", help="device of a --backend sim (cpu, cuda:0; default cpu)")
     s2s.set_defaults(func=cmd_sim2sim)
 
 
@@ -85,6 +96,10 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
         if value < 0:
             print(f"sonic-ray sim2sim: {flag} must be >= 0, got {value}", file=sys.stderr)
             return 2
+    problem = backend_problem(args.backend)
+    if problem:
+        print(f"sonic-ray sim2sim: {problem}", file=sys.stderr)
+        return 2
     try:
         meta = read_metadata(args.onnx)
         if args.vr_targets:
@@ -104,27 +119,59 @@ def cmd_sim2sim(args: argparse.Namespace) -> int:
     out = Path(
         args.out or Path("runs") / "sim2sim" / f"{Path(args.onnx).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"sim2sim {Path(args.onnx).name}", total=len(refs))
-        result = sim2sim.run(
-            args.onnx,
-            refs,
-            out_dir=out,
-            obs_delay_steps=args.obs_delay_steps,
-            obs_noise=args.obs_noise,
-            render=args.render,
-            seed=args.seed,
-            on_clip=lambda row: bar.advance(task),
-            view_command=_view_command(args),
-        )
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"sim2sim {Path(args.onnx).name}", total=len(refs))
+            result = sim2sim.run(
+                args.onnx,
+                refs,
+                out_dir=out,
+                obs_delay_steps=args.obs_delay_steps,
+                obs_noise=args.obs_noise,
+                render=args.render,
+                seed=args.seed,
+                on_clip=lambda row: bar.advance(task),
+                view_command=_view_command(args),
+                backend=args.backend,
+                device=args.device,
+            )
+    except ImportError as e:  # a backend's packages that find_spec saw but that do not import
+        print(f"sonic-ray sim2sim: --backend {args.backend}: {e}", file=sys.stderr)
+        return 2
     m, speed = result["metrics"], result["speed"]
     mpjpe = "n/a (no clip completed)" if m.get("mpjpe_g_mm") is None else f"{m['mpjpe_g_mm']:.1f} mm"
     print(
-        f"{m['num_clips']} clips, success rate {m['success_rate']:.3f}, MPJPE global {mpjpe}; "
+        f"[{args.backend}] {m['num_clips']} clips, success rate {m['success_rate']:.3f}, "
+        f"completed {m['completed_mean']:.3f}, MPJPE global {mpjpe}; "
         f"{speed['steps_per_s']:.0f} steps/s ({speed['realtime_factor']:.1f}x real time)"
     )
     print(f"wrote {out / 'metrics.json'}")
     return 0
+
+
+def backend_problem(backend: str) -> str | None:
+    """Why `backend` cannot run sim2sim here (unknown, or its packages or ONNX Runtime are missing),
+    or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return (
+            "onnxruntime is not installed in this Python (pip install 'sonic-ray[export]'; in "
+            ".venv-isaaclab: make isaaclab-setup, or .venv-isaaclab/bin/pip install onnxruntime)"
+        )
+    if backend == PLAIN:
+        return None
+    from sonic_ray.sim.registry import BACKENDS, available_backends
+
+    if backend not in BACKENDS:
+        return f"unknown --backend {backend!r}; known: {[PLAIN, *BACKENDS]}"
+    if backend not in available_backends():
+        if backend == "isaaclab":
+            from sonic_ray.sim.isaaclab_usd import INSTALL_HINT
+
+            return f"--backend isaaclab: Isaac Lab is not importable in this Python; {INSTALL_HINT}"
+        return f"--backend {backend}: its packages do not import here (pip install sonic-ray[warp])"
+    return None
 
 
 def _view_command(args: argparse.Namespace) -> str | None:

@@ -6,11 +6,16 @@ overwritten with the metadata's), references from `sonic_ray.motion` + `sonic_ra
 VR-target file), observations from `sonic_ray.deploy.observations`. No env, model or PPO module is
 imported: what runs here is what a robot would run.
 
+The physics sits behind `sonic_ray.deploy.physics` (reset onto a reference, joint targets for
+`decimation` substeps, the robot state, a finite check): by default one plain MjData as above; with
+`backend=` one world of a training BatchedSim (`mujoco`, `mujoco_warp`, `isaaclab`), so a policy
+trained on one simulator is measured on another by the same loop (a real sim-to-sim).
+
 Per control step (physics at `physics_dt`, policy every `decimation` substeps): observations of
 the robot state `obs_delay_steps` steps old (sensor latency; the last action is the controller's
 own and is never delayed) and of the current reference frame, optional uniform noise (`obs_noise`
 x each term's training noise) -> ONNX Runtime -> joint targets default + scale x action held by
-MuJoCo's position actuators for `decimation` substeps.
+the position actuators (PD) for `decimation` substeps.
 
 Recording follows `sonic-ray eval`: row t pairs the robot at the t-th observation (the reset state
 for t = 0) with the reference frame that observation shows; failures are the metadata's
@@ -28,7 +33,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mujoco
 import numpy as np
 
 from sonic_ray.deploy import failures
@@ -39,16 +43,14 @@ from sonic_ray.deploy.observations import (
     RobotState,
     mujoco_body_ids,
     quat_apply,
-    quat_apply_inverse,
-    robot_state_from_mujoco,
     yaw_quat,
 )
 from sonic_ray.deploy.onnx_meta import MetadataError, ort_session, read_metadata
+from sonic_ray.deploy.physics import PLAIN, make_physics
 from sonic_ray.eval.metrics import clip_metrics, summarize
 from sonic_ray.eval.report import VIDEOS_DIR, write_outputs
 from sonic_ray.eval.runner import ClipTrajectory, worst_first_key
 from sonic_ray.eval.video import render_worst
-from sonic_ray.robots import load_model
 
 VR_POINT_NAMES = ("head", "left_hand", "right_hand")
 
@@ -75,25 +77,6 @@ class OnnxPolicy:
     def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         feed = {n: obs[n][None].astype(np.float32, copy=False) for n in self.input_names}
         return self.session.run(None, feed)[0][0].astype(np.float64)
-
-
-def build_model(meta: Mapping) -> mujoco.MjModel:
-    """The robot's MuJoCo model at the metadata's physics step, PD gains and effort limits from the
-    metadata (position actuators: kp on the error, kd on the joint velocity)."""
-    model, _ = load_model(meta["robot"], timestep=float(meta["physics_dt"]))
-    hinges = [model.joint(int(model.actuator_trnid[a, 0])).name for a in range(model.nu)]
-    if hinges != list(meta["joint_names"]):
-        raise MetadataError(
-            f"robot {meta['robot']!r}: actuated joints {hinges} differ from the metadata's joint_names"
-        )
-    kp, kd = np.asarray(meta["kp"], dtype=np.float64), np.asarray(meta["kd"], dtype=np.float64)
-    model.actuator_gainprm[:, 0] = kp
-    model.actuator_biasprm[:, 1], model.actuator_biasprm[:, 2] = -kp, -kd
-    if "effort_limit" in meta:
-        lim = np.asarray(meta["effort_limit"], dtype=np.float64)
-        model.actuator_forcerange[:] = np.stack((-lim, lim), axis=1)
-    model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)  # a blow-up shows as NaN: a failure
-    return model
 
 
 @dataclass
@@ -127,10 +110,18 @@ class Episode:
 
 
 class Sim2Sim:
-    """One robot, one MjData, clips one after another."""
+    """One robot, clips one after another, on `backend`'s physics (`deploy.physics`: "plain" is one
+    MjData; a `sonic_ray.sim` backend name is one world of that BatchedSim, on `device`)."""
 
     def __init__(
-        self, policy: OnnxPolicy, *, obs_delay_steps: int = 0, obs_noise: float = 0.0, seed: int = 0
+        self,
+        policy: OnnxPolicy,
+        *,
+        obs_delay_steps: int = 0,
+        obs_noise: float = 0.0,
+        seed: int = 0,
+        backend: str = PLAIN,
+        device: str = "cpu",
     ):
         if obs_delay_steps < 0 or obs_noise < 0:
             raise ValueError(
@@ -138,10 +129,11 @@ class Sim2Sim:
             )
         meta = self.meta = policy.meta
         self.policy, self.delay, self.noise, self.seed = policy, int(obs_delay_steps), float(obs_noise), seed
-        self.model = build_model(meta)
-        self.data = mujoco.MjData(self.model)
+        self.physics = make_physics(meta, backend, device=device)
+        self.model = self.physics.model
+        self.data = getattr(self.physics, "data", None)  # the plain MjData (the viewer reads it)
         self.body_names = list(meta["body_names"])
-        self.body_ids = mujoco_body_ids(self.model, self.body_names)
+        self.body_ids = mujoco_body_ids(self.model, self.body_names)  # in `model` (the viewer's FK)
         self.ctx = DeployContext.from_metadata(meta)
         self.default = np.asarray(meta["default_joint_pos"], dtype=np.float64)
         self.scale = np.asarray(meta["action_scale"], dtype=np.float64)
@@ -154,23 +146,19 @@ class Sim2Sim:
     def reset(self, ref: Reference) -> RobotState:
         """Put the robot on the reference's first frame (a full reference), or standing in the
         default pose under the reference anchor with its heading (a VR-target reference)."""
-        m, d = self.model, self.data
-        mujoco.mj_resetData(m, d)
         if "root_pos_w" in ref.data:
-            quat = ref.at("root_quat_w", 0)
-            d.qpos[:3], d.qpos[3:7], d.qpos[7:] = ref.at("root_pos_w", 0), quat, ref.at("joint_pos", 0)
-            d.qvel[:3], d.qvel[3:6] = (
+            return self.physics.reset(
+                ref.at("root_pos_w", 0),
+                ref.at("root_quat_w", 0),
                 ref.at("root_lin_vel_w", 0),
-                quat_apply_inverse(quat, ref.at("root_ang_vel_w", 0)),
+                ref.at("root_ang_vel_w", 0),
+                ref.at("joint_pos", 0),
+                ref.at("joint_vel", 0),
             )
-            d.qvel[6:] = ref.at("joint_vel", 0)
-        else:
-            a = ref.at("anchor_pos_w", 0)
-            d.qpos[:3] = (a[0], a[1], float(self.meta["default_root_pos"][2]))
-            d.qpos[3:7] = yaw_quat(ref.at("anchor_quat_w", 0))
-            d.qpos[7:] = self.default
-        d.ctrl[:] = d.qpos[7:]
-        return robot_state_from_mujoco(m, d, self.body_ids)
+        a, zero = ref.at("anchor_pos_w", 0), np.zeros(3)
+        root = np.array((a[0], a[1], float(self.meta["default_root_pos"][2])))
+        quat = yaw_quat(ref.at("anchor_quat_w", 0))
+        return self.physics.reset(root, quat, zero, zero, self.default, np.zeros_like(self.default))
 
     # ---- one control step at a time (the viewer drives these) ----------------------------------
     def begin(self, ref: Reference, *, layouts: Mapping | None = None) -> RobotState:
@@ -190,7 +178,7 @@ class Sim2Sim:
         Sim2Sim's): observations, action, `decimation` physics substeps, then the evaluation
         terminations against that frame. Returns the failing term ("nonfinite" for a blow-up) or None;
         the episode moves on to the next frame either way."""
-        m, d, ep = self.model, self.data, self.episode
+        ep, physics = self.episode, self.physics
         t0 = time.perf_counter()
         seen = ep.history[0]  # the state `delay` steps old (the oldest kept)
         f = ep.frame
@@ -198,19 +186,17 @@ class Sim2Sim:
         obs = build(seen, ep.ref, f, ep.action)
         ep.action = (policy or self.policy)(obs)
         t1 = time.perf_counter()
-        d.ctrl[:] = self.default + self.scale * ep.action
-        mujoco.mj_step(m, d, self.decimation)
+        physics.step(self.default + self.scale * ep.action)
         ep.policy_s, ep.physics_s = ep.policy_s + t1 - t0, ep.physics_s + time.perf_counter() - t1
         ep.frame = f + 1
-        if not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
+        if not physics.finite():
             return "nonfinite"
-        ep.state = robot_state_from_mujoco(m, d, self.body_ids)
+        ep.state = physics.state()
         ep.history.append(ep.state)
         return self.checks.first_failure(ep.state, ep.ref, f)
 
     # ---- one clip -------------------------------------------------------------------------------
     def run_clip(self, ref: Reference, *, max_frames: int | None = None) -> ClipRun:
-        d = self.data
         self.begin(ref)
         ep = self.episode
         vr_mode = "body_pos_w" not in ref.data
@@ -220,9 +206,10 @@ class Sim2Sim:
         for f in range(frames):
             rob_pos.append(self._compared_points(ep.state, vr_mode))
             ref_pos.append(ref.at("vr_pos_w", f) if vr_mode else ref.at("body_pos_w", f))
-            rob_q.append(d.qpos.copy())
+            qpos = self.physics.qpos()
+            rob_q.append(qpos)
             ref_q.append(
-                d.qpos.copy()
+                qpos
                 if vr_mode
                 else np.concatenate(
                     (ref.at("root_pos_w", f), ref.at("root_quat_w", f), ref.at("joint_pos", f))
@@ -265,13 +252,23 @@ def run(
     seed: int = 0,
     on_clip: Callable[[dict], None] | None = None,
     view_command: str | None = None,
+    backend: str = PLAIN,
+    device: str = "cpu",
 ) -> dict:
     """Run every reference; with out_dir, write what `sonic-ray eval` writes (metrics.json with
     this run's settings and speed, clips.parquet, report.html, videos/ of the `render` worst
-    clips; report.html gives `view_command`, with `{clip}`, for any clip). Returns {"metrics":
+    clips; report.html gives `view_command`, with `{clip}`, for any clip). `backend`/`device`: the
+    physics (`deploy.physics.make_physics`; default one plain MjData). Returns {"metrics":
     metrics.json content, "rows": per-clip rows, "speed": ...}."""
     policy = OnnxPolicy(onnx_path)
-    sim = Sim2Sim(policy, obs_delay_steps=obs_delay_steps, obs_noise=obs_noise, seed=seed)
+    sim = Sim2Sim(
+        policy,
+        obs_delay_steps=obs_delay_steps,
+        obs_noise=obs_noise,
+        seed=seed,
+        backend=backend,
+        device=device,
+    )
     meta, fps, encoder = policy.meta, float(policy.meta["control_hz"]), str(policy.meta["encoder"])
     rows, runs = [], []
     t0 = time.perf_counter()
@@ -293,6 +290,7 @@ def run(
         if on_clip is not None:
             on_clip(row)
     wall = time.perf_counter() - t0
+    sim.physics.close()
     steps = sum(r.timing["steps"] for _, r in runs)
     speed = {
         "steps": steps,
@@ -305,6 +303,7 @@ def run(
     run_meta = {
         "sim2sim": {
             "onnx": str(onnx_path),
+            "backend": backend,
             "obs_delay_steps": obs_delay_steps,
             "obs_noise": obs_noise,
             "physics_dt": meta["physics_dt"],
@@ -332,7 +331,7 @@ def run(
         rows,
         meta=run_meta,
         videos=videos,
-        title=f"sonic-ray sim2sim: {Path(onnx_path).name}",
+        title=f"sonic-ray sim2sim: {Path(onnx_path).name}" + ("" if backend == PLAIN else f" on {backend}"),
         view_command=view_command,
     )
     return {"metrics": metrics, "rows": rows, "speed": speed}

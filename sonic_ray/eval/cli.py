@@ -81,6 +81,40 @@ def add_parser(subparsers) -> None:
     _common(m)
     m.set_defaults(func=_monitor)
 
+    c = subparsers.add_parser(
+        "compare",
+        help="two eval/sim2sim output folders side by side (e.g. one policy on MuJoCo and on Isaac Lab)",
+    )
+    c.add_argument(
+        "run_a", metavar="RUN_A", help="an eval or sim2sim output folder (metrics.json, clips.parquet)"
+    )
+    c.add_argument("run_b", metavar="RUN_B", help="the other folder; differences are B - A")
+    c.add_argument("--out", required=True, metavar="DIR", help="folder for report.html and compare.json")
+    c.add_argument(
+        "--labels", nargs=2, metavar=("A", "B"), help="column names (default: sim2sim backend or folder name)"
+    )
+    c.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from sonic_ray.eval.compare import CompareError, write_compare
+
+    try:
+        result = write_compare(args.run_a, args.run_b, args.out, labels=args.labels)
+    except CompareError as e:
+        print(f"sonic-ray compare: {e}", file=sys.stderr)
+        return 2
+    la, lb = result["labels"]
+    for key in ("success_rate", "completed_mean", "mpjpe_g_mm", "mpjpe_l_mm_all"):
+        v = result["summary"][key]
+        print(f"{key}: {la} {_num(v['a'])}, {lb} {_num(v['b'])}, B-A {_num(v['diff'])}")
+    print(Path(args.out) / "report.html")
+    return 0
+
+
+def _num(v) -> str:
+    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
 
 def _eval_kwargs(args) -> dict:
     kw = {"num_envs": args.num_envs, "max_clips": args.max_clips, "max_tasks": args.max_tasks}

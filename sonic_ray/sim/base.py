@@ -185,6 +185,25 @@ def as_rows(value, n: int, width: int | None, name: str, *, env_column: bool = F
         raise ValueError(f"{name}: expected a scalar or shape {shape}, got {a.shape}") from None
 
 
+def reset_rows(
+    n: int, num_joints: int, device, root_pos, root_quat, root_lin_vel, root_ang_vel, joint_pos, joint_vel
+) -> dict[str, torch.Tensor]:
+    """`BatchedSim.reset`'s state arguments for n envs as float32 tensors on `device`, keyed by
+    argument name: root_pos (n,3), root_quat (n,4), root_lin_vel (n,3), root_ang_vel (n,3),
+    joint_pos (n,J), joint_vel (n,J). Each may be a scalar or broadcast to its shape (`as_rows`)."""
+    return {
+        k: torch.as_tensor(as_rows(v, n, w, k), dtype=torch.float32, device=device)
+        for k, v, w in (
+            ("root_pos", root_pos, 3),
+            ("root_quat", root_quat, 4),
+            ("root_lin_vel", root_lin_vel, 3),
+            ("root_ang_vel", root_ang_vel, 3),
+            ("joint_pos", joint_pos, num_joints),
+            ("joint_vel", joint_vel, num_joints),
+        )
+    }
+
+
 def restitution_to_dampratio(e: np.ndarray) -> np.ndarray:
     """MuJoCo has no restitution coefficient; contacts are damped springs (solref timeconst, dampratio).
 

@@ -31,7 +31,6 @@ Isaac Lab keeps one SimulationContext per process: building a second IsaacLabSim
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -44,36 +43,13 @@ from sonic_ray.sim.base import (
     as_index,
     as_rows,
     init_common,
+    reset_rows,
     restitution_to_dampratio,
 )
-from sonic_ray.sim.isaaclab_usd import GROUND_MJCF, INSTALL_HINT, cached_usd, robot_only_mjcf
+from sonic_ray.sim.isaaclab_scene import build_scene, import_isaaclab
+from sonic_ray.sim.isaaclab_usd import GROUND_MJCF, cached_usd, robot_only_mjcf
 
-
-def import_isaaclab():
-    """The Isaac Lab modules this backend uses, or an ImportError naming what to install."""
-    try:
-        import isaaclab.sim as sim_utils
-        import mujoco_usd_converter
-        import mujoco_warp
-        from isaaclab.actuators import ImplicitActuatorCfg
-        from isaaclab.assets import ArticulationCfg, AssetBaseCfg
-        from isaaclab.scene import InteractiveScene, InteractiveSceneCfg
-        from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg, NewtonManager
-    except ImportError as err:
-        raise ImportError(f"{INSTALL_HINT} ({err})") from err
-    return dict(
-        sim_utils=sim_utils,
-        converter=mujoco_usd_converter,
-        mjw=mujoco_warp,
-        ImplicitActuatorCfg=ImplicitActuatorCfg,
-        ArticulationCfg=ArticulationCfg,
-        AssetBaseCfg=AssetBaseCfg,
-        InteractiveScene=InteractiveScene,
-        InteractiveSceneCfg=InteractiveSceneCfg,
-        MJWarpSolverCfg=MJWarpSolverCfg,
-        NewtonCfg=NewtonCfg,
-        NewtonManager=NewtonManager,
-    )
+__all__ = ["IsaacLabSim", "import_isaaclab"]
 
 
 class IsaacLabSim:
@@ -103,7 +79,17 @@ class IsaacLabSim:
         init_common(self, model, num_envs=num_envs, decimation=decimation, device=device, max_qvel=max_qvel)
         usd = cached_usd(robot_only_mjcf(mjcf), cache_dir, converter=il["converter"])
         ground = cached_usd(GROUND_MJCF, cache_dir, converter=il["converter"])
-        self._build_scene(il, usd, ground, nconmax=nconmax, njmax=njmax)
+        self.sim, self.scene, self.robot = build_scene(
+            il,
+            model,
+            root_body=self.layout.root_body,
+            num_envs=num_envs,
+            device=self.device,
+            usd=usd,
+            ground=ground,
+            nconmax=nconmax,
+            njmax=njmax,
+        )
         self._bind_solver()
         n, j, b = self.num_envs, self.num_joints, self.num_bodies
         z = dict(device=self.device, dtype=torch.float32)
@@ -128,86 +114,7 @@ class IsaacLabSim:
         self._bind_shapes()
         self._refresh()
 
-    # ---- construction --------------------------------------------------------------------------
-    def _actuator_cfg(self, il):
-        m = self.model
-        names = [m.joint(i).name for i in range(1, m.njnt)]
-        act_joint = {int(m.actuator_trnid[a, 0]): a for a in range(m.nu)}
-        kp, kd, effort, armature = {}, {}, {}, {}
-        for i, name in enumerate(names, start=1):
-            a = act_joint[i]
-            kp[name] = float(m.actuator_gainprm[a, 0])
-            kd[name] = float(-m.actuator_biasprm[a, 2])
-            effort[name] = float(m.actuator_forcerange[a, 1]) if m.actuator_forcelimited[a] else 1.0e9
-            armature[name] = float(m.dof_armature[m.jnt_dofadr[i]])
-        return il["ImplicitActuatorCfg"](
-            joint_names_expr=[".*"], stiffness=kp, damping=kd, effort_limit_sim=effort, armature=armature
-        )
-
-    def _build_scene(self, il, usd: Path, ground: Path, *, nconmax: int, njmax: int) -> None:
-        from isaaclab.sim import SimulationCfg, SimulationContext
-
-        if SimulationContext.instance() is not None:  # one Isaac Lab simulation per process
-            SimulationContext.clear_instance()
-        m = self.model
-        integrator = {
-            int(mujoco.mjtIntegrator.mjINT_EULER): "euler",
-            int(mujoco.mjtIntegrator.mjINT_RK4): "rk4",
-            int(mujoco.mjtIntegrator.mjINT_IMPLICITFAST): "implicitfast",
-        }.get(int(m.opt.integrator))
-        if integrator is None:
-            raise ValueError(
-                f"isaaclab backend: MuJoCo integrator {int(m.opt.integrator)} has no MuJoCo Warp twin"
-            )
-        solver = il["MJWarpSolverCfg"](
-            njmax=njmax,
-            nconmax=nconmax,
-            iterations=int(m.opt.iterations),
-            ls_iterations=int(m.opt.ls_iterations),
-            integrator=integrator,
-            cone="pyramidal",
-        )
-        cuda = self.device.type == "cuda"
-        self.sim = SimulationContext(
-            SimulationCfg(
-                dt=self.physics_dt,
-                device=str(self.device),
-                gravity=tuple(float(g) for g in m.opt.gravity),
-                physics=il["NewtonCfg"](solver_cfg=solver, use_cuda_graph=cuda),
-            )
-        )
-        sim_utils, art = il["sim_utils"], il["ArticulationCfg"]
-        root = self.layout.root_body
-        cfg = il["InteractiveSceneCfg"](num_envs=self.num_envs, env_spacing=0.0)
-        cfg.ground = il["AssetBaseCfg"](
-            prim_path="/World/ground", spawn=sim_utils.UsdFileCfg(usd_path=str(ground))
-        )
-        # Self-collision as in the MuJoCo model (off by default there: robot geoms have contype 0, they
-        # touch the floor only); Newton does not read contype/conaffinity from the converted USD.
-        self_collide = bool(np.any(m.geom_contype[m.geom_bodyid > 0] != 0))
-        spawn = sim_utils.UsdFileCfg(
-            usd_path=str(usd),
-            articulation_props=sim_utils.ArticulationRootPropertiesCfg(enabled_self_collisions=self_collide),
-        )
-        cfg.robot = art(
-            prim_path="{ENV_REGEX_NS}/Robot",
-            spawn=spawn,
-            init_state=art.InitialStateCfg(
-                pos=tuple(float(x) for x in m.body_pos[root]), rot=_xyzw(m.body_quat[root])
-            ),
-            actuators={"joints": self._actuator_cfg(il)},
-        )
-        self.scene = il["InteractiveScene"](cfg)
-        self.sim.reset()
-        self.robot = self.scene["robot"]
-        want_j = [m.joint(i).name for i in range(1, m.njnt)]
-        want_b = [m.body(i).name for i in range(1, m.nbody)]
-        if list(self.robot.joint_names) != want_j or list(self.robot.body_names) != want_b:
-            raise RuntimeError(
-                "isaaclab backend: the converted articulation's joint/body order differs from the "
-                f"MuJoCo model's: {self.robot.joint_names} / {self.robot.body_names}"
-            )
-
+    # ---- construction (the scene: isaaclab_scene.build_scene) ----------------------------------
     def _bind_solver(self) -> None:
         """Views of the MuJoCo Warp data inside Newton's solver, in the MuJoCo model's body/dof order."""
         manager = self._il["NewtonManager"]
@@ -300,18 +207,10 @@ class IsaacLabSim:
         ids_np = as_index(env_ids, self.num_envs)
         if not len(ids_np):
             return
-        n, j, dev = len(ids_np), self.num_joints, self.device
-        rows = {
-            k: torch.as_tensor(as_rows(v, n, w, k), dtype=torch.float32, device=dev)
-            for k, v, w in (
-                ("root_pos", root_pos, 3),
-                ("root_quat", root_quat, 4),
-                ("root_lin_vel", root_lin_vel, 3),
-                ("root_ang_vel", root_ang_vel, 3),
-                ("joint_pos", joint_pos, j),
-                ("joint_vel", joint_vel, j),
-            )
-        }
+        n, dev = len(ids_np), self.device
+        rows = reset_rows(
+            n, self.num_joints, dev, root_pos, root_quat, root_lin_vel, root_ang_vel, joint_pos, joint_vel
+        )
         ids = torch.as_tensor(ids_np, device=dev, dtype=torch.int32)
         quat = rows["root_quat"] / rows["root_quat"].norm(dim=1, keepdim=True)
         a = self.robot
@@ -509,8 +408,3 @@ class IsaacLabSim:
 
         if SimulationContext.instance() is self.sim:
             SimulationContext.clear_instance()
-
-
-def _xyzw(wxyz) -> tuple[float, float, float, float]:
-    w, x, y, z = (float(v) for v in wxyz)
-    return (x, y, z, w)

@@ -26,6 +26,7 @@ from sonic_ray.sim.base import (
     as_index,
     as_rows,
     init_common,
+    reset_rows,
     restitution_to_dampratio,
 )
 from sonic_ray.utils.rotations import quat_apply_inverse, quat_normalize
@@ -171,18 +172,10 @@ class MujocoWarpSim:
     def reset(self, env_ids, root_pos, root_quat, root_lin_vel, root_ang_vel, joint_pos, joint_vel) -> None:
         """Set the state of env_ids (see BatchedSim.reset); clears warm start, ctrl, forces, time."""
         ids_np = as_index(env_ids, self.num_envs)
-        n, j, dev = len(ids_np), self.num_joints, self.device
-        rows = {
-            k: torch.as_tensor(as_rows(v, n, w, k), dtype=torch.float32, device=dev)
-            for k, v, w in (
-                ("root_pos", root_pos, 3),
-                ("root_quat", root_quat, 4),
-                ("root_lin_vel", root_lin_vel, 3),
-                ("root_ang_vel", root_ang_vel, 3),
-                ("joint_pos", joint_pos, j),
-                ("joint_vel", joint_vel, j),
-            )
-        }
+        n, dev = len(ids_np), self.device
+        rows = reset_rows(
+            n, self.num_joints, dev, root_pos, root_quat, root_lin_vel, root_ang_vel, joint_pos, joint_vel
+        )
         wp, t = self._wp, self._t
         ids = torch.as_tensor(ids_np, device=dev)
         mask = torch.zeros(self.num_envs, dtype=torch.bool, device=dev)
