@@ -82,7 +82,7 @@ $(ISAACLAB_PY):
 	if [ -z "$$py" ]; then echo "error: the Isaac Lab backend needs Python 3.12 (install python3.12, or 'pyenv install 3.12')"; exit 1; fi; \
 	echo "creating $(ISAACLAB_VENV) with $$py"; "$$py" -m venv $(ISAACLAB_VENV)
 
-$(ISAACLAB_STAMP): pyproject.toml | $(ISAACLAB_PY)
+$(ISAACLAB_STAMP): pyproject.toml Makefile | $(ISAACLAB_PY)
 	$(ISAACLAB_PY) -m pip install -q --upgrade pip
 	$(ISAACLAB_PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 	  o = p['optional-dependencies']; d = [r for r in p['dependencies'] if not r.startswith('mujoco')]; \
