@@ -115,10 +115,18 @@ def _probe(kind: str, **kw) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def step_comparison(store: str, modes, num_envs: int, steps: int = 20) -> dict:
+def step_comparison(store: str, modes, num_envs: int, steps: int = 20, overrides=()) -> dict:
     """env_step_ms per mode from one process stepping the modes' envs interleaved (shard (0, 2)),
     and each on-demand mode's ratio to the table's when the table was measured."""
-    s = _probe("steps", store=store, shard=[0, 2], modes=list(modes), num_envs=num_envs, steps=steps)
+    s = _probe(
+        "steps",
+        store=store,
+        shard=[0, 2],
+        modes=list(modes),
+        num_envs=num_envs,
+        steps=steps,
+        overrides=list(overrides),
+    )
     out = {k: v for k, v in s.items() if not k.startswith("resets_per_step")}
     out["resets_per_step"] = s[f"resets_per_step_{modes[0]}"]  # same seed, same episodes in every mode
     if "table" in modes:
@@ -138,6 +146,7 @@ def run(
     table_mode: bool | None = None,
     seed: int = 0,
     workdir: str | None = None,
+    step_overrides=(),
 ) -> dict:
     import ray
 
@@ -214,7 +223,8 @@ def run(
                     **{f"{k}{suffix}": r[k] for k in ("reset_4096_ms", "step_4096_ms") if k in r},
                 }
             )
-        result.update(step_comparison(store, modes, num_envs))
+        result.update(step_comparison(store, modes, num_envs, overrides=step_overrides))
+        result["step_overrides"] = list(step_overrides)
         result["num_envs"] = num_envs
         return result
     finally:
@@ -239,6 +249,13 @@ def add_parser(subparsers) -> None:
         "--workdir", default=None, help="folder for the generated files (default: the system temp)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--step-override",
+        action="append",
+        default=[],
+        help="config override for the interleaved env-step comparison (repeatable), e.g. "
+        "'env/terminations@env.terminations=eval' for fewer resets than the training terminations",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=_cmd)
 
@@ -246,7 +263,12 @@ def add_parser(subparsers) -> None:
 def _cmd(args) -> int:
     table = None if args.table == "auto" else args.table == "yes"
     result = run(
-        num_clips=args.clips, num_envs=args.num_envs, table_mode=table, seed=args.seed, workdir=args.workdir
+        num_clips=args.clips,
+        num_envs=args.num_envs,
+        table_mode=table,
+        seed=args.seed,
+        workdir=args.workdir,
+        step_overrides=args.step_override,
     )
     if args.json:
         print(json.dumps(result))

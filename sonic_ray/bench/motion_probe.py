@@ -22,7 +22,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _cfg(store: str, mode: str, num_envs: int):
+def _cfg(store: str, mode: str, num_envs: int, overrides=()):
     from sonic_ray.config import load_config
 
     return load_config(
@@ -32,6 +32,7 @@ def _cfg(store: str, mode: str, num_envs: int):
             f"env.num_envs={num_envs}",
             "device=cpu",
             "sim.backend=mujoco",
+            *overrides,
         ]
     )
 
@@ -71,22 +72,26 @@ def runner(
     return out
 
 
-def steps(store: str, shard: list[int], modes: list[str], num_envs: int = 256, steps: int = 20) -> dict:
+def steps(
+    store: str, shard: list[int], modes: list[str], num_envs: int = 256, steps: int = 20, overrides=()
+) -> dict:
     """env_step_ms of each reference mode's env (same seed, zero actions: the same episodes), the
     modes' steps interleaved in this one process; resets_per_step (envs reset per step, what the
-    on-demand modes pay FK for) and, for window, the reference frames it computed per step."""
+    on-demand modes pay FK for) and, for window, the reference frames it computed per step (full
+    ones, light ones). `overrides`: config overrides for every mode (e.g. other terminations)."""
     import torch
 
     from sonic_ray.envs.factory import make_env
 
     torch.set_num_threads(1)
-    envs = {m: make_env(_cfg(store, m, num_envs), shard=tuple(shard), seed=0) for m in modes}
+    envs = {m: make_env(_cfg(store, m, num_envs, overrides), shard=tuple(shard), seed=0) for m in modes}
     zero = torch.zeros(num_envs, next(iter(envs.values())).action_dim)
     for env in envs.values():
         env.reset()
         for _ in range(3):
             env.step(zero)
-    rows0 = {m: getattr(e.cmd.table, "rows_computed", 0) for m, e in envs.items()}
+    counters = ("rows_computed", "light_rows_computed")
+    rows0 = {(m, c): getattr(e.cmd.table, c, 0) for m, e in envs.items() for c in counters}
     spent, resets = dict.fromkeys(modes, 0.0), dict.fromkeys(modes, 0)
     for _ in range(steps):
         for m, env in envs.items():
@@ -96,13 +101,10 @@ def steps(store: str, shard: list[int], modes: list[str], num_envs: int = 256, s
             resets[m] += len(info["done_ids"])
     out = {f"env_step_ms_{m}": 1e3 * spent[m] / steps for m in modes}
     out.update({f"resets_per_step_{m}": resets[m] / steps for m in modes})
-    out.update(
-        {
-            f"frames_computed_per_step_{m}": (e.cmd.table.rows_computed - rows0[m]) / steps
-            for m, e in envs.items()
-            if hasattr(e.cmd.table, "rows_computed")
-        }
-    )
+    for m, e in envs.items():
+        if hasattr(e.cmd.table, "rows_computed"):
+            full, light = ((getattr(e.cmd.table, c) - rows0[m, c]) / steps for c in counters)
+            out[f"frames_computed_per_step_{m}"], out[f"light_frames_computed_per_step_{m}"] = full, light
     return out
 
 

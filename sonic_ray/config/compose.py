@@ -110,15 +110,22 @@ def _check_motions(cfg: SonicConfig) -> None:
     m, mc = cfg.motions, cfg.env.commands.motion
     _check(m.reference in REFERENCE_MODES, "motions.reference", f"one of {REFERENCE_MODES}", m.reference)
     _check(m.cache_frames >= 1, "motions.cache_frames", "an integer >= 1", m.cache_frames)
-    reach = max(
+    reaches = (
         round((max(mc.num_future_frames, 1) - 1) * mc.future_dt * m.control_fps),
         round((max(mc.smpl_num_future_frames, 1) - 1) * mc.smpl_future_dt * m.control_fps),
     )
     _check(
-        m.window_frames > reach,
+        m.window_frames > max(reaches),
         "motions.window_frames",
-        f"an integer > {reach} (the furthest future frame the observations read)",
+        f"an integer > {max(reaches)} (the furthest future frame the observations read)",
         m.window_frames,
+    )
+    _check(
+        min(reaches) < m.window_full_frames <= m.window_frames,
+        "motions.window_full_frames",
+        f"an integer in {min(reaches) + 1}..motions.window_frames ({m.window_frames}): above the "
+        "shortest horizon's furthest frame",
+        m.window_full_frames,
     )
 
 

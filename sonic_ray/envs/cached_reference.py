@@ -141,7 +141,9 @@ class CachedReference:
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.data.values())
 
-    def row_base(self, clip: torch.Tensor, frame: torch.Tensor, reach: int) -> torch.Tensor:
+    def row_base(
+        self, clip: torch.Tensor, frame: torch.Tensor, reach: int, full_reach: int, ahead: int = 0
+    ) -> torch.Tensor:
         """(N,) arena row of frame 0 of each env's clip (resident: MotionCommand ensures them)."""
         return self.clip_start[clip]
 

@@ -212,7 +212,10 @@ class MotionCommand:
         # env n's frame f is row row_base[n] + f of table.data (the clip's start in a full table or
         # arena, the env's window in a WindowReference): refreshed whenever clip or frame change
         self.row_base = z()
-        self.reach = max(int(h.max()) for h in self.horizons.values())  # frames ahead observed
+        # frames ahead observed: any key up to the shortest horizon's end, the LIGHT_KEYS of a
+        # WindowReference beyond it (what the g1 horizon reads)
+        ends = [int(h.max()) if len(h) else 0 for h in self.horizons.values()]
+        self.reach, self.full_reach = max(ends), min(ends)
         self.ref_root_height_ema = torch.zeros(self.num_envs, device=self.device)
         self._future_cache: dict = {}  # (key, horizon) -> (N, F, ...); horizon -> (N, F) table rows
         self._rel = self._anchor_rot = None
@@ -235,9 +238,10 @@ class MotionCommand:
         """(N,) the table row of every env's current frame."""
         return self.row_base + self.frame
 
-    def _refresh_rows(self) -> None:
-        """row_base for the current clip and frame (a WindowReference refills windows here)."""
-        self.row_base = self.table.row_base(self.clip, self.frame, self.reach)
+    def _refresh_rows(self, ahead: int = 0) -> None:
+        """row_base for the current clip and frame (a WindowReference refills windows here; with
+        ahead=1, at a reset, also those the next step's advance would refill)."""
+        self.row_base = self.table.row_base(self.clip, self.frame, self.reach, self.full_reach, ahead)
 
     def future(self, key: str, horizon: str = "g1") -> torch.Tensor:
         """Reference `key` (a ReferenceTable key) at the horizon's future frames: (N, F, ...)."""
@@ -245,11 +249,23 @@ class MotionCommand:
             return _take(self.table.data[key], self._future_rows(horizon))
         cached = self._future_cache.get((key, horizon))
         if cached is None:
+            self._check_reach(key, horizon)
             rows = self._future_cache.get(horizon)  # the table rows, shared by every key
             if rows is None:
                 rows = self._future_cache[horizon] = self._future_rows(horizon)
             cached = self._future_cache[(key, horizon)] = _take(self.table.data[key], rows)
         return cached
+
+    def _check_reach(self, key: str, horizon: str) -> None:
+        """A WindowReference holds every key only up to full_reach frames ahead (see there)."""
+        light = getattr(self.table, "light_keys", None)
+        h = self.horizons[horizon]
+        if light is not None and key not in light and len(h) and int(h.max()) > self.full_reach:
+            raise ValueError(
+                f"motions.reference=window holds {key!r} only {self.full_reach} frames ahead (the "
+                f"shortest horizon); horizon {horizon!r} reads it {int(h.max())} ahead: window mode "
+                f"reads only {sorted(light)} that far; use reference=cached or table"
+            )
 
     def _future_rows(self, horizon: str) -> torch.Tensor:
         return future_rows(self.row_base, self.frame, self.last_frame, self.horizons[horizon])
@@ -373,7 +389,7 @@ class MotionCommand:
         clip, start = clip.to(self.device), start.to(self.device)
         self.clip[env_ids], self.frame[env_ids], self.start_frame[env_ids] = clip, start, start
         self.table.ensure(self.clip)  # a cached reference computes clips no env followed yet
-        self._refresh_rows()  # after ensure: an arena may have moved clips; windows refill here
+        self._refresh_rows(ahead=1)  # after ensure: an arena may have moved clips; windows refill
         self.last_frame[env_ids] = self.table.clip_frames[clip] - 1
         self.encoder_index[env_ids] = torch.multinomial(
             self.encoder_probs, n, replacement=True, generator=generator

@@ -87,8 +87,14 @@ def make_reference(cfg, fk, robot, *, shard=None, device="cpu", mode: str | None
     if mode == "window":
         from sonic_ray.envs.window_reference import WindowReference
 
+        m = cfg.motions
         return WindowReference(
-            raw, fk, control_fps=cfg.motions.control_fps, window_frames=cfg.motions.window_frames, **kw
+            raw,
+            fk,
+            control_fps=m.control_fps,
+            window_frames=m.window_frames,
+            full_frames=m.window_full_frames,
+            **kw,
         )
     return CachedReference(
         raw, fk, control_fps=cfg.motions.control_fps, cache_frames=cfg.motions.cache_frames, **kw

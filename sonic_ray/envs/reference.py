@@ -18,6 +18,18 @@ import torch
 
 from sonic_ray.motion.frames import clip_angular_velocity, clip_velocity, smpl_joints_local, vr_local
 
+# Keys computed from the stored root and joints and the anchor's chain of bodies alone (no full
+# FK, no points, no body velocities): what `light_frames` gives, at a fraction of a full frame's cost.
+LIGHT_KEYS = (
+    "root_pos_w",
+    "root_quat_w",
+    "root_lin_vel_w",
+    "root_ang_vel_w",
+    "joint_pos",
+    "joint_vel",
+    "anchor_quat_w",
+)
+
 
 class FramePoints:
     """What `reference_frames` needs of the robot, built once: the FK, the anchor body's index and
@@ -25,6 +37,7 @@ class FramePoints:
 
     def __init__(self, fk, *, anchor_body: str, vr_points, smpl_points):
         self.fk = fk
+        self.anchor_body = anchor_body
         self.anchor = fk.body_names.index(anchor_body)
         self.vr_table = fk.point_table(vr_points)
         self.smpl_table = fk.point_table(smpl_points)
@@ -64,6 +77,18 @@ def reference_frames(
     d["body_ang_vel_w"] = clip_angular_velocity(d["body_quat_w"], seg_frames, fps)
     _local_frames(d, points.anchor)
     return d
+
+
+def light_frames(motion_lib, points: FramePoints, clip, local, *, device="cpu") -> dict[str, torch.Tensor]:
+    """The LIGHT_KEYS of frames `local` (S,) of clips `clip` (S,): the same values as
+    `reference_frames` gives for those keys (the same state query, the anchor's pose from its own
+    chain of bodies with the same arithmetic), without the full FK."""
+    clip, local = torch.as_tensor(clip), torch.as_tensor(local)
+    st = motion_lib.state(clip, local.to(torch.float32) / float(motion_lib.control_fps))
+    _, st["anchor_quat_w"] = points.fk.forward(
+        st["root_pos_w"], st["root_quat_w"], st["joint_pos"], only=points.anchor_body
+    )
+    return {k: st[k].to(device, torch.float32) for k in LIGHT_KEYS}
 
 
 def _local_frames(d: dict, anchor: int) -> None:
@@ -119,9 +144,11 @@ class ReferenceTable:
     def ensure(self, clips: torch.Tensor) -> None:
         """Every clip is always here (`CachedReference.ensure` computes the missing ones)."""
 
-    def row_base(self, clip: torch.Tensor, frame: torch.Tensor, reach: int) -> torch.Tensor:
+    def row_base(
+        self, clip: torch.Tensor, frame: torch.Tensor, reach: int, full_reach: int, ahead: int = 0
+    ) -> torch.Tensor:
         """(N,) row of frame 0 of each env's clip (N,): env n reads frame f at row base[n] + f.
-        A full table (or a cached arena) holds whole clips, so frame and reach do not matter;
+        A full table (or a cached arena) holds whole clips, so frame and the reaches do not matter;
         `WindowReference.row_base` moves windows so frames [frame, frame + reach] are held."""
         return self.clip_start[clip]
 

@@ -113,9 +113,18 @@ class TorchFK:
         if not free_seen:
             raise ValueError("TorchFK: the model has no free joint (a floating-base robot is expected)")
 
-    def forward(self, root_pos_w: torch.Tensor, root_quat_w: torch.Tensor, joint_pos: torch.Tensor):
+    def forward(
+        self,
+        root_pos_w: torch.Tensor,
+        root_quat_w: torch.Tensor,
+        joint_pos: torch.Tensor,
+        *,
+        only: str | None = None,
+    ):
         """root_pos_w (..., 3), root_quat_w (..., 4) wxyz, joint_pos (..., J)
-        -> body_pos_w (..., B, 3), body_quat_w (..., B, 4).
+        -> body_pos_w (..., B, 3), body_quat_w (..., B, 4); with `only` (an output body's name) just
+        that body's pose (..., 3), (..., 4), from its chain of parents alone (the same arithmetic,
+        so the same values as the full call's).
         """
         if joint_pos.shape[-1] != self.num_joints:
             raise ValueError(
@@ -127,8 +136,14 @@ class TorchFK:
         pos: list[torch.Tensor] = [torch.zeros(*batch, 3, **kw)]
         quat: list[torch.Tensor] = [torch.zeros(*batch, 4, **kw)]
         quat[0][..., 0] = 1.0
+        target = None if only is None else self._out_ids[self.body_names.index(only)]
+        chain = None if target is None else self._chain(target)
         for b in range(1, len(self._kind)):
             kind = self._kind[b]
+            if chain is not None and b not in chain:
+                pos.append(None)
+                quat.append(None)
+                continue
             if kind == "root":
                 pos.append(root_pos_w.expand(*batch, 3))
                 quat.append(quat_normalize(root_quat_w).expand(*batch, 4))
@@ -144,11 +159,21 @@ class TorchFK:
                 bp = xanchor - quat_apply(bq, anchor.expand(*batch, 3))
             pos.append(bp)
             quat.append(bq)
+        if target is not None:
+            return pos[target], quat[target]
         body_pos_w = torch.stack([pos[i] for i in self._out_ids], dim=-2)
         body_quat_w = torch.stack([quat[i] for i in self._out_ids], dim=-2)
         return body_pos_w, body_quat_w
 
     __call__ = forward
+
+    def _chain(self, body: int) -> set[int]:
+        """Model body ids from `body` up to the world."""
+        out = set()
+        while body > 0:
+            out.add(body)
+            body = self._parent[body]
+        return out
 
     def point_table(self, points: Sequence[PointSpec]) -> tuple[torch.Tensor, torch.Tensor]:
         """(P,) output-body indices and (P, 3) offsets for named points."""

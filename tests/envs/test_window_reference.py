@@ -18,7 +18,7 @@ from sonic_ray.robots import G1
 SECONDS = (1.0, 2.2, 0.5, 1.6)
 
 
-def _window(path, fk, window_frames):
+def _window(path, fk, window_frames, full_frames=None):
     return WindowReference(
         RawShard(path),
         fk,
@@ -27,6 +27,7 @@ def _window(path, fk, window_frames):
         vr_points=G1.vr_points,
         smpl_points=G1.smpl_keypoints,
         window_frames=window_frames,
+        full_frames=window_frames if full_frames is None else full_frames,
     )
 
 
@@ -44,35 +45,38 @@ def _command(table, n, **kw):
     )
 
 
-def _assert_rows_equal(full, win, clip, frame, base):
+def _assert_rows_equal(full, win, clip, frame, base, keys=None):
     want, got = full.clip_start[clip] + frame, base + frame
-    for key, table in full.data.items():
-        assert torch.equal(win.data[key][got], table[want]), key
+    for key in keys or full.data:
+        assert torch.equal(win.data[key][got], full.data[key][want]), key
 
 
 def test_window_rows_equal_the_table_at_every_frame_of_every_clip(tmp_path):
     """Envs walk every clip from each start to its end (refills mid-clip, windows cut at clip ends,
-    one-sided velocities at both ends, central ones at every window edge)."""
+    one-sided velocities at both ends, central ones at every window edge): every key up to
+    full_reach frames ahead, the light keys up to reach."""
     store = tiny_store(tmp_path / "tiny.parquet", clips=4, seconds=SECONDS, fps=30.0)
     full, fk, _ = reference_table(store)
-    win = _window(store, fk, window_frames=12)
-    n, reach = 8, 5
+    win = _window(store, fk, window_frames=12, full_frames=5)
+    n, reach, full_reach = 8, 7, 2
     clip = torch.arange(n) % full.num_clips
     frame = torch.tensor([0, 0, 0, 0, 3, 40, 7, 50]).minimum(full.clip_frames[clip] - 1)
     last = full.clip_frames[clip] - 1
     for _ in range(int(full.clip_frames.max()) + 2):
-        base = win.row_base(clip, frame, reach)
+        base = win.row_base(clip, frame, reach, full_reach)
         for off in range(reach + 1):
-            _assert_rows_equal(full, win, clip, torch.minimum(frame + off, last), base)
+            keys = None if off <= full_reach else sorted(win.light_keys)
+            _assert_rows_equal(full, win, clip, torch.minimum(frame + off, last), base, keys)
         frame = torch.minimum(frame + 1, last)
     assert win.data["joint_pos"].shape[0] == n * 12
-    assert win.rows_computed < 0.5 * n * int(full.clip_frames.max()) * 12  # not a fill per step
+    assert win.rows_computed < 0.5 * n * int(full.clip_frames.max()) * 5  # not a fill per step
+    assert win.light_rows_computed > 0
 
 
 def test_command_in_window_mode_reads_what_the_table_gives_across_resets(tmp_path):
     store = tiny_store(tmp_path / "tiny.parquet", clips=5, seconds=SECONDS)
     full, fk, _ = reference_table(store)
-    win = _window(store, fk, window_frames=50)  # > 45, the default g1 horizon's furthest frame
+    win = _window(store, fk, window_frames=50, full_frames=12)  # > 45 and 9: the horizons' ends
     out = []
     for table in (full, win):
         cmd = _command(table, 6)
@@ -115,8 +119,25 @@ def test_a_window_shorter_than_the_horizon_is_refused(tmp_path):
     _, fk, _ = reference_table(store)
     with pytest.raises(ValueError, match="motions.window_frames"):
         _command(_window(store, fk, window_frames=20), 2).resample(torch.arange(2), torch.Generator())
+    with pytest.raises(ValueError, match="motions.window_full_frames"):
+        _command(_window(store, fk, 50, 9), 2).resample(torch.arange(2), torch.Generator())
     with pytest.raises(ConfigError, match="'motions.window_frames'"):
         load_config(["+exp=demo", "motions.window_frames=45"])
+    with pytest.raises(ConfigError, match="'motions.window_full_frames'"):
+        load_config(["+exp=demo", "motions.window_full_frames=9"])
+    with pytest.raises(ConfigError, match="'motions.window_full_frames'"):
+        load_config(["+exp=demo", "motions.window_full_frames=65"])
+
+
+def test_window_mode_refuses_a_full_key_read_past_the_short_horizon(tmp_path):
+    store = tiny_store(tmp_path / "tiny.parquet", clips=2)
+    _, fk, _ = reference_table(store)
+    cmd = _command(_window(store, fk, 50, 12), 2)
+    cmd.resample(torch.arange(2), torch.Generator())
+    cmd.update_reference()
+    cmd.future("joint_pos", "g1")  # light: fine 45 frames ahead
+    with pytest.raises(ValueError, match="body_pos_w"):
+        cmd.future("body_pos_w", "g1")
     with pytest.raises(ConfigError, match="'motions.reference'"):
         load_config(["+exp=demo", "motions.reference=windowed"])
 
@@ -135,6 +156,7 @@ def test_env_in_window_mode_steps_like_the_table_env(tmp_path):
                 "sim.backend=mujoco",
                 f"motions.reference={mode}",
                 "motions.window_frames=48",
+                "motions.window_full_frames=12",
                 "env.observations.policy.enable_corruption=false",
             ]
         )
