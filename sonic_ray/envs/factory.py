@@ -63,13 +63,12 @@ def load_motions(cfg, *, shard=None, device="cpu", fk=None):
     )
 
 
-REFERENCE_MODES = ("table", "cached", "window")
-
-
 def make_reference(cfg, fk, robot, *, shard=None, device="cpu", mode: str | None = None):
     """The runner's reference (motions.reference, or `mode`): the full ReferenceTable of its shard,
     a CachedReference (whole clips in an arena) or a WindowReference (W frames per env) over the
     shard's stored arrays."""
+    from sonic_ray.config.compose import REFERENCE_MODES
+
     mode = cfg.motions.reference if mode is None else mode
     kw = dict(
         anchor_body=robot.anchor_body,
