@@ -131,6 +131,8 @@ class TorchFK:
                 )
         if not free_seen:
             raise ValueError("TorchFK: the model has no free joint (a floating-base robot is expected)")
+        self._root = self._kind.index("root")
+        self._levels: dict[str | None, list[dict]] = {}
 
     def forward(
         self,
@@ -152,39 +154,69 @@ class TorchFK:
         kw = dict(device=self.device, dtype=self.dtype)
         root_pos_w, root_quat_w, joint_pos = (x.to(**kw) for x in (root_pos_w, root_quat_w, joint_pos))
         batch = torch.broadcast_shapes(root_pos_w.shape[:-1], root_quat_w.shape[:-1], joint_pos.shape[:-1])
-        pos: list[torch.Tensor] = [torch.zeros(*batch, 3, **kw)]
-        quat: list[torch.Tensor] = [torch.zeros(*batch, 4, **kw)]
+        pos: list[torch.Tensor | None] = [None] * len(self._kind)
+        quat: list[torch.Tensor | None] = [None] * len(self._kind)
+        pos[0] = torch.zeros(*batch, 3, **kw)
+        quat[0] = torch.zeros(*batch, 4, **kw)
         quat[0][..., 0] = 1.0
-        target = None if only is None else self._out_ids[self.body_names.index(only)]
-        chain = None if target is None else self._chain(target)
-        for b in range(1, len(self._kind)):
-            kind = self._kind[b]
-            if chain is not None and b not in chain:
-                pos.append(None)
-                quat.append(None)
-                continue
-            if kind == "root":
-                pos.append(root_pos_w.expand(*batch, 3))
-                quat.append(quat_normalize(root_quat_w).expand(*batch, 4))
-                continue
-            p = self._parent[b]
-            bp = pos[p] + quat_apply(quat[p], self._local_pos[b].expand(*batch, 3))
-            bq = _quat_mul(quat[p], self._local_quat[b].expand(*batch, 4))
-            if kind == "hinge":
-                col, axis, anchor, q0 = self._hinge[b]
-                qloc = quat_from_axis_angle(axis.expand(*batch, 3), joint_pos[..., col].expand(batch) - q0)
-                xanchor = bp + quat_apply(bq, anchor.expand(*batch, 3))
+        pos[self._root] = root_pos_w.expand(*batch, 3)
+        quat[self._root] = quat_normalize(root_quat_w).expand(*batch, 4)
+        for lv in self._levels_of(only):
+            k, n = lv["kind"], len(lv["ids"])
+            pp = torch.stack([pos[p] for p in lv["parents"]], dim=-2)  # (..., K, 3) parents' poses
+            pq = torch.stack([quat[p] for p in lv["parents"]], dim=-2)
+            bp = pp + quat_apply(pq, lv["local_pos"].expand(*batch, n, 3))
+            bq = _quat_mul(pq, lv["local_quat"].expand(*batch, n, 4))
+            if k == "hinge":
+                anchor = lv["anchor"].expand(*batch, n, 3)
+                angle = joint_pos.index_select(-1, lv["cols"]).expand(*batch, n) - lv["q0"]
+                qloc = quat_from_axis_angle(lv["axis"].expand(*batch, n, 3), angle)
+                xanchor = bp + quat_apply(bq, anchor)
                 bq = _quat_mul(bq, qloc)
-                bp = xanchor - quat_apply(bq, anchor.expand(*batch, 3))
-            pos.append(bp)
-            quat.append(bq)
-        if target is not None:
+                bp = xanchor - quat_apply(bq, anchor)
+            for i, b in enumerate(lv["ids"]):
+                pos[b], quat[b] = bp[..., i, :], bq[..., i, :]
+        if only is not None:
+            target = self._out_ids[self.body_names.index(only)]
             return pos[target], quat[target]
         body_pos_w = torch.stack([pos[i] for i in self._out_ids], dim=-2)
         body_quat_w = torch.stack([quat[i] for i in self._out_ids], dim=-2)
         return body_pos_w, body_quat_w
 
     __call__ = forward
+
+    def _levels_of(self, only: str | None) -> list[dict]:
+        """The bodies below the root grouped by depth and kind (one batch of tensor ops per group:
+        10 groups instead of 29 bodies for the G1, the same arithmetic per body), cut to `only`'s
+        chain when given; built once per `only`."""
+        levels = self._levels.get(only)
+        if levels is not None:
+            return levels
+        chain = None if only is None else self._chain(self._out_ids[self.body_names.index(only)])
+        depth, groups = [0] * len(self._kind), {}
+        for b in range(1, len(self._kind)):
+            depth[b] = depth[self._parent[b]] + 1
+            if self._kind[b] != "root" and (chain is None or b in chain):
+                groups.setdefault((depth[b], self._kind[b]), []).append(b)
+        levels = []
+        for (_, kind), ids in sorted(groups.items()):
+            rows = torch.tensor(ids, device=self.device)
+            lv = {
+                "kind": kind,
+                "ids": ids,
+                "parents": [self._parent[b] for b in ids],
+                "local_pos": self._local_pos[rows],
+                "local_quat": self._local_quat[rows],
+            }
+            if kind == "hinge":
+                h = [self._hinge[b] for b in ids]
+                lv["cols"] = torch.tensor([x[0] for x in h], device=self.device)
+                lv["axis"] = torch.stack([x[1] for x in h])
+                lv["anchor"] = torch.stack([x[2] for x in h])
+                lv["q0"] = torch.tensor([x[3] for x in h], dtype=self.dtype, device=self.device)
+            levels.append(lv)
+        self._levels[only] = levels
+        return levels
 
     def _chain(self, body: int) -> set[int]:
         """Model body ids from `body` up to the world."""
