@@ -6,14 +6,19 @@ each) and imported through the real path into a sharded store twice, with 1 and 
 workers (Ray started once beforehand, so the times are the pipeline's). Then, each in a fresh
 process (`motion_probe`): the training driver's start-up (config, probe env, global bins) and a
 runner's env on shard (0, 2) built and stepped, in each reference mode, against a runner on a
-1-clip store (subtracted: interpreter, torch, MuJoCo, policy-free env).
+1-clip store with as many envs (subtracted: interpreter, torch, MuJoCo, policy-free env, and a
+window runner's N x W rows, which do not grow with the store); then the modes' envs stepped in one
+process, interleaved (`motion_probe.steps`), for env_step_ms and its ratio to the table's.
 
 Keys: import_2_over_1 (steady clips/s with 2 workers over 1: batches of 2 files after the first
 result, so the actor pool's start-up is left out; `import_2_over_1_end_to_end` includes it),
 store_over_raw (shard bytes over the raw
-float32 arrays: root pose + joints), runner_rss_over_raw[_table] ((RSS - 1-clip RSS) over the
-shard's raw arrays), driver_start_s (and driver_start_s_1clip), reset_4096_ms / step_4096_ms
-(reference reset and step for 4096 envs' queries), env_step_ms at `num_envs` envs per mode.
+float32 arrays: root pose + joints), driver_start_s (and driver_start_s_1clip); per runner mode
+(no suffix: `window`, the recommended on-demand mode; `_cached`: whole clips in an arena; `_table`):
+runner_rss_over_raw ((RSS - 1-clip RSS) over the shard's raw arrays), runner_rss_mb,
+runner_build_s, reference_rows, reset_4096_ms / step_4096_ms (reference reset and step for 4096
+envs' queries; not for window, whose rows are per env); from the interleaved steps:
+env_step_ms_<mode> at `num_envs` envs, env_step_<mode>_over_table, resets_per_step.
 """
 
 from __future__ import annotations
@@ -110,6 +115,26 @@ def _probe(kind: str, **kw) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def step_comparison(store: str, modes, num_envs: int, steps: int = 20, overrides=()) -> dict:
+    """env_step_ms per mode from one process stepping the modes' envs interleaved (shard (0, 2)),
+    and each on-demand mode's ratio to the table's when the table was measured."""
+    s = _probe(
+        "steps",
+        store=store,
+        shard=[0, 2],
+        modes=list(modes),
+        num_envs=num_envs,
+        steps=steps,
+        overrides=list(overrides),
+    )
+    out = {k: v for k, v in s.items() if not k.startswith("resets_per_step")}
+    out["resets_per_step"] = s[f"resets_per_step_{modes[0]}"]  # same seed, same episodes in every mode
+    if "table" in modes:
+        for m in modes[:-1]:
+            out[f"env_step_{m}_over_table"] = s[f"env_step_ms_{m}"] / s["env_step_ms_table"]
+    return out
+
+
 def run(
     *,
     num_clips: int = 10_000,
@@ -121,6 +146,7 @@ def run(
     table_mode: bool | None = None,
     seed: int = 0,
     workdir: str | None = None,
+    step_overrides=(),
 ) -> dict:
     import ray
 
@@ -182,22 +208,23 @@ def run(
             driver_rss_mb=dn["rss_bytes"] / 1e6,
             driver_rss_mb_1clip=d1["rss_bytes"] / 1e6,
         )
-        for mode in ("cached", "table") if table_mode else ("cached",):
+        modes = ("window", "cached", "table") if table_mode else ("window", "cached")
+        for mode in modes:
             base = _probe("runner", store=one, shard=[0, 1], mode=mode, num_envs=num_envs)
             r = _probe("runner", store=store, shard=[0, 2], mode=mode, num_envs=num_envs)
-            suffix = "" if mode == "cached" else "_table"
+            suffix = "" if mode == "window" else f"_{mode}"
             result.update(
                 {
                     f"runner_rss_over_raw{suffix}": (r["rss_bytes"] - base["rss_bytes"]) / raw_shard,
                     f"runner_rss_mb{suffix}": r["rss_bytes"] / 1e6,
                     f"runner_rss_mb_1clip{suffix}": base["rss_bytes"] / 1e6,
                     f"runner_build_s{suffix}": r["build_s"],
-                    f"env_step_ms{suffix}": r["env_step_ms"],
-                    f"reset_4096_ms{suffix}": r["reset_4096_ms"],
-                    f"step_4096_ms{suffix}": r["step_4096_ms"],
                     f"reference_rows{suffix}": r["reference_rows"],
+                    **{f"{k}{suffix}": r[k] for k in ("reset_4096_ms", "step_4096_ms") if k in r},
                 }
             )
+        result.update(step_comparison(store, modes, num_envs, overrides=step_overrides))
+        result["step_overrides"] = list(step_overrides)
         result["num_envs"] = num_envs
         return result
     finally:
@@ -222,6 +249,13 @@ def add_parser(subparsers) -> None:
         "--workdir", default=None, help="folder for the generated files (default: the system temp)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--step-override",
+        action="append",
+        default=[],
+        help="config override for the interleaved env-step comparison (repeatable), e.g. "
+        "'env/terminations@env.terminations=eval' for fewer resets than the training terminations",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=_cmd)
 
@@ -229,7 +263,12 @@ def add_parser(subparsers) -> None:
 def _cmd(args) -> int:
     table = None if args.table == "auto" else args.table == "yes"
     result = run(
-        num_clips=args.clips, num_envs=args.num_envs, table_mode=table, seed=args.seed, workdir=args.workdir
+        num_clips=args.clips,
+        num_envs=args.num_envs,
+        table_mode=table,
+        seed=args.seed,
+        workdir=args.workdir,
+        step_overrides=args.step_override,
     )
     if args.json:
         print(json.dumps(result))

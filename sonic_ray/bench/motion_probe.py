@@ -1,8 +1,10 @@
 """Child processes of `sonic-ray bench motion`: one runner or one driver start-up, measured alone.
 
-`python -m sonic_ray.bench.motion_probe runner|driver JSON_ARGS` prints one JSON line. A fresh
-process per measurement, so resident memory is the runner's own (no bench state) and the driver's
-start-up is cold (the manifest cache empty).
+`python -m sonic_ray.bench.motion_probe runner|steps|driver JSON_ARGS` prints one JSON line. A
+fresh process per measurement, so resident memory is the runner's own (no bench state) and the
+driver's start-up is cold (the manifest cache empty). `steps` times the reference modes' envs in one
+process, their steps interleaved, so a load on the machine weighs on every mode alike and the
+ratios hold where the absolute times drift.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _cfg(store: str, mode: str, num_envs: int):
+def _cfg(store: str, mode: str, num_envs: int, overrides=()):
     from sonic_ray.config import load_config
 
     return load_config(
@@ -30,6 +32,7 @@ def _cfg(store: str, mode: str, num_envs: int):
             f"env.num_envs={num_envs}",
             "device=cpu",
             "sim.backend=mujoco",
+            *overrides,
         ]
     )
 
@@ -64,7 +67,44 @@ def runner(
         "reference_rows": int(env.cmd.table.data["joint_pos"].shape[0]),
         "table_bytes": env.cmd.table.nbytes(),
     }
-    out.update(_queries(env, queries))
+    if mode != "window":  # windows are per env: 4096 envs' windows would be ~0.5 GB on their own
+        out.update(_queries(env, queries))
+    return out
+
+
+def steps(
+    store: str, shard: list[int], modes: list[str], num_envs: int = 256, steps: int = 20, overrides=()
+) -> dict:
+    """env_step_ms of each reference mode's env (same seed, zero actions: the same episodes), the
+    modes' steps interleaved in this one process; resets_per_step (envs reset per step, what the
+    on-demand modes pay FK for) and, for window, the reference frames it computed per step (full
+    ones, light ones). `overrides`: config overrides for every mode (e.g. other terminations)."""
+    import torch
+
+    from sonic_ray.envs.factory import make_env
+
+    torch.set_num_threads(1)
+    envs = {m: make_env(_cfg(store, m, num_envs, overrides), shard=tuple(shard), seed=0) for m in modes}
+    zero = torch.zeros(num_envs, next(iter(envs.values())).action_dim)
+    for env in envs.values():
+        env.reset()
+        for _ in range(3):
+            env.step(zero)
+    counters = ("rows_computed", "light_rows_computed")
+    rows0 = {(m, c): getattr(e.cmd.table, c, 0) for m, e in envs.items() for c in counters}
+    spent, resets = dict.fromkeys(modes, 0.0), dict.fromkeys(modes, 0)
+    for _ in range(steps):
+        for m, env in envs.items():
+            t0 = time.perf_counter()
+            info = env.step(zero)[4]
+            spent[m] += time.perf_counter() - t0
+            resets[m] += len(info["done_ids"])
+    out = {f"env_step_ms_{m}": 1e3 * spent[m] / steps for m in modes}
+    out.update({f"resets_per_step_{m}": resets[m] / steps for m in modes})
+    for m, e in envs.items():
+        if hasattr(e.cmd.table, "rows_computed"):
+            full, light = ((getattr(e.cmd.table, c) - rows0[m, c]) / steps for c in counters)
+            out[f"frames_computed_per_step_{m}"], out[f"light_frames_computed_per_step_{m}"] = full, light
     return out
 
 
@@ -116,4 +156,4 @@ def driver(store: str) -> dict:
 
 if __name__ == "__main__":
     kind, args = sys.argv[1], json.loads(sys.argv[2])
-    print(json.dumps({"runner": runner, "driver": driver}[kind](**args)))
+    print(json.dumps({"runner": runner, "steps": steps, "driver": driver}[kind](**args)))

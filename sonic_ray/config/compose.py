@@ -102,6 +102,33 @@ def _check(ok: bool, key: str, expected: str, got) -> None:
         raise ConfigError(f"config key '{key}': expected {expected}, got {got!r}")
 
 
+REFERENCE_MODES = ("table", "cached", "window")
+
+
+def _check_motions(cfg: SonicConfig) -> None:
+    """motions.reference and its sizes; a window must hold the furthest future frame observed."""
+    m, mc = cfg.motions, cfg.env.commands.motion
+    _check(m.reference in REFERENCE_MODES, "motions.reference", f"one of {REFERENCE_MODES}", m.reference)
+    _check(m.cache_frames >= 1, "motions.cache_frames", "an integer >= 1", m.cache_frames)
+    reaches = (
+        round((max(mc.num_future_frames, 1) - 1) * mc.future_dt * m.control_fps),
+        round((max(mc.smpl_num_future_frames, 1) - 1) * mc.smpl_future_dt * m.control_fps),
+    )
+    _check(
+        m.window_frames > max(reaches),
+        "motions.window_frames",
+        f"an integer > {max(reaches)} (the furthest future frame the observations read)",
+        m.window_frames,
+    )
+    _check(
+        min(reaches) < m.window_full_frames <= m.window_frames,
+        "motions.window_full_frames",
+        f"an integer in {min(reaches) + 1}..motions.window_frames ({m.window_frames}): above the "
+        "shortest horizon's furthest frame",
+        m.window_full_frames,
+    )
+
+
 def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     """Value checks that types cannot express. Raises ConfigError naming the first bad key.
     `conf`: cfg as the schema-merged DictConfig (what the sweep keys are looked up in)."""
@@ -132,6 +159,7 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
         env.action_clip > 0, "env.action_clip", "> 0 (actions are clipped to +-action_clip)", env.action_clip
     )
     _check(cfg.sim.num_threads >= 1, "sim.num_threads", "an integer >= 1", cfg.sim.num_threads)
+    _check_motions(cfg)
     _check(0 <= env.events.level <= 4, "env.events.level", "an integer in 0..4", env.events.level)
     for name, term in env.events.terms.items():
         _check(term.mode in EVENT_MODES, f"env.events.terms.{name}.mode", f"one of {EVENT_MODES}", term.mode)

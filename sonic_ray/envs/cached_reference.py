@@ -141,6 +141,12 @@ class CachedReference:
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.data.values())
 
+    def row_base(
+        self, clip: torch.Tensor, frame: torch.Tensor, reach: int, full_reach: int, ahead: int = 0
+    ) -> torch.Tensor:
+        """(N,) arena row of frame 0 of each env's clip (resident: MotionCommand ensures them)."""
+        return self.clip_start[clip]
+
     def ensure(self, clips: torch.Tensor) -> None:
         """Make every clip in `clips` (any shape, long) resident; others may be evicted."""
         need = torch.unique(clips).tolist()

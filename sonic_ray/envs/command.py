@@ -71,12 +71,13 @@ def _take(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def future_rows(
-    table, clip: torch.Tensor, frame: torch.Tensor, last_frame: torch.Tensor, offsets: torch.Tensor
+    base: torch.Tensor, frame: torch.Tensor, last_frame: torch.Tensor, offsets: torch.Tensor
 ) -> torch.Tensor:
-    """(M, F) table rows of the F future frames `offsets` (F,) after frame (M,) of clip (M,), held
-    at last_frame (M,): what both MotionCommand and ReferenceView gather."""
+    """(M, F) table rows of the F future frames `offsets` (F,) after frame (M,), held at
+    last_frame (M,), frame f being at row base (M,) + f: what both MotionCommand and ReferenceView
+    gather."""
     f = torch.minimum(frame[:, None] + offsets, last_frame[:, None])
-    return table.clip_start[clip][:, None] + f
+    return base[:, None] + f
 
 
 class ReferenceView:
@@ -106,7 +107,8 @@ class ReferenceView:
         self.horizons, self.lower_body_joint_ids = horizons, lower_body_joint_ids
         self.robot_anchor_pos_w, self.robot_anchor_quat_w = robot_anchor_pos_w, robot_anchor_quat_w
         self.robot_anchor_rot_w = quat_to_matrix(robot_anchor_quat_w)
-        g = table.clip_start[clip] + frame
+        self.base = table.clip_start[clip]
+        g = self.base + frame
         d = table.data
         for key in ("vr_pos_local", "vr_ori_local"):
             setattr(self, "ref_" + key, d[key].index_select(0, g))
@@ -118,7 +120,7 @@ class ReferenceView:
         rows = self._rows.get(horizon)
         if rows is None:
             rows = self._rows[horizon] = future_rows(
-                self.table, self.clip, self.frame, self.last_frame, self.horizons[horizon]
+                self.base, self.frame, self.last_frame, self.horizons[horizon]
             )
         return _take(self.table.data[key], rows)
 
@@ -207,6 +209,13 @@ class MotionCommand:
         z = lambda: torch.zeros(self.num_envs, dtype=torch.long, device=self.device)  # noqa: E731
         self.clip, self.frame, self.start_frame, self.encoder_index = z(), z(), z(), z()
         self.last_frame = z()
+        # env n's frame f is row row_base[n] + f of table.data (the clip's start in a full table or
+        # arena, the env's window in a WindowReference): refreshed whenever clip or frame change
+        self.row_base = z()
+        # frames ahead observed: any key up to the shortest horizon's end, the LIGHT_KEYS of a
+        # WindowReference beyond it (what the g1 horizon reads)
+        ends = [int(h.max()) if len(h) else 0 for h in self.horizons.values()]
+        self.reach, self.full_reach = max(ends), min(ends)
         self.ref_root_height_ema = torch.zeros(self.num_envs, device=self.device)
         self._future_cache: dict = {}  # (key, horizon) -> (N, F, ...); horizon -> (N, F) table rows
         self._rel = self._anchor_rot = None
@@ -226,7 +235,13 @@ class MotionCommand:
 
     @property
     def global_frame(self) -> torch.Tensor:
-        return self.table.clip_start[self.clip] + self.frame
+        """(N,) the table row of every env's current frame."""
+        return self.row_base + self.frame
+
+    def _refresh_rows(self, ahead: int = 0) -> None:
+        """row_base for the current clip and frame (a WindowReference refills windows here; with
+        ahead=1, at a reset, also those the next step's advance would refill)."""
+        self.row_base = self.table.row_base(self.clip, self.frame, self.reach, self.full_reach, ahead)
 
     def future(self, key: str, horizon: str = "g1") -> torch.Tensor:
         """Reference `key` (a ReferenceTable key) at the horizon's future frames: (N, F, ...)."""
@@ -234,14 +249,26 @@ class MotionCommand:
             return _take(self.table.data[key], self._future_rows(horizon))
         cached = self._future_cache.get((key, horizon))
         if cached is None:
+            self._check_reach(key, horizon)
             rows = self._future_cache.get(horizon)  # the table rows, shared by every key
             if rows is None:
                 rows = self._future_cache[horizon] = self._future_rows(horizon)
             cached = self._future_cache[(key, horizon)] = _take(self.table.data[key], rows)
         return cached
 
+    def _check_reach(self, key: str, horizon: str) -> None:
+        """A WindowReference holds every key only up to full_reach frames ahead (see there)."""
+        light = getattr(self.table, "light_keys", None)
+        h = self.horizons[horizon]
+        if light is not None and key not in light and len(h) and int(h.max()) > self.full_reach:
+            raise ValueError(
+                f"motions.reference=window holds {key!r} only {self.full_reach} frames ahead (the "
+                f"shortest horizon); horizon {horizon!r} reads it {int(h.max())} ahead: window mode "
+                f"reads only {sorted(light)} that far; use reference=cached or table"
+            )
+
     def _future_rows(self, horizon: str) -> torch.Tensor:
-        return future_rows(self.table, self.clip, self.frame, self.last_frame, self.horizons[horizon])
+        return future_rows(self.row_base, self.frame, self.last_frame, self.horizons[horizon])
 
     def _memo(self, slot: str, compute):
         """A value derived from the current state, kept in attribute `slot` until the state changes
@@ -277,7 +304,7 @@ class MotionCommand:
         self._future_cache.clear()
         d = self.table.data
         if env_ids is not None and getattr(self, "ref_vr_ori_local", None) is not None:
-            g = self.table.clip_start[self.clip[env_ids]] + self.frame[env_ids]
+            g = self.row_base[env_ids] + self.frame[env_ids]
             for key in self._REF_KEYS:
                 getattr(self, "ref_" + key).index_copy_(0, env_ids, d[key].index_select(0, g))
             self._rel = None
@@ -326,6 +353,7 @@ class MotionCommand:
     def advance(self) -> None:
         """Next frame, and the running reference height takes the new frame's anchor height in."""
         self.frame = torch.minimum(self.frame + 1, self.last_frame)
+        self._refresh_rows()
         z = self.table.data["body_pos_w"].index_select(0, self.global_frame)[:, self.anchor_index, 2]
         self.ref_root_height_ema = REF_HEIGHT_EMA * z + (1.0 - REF_HEIGHT_EMA) * self.ref_root_height_ema
 
@@ -347,6 +375,7 @@ class MotionCommand:
         for k in self._STATE:
             setattr(self, k, state[k].clone().to(self.device))
         self.table.ensure(self.clip)
+        self._refresh_rows()
         self.sampler.load_state_dict(state["sampler"])
         self._future_cache.clear()
         self.update_reference()
@@ -360,12 +389,13 @@ class MotionCommand:
         clip, start = clip.to(self.device), start.to(self.device)
         self.clip[env_ids], self.frame[env_ids], self.start_frame[env_ids] = clip, start, start
         self.table.ensure(self.clip)  # a cached reference computes clips no env followed yet
+        self._refresh_rows(ahead=1)  # after ensure: an arena may have moved clips; windows refill
         self.last_frame[env_ids] = self.table.clip_frames[clip] - 1
         self.encoder_index[env_ids] = torch.multinomial(
             self.encoder_probs, n, replacement=True, generator=generator
         )
         self._future_cache.clear()
-        g = self.table.clip_start[clip] + start
+        g = self.row_base[env_ids] + start
         d = self.table.data
         self.ref_root_height_ema[env_ids] = d["body_pos_w"].index_select(0, g)[:, self.anchor_index, 2]
         # index_select copies: the noise below never writes into the table.

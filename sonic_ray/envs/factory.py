@@ -63,25 +63,41 @@ def load_motions(cfg, *, shard=None, device="cpu", fk=None):
     )
 
 
-def make_reference(cfg, fk, robot, *, shard=None, device="cpu"):
-    """The runner's reference (motions.reference): the full ReferenceTable of its shard, or a
-    CachedReference over the shard's stored arrays."""
+def make_reference(cfg, fk, robot, *, shard=None, device="cpu", mode: str | None = None):
+    """The runner's reference (motions.reference, or `mode`): the full ReferenceTable of its shard,
+    a CachedReference (whole clips in an arena) or a WindowReference (W frames per env) over the
+    shard's stored arrays."""
+    from sonic_ray.config.compose import REFERENCE_MODES
+
+    mode = cfg.motions.reference if mode is None else mode
     kw = dict(
         anchor_body=robot.anchor_body,
         vr_points=robot.vr_points,
         smpl_points=robot.smpl_keypoints,
         device=device,
     )
-    if cfg.motions.reference == "table":
+    if mode == "table":
         return ReferenceTable(load_motions(cfg, shard=shard, device=device), fk, **kw)
-    if cfg.motions.reference == "cached":
-        from sonic_ray.envs.cached_reference import CachedReference, RawShard
+    if mode not in REFERENCE_MODES:
+        raise ValueError(f"motions.reference: {mode!r}, expected one of {', '.join(REFERENCE_MODES)}")
+    from sonic_ray.envs.cached_reference import CachedReference, RawShard
 
-        raw = RawShard(motion_store_path(cfg), shard)
-        return CachedReference(
-            raw, fk, control_fps=cfg.motions.control_fps, cache_frames=cfg.motions.cache_frames, **kw
+    raw = RawShard(motion_store_path(cfg), shard)
+    if mode == "window":
+        from sonic_ray.envs.window_reference import WindowReference
+
+        m = cfg.motions
+        return WindowReference(
+            raw,
+            fk,
+            control_fps=m.control_fps,
+            window_frames=m.window_frames,
+            full_frames=m.window_full_frames,
+            **kw,
         )
-    raise ValueError(f"motions.reference: {cfg.motions.reference!r}, expected 'table' or 'cached'")
+    return CachedReference(
+        raw, fk, control_fps=cfg.motions.control_fps, cache_frames=cfg.motions.cache_frames, **kw
+    )
 
 
 def make_sim(cfg, model, *, num_envs: int, device):
@@ -166,7 +182,7 @@ def make_env(
     fk = TorchFK(model, robot, device=device)
     table = make_reference(cfg, fk, robot, shard=shard, device=device)
     sampler = make_sampler(cfg, table, device=device)
-    if cfg.motions.reference == "cached" and table.num_clips > 1:
+    if cfg.motions.reference in ("cached", "window") and table.num_clips > 1:
         # a runner holds its shard and nothing of the store index past this point (the driver's
         # one-clip probe keeps it cached for its bin count)
         from sonic_ray.motion.sharded import forget

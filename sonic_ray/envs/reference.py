@@ -18,6 +18,88 @@ import torch
 
 from sonic_ray.motion.frames import clip_angular_velocity, clip_velocity, smpl_joints_local, vr_local
 
+# Keys computed from the stored root and joints and the anchor's chain of bodies alone (no full
+# FK, no points, no body velocities): what `light_frames` gives, at a fraction of a full frame's cost.
+LIGHT_KEYS = (
+    "root_pos_w",
+    "root_quat_w",
+    "root_lin_vel_w",
+    "root_ang_vel_w",
+    "joint_pos",
+    "joint_vel",
+    "anchor_quat_w",
+)
+
+
+class FramePoints:
+    """What `reference_frames` needs of the robot, built once: the FK, the anchor body's index and
+    the VR / SMPL point tables."""
+
+    def __init__(self, fk, *, anchor_body: str, vr_points, smpl_points):
+        self.fk = fk
+        self.anchor_body = anchor_body
+        self.anchor = fk.body_names.index(anchor_body)
+        self.vr_table = fk.point_table(vr_points)
+        self.smpl_table = fk.point_table(smpl_points)
+
+
+def reference_frames(
+    motion_lib, points: FramePoints, clip, local, seg_frames, *, device="cpu", chunk: int = 8192
+) -> dict[str, torch.Tensor]:
+    """The reference rows of frames `local` (S,) of clips `clip` (S,) of `motion_lib`: the one
+    implementation of how a reference frame is computed (the full table, the cached arena and the
+    per-env windows all call it). The S rows are runs of consecutive frames of one clip each,
+    `seg_frames` (R,) long (sum S): body velocities are finite differences inside a run, central
+    inside, one-sided at its ends, so a run that is a whole clip gives the clip's velocities and a
+    run extended by one frame each side (where the clip has one) gives exact velocities on its
+    inner frames. Returns the keys listed in ReferenceTable, each (S, ...) float32 on `device`."""
+    fk, fps = points.fk, float(motion_lib.control_fps)
+    clip, local = torch.as_tensor(clip), torch.as_tensor(local)
+    parts: dict[str, list[torch.Tensor]] = {}
+    vr_body_ids = points.vr_table[0]
+    for s in range(0, len(clip), chunk):
+        c, t = clip[s : s + chunk], local[s : s + chunk].to(torch.float32) / fps
+        st = motion_lib.state(c, t)
+        bp, bq = fk.forward(st["root_pos_w"], st["root_quat_w"], st["joint_pos"])
+        st["body_pos_w"], st["body_quat_w"] = bp, bq
+        st["anchor_quat_w"] = bq[:, points.anchor]
+        st["vr_pos_w"] = fk.points(bp, bq, points.vr_table)
+        st["vr_quat_w"] = bq[:, vr_body_ids.to(bq.device)]
+        if "smpl_joints" in st:
+            st["smpl_joints_w"] = st.pop("smpl_joints")
+        else:
+            st["smpl_joints_w"] = fk.points(bp, bq, points.smpl_table)
+        for k, v in st.items():
+            parts.setdefault(k, []).append(v.to(device, torch.float32))
+    d = {k: torch.cat(v) for k, v in parts.items()}
+    seg_frames = np.asarray(seg_frames, dtype=np.int64)
+    d["body_lin_vel_w"] = clip_velocity(d["body_pos_w"], seg_frames, fps)
+    d["body_ang_vel_w"] = clip_angular_velocity(d["body_quat_w"], seg_frames, fps)
+    _local_frames(d, points.anchor)
+    return d
+
+
+def light_frames(motion_lib, points: FramePoints, clip, local, *, device="cpu") -> dict[str, torch.Tensor]:
+    """The LIGHT_KEYS of frames `local` (S,) of clips `clip` (S,): the same values as
+    `reference_frames` gives for those keys (the same state query, the anchor's pose from its own
+    chain of bodies with the same arithmetic), without the full FK."""
+    clip, local = torch.as_tensor(clip), torch.as_tensor(local)
+    st = motion_lib.state(clip, local.to(torch.float32) / float(motion_lib.control_fps))
+    _, st["anchor_quat_w"] = points.fk.forward(
+        st["root_pos_w"], st["root_quat_w"], st["joint_pos"], only=points.anchor_body
+    )
+    return {k: st[k].to(device, torch.float32) for k in LIGHT_KEYS}
+
+
+def _local_frames(d: dict, anchor: int) -> None:
+    """Reference-only features the tokenizers read, once per frame instead of once per step:
+    SMPL joints in their own root frame (pelvis joint at the origin, root rotation removed),
+    VR points' positions and orientations (6-D) in the reference anchor frame."""
+    d["smpl_joints_local"] = smpl_joints_local(d["smpl_joints_w"], d["root_quat_w"])
+    d["vr_pos_local"], d["vr_ori_local"] = vr_local(
+        d["body_pos_w"][:, anchor], d["body_quat_w"][:, anchor], d["vr_pos_w"], d["vr_quat_w"]
+    )
+
 
 class ReferenceTable:
     """All frames of `motion_lib` at its control rate, as (S, ...) tensors on `device`.
@@ -43,44 +125,13 @@ class ReferenceTable:
         self.clip_start = torch.as_tensor(
             np.concatenate(([0], np.cumsum(frames_np)[:-1])), device=self.device
         )
-        clip = torch.as_tensor(np.repeat(np.arange(len(frames_np)), frames_np))
-        local = torch.as_tensor(
-            np.arange(int(frames_np.sum())) - np.repeat(self.clip_start.cpu().numpy(), frames_np)
+        clip = np.repeat(np.arange(len(frames_np)), frames_np)
+        local = np.arange(int(frames_np.sum())) - np.repeat(self.clip_start.cpu().numpy(), frames_np)
+        points = FramePoints(fk, anchor_body=anchor_body, vr_points=vr_points, smpl_points=smpl_points)
+        self.data = reference_frames(
+            motion_lib, points, clip, local, frames_np, device=self.device, chunk=chunk
         )
-        parts: dict[str, list[torch.Tensor]] = {}
-        vr_table = fk.point_table(vr_points)
-        smpl_table = fk.point_table(smpl_points)
-        anchor = fk.body_names.index(anchor_body)
-        vr_body_ids = vr_table[0]
-        for s in range(0, len(clip), chunk):
-            c, t = clip[s : s + chunk], local[s : s + chunk].to(torch.float32) / self.fps
-            st = motion_lib.state(c, t)
-            bp, bq = fk.forward(st["root_pos_w"], st["root_quat_w"], st["joint_pos"])
-            st["body_pos_w"], st["body_quat_w"] = bp, bq
-            st["anchor_quat_w"] = bq[:, anchor]
-            st["vr_pos_w"] = fk.points(bp, bq, vr_table)
-            st["vr_quat_w"] = bq[:, vr_body_ids.to(bq.device)]
-            if "smpl_joints" in st:
-                st["smpl_joints_w"] = st.pop("smpl_joints")
-            else:
-                st["smpl_joints_w"] = fk.points(bp, bq, smpl_table)
-            for k, v in st.items():
-                parts.setdefault(k, []).append(v.to(self.device, torch.float32))
-        self.data = {k: torch.cat(v) for k, v in parts.items()}
-        self.data["body_lin_vel_w"] = clip_velocity(self.data["body_pos_w"], frames_np, self.fps)
-        self.data["body_ang_vel_w"] = clip_angular_velocity(self.data["body_quat_w"], frames_np, self.fps)
-        self._local_frames(anchor)
         self.body_names = tuple(fk.body_names)
-
-    def _local_frames(self, anchor: int) -> None:
-        """Reference-only features the tokenizers read, once per frame instead of once per step:
-        SMPL joints in their own root frame (pelvis joint at the origin, root rotation removed),
-        VR points' positions and orientations (6-D) in the reference anchor frame."""
-        d = self.data
-        d["smpl_joints_local"] = smpl_joints_local(d["smpl_joints_w"], d["root_quat_w"])
-        d["vr_pos_local"], d["vr_ori_local"] = vr_local(
-            d["body_pos_w"][:, anchor], d["body_quat_w"][:, anchor], d["vr_pos_w"], d["vr_quat_w"]
-        )
 
     @property
     def num_clips(self) -> int:
@@ -92,6 +143,14 @@ class ReferenceTable:
 
     def ensure(self, clips: torch.Tensor) -> None:
         """Every clip is always here (`CachedReference.ensure` computes the missing ones)."""
+
+    def row_base(
+        self, clip: torch.Tensor, frame: torch.Tensor, reach: int, full_reach: int, ahead: int = 0
+    ) -> torch.Tensor:
+        """(N,) row of frame 0 of each env's clip (N,): env n reads frame f at row base[n] + f.
+        A full table (or a cached arena) holds whole clips, so frame and the reaches do not matter;
+        `WindowReference.row_base` moves windows so frames [frame, frame + reach] are held."""
+        return self.clip_start[clip]
 
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.data.values())

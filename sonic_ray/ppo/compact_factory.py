@@ -30,12 +30,14 @@ def make_obs_rebuilder(cfg, *, device="cpu", shard: tuple[int, int] | None = Non
     """The learner's ObservationRebuilder: the reference of `shard` (None: the whole store) built
     exactly as make_env builds the runners' (same FK, same reference features, same
     `motions.reference`: with `cached` a clip is computed when a rollout names it, so a learner never
-    holds the whole store's table), and the horizons and joint sets of the command, so rebuilt
+    holds the whole store's table; `window` is per env, so its learner uses the `cached` clip arena,
+    whose rows are the same), and the horizons and joint sets of the command, so rebuilt
     observations equal the env's."""
     device = torch.device(device)
     model, robot = load_model(cfg.robot.name, mjcf_path=cfg.robot.mjcf_path, timestep=cfg.sim.timestep)
     fk = TorchFK(model, robot, device=device)
-    table = make_reference(cfg, fk, robot, shard=shard, device=device)
+    mode = "cached" if cfg.motions.reference == "window" else None  # rows by (clip, frame)
+    table = make_reference(cfg, fk, robot, shard=shard, device=device, mode=mode)
     mc = cfg.env.commands.motion
     horizons = {
         "g1": future_frame_offsets(mc.num_future_frames, mc.future_dt, table.fps),

@@ -150,3 +150,26 @@ def test_a_cached_reference_learner_rebuilds_the_same_as_the_full_table(rollouts
         want, got = full_table.expand(b.data), cached.expand(b.data)
         for key in want:
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_a_window_runner_shows_the_tables_observations_and_its_learner_rebuilds_them(rollouts):
+    """motions.reference=window on the runner: the same observations as the table runner's, and the
+    learner (the cached clip arena: windows are per env) rebuilds them."""
+    cfg, batches, seen = rollouts
+    cfg_w = _cfg("motions.reference=window")
+    env = make_env(cfg_w, seed=3)
+    assert type(env.cmd.table).__name__ == "WindowReference"
+    rec = Recorder()
+    collector = RolloutCollector(env, rec, T, compact=make_compact_encoder(cfg_w, env))
+    torch.manual_seed(0)
+    got_batches = [collector.collect() for _ in range(2)]
+    env.close()
+    for a, b in zip(rec.seen, seen, strict=False):
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    rebuild = make_obs_rebuilder(cfg_w)
+    assert type(rebuild.table).__name__ == "CachedReference"
+    for got, want in zip(got_batches, batches, strict=False):
+        g, w = rebuild.expand(got.data), make_obs_rebuilder(cfg).expand(want.data)
+        for key in w:
+            np.testing.assert_array_equal(g[key], w[key], err_msg=key)

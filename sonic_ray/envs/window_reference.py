@@ -1,0 +1,203 @@
+"""The reference as a per-env window of frames: memory N x W rows whatever the shard's size.
+
+`CachedReference` computes a whole clip when an env starts it, so a reset costs the clip's length
+in FK rows and the arena must hold every clip in use (N x clip length). `WindowReference` keeps,
+for each of the N envs, W consecutive control-rate frames of its clip starting at the frame the
+env was at when the window was filled. Of those, the first `full_frames` (Wf) hold every key;
+the rest hold only the LIGHT_KEYS (root, joints, anchor orientation: no full FK, a fraction of a
+full frame's cost), which is all the long horizon reads (the g1 future frames: joint positions and
+velocities, anchor orientation). Before each gather `MotionCommand` calls
+`row_base(clip, frame, reach, full_reach)`: envs whose window does not hold frames
+frame .. frame + reach (held at the clip's last frame), or every key of frames
+frame .. frame + full_reach, or holds another clip, get a new window starting at `frame`, all of
+them in one batched call of the functions the full table is built with. An env refills every
+min(W - reach, Wf - full_reach) steps, so a step computes about N / that many windows plus one
+for each reset env: Wf + 2 full frames and W - Wf light ones each.
+
+Why two parts: resets dominate (a zero-action bench resets ~18% of the envs each step), and a
+reset must compute every frame its observations read at once (45 frames ahead for the default g1
+horizon); only the 10-frame SMPL horizon and the current frame read full-FK keys.
+
+Exactness: the full part is computed as a run of frames extended by one frame each side (where the
+clip has one), so the finite-difference body velocities of its frames are the full table's
+central (or, at clip ends, one-sided) differences; the root and joint states come from a
+`MotionLib` over the whole clips (cheap: no FK), queried as the table queries it. Rows equal the
+table's bit for bit (tests/envs/test_window_reference.py).
+
+Interface: `data` (N x W rows per key), `row_base`, `light_keys`, `clip_frames`, `store_index`,
+`fps`, `body_names`, `num_clips`, `num_frames`, `nbytes`, `ensure` (no-op). It has no `clip_start`:
+rows belong to envs, not clips, so a learner rebuilding observations by (clip, frame) uses the
+clip arena (`CachedReference`) instead. One WindowReference serves one MotionCommand (its N is
+fixed by the first `row_base` call).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sonic_ray.envs.cached_reference import RawShard
+from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, light_frames, reference_frames
+from sonic_ray.motion.frames import control_rate_frames
+from sonic_ray.motion.motion_lib import MotionLib
+
+
+class WindowReference:
+    """Per-env windows of `window_frames` rows (the first `full_frames` with every key) over a
+    RawShard's clips."""
+
+    light_keys = frozenset(LIGHT_KEYS)
+
+    def __init__(
+        self,
+        raw: RawShard,
+        fk,
+        *,
+        control_fps: float,
+        anchor_body: str,
+        vr_points,
+        smpl_points,
+        window_frames: int = 64,
+        full_frames: int = 20,
+        device="cpu",
+    ):
+        if not 1 <= int(full_frames) <= int(window_frames):
+            raise ValueError(
+                f"motions.window_full_frames: {full_frames}, expected 1 .. motions.window_frames "
+                f"({window_frames})"
+            )
+        self.raw, self.fk, self.device = raw, fk, torch.device(device)
+        self.fps = float(control_fps)
+        self.window_frames, self.full_frames = int(window_frames), int(full_frames)
+        self.points = FramePoints(fk, anchor_body=anchor_body, vr_points=vr_points, smpl_points=smpl_points)
+        self.kwargs = dict(
+            control_fps=control_fps,
+            anchor_body=anchor_body,
+            vr_points=vr_points,
+            smpl_points=smpl_points,
+            window_frames=window_frames,
+            full_frames=full_frames,
+            device=device,
+        )
+        frames = control_rate_frames(raw.frames, raw.fps, self.fps)
+        self.clip_frames = torch.as_tensor(frames, device=self.device)
+        self.store_index = torch.as_tensor(raw.store_index)
+        self.body_names = tuple(fk.body_names)
+        self.data: dict[str, torch.Tensor] = {}
+        self.win_clip = self.win_start = None  # (N,) long once sized: -1 for an empty window
+        self.rows_computed = 0  # full frames computed so far (window rows plus their edge frames)
+        self.light_rows_computed = 0
+
+    def fresh(self) -> WindowReference:
+        """Another WindowReference over the same raw shard and FK (for another MotionCommand)."""
+        return WindowReference(self.raw, self.fk, **self.kwargs)
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.clip_frames.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        """Control-rate frames of the shard (what the full table would hold)."""
+        return int(self.clip_frames.sum())
+
+    def nbytes(self) -> int:
+        return sum(v.numel() * v.element_size() for v in self.data.values())
+
+    def ensure(self, clips: torch.Tensor) -> None:
+        """Nothing to do per clip: windows are filled by `row_base`."""
+
+    def row_base(
+        self, clip: torch.Tensor, frame: torch.Tensor, reach: int, full_reach: int, ahead: int = 0
+    ) -> torch.Tensor:
+        """(N,) row such that env n reads frame f of clip[n] at row base[n] + f: the LIGHT_KEYS for
+        every f in [frame[n], frame[n] + reach], every key for f in [frame[n], frame[n] + full_reach]
+        (both held at the clip's last frame); refills the windows that do not hold them, or would
+        not after `ahead` more steps (so the refills of the next step ride on this call: one FK
+        call a step, its Python overhead paid once)."""
+        n, w, wf = int(clip.shape[0]), self.window_frames, self.full_frames
+        for key, need, have in (("window_frames", reach, w), ("window_full_frames", full_reach, wf)):
+            if need >= have:
+                raise ValueError(
+                    f"motions.{key}: {have} frames, but the observations read {need} frames ahead; "
+                    f"set it above {need}"
+                )
+        if self.win_clip is None:
+            self._allocate(n)
+        elif n != self.win_clip.shape[0]:
+            raise ValueError(f"WindowReference: sized for {self.win_clip.shape[0]} envs, called with {n}")
+        last = self.clip_frames[clip] - 1
+        stale = (
+            (self.win_clip != clip)
+            | (frame < self.win_start)
+            | (torch.minimum(frame + (ahead + reach), last) >= self.win_start + w)
+            | (torch.minimum(frame + (ahead + full_reach), last) >= self.win_start + wf)
+        )
+        ids = torch.nonzero(stale).squeeze(-1)
+        if len(ids):
+            self._fill(ids, clip[ids], frame[ids])
+        return torch.arange(n, device=self.device) * w - self.win_start
+
+    def _allocate(self, n: int) -> None:
+        """Row shapes from one computed frame, then N x W rows per key."""
+        one = torch.zeros(1, dtype=torch.long)
+        lib = self._motion_lib(one)
+        probe = reference_frames(lib, self.points, one, one, [1], device=self.device)
+        self.data = {
+            k: torch.zeros((n * self.window_frames, *v.shape[1:]), dtype=v.dtype, device=self.device)
+            for k, v in probe.items()
+        }
+        self.win_clip = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        self.win_start = torch.zeros(n, dtype=torch.long, device=self.device)
+
+    def _motion_lib(self, clips: torch.Tensor) -> MotionLib:
+        """The root and joint states of whole clips (resampled and differenced as the table's)."""
+        return MotionLib.from_clips(
+            [self.raw.clip(int(c)) for c in clips], control_fps=self.fps, store_index=self.store_index[clips]
+        )
+
+    def _fill(self, ids: torch.Tensor, clip: torch.Tensor, start: torch.Tensor) -> None:
+        """Windows of envs ids (E,) := frames start .. start + W - 1 (within the clip) of clip (E,):
+        every key on the first Wf of them, the LIGHT_KEYS on the rest."""
+        w, wf = self.window_frames, self.full_frames
+        length, start = self.clip_frames[clip].cpu(), start.cpu()
+        n_full = torch.minimum(length - start, torch.tensor(wf))
+        n_all = torch.minimum(length - start, torch.tensor(w))
+        uniq, local_clip = torch.unique(clip.cpu(), return_inverse=True)
+        lib = self._motion_lib(uniq)
+        # full part: runs one frame wider each side where the clip goes on (exact edge velocities)
+        lo = torch.clamp(start - 1, min=0)
+        hi = torch.minimum(start + n_full, length - 1)  # inclusive: one past the part if it exists
+        run = hi - lo + 1
+        full = reference_frames(
+            lib,
+            self.points,
+            torch.repeat_interleave(local_clip, run),
+            torch.repeat_interleave(lo, run) + _ramp(run),
+            run.numpy(),
+            device=self.device,
+        )
+        keep = torch.repeat_interleave(torch.cumsum(run, 0) - run + (start - lo), n_full) + _ramp(n_full)
+        dst = (torch.repeat_interleave(ids.cpu() * w, n_full) + _ramp(n_full)).to(self.device)
+        keep = keep.to(self.device)
+        for k, v in full.items():
+            self.data[k].index_copy_(0, dst, v.index_select(0, keep))
+        # light part: frames start + Wf .. start + W - 1
+        n_light = n_all - n_full
+        if int(n_light.sum()):
+            frames = torch.repeat_interleave(start + n_full, n_light) + _ramp(n_light)
+            light = light_frames(
+                lib, self.points, torch.repeat_interleave(local_clip, n_light), frames, device=self.device
+            )
+            dst = (torch.repeat_interleave(ids.cpu() * w + n_full, n_light) + _ramp(n_light)).to(self.device)
+            for k, v in light.items():
+                self.data[k].index_copy_(0, dst, v)
+        self.rows_computed += int(run.sum())
+        self.light_rows_computed += int(n_light.sum())
+        self.win_clip[ids], self.win_start[ids] = clip, start.to(self.device)
+
+
+def _ramp(count: torch.Tensor) -> torch.Tensor:
+    """(sum count,) 0 .. count[i] - 1 for each i, concatenated."""
+    total = int(count.sum())
+    offsets = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+    return torch.arange(total, device=count.device) - offsets

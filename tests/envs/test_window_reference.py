@@ -1,0 +1,174 @@
+"""The per-env window reference: rows equal the full table's, memory N x W rows, and a TrackingEnv
+steps in window mode exactly as in table mode."""
+
+import pytest
+import torch
+from env_builders import reference_table, tiny_store
+
+from sonic_ray.config import ConfigError, load_config
+from sonic_ray.envs.cached_reference import RawShard
+from sonic_ray.envs.command import MotionCommand
+from sonic_ray.envs.factory import make_env
+from sonic_ray.envs.sampler import UniformStartSampler
+from sonic_ray.envs.window_reference import WindowReference
+from sonic_ray.motion.store import migrate
+from sonic_ray.robots import G1
+
+# clip lengths at 50 Hz: 0.5 s (26 frames: shorter than a window), 1.0 s, 2.2 s (111: several windows)
+SECONDS = (1.0, 2.2, 0.5, 1.6)
+
+
+def _window(path, fk, window_frames, full_frames=None):
+    return WindowReference(
+        RawShard(path),
+        fk,
+        control_fps=50.0,
+        anchor_body=G1.anchor_body,
+        vr_points=G1.vr_points,
+        smpl_points=G1.smpl_keypoints,
+        window_frames=window_frames,
+        full_frames=window_frames if full_frames is None else full_frames,
+    )
+
+
+def _command(table, n, **kw):
+    return MotionCommand(
+        table,
+        UniformStartSampler(table.clip_frames, bin_size_frames=20),
+        num_envs=n,
+        anchor_body=G1.anchor_body,
+        joint_names=G1.joint_names,
+        joint_lower=G1.joint_lower,
+        joint_upper=G1.joint_upper,
+        step_dt=0.02,
+        **kw,
+    )
+
+
+def _assert_rows_equal(full, win, clip, frame, base, keys=None):
+    want, got = full.clip_start[clip] + frame, base + frame
+    for key in keys or full.data:
+        assert torch.equal(win.data[key][got], full.data[key][want]), key
+
+
+def test_window_rows_equal_the_table_at_every_frame_of_every_clip(tmp_path):
+    """Envs walk every clip from each start to its end (refills mid-clip, windows cut at clip ends,
+    one-sided velocities at both ends, central ones at every window edge): every key up to
+    full_reach frames ahead, the light keys up to reach."""
+    store = tiny_store(tmp_path / "tiny.parquet", clips=4, seconds=SECONDS, fps=30.0)
+    full, fk, _ = reference_table(store)
+    win = _window(store, fk, window_frames=12, full_frames=5)
+    n, reach, full_reach = 8, 7, 2
+    clip = torch.arange(n) % full.num_clips
+    frame = torch.tensor([0, 0, 0, 0, 3, 40, 7, 50]).minimum(full.clip_frames[clip] - 1)
+    last = full.clip_frames[clip] - 1
+    for _ in range(int(full.clip_frames.max()) + 2):
+        base = win.row_base(clip, frame, reach, full_reach)
+        for off in range(reach + 1):
+            keys = None if off <= full_reach else sorted(win.light_keys)
+            _assert_rows_equal(full, win, clip, torch.minimum(frame + off, last), base, keys)
+        frame = torch.minimum(frame + 1, last)
+    assert win.data["joint_pos"].shape[0] == n * 12
+    assert win.rows_computed < 0.5 * n * int(full.clip_frames.max()) * 5  # not a fill per step
+    assert win.light_rows_computed > 0
+
+
+def test_command_in_window_mode_reads_what_the_table_gives_across_resets(tmp_path):
+    store = tiny_store(tmp_path / "tiny.parquet", clips=5, seconds=SECONDS)
+    full, fk, _ = reference_table(store)
+    win = _window(store, fk, window_frames=50, full_frames=12)  # > 45 and 9: the horizons' ends
+    out = []
+    for table in (full, win):
+        cmd = _command(table, 6)
+        g = torch.Generator().manual_seed(3)
+        steps = []
+        for i in range(60):
+            if i % 7 == 0:  # reset some envs: new clips and start frames mid-window
+                ids = torch.arange(i % 3, 6, 2)
+                steps.append(cmd.resample(ids, g)["joint_vel"])
+                cmd.update_reference(ids if i else None)
+            steps += [cmd.ref_body_lin_vel_w, cmd.ref_body_ang_vel_w, cmd.ref_vr_ori_local]
+            steps += [cmd.future("joint_vel"), cmd.future("smpl_joints_local", "smpl")]
+            steps += [cmd.future("anchor_quat_w"), cmd.ref_root_height_ema]
+            cmd.advance()
+            cmd.update_reference()
+        out.append(steps)
+    for a, b in zip(*out, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_window_memory_is_n_by_w_rows_whatever_the_shard(tmp_path):
+    small = tiny_store(tmp_path / "small.parquet", clips=2, seconds=(0.5,))
+    big = tiny_store(tmp_path / "big.parquet", clips=40, seconds=(2.2, 3.0))
+    _, fk, _ = reference_table(small)
+    sizes = []
+    for store in (small, big):
+        win = _window(store, fk, window_frames=48)
+        cmd = _command(win, 4)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(30):
+            cmd.resample(torch.arange(4), g)
+            cmd.advance()
+        sizes.append(win.nbytes())
+        assert win.data["joint_pos"].shape[0] == 4 * 48
+    assert sizes[0] == sizes[1]
+
+
+def test_a_window_shorter_than_the_horizon_is_refused(tmp_path):
+    store = tiny_store(tmp_path / "tiny.parquet", clips=2)
+    _, fk, _ = reference_table(store)
+    with pytest.raises(ValueError, match="motions.window_frames"):
+        _command(_window(store, fk, window_frames=20), 2).resample(torch.arange(2), torch.Generator())
+    with pytest.raises(ValueError, match="motions.window_full_frames"):
+        _command(_window(store, fk, 50, 9), 2).resample(torch.arange(2), torch.Generator())
+    with pytest.raises(ConfigError, match="'motions.window_frames'"):
+        load_config(["+exp=demo", "motions.window_frames=45"])
+    with pytest.raises(ConfigError, match="'motions.window_full_frames'"):
+        load_config(["+exp=demo", "motions.window_full_frames=9"])
+    with pytest.raises(ConfigError, match="'motions.window_full_frames'"):
+        load_config(["+exp=demo", "motions.window_full_frames=65"])
+
+
+def test_window_mode_refuses_a_full_key_read_past_the_short_horizon(tmp_path):
+    store = tiny_store(tmp_path / "tiny.parquet", clips=2)
+    _, fk, _ = reference_table(store)
+    cmd = _command(_window(store, fk, 50, 12), 2)
+    cmd.resample(torch.arange(2), torch.Generator())
+    cmd.update_reference()
+    cmd.future("joint_pos", "g1")  # light: fine 45 frames ahead
+    with pytest.raises(ValueError, match="body_pos_w"):
+        cmd.future("body_pos_w", "g1")
+    with pytest.raises(ConfigError, match="'motions.reference'"):
+        load_config(["+exp=demo", "motions.reference=windowed"])
+
+
+def test_env_in_window_mode_steps_like_the_table_env(tmp_path):
+    """100 steps with terminations, clip ends and resets: same observations and rewards."""
+    store = tiny_store(tmp_path / "tiny.parquet", clips=4, seconds=SECONDS)
+    migrate(store, tmp_path / "sharded")
+    runs = []
+    for mode in ("table", "window"):
+        cfg = load_config(
+            [
+                "+exp=demo",
+                f"motions.store={tmp_path / 'sharded'}",
+                "device=cpu",
+                "sim.backend=mujoco",
+                f"motions.reference={mode}",
+                "motions.window_frames=48",
+                "motions.window_full_frames=12",
+                "env.observations.policy.enable_corruption=false",
+            ]
+        )
+        env = make_env(cfg, num_envs=4, seed=1)
+        g = torch.Generator().manual_seed(0)
+        steps, done = [env.reset()], 0
+        for _ in range(100):
+            obs, reward, terminated, truncated, info = env.step(torch.randn(4, env.action_dim, generator=g))
+            steps += [obs, {"reward": reward, "terminated": terminated, "truncated": truncated}]
+            done += len(info["done_ids"])
+        runs.append((steps, done))
+    assert runs[0][1] == runs[1][1] and runs[0][1] >= 4  # resets happened, the same ones
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
