@@ -16,6 +16,20 @@ import os
 from sonic_ray.motion.shard_import import ImportWorker
 
 
+class RayImportWorker(ImportWorker):
+    """`ImportWorker` in an actor that Ray gave one CPU: torch's and Arrow's thread pools are held to
+    one thread, so an actor uses the one core it was given and two actors on two cores do not each
+    start a pool per core."""
+
+    def __init__(self, *args, **kwargs):
+        import pyarrow as pa
+        import torch
+
+        torch.set_num_threads(1)
+        pa.set_cpu_count(1)
+        super().__init__(*args, **kwargs)
+
+
 def _init_ray(workers: int) -> bool:
     """Start or join Ray; True when this call started it (and should shut it down)."""
     import ray
@@ -42,7 +56,7 @@ def run_ray(files, worker_kwargs: dict, *, batch_files: int, on_result=None, wor
         rows = [{"idx": i, "path": p} for i, p in enumerate(files)]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_files)))
         out = ds.map_batches(
-            ImportWorker,
+            RayImportWorker,
             fn_constructor_kwargs=worker_kwargs,
             batch_size=batch_files,
             batch_format="numpy",

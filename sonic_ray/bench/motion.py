@@ -12,6 +12,8 @@ process, interleaved (`motion_probe.steps`), for env_step_ms and its ratio to th
 
 Keys: import_2_over_1 (steady clips/s with 2 workers over 1: batches of 2 files after the first
 result, so the actor pool's start-up is left out; `import_2_over_1_end_to_end` includes it),
+cpu_2_over_1 (the machine's own ceiling: a pure-Python loop in 2 processes over 1) and
+import_2_over_1_of_cpu (import_2_over_1 over that ceiling),
 store_over_raw (shard bytes over the raw
 float32 arrays: root pose + joints), driver_start_s (and driver_start_s_1clip); per runner mode
 (no suffix: `window`, the recommended on-demand mode; `_cached`: whole clips in an arena; `_table`):
@@ -98,6 +100,33 @@ def _import(files: list[str], store: str, workers: int, batch_files: int = 2) ->
     return total, steady, report
 
 
+def _spin(n: int) -> None:
+    s = 0
+    for i in range(n):
+        s += i * i
+
+
+def cpu_2_over_1(n: int = 10_000_000, rounds: int = 3) -> float:
+    """What two processes can get from this machine over one: a pure-Python loop (no memory, disk or
+    IPC) timed alone and as two copies side by side, median of `rounds`. The ceiling that
+    import_2_over_1 is read against (1.6-1.8 on the 2-vCPU developer VMs, not 2.0)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+
+    def timed(k: int) -> float:
+        procs = [ctx.Process(target=_spin, args=(n,)) for _ in range(k)]
+        t = time.perf_counter()
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        return time.perf_counter() - t
+
+    ratios = [2 * min(timed(1), timed(1)) / timed(2) for _ in range(rounds)]
+    return float(np.median(ratios))
+
+
 def _probe(kind: str, **kw) -> dict:
     env = {
         **os.environ,
@@ -166,6 +195,7 @@ def run(
         )
         sources_s = time.perf_counter() - t0
         files = list_files([src])
+        ceiling = cpu_2_over_1()
         os.environ.setdefault("RAY_worker_niceness", "0")  # as sonic_ray.ingest does for its local Ray
         ray.init(
             address="local", num_cpus=3, include_dashboard=False, logging_level="ERROR", log_to_driver=False
@@ -196,6 +226,8 @@ def run(
             "import_steady_clips_per_s_2": rate2,
             "import_2_over_1": rate2 / rate1 if rate1 else None,
             "import_2_over_1_end_to_end": t1 / t2,
+            "cpu_2_over_1": ceiling,
+            "import_2_over_1_of_cpu": (rate2 / rate1) / ceiling if rate1 else None,
             "store_mb": info["store_bytes"] / 1e6,
             "raw_mb": raw / 1e6,
             "store_over_raw": info["store_bytes"] / raw,

@@ -18,3 +18,10 @@ def test_steps_times_every_mode_on_the_same_episodes(tmp_path):
         assert out[f"env_step_ms_{m}"] > 0
     assert out["resets_per_step_window"] == out["resets_per_step_table"] == out["resets_per_step_cached"]
     assert out["frames_computed_per_step_window"] >= 0 and "light_frames_computed_per_step_window" in out
+
+
+def test_cpu_ceiling_is_a_ratio_of_two_runs():
+    from sonic_ray.bench.motion import cpu_2_over_1
+
+    r = cpu_2_over_1(n=200_000, rounds=1)  # tiny: process start-up dominates, only the shape is checked
+    assert 0.0 < r < 4.0
