@@ -21,8 +21,9 @@ horizon); only the 10-frame SMPL horizon and the current frame read full-FK keys
 Exactness: the full part is computed as a run of frames extended by one frame each side (where the
 clip has one), so the finite-difference body velocities of its frames are the full table's
 central (or, at clip ends, one-sided) differences; the root and joint states come from a
-`MotionLib` over the whole clips (cheap: no FK), queried as the table queries it. Rows equal the
-table's bit for bit (tests/envs/test_window_reference.py).
+`MotionLib` over just the frames the refill reads (`MotionLib.from_segments`: the same resampling
+and differences per frame as over whole clips), queried once for both parts as the table queries
+it. Rows equal the table's bit for bit (tests/envs/test_window_reference.py).
 
 Interface: `data` (N x W rows per key), `row_base`, `light_keys`, `clip_frames`, `store_index`,
 `fps`, `body_names`, `num_clips`, `num_frames`, `nbytes`, `ensure` (no-op). It has no `clip_start`:
