@@ -43,8 +43,15 @@ class FramePoints:
         self.smpl_table = fk.point_table(smpl_points)
 
 
+def frame_state(motion_lib, clip, local) -> dict[str, torch.Tensor]:
+    """`motion_lib.state` at control-rate frames `local` (S,) of clips `clip` (S,): the root and
+    joint states every reference row starts from."""
+    clip, local = torch.as_tensor(clip), torch.as_tensor(local)
+    return motion_lib.state(clip, local.to(torch.float32) / float(motion_lib.control_fps))
+
+
 def reference_frames(
-    motion_lib, points: FramePoints, clip, local, seg_frames, *, device="cpu", chunk: int = 8192
+    motion_lib, points: FramePoints, clip, local, seg_frames, *, device="cpu", chunk: int = 8192, state=None
 ) -> dict[str, torch.Tensor]:
     """The reference rows of frames `local` (S,) of clips `clip` (S,) of `motion_lib`: the one
     implementation of how a reference frame is computed (the full table, the cached arena and the
@@ -52,26 +59,30 @@ def reference_frames(
     `seg_frames` (R,) long (sum S): body velocities are finite differences inside a run, central
     inside, one-sided at its ends, so a run that is a whole clip gives the clip's velocities and a
     run extended by one frame each side (where the clip has one) gives exact velocities on its
-    inner frames. Returns the keys listed in ReferenceTable, each (S, ...) float32 on `device`."""
+    inner frames. `state`: `frame_state` of these frames when the caller has it (the window queries
+    its full and light frames in one call). Returns the keys listed in ReferenceTable, each (S, ...)
+    float32 on `device`."""
     fk, fps = points.fk, float(motion_lib.control_fps)
-    clip, local = torch.as_tensor(clip), torch.as_tensor(local)
     parts: dict[str, list[torch.Tensor]] = {}
     vr_body_ids = points.vr_table[0]
-    for s in range(0, len(clip), chunk):
-        c, t = clip[s : s + chunk], local[s : s + chunk].to(torch.float32) / fps
-        st = motion_lib.state(c, t)
-        bp, bq = fk.forward(st["root_pos_w"], st["root_quat_w"], st["joint_pos"])
+    total = len(clip) if state is None else len(state["joint_pos"])
+    for s in range(0, total, chunk):
+        if state is None:
+            st = frame_state(motion_lib, clip[s : s + chunk], local[s : s + chunk])
+        else:
+            st = {k: v[s : s + chunk] for k, v in state.items()}
+        tables = (points.vr_table,) if "smpl_joints" in st else (points.vr_table, points.smpl_table)
+        bp, bq, vr_pos, *smpl = fk.forward(
+            st["root_pos_w"], st["root_quat_w"], st["joint_pos"], points=tables
+        )
         st["body_pos_w"], st["body_quat_w"] = bp, bq
         st["anchor_quat_w"] = bq[:, points.anchor]
-        st["vr_pos_w"] = fk.points(bp, bq, points.vr_table)
+        st["vr_pos_w"] = vr_pos
         st["vr_quat_w"] = bq[:, vr_body_ids.to(bq.device)]
-        if "smpl_joints" in st:
-            st["smpl_joints_w"] = st.pop("smpl_joints")
-        else:
-            st["smpl_joints_w"] = fk.points(bp, bq, points.smpl_table)
+        st["smpl_joints_w"] = st.pop("smpl_joints") if "smpl_joints" in st else smpl[0]
         for k, v in st.items():
             parts.setdefault(k, []).append(v.to(device, torch.float32))
-    d = {k: torch.cat(v) for k, v in parts.items()}
+    d = {k: v[0] if len(v) == 1 else torch.cat(v) for k, v in parts.items()}
     seg_frames = np.asarray(seg_frames, dtype=np.int64)
     d["body_lin_vel_w"] = clip_velocity(d["body_pos_w"], seg_frames, fps)
     d["body_ang_vel_w"] = clip_angular_velocity(d["body_quat_w"], seg_frames, fps)
@@ -79,12 +90,13 @@ def reference_frames(
     return d
 
 
-def light_frames(motion_lib, points: FramePoints, clip, local, *, device="cpu") -> dict[str, torch.Tensor]:
+def light_frames(
+    motion_lib, points: FramePoints, clip, local, *, device="cpu", state=None
+) -> dict[str, torch.Tensor]:
     """The LIGHT_KEYS of frames `local` (S,) of clips `clip` (S,): the same values as
     `reference_frames` gives for those keys (the same state query, the anchor's pose from its own
-    chain of bodies with the same arithmetic), without the full FK."""
-    clip, local = torch.as_tensor(clip), torch.as_tensor(local)
-    st = motion_lib.state(clip, local.to(torch.float32) / float(motion_lib.control_fps))
+    chain of bodies with the same arithmetic), without the full FK. `state`: as there."""
+    st = dict(frame_state(motion_lib, clip, local) if state is None else state)
     _, st["anchor_quat_w"] = points.fk.forward(
         st["root_pos_w"], st["root_quat_w"], st["joint_pos"], only=points.anchor_body
     )

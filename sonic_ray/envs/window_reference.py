@@ -21,8 +21,9 @@ horizon); only the 10-frame SMPL horizon and the current frame read full-FK keys
 Exactness: the full part is computed as a run of frames extended by one frame each side (where the
 clip has one), so the finite-difference body velocities of its frames are the full table's
 central (or, at clip ends, one-sided) differences; the root and joint states come from a
-`MotionLib` over the whole clips (cheap: no FK), queried as the table queries it. Rows equal the
-table's bit for bit (tests/envs/test_window_reference.py).
+`MotionLib` over just the frames the refill reads (`MotionLib.from_segments`: the same resampling
+and differences per frame as over whole clips), queried once for both parts as the table queries
+it. Rows equal the table's bit for bit (tests/envs/test_window_reference.py).
 
 Interface: `data` (N x W rows per key), `row_base`, `light_keys`, `clip_frames`, `store_index`,
 `fps`, `body_names`, `num_clips`, `num_frames`, `nbytes`, `ensure` (no-op). It has no `clip_start`:
@@ -33,10 +34,11 @@ fixed by the first `row_base` call).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from sonic_ray.envs.cached_reference import RawShard
-from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, light_frames, reference_frames
+from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, frame_state, light_frames, reference_frames
 from sonic_ray.motion.frames import control_rate_frames
 from sonic_ray.motion.motion_lib import MotionLib
 
@@ -80,6 +82,7 @@ class WindowReference:
         )
         frames = control_rate_frames(raw.frames, raw.fps, self.fps)
         self.clip_frames = torch.as_tensor(frames, device=self.device)
+        self._length = np.asarray(frames, dtype=np.int64)
         self.store_index = torch.as_tensor(raw.store_index)
         self.body_names = tuple(fk.body_names)
         self.data: dict[str, torch.Tensor] = {}
@@ -138,66 +141,75 @@ class WindowReference:
         return torch.arange(n, device=self.device) * w - self.win_start
 
     def _allocate(self, n: int) -> None:
-        """Row shapes from one computed frame, then N x W rows per key."""
-        one = torch.zeros(1, dtype=torch.long)
-        lib = self._motion_lib(one)
-        probe = reference_frames(lib, self.points, one, one, [1], device=self.device)
-        self.data = {
-            k: torch.zeros((n * self.window_frames, *v.shape[1:]), dtype=v.dtype, device=self.device)
+        """Row shapes from one computed frame, then N x W rows per key, plus one scratch row (the
+        full part's edge frames are written there: one copy per key, no select)."""
+        lib = MotionLib.from_segments(self.raw, [0], [0], [1], control_fps=self.fps)
+        zero = torch.zeros(1, dtype=torch.long)
+        probe = reference_frames(lib, self.points, zero, zero, [1], device=self.device)
+        rows = n * self.window_frames
+        self._rows = {
+            k: torch.zeros((rows + 1, *v.shape[1:]), dtype=v.dtype, device=self.device)
             for k, v in probe.items()
         }
+        self.data = {k: v[:rows] for k, v in self._rows.items()}
         self.win_clip = torch.full((n,), -1, dtype=torch.long, device=self.device)
         self.win_start = torch.zeros(n, dtype=torch.long, device=self.device)
 
-    def _motion_lib(self, clips: torch.Tensor) -> MotionLib:
-        """The root and joint states of whole clips (resampled and differenced as the table's)."""
-        return MotionLib.from_clips(
-            [self.raw.clip(int(c)) for c in clips], control_fps=self.fps, store_index=self.store_index[clips]
-        )
-
     def _fill(self, ids: torch.Tensor, clip: torch.Tensor, start: torch.Tensor) -> None:
         """Windows of envs ids (E,) := frames start .. start + W - 1 (within the clip) of clip (E,):
-        every key on the first Wf of them, the LIGHT_KEYS on the rest."""
-        w, wf = self.window_frames, self.full_frames
-        length, start = self.clip_frames[clip].cpu(), start.cpu()
-        n_full = torch.minimum(length - start, torch.tensor(wf))
-        n_all = torch.minimum(length - start, torch.tensor(w))
-        uniq, local_clip = torch.unique(clip.cpu(), return_inverse=True)
-        lib = self._motion_lib(uniq)
-        # full part: runs one frame wider each side where the clip goes on (exact edge velocities)
-        lo = torch.clamp(start - 1, min=0)
-        hi = torch.minimum(start + n_full, length - 1)  # inclusive: one past the part if it exists
-        run = hi - lo + 1
-        full = reference_frames(
-            lib,
-            self.points,
-            torch.repeat_interleave(local_clip, run),
-            torch.repeat_interleave(lo, run) + _ramp(run),
-            run.numpy(),
-            device=self.device,
-        )
-        keep = torch.repeat_interleave(torch.cumsum(run, 0) - run + (start - lo), n_full) + _ramp(n_full)
-        dst = (torch.repeat_interleave(ids.cpu() * w, n_full) + _ramp(n_full)).to(self.device)
-        keep = keep.to(self.device)
-        for k, v in full.items():
-            self.data[k].index_copy_(0, dst, v.index_select(0, keep))
-        # light part: frames start + Wf .. start + W - 1
+        every key on the first Wf of them, the LIGHT_KEYS on the rest. One state query for both
+        parts (a MotionLib over just the frames they read), FK of the full part, the anchor's chain
+        for the light part, one copy per key into the windows."""
+        w, wf, scratch = self.window_frames, self.full_frames, len(self.win_clip) * self.window_frames
+        clip_np, start_np = clip.cpu().numpy(), start.cpu().numpy()
+        length = self._length[clip_np]
+        n_full = np.minimum(length - start_np, wf)
+        n_all = np.minimum(length - start_np, w)
         n_light = n_all - n_full
-        if int(n_light.sum()):
-            frames = torch.repeat_interleave(start + n_full, n_light) + _ramp(n_light)
+        # full part: runs one frame wider each side where the clip goes on (exact edge velocities)
+        lo = np.maximum(start_np - 1, 0)
+        hi = np.minimum(start_np + n_full, length - 1)  # inclusive: one past the part if it exists
+        run = hi - lo + 1
+        last = np.maximum(hi, start_np + n_all - 1)
+        lib = MotionLib.from_segments(self.raw, clip_np, lo, last - lo + 1, control_fps=self.fps)
+        e = np.arange(len(clip_np))
+        n_run, n_lt = int(run.sum()), int(n_light.sum())
+        st = frame_state(
+            lib,
+            np.concatenate((np.repeat(e, run), np.repeat(e, n_light))),
+            np.concatenate(
+                (np.repeat(lo, run) + _ramp(run), np.repeat(start_np + n_full, n_light) + _ramp(n_light))
+            ),
+        )
+        full = reference_frames(
+            lib, self.points, None, None, run, device=self.device, state={k: v[:n_run] for k, v in st.items()}
+        )
+        # destination rows: a run's frames in their env's window, its edge frames on the scratch row
+        ids_np = ids.cpu().numpy()
+        pos = np.repeat(lo - start_np, run) + _ramp(run)  # frame - start
+        dst_full = np.where(
+            (pos >= 0) & (pos < np.repeat(n_full, run)), np.repeat(ids_np * w, run) + pos, scratch
+        )
+        dst_light = np.repeat(ids_np * w + n_full, n_light) + _ramp(n_light)
+        both = torch.as_tensor(np.concatenate((dst_full, dst_light)), device=self.device)
+        dst_full = torch.as_tensor(dst_full, device=self.device)
+        for k, v in full.items():
+            if k in st:  # the state keys: full and light rows in one copy
+                self._rows[k].index_copy_(0, both, st[k].to(self.device))
+            else:
+                self._rows[k].index_copy_(0, dst_full, v)
+        if n_lt:
             light = light_frames(
-                lib, self.points, torch.repeat_interleave(local_clip, n_light), frames, device=self.device
+                lib, self.points, None, None, device=self.device, state={k: v[n_run:] for k, v in st.items()}
             )
-            dst = (torch.repeat_interleave(ids.cpu() * w + n_full, n_light) + _ramp(n_light)).to(self.device)
-            for k, v in light.items():
-                self.data[k].index_copy_(0, dst, v)
-        self.rows_computed += int(run.sum())
-        self.light_rows_computed += int(n_light.sum())
+            self._rows["anchor_quat_w"].index_copy_(
+                0, torch.as_tensor(dst_light, device=self.device), light["anchor_quat_w"]
+            )
+        self.rows_computed += n_run
+        self.light_rows_computed += n_lt
         self.win_clip[ids], self.win_start[ids] = clip, start.to(self.device)
 
 
-def _ramp(count: torch.Tensor) -> torch.Tensor:
+def _ramp(count: np.ndarray) -> np.ndarray:
     """(sum count,) 0 .. count[i] - 1 for each i, concatenated."""
-    total = int(count.sum())
-    offsets = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
-    return torch.arange(total, device=count.device) - offsets
+    return np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)

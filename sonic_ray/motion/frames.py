@@ -19,7 +19,7 @@ import torch
 from sonic_ray.utils.rotations import (
     quat_apply_inverse,
     quat_conj,
-    quat_mul,
+    quat_mul_terms,
     quat_slerp,
     quat_to_axis_angle,
     quat_to_tan_norm,
@@ -33,23 +33,38 @@ def control_rate_frames(frames: np.ndarray, fps: np.ndarray, control_fps: float)
     return np.floor(duration * control_fps + 1e-6).astype(np.int64) + 1
 
 
-def resample_plan(frames: np.ndarray, fps: np.ndarray, control_fps: float):
-    """Source indices/weights for every control-rate sample of every clip (vectorised).
+def resample_plan(
+    frames: np.ndarray,
+    fps: np.ndarray,
+    control_fps: float,
+    *,
+    first: np.ndarray | None = None,
+    count: np.ndarray | None = None,
+    raw_start: np.ndarray | None = None,
+):
+    """Source indices/weights for control-rate samples of clips (vectorised).
 
     frames, fps: (C,) native frame counts and rates. Returns (out_frames (C,), i0 (S,), alpha (S,))
-    with i0 a global index into the concatenated native frames and alpha in [0, 1]: sample s lies
-    between native frames i0[s] and i0[s] + 1 (see `interpolate`).
+    with i0 a global index into the concatenated native frames (clip c's first native frame at
+    raw_start[c], by default the clips back to back) and alpha in [0, 1]: sample s lies between
+    native frames i0[s] and i0[s] + 1 (see `interpolate`). The samples are every control-rate frame
+    of every clip, or with first / count (C,) the frames first[c] .. first[c] + count[c] - 1 of clip
+    c (the same values as those samples of the whole clip: each sample's arithmetic is its own).
     """
     frames, fps = np.asarray(frames, dtype=np.int64), np.asarray(fps, dtype=np.float64)
     out_frames = control_rate_frames(frames, fps, control_fps)
-    raw_start = np.concatenate(([0], np.cumsum(frames)[:-1]))
-    out_start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
-    clip = np.repeat(np.arange(len(frames)), out_frames)
-    k = np.arange(out_frames.sum()) - out_start[clip]
+    if raw_start is None:
+        raw_start = np.concatenate(([0], np.cumsum(frames)[:-1]))
+    count = out_frames if count is None else np.asarray(count, dtype=np.int64)
+    out_start = np.concatenate(([0], np.cumsum(count)[:-1]))
+    clip = np.repeat(np.arange(len(frames)), count)
+    k = np.arange(count.sum()) - out_start[clip]
+    if first is not None:
+        k = k + np.asarray(first, dtype=np.int64)[clip]
     src = k / control_fps * fps[clip]
     i0 = np.minimum(np.floor(src + 1e-9).astype(np.int64), frames[clip] - 2)
     alpha = np.clip(src - i0, 0.0, 1.0)
-    return out_frames, raw_start[clip] + i0, alpha
+    return out_frames, np.asarray(raw_start)[clip] + i0, alpha
 
 
 def interpolate(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor, *, quat: bool) -> torch.Tensor:
@@ -96,6 +111,7 @@ def clip_velocity(x, clip_frames: np.ndarray, fps: float):
     rate = _rate(span, fps, x)
     if isinstance(x, torch.Tensor):
         prev, nxt = torch.as_tensor(prev, device=x.device), torch.as_tensor(nxt, device=x.device)
+        return (x.index_select(0, nxt) - x.index_select(0, prev)) * rate.reshape(-1, *([1] * (x.ndim - 1)))
     return (x[nxt] - x[prev]) * rate.reshape(-1, *([1] * (x.ndim - 1)))
 
 
@@ -104,7 +120,8 @@ def clip_angular_velocity(quat_w: torch.Tensor, clip_frames: np.ndarray, fps: fl
     prev, nxt, span = finite_diff_index(clip_frames)
     rate = _rate(span, fps, quat_w).reshape(-1, *([1] * (quat_w.dim() - 1)))
     prev, nxt = torch.as_tensor(prev, device=quat_w.device), torch.as_tensor(nxt, device=quat_w.device)
-    return quat_to_axis_angle(quat_mul(quat_w[nxt], quat_conj(quat_w[prev]))) * rate
+    rel = quat_mul_terms(quat_w.index_select(0, nxt), quat_conj(quat_w.index_select(0, prev)))
+    return quat_to_axis_angle(rel) * rate
 
 
 # ---- tokenizer features -----------------------------------------------------------------------------
@@ -123,5 +140,5 @@ def vr_local(
     aq = anchor_quat_w[:, None].expand_as(vr_quat_w)
     return (
         quat_apply_inverse(aq, vr_pos_w - anchor_pos_w[:, None]),
-        quat_to_tan_norm(quat_mul(quat_conj(aq), vr_quat_w)),
+        quat_to_tan_norm(quat_mul_terms(quat_conj(aq), vr_quat_w)),
     )

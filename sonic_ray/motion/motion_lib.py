@@ -67,6 +67,15 @@ def resample_clips(clips, control_fps: float, load_smpl: bool = True):
     return [c.name for c in clips], out_frames, out
 
 
+# MotionLib keys of the stored arrays (RawShard names)
+_RAW_KEYS = {
+    "root_pos_w": "root_pos",
+    "root_quat_w": "root_quat",
+    "joint_pos": "joint_pos",
+    "smpl_joints": "smpl_joints",
+}
+
+
 def _velocities(frames: dict, out_frames: np.ndarray, control_fps: float) -> dict:
     """Root and joint velocities by `frames.clip_velocity` / `clip_angular_velocity` (world frame)."""
     return {
@@ -118,11 +127,47 @@ class MotionLib:
         self._setup(out_frames, frames)
         return self
 
-    def _setup(self, out_frames: np.ndarray, frames: dict) -> None:
-        self.clip_frames = torch.as_tensor(out_frames, device=self.device)
-        self.clip_start = torch.as_tensor(
-            np.concatenate(([0], np.cumsum(out_frames)[:-1])), device=self.device
+    @classmethod
+    def from_segments(cls, raw, clips, first, count, *, control_fps: float) -> MotionLib:
+        """A MotionLib over parts of a shard's stored clips (`raw`: a RawShard's flat `arrays`,
+        `start`, `frames`, `fps`): part i is control-rate frames first[i] .. first[i] + count[i] - 1
+        of clip clips[i] (C,) (a clip may be in several parts). Query it by part: `state(i, t)`
+        for t (s) within part i gives what a MotionLib over the whole clip gives there, bit for bit
+        (each resampled frame and each velocity is the same arithmetic on the same frames). Each
+        part is resampled two frames wider each side where the clip has them: a query reads the
+        frame after it (interpolation) and velocities read the frames either side."""
+        self = cls.__new__(cls)
+        self.control_fps, self.device, self.fk = float(control_fps), torch.device("cpu"), None
+        clips = np.asarray(clips, dtype=np.int64)
+        first, count = np.asarray(first, dtype=np.int64), np.asarray(count, dtype=np.int64)
+        self.store_index = torch.as_tensor(raw.store_index[clips])
+        self.names, self.joint_names = [raw.names[c] for c in clips], []
+        frames_n, fps = raw.frames[clips], raw.fps[clips]
+        length = control_rate_frames(frames_n, fps, self.control_fps)
+        lo = np.maximum(first - 2, 0)
+        n = np.minimum(first + count + 1, length - 1) - lo + 1
+        _, i0, alpha = resample_plan(
+            frames_n, fps, self.control_fps, first=lo, count=n, raw_start=raw.start[clips]
         )
+        i0, alpha = torch.as_tensor(i0), torch.as_tensor(alpha, dtype=torch.float32)
+        i1, out = i0 + 1, {}
+        for key, name in _RAW_KEYS.items():
+            if name in raw.arrays:
+                x = torch.from_numpy(raw.arrays[name])
+                out[key] = interpolate(
+                    x.index_select(0, i0), x.index_select(0, i1), alpha, quat=key == "root_quat_w"
+                )
+        self._setup(n, out, clip_frames=length, first=lo)
+        return self
+
+    def _setup(self, out_frames: np.ndarray, frames: dict, *, clip_frames=None, first=None) -> None:
+        """out_frames (C,): the frames held of each clip, back to back in `frames`, from frame
+        first (C,) (default 0) of clips of clip_frames (default out_frames) frames."""
+        self.clip_frames = torch.as_tensor(
+            out_frames if clip_frames is None else clip_frames, device=self.device
+        )
+        start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
+        self.clip_start = torch.as_tensor(start if first is None else start - first, device=self.device)
         self.clip_length_s = (self.clip_frames - 1).to(torch.float32) / self.control_fps
         frames.update(_velocities(frames, out_frames, self.control_fps))
         self._frames = {k: v.to(device=self.device, dtype=torch.float32) for k, v in frames.items()}
@@ -159,8 +204,8 @@ class MotionLib:
         i1 = torch.minimum(i0 + 1, last.long())
         g0 = self.clip_start[clip_ids] + i0
         g1 = self.clip_start[clip_ids] + i1
-        return {
-            key: interpolate(x[g0], x[g1], alpha, quat=key == "root_quat_w")
+        return {  # index_select: the rows advanced indexing gives, 2-3x faster for small batches
+            key: interpolate(x.index_select(0, g0), x.index_select(0, g1), alpha, quat=key == "root_quat_w")
             for key, x in self._frames.items()
         }
 

@@ -24,6 +24,31 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+# quat_mul's terms as one product: term i of component c is a[i] * b[_MUL_IDX[i, c]] * _MUL_SIGN[i, c]
+_MUL_IDX = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]]).reshape(-1)
+_MUL_SIGN = torch.tensor([[1.0, 1, 1, 1], [-1, 1, -1, 1], [-1, 1, 1, -1], [-1, -1, 1, 1]])
+_TERMS_MAX = 4 * 4096  # row-major: above this many values the (..., 4, 4) terms cost more than they save
+
+
+def quat_mul_terms(a: torch.Tensor, b: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """quat_mul(a, b) with the components along `dim` (-1, or 0: component-major), the same values
+    bit for bit (the same products, summed in the same order; a - x is a + (-x) exactly) in ~6
+    tensor ops instead of ~30: for the reference's FK and finite differences, whose calls are
+    dispatch-bound. Row-major batches over _TERMS_MAX values use quat_mul (measured, one thread:
+    48 quaternions 108 -> 41 us, 7,680 466 -> 654 us)."""
+    if dim == 0:
+        sign = _MUL_SIGN.to(a.device, a.dtype).view(4, 4, *([1] * (a.dim() - 1)))
+        p = a.unsqueeze(1) * b.index_select(0, _MUL_IDX.to(b.device)).unflatten(0, (4, 4)) * sign
+        return ((p[0] + p[1]) + p[2]) + p[3]
+    if dim != -1:
+        raise ValueError(f"quat_mul_terms: dim {dim}, expected -1 or 0")
+    if max(a.numel(), b.numel()) > _TERMS_MAX:
+        return quat_mul(a, b)
+    sign = _MUL_SIGN.to(a.device, a.dtype)
+    p = a.unsqueeze(-1) * b.index_select(-1, _MUL_IDX.to(b.device)).unflatten(-1, (4, 4)) * sign
+    return ((p[..., 0, :] + p[..., 1, :]) + p[..., 2, :]) + p[..., 3, :]
+
+
 _CONJ_SIGN: dict = {}
 
 

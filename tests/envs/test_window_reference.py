@@ -172,3 +172,29 @@ def test_env_in_window_mode_steps_like_the_table_env(tmp_path):
     for a, b in zip(runs[0][0], runs[1][0], strict=True):
         for k in a:
             assert torch.equal(a[k], b[k]), k
+
+
+def test_a_motion_lib_over_parts_of_clips_gives_the_whole_clips_states(tmp_path):
+    """MotionLib.from_segments: each part queried inside its frames gives the whole-clip MotionLib's
+    state bit for bit (resampling and velocities per frame; one-sided ones at the clips' ends)."""
+    import numpy as np
+
+    from sonic_ray.motion.motion_lib import MotionLib
+
+    store = tiny_store(tmp_path / "tiny.parquet", clips=3, seconds=SECONDS, fps=30.0)
+    raw = RawShard(store)
+    whole = MotionLib.from_clips(
+        [raw.clip(i) for i in range(len(raw.names))], control_fps=50.0, store_index=raw.store_index
+    )
+    length = whole.clip_frames.numpy()
+    clips = np.array([0, 1, 2, 1, 0])
+    first = np.array([0, 5, 0, length[1] - 3, length[0] - 1])
+    count = np.minimum(np.array([4, 7, length[2], 3, 1]), length[clips] - first)
+    part = MotionLib.from_segments(raw, clips, first, count, control_fps=50.0)
+    for i, (c, f, n) in enumerate(zip(clips, first, count, strict=True)):
+        t = torch.arange(f, f + n, dtype=torch.float32) / 50.0
+        want = whole.state(torch.full((n,), int(c)), t)
+        got = part.state(torch.full((n,), i), t)
+        assert want.keys() == got.keys()
+        for k in want:
+            assert torch.equal(got[k], want[k]), (i, k)

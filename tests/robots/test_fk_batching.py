@@ -1,19 +1,22 @@
-"""TorchFK batching: the small-batch Hamilton product gives quat_mul's values bit for bit, and one
+"""TorchFK batching: its component-major Hamilton product gives quat_mul's values bit for bit, and one
 body's chain alone gives the full call's pose."""
 
 import pytest
 import torch
 
-from sonic_ray.robots.fk import _quat_mul
+from sonic_ray.robots.fk import _quat_mul_c
 from sonic_ray.utils.rotations import quat_mul
 
 
-@pytest.mark.parametrize("shape_a, shape_b", [((48, 4), (48, 4)), ((64, 1, 4), (64, 30, 4)), ((7, 4), (4,))])
-def test_small_batch_product_equals_quat_mul_exactly(shape_a, shape_b):
+@pytest.mark.parametrize(
+    "shape_a, shape_b",
+    [((48, 4), (48, 4)), ((64, 1, 4), (64, 30, 4)), ((7, 4), (1, 4)), ((9000, 4), (9000, 4))],
+)
+def test_component_major_product_equals_quat_mul_exactly(shape_a, shape_b):
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(*shape_a, generator=g), torch.randn(*shape_b, generator=g)
     a[0], b[..., 1] = 0.0, -0.0  # signed zeros
-    got, want = _quat_mul(a, b), quat_mul(a, b)
+    got, want = _quat_mul_c(a.movedim(-1, 0), b.movedim(-1, 0)).movedim(0, -1), quat_mul(a, b)
     assert got.shape == want.shape and torch.equal(got, want)
     assert torch.equal(torch.signbit(got), torch.signbit(want))
 
@@ -30,3 +33,39 @@ def test_one_bodys_chain_gives_the_full_calls_pose_exactly():
         i = fk.body_names.index(name)
         p, q = fk.forward(*args, only=name)
         assert torch.equal(p, pos[:, i]) and torch.equal(q, quat[:, i]), name
+
+
+def test_cross_products_as_fused_elementwise_ops_equal_linalg_cross():
+    """linalg.cross's component i is fma(a[P1], b[P2], -(a[P2] b[P1])); addcmul is that fma, on any
+    size (vectorised body and scalar tail) and on broadcast operands."""
+    from sonic_ray.robots.fk import _P1, _P2
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 7, 33, 1000, 100_000):
+        a, b = torch.randn(3, 2, n, generator=g) * 4, torch.randn(3, 2, n, generator=g) * 4
+        for bb in (b, b[..., :1]):
+            want = torch.linalg.cross(a, bb.expand_as(a), dim=0)
+            got = torch.addcmul(-a[_P2] * bb[_P1], a[_P1], bb[_P2])
+            assert torch.equal(got, want), n
+
+
+def test_large_batches_give_the_row_by_row_values():
+    """Above _CROSS_MIN rows FK takes the elementwise cross products: the same poses and points as
+    one row at a time (linalg.cross)."""
+    from sonic_ray.robots import TorchFK, load_model
+
+    model, robot = load_model("g1")
+    fk = TorchFK(model, robot)
+    g = torch.Generator().manual_seed(1)
+    n = 600
+    args = torch.randn(n, 3, generator=g), torch.randn(n, 4, generator=g), torch.randn(n, 29, generator=g)
+    table = fk.point_table(robot.vr_points)
+    pos, quat, pts = fk.forward(*args, points=(table,))
+    for i in range(0, n, 97):
+        p, q, pt = fk.forward(*(x[i : i + 1] for x in args), points=(table,))
+        assert (
+            torch.equal(p, pos[i : i + 1])
+            and torch.equal(q, quat[i : i + 1])
+            and torch.equal(pt, pts[i : i + 1])
+        )
+    assert torch.equal(pts, fk.points(pos, quat, table))
