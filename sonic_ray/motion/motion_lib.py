@@ -26,7 +26,7 @@ from sonic_ray.motion.frames import (
     resample_plan,
 )
 from sonic_ray.motion.sharded import clip_frames_fps, is_sharded
-from sonic_ray.motion.store import iter_store, shard_indices, store_info
+from sonic_ray.motion.store import iter_store, shard_indices, store_info, store_size
 
 
 def store_control_frames(store_path, control_fps: float) -> np.ndarray:
@@ -106,9 +106,8 @@ class MotionLib:
         self.control_fps = float(control_fps)
         self.device = torch.device(device)
         self.fk = fk
-        info = store_info(store_path)
-        self.joint_names: list[str] = info["joint_names"]
-        self.store_index = torch.as_tensor(shard_indices(info["num_clips"], shard), dtype=torch.long)
+        self.joint_names, num_clips = store_size(store_path)
+        self.store_index = torch.as_tensor(shard_indices(num_clips, shard), dtype=torch.long)
         if len(self.store_index) == 0:
             raise ValueError(f"{store_path}: shard {shard} holds no clips")
         self.names, out_frames, frames = _load_resampled(store_path, shard, self.control_fps, load_smpl)

@@ -181,6 +181,19 @@ def _write_locked(path: str, clips: Iterable[MotionClip], joint_names: list[str]
     return len(index)
 
 
+def store_size(path) -> tuple[list[str], int]:
+    """(joint names, number of clips): for a sharded store straight from the manifest's columns,
+    without `store_info`'s per-clip dicts (0.3 s at 100k clips, on the driver's start-up path)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from sonic_ray.motion.sharded import read_manifest
+
+        m = read_manifest(path)
+        return m["joint_names"], len(m["clips"]["name"])
+    info = store_info(path)
+    return info["joint_names"], info["num_clips"]
+
+
 def store_info(path) -> dict:
     """Footer-only summary: joint names, per-clip index, totals and per-source counts (a sharded
     store, i.e. a folder: its manifest only, `sharded.sharded_info`)."""

@@ -174,7 +174,11 @@ class TorchFK:
             )
         kw = dict(device=self.device, dtype=self.dtype)
         root_pos_w, root_quat_w, joint_pos = (x.to(**kw) for x in (root_pos_w, root_quat_w, joint_pos))
-        batch = torch.broadcast_shapes(root_pos_w.shape[:-1], root_quat_w.shape[:-1], joint_pos.shape[:-1])
+        # numpy's broadcast_shapes: torch's imports torch.fx's symbolic shapes on first use (~0.6 s of
+        # every process's start-up)
+        batch = torch.Size(
+            np.broadcast_shapes(root_pos_w.shape[:-1], root_quat_w.shape[:-1], joint_pos.shape[:-1])
+        )
         r = batch.numel()
         # component-major poses (3 | 4, R) per model body; the world at the origin
         pos: list[torch.Tensor | None] = [None] * len(self._kind)

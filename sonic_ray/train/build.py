@@ -24,9 +24,9 @@ def probe_env(cfg: SonicConfig) -> tuple[dict[str, int], int]:
     """Observation dims and action dim from a one-env instance on the store's first clip: the driver
     reads the store index (a sharded store's manifest) and one clip, never the whole store."""
     from sonic_ray.envs.factory import make_env, motion_store_path
-    from sonic_ray.motion.store import store_info
+    from sonic_ray.motion.store import store_size
 
-    num_clips = store_info(motion_store_path(cfg))["num_clips"]
+    num_clips = store_size(motion_store_path(cfg))[1]
     env = make_env(cfg, num_envs=1, seed=cfg.seed, shard=(0, max(num_clips, 1)), device="cpu")
     try:
         return env.obs_dims(), env.action_dim
