@@ -98,7 +98,27 @@ class RawShard:
         return sum(a.nbytes for a in self.arrays.values())
 
 
-class CachedReference:
+class OnDemandReference:
+    """What the on-demand references share of ReferenceTable's interface: `clip_frames` (C,) of the
+    shard at the control rate and `data`, the rows held now."""
+
+    clip_frames: torch.Tensor
+    data: dict[str, torch.Tensor]
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.clip_frames.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        """Control-rate frames of the shard (what the full table would hold)."""
+        return int(self.clip_frames.sum())
+
+    def nbytes(self) -> int:
+        return sum(v.numel() * v.element_size() for v in self.data.values())
+
+
+class CachedReference(OnDemandReference):
     """ReferenceTable's interface over a RawShard, clips computed by `ensure` into a bounded arena."""
 
     def __init__(
@@ -128,18 +148,6 @@ class CachedReference:
         self._top = 0
         self.data: dict[str, torch.Tensor] = {}
         self.ensure(torch.zeros(1, dtype=torch.long))  # the arena's keys and row shapes
-
-    @property
-    def num_clips(self) -> int:
-        return int(self.clip_frames.shape[0])
-
-    @property
-    def num_frames(self) -> int:
-        """Control-rate frames of the shard (what the full table would hold)."""
-        return int(self.clip_frames.sum())
-
-    def nbytes(self) -> int:
-        return sum(v.numel() * v.element_size() for v in self.data.values())
 
     def row_base(
         self, clip: torch.Tensor, frame: torch.Tensor, reach: int, full_reach: int, ahead: int = 0

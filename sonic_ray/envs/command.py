@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from sonic_ray.envs.reference import STATE_KEYS
 from sonic_ray.models import keys as K
 from sonic_ray.utils.rotations import (
     quat_apply,
@@ -399,17 +400,7 @@ class MotionCommand:
         d = self.table.data
         self.ref_root_height_ema[env_ids] = d["body_pos_w"].index_select(0, g)[:, self.anchor_index, 2]
         # index_select copies: the noise below never writes into the table.
-        state = {
-            k: d[k].index_select(0, g)
-            for k in (
-                "root_pos_w",
-                "root_quat_w",
-                "root_lin_vel_w",
-                "root_ang_vel_w",
-                "joint_pos",
-                "joint_vel",
-            )
-        }
+        state = {k: d[k].index_select(0, g) for k in STATE_KEYS}
         self._add_noise(state, generator)
         return state
 

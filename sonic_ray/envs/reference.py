@@ -20,15 +20,9 @@ from sonic_ray.motion.frames import clip_angular_velocity, clip_velocity, smpl_j
 
 # Keys computed from the stored root and joints and the anchor's chain of bodies alone (no full
 # FK, no points, no body velocities): what `light_frames` gives, at a fraction of a full frame's cost.
-LIGHT_KEYS = (
-    "root_pos_w",
-    "root_quat_w",
-    "root_lin_vel_w",
-    "root_ang_vel_w",
-    "joint_pos",
-    "joint_vel",
-    "anchor_quat_w",
-)
+# the robot's full state (what a reset writes into the simulator)
+STATE_KEYS = ("root_pos_w", "root_quat_w", "root_lin_vel_w", "root_ang_vel_w", "joint_pos", "joint_vel")
+LIGHT_KEYS = (*STATE_KEYS, "anchor_quat_w")
 
 
 class FramePoints:

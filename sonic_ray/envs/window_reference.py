@@ -37,13 +37,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sonic_ray.envs.cached_reference import RawShard
+from sonic_ray.envs.cached_reference import OnDemandReference, RawShard
 from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, frame_state, light_frames, reference_frames
 from sonic_ray.motion.frames import control_rate_frames
 from sonic_ray.motion.motion_lib import MotionLib
 
 
-class WindowReference:
+class WindowReference(OnDemandReference):
     """Per-env windows of `window_frames` rows (the first `full_frames` with every key) over a
     RawShard's clips."""
 
@@ -93,18 +93,6 @@ class WindowReference:
     def fresh(self) -> WindowReference:
         """Another WindowReference over the same raw shard and FK (for another MotionCommand)."""
         return WindowReference(self.raw, self.fk, **self.kwargs)
-
-    @property
-    def num_clips(self) -> int:
-        return int(self.clip_frames.shape[0])
-
-    @property
-    def num_frames(self) -> int:
-        """Control-rate frames of the shard (what the full table would hold)."""
-        return int(self.clip_frames.sum())
-
-    def nbytes(self) -> int:
-        return sum(v.numel() * v.element_size() for v in self.data.values())
 
     def ensure(self, clips: torch.Tensor) -> None:
         """Nothing to do per clip: windows are filled by `row_base`."""
