@@ -149,11 +149,9 @@ class CachedReference(OnDemandReference):
         self.data: dict[str, torch.Tensor] = {}
         self.ensure(torch.zeros(1, dtype=torch.long))  # the arena's keys and row shapes
 
-    def row_base(
-        self, clip: torch.Tensor, frame: torch.Tensor, reach: int, full_reach: int, ahead: int = 0
-    ) -> torch.Tensor:
-        """(N,) arena row of frame 0 of each env's clip (resident: MotionCommand ensures them)."""
-        return self.clip_start[clip]
+    # whole clips, as a full table: the arena row of frame 0 of each env's clip (resident: MotionCommand
+    # ensures them before it asks)
+    row_base = ReferenceTable.row_base
 
     def ensure(self, clips: torch.Tensor) -> None:
         """Make every clip in `clips` (any shape, long) resident; others may be evicted."""
