@@ -23,6 +23,7 @@ from sonic_ray.config.search_space import parse_search_space
 ENV_CONFIG_DIR = "SONIC_RAY_CONFIG_DIR"
 RESIDUAL_MODES = ("none", "post_quant", "pre_quant", "replace")
 SIM_BACKENDS = ("mujoco", "mujoco_warp", "isaaclab")
+FSQ_BOUNDS = ("tanh", "clamp")  # sonic_ray.models.fsq.BOUNDS (config stays torch-free)
 WANDB_MODES = ("offline", "online", "disabled")
 ACTIVATIONS = ("silu", "elu", "relu", "tanh", "gelu")
 EVENT_MODES = ("startup", "reset", "interval")
@@ -185,6 +186,13 @@ def validate(cfg: SonicConfig, conf: DictConfig) -> None:
     for i, level in enumerate(q.levels):
         _check(level >= 2, f"actor_critic.quantizer.levels[{i}]", "an FSQ level >= 2", level)
     _check(q.num_tokens >= 1, "actor_critic.quantizer.num_tokens", "an integer >= 1", q.num_tokens)
+    _check(q.bound in FSQ_BOUNDS, "actor_critic.quantizer.bound", f"one of {FSQ_BOUNDS}", q.bound)
+    _check(
+        q.bound != "tanh" or 2 not in q.levels,
+        "actor_critic.quantizer.levels",
+        "levels >= 3 with bound=tanh (a 2-level FSQ needs actor_critic.quantizer.bound=clamp)",
+        q.levels,
+    )
     mode = ac.universal_token.residual_mode
     _check(
         mode in RESIDUAL_MODES, "actor_critic.universal_token.residual_mode", f"one of {RESIDUAL_MODES}", mode

@@ -159,6 +159,8 @@ class QuantizerConfig:
     # FSQ: levels per latent dimension; len(levels) dims per token, num_tokens tokens.
     levels: list[int] = field(default_factory=lambda: [8] * 8)
     num_tokens: int = 1
+    # tanh (gear_sonic's vector-quantize-pytorch FSQ) | clamp (straight through the clamp; see models/fsq.py)
+    bound: str = "tanh"
 
 
 @dataclass

@@ -10,7 +10,7 @@ Files written to the output folder (each carrying the metadata of `onnx_meta.py`
 
 Normalisers: the actor reads raw observations (only the critic normalises, and the critic is not
 exported), so there is nothing to bake in; the metadata says so. FSQ exports through
-`FSQ.quantize` (Clip, Min, Round, Div): the straight-through `z + (q - z).detach()` is a training
+`FSQ.quantize` (Tanh or Clip/Min, Round, Div): the straight-through rounding is a training
 device whose forward value is q, so the exported graph computes q itself.
 
 Every model is run through ONNX Runtime on seeded random inputs and compared with torch before
@@ -366,7 +366,12 @@ def base_metadata(cfg, robot, layouts: dict, command: dict, info: dict) -> dict:
         "physics_dt": cfg.sim.timestep,
         "decimation": cfg.sim.decimation,
         "command": command,
-        "fsq": {"levels": list(q.levels), "num_tokens": q.num_tokens, "dim": len(q.levels) * q.num_tokens},
+        "fsq": {
+            "levels": list(q.levels),
+            "num_tokens": q.num_tokens,
+            "dim": len(q.levels) * q.num_tokens,
+            "bound": q.bound,
+        },
         "normalizers": "none: the actor reads raw observations (only the critic normalises; it is not "
         "exported)",
         "action": "joint_pos_target = default_joint_pos + action_scale * action (per joint, joint_names "

@@ -59,7 +59,8 @@ def _migrate(base):
     `sim.warp_device` was dropped (the warp backend runs on `device`); the motion command's
     `adaptive` / `max_window_shift_frames` became `sampler` / `pre_failure_window_s`; reset noise
     `root_pos` / `root_rpy` (one range for every axis) became per-axis keys (gear_sonic's); the
-    reward `feet_acc_l2` became SONIC's `joint_acc_l2` over the ankle joints."""
+    reward `feet_acc_l2` became SONIC's `joint_acc_l2` over the ankle joints; FSQ was clamp-bounded
+    before `actor_critic.quantizer.bound` (default tanh) existed."""
     sim = base.get("sim")
     if sim is not None and "warp_device" in sim:
         sim.pop("warp_device")
@@ -88,6 +89,9 @@ def _migrate(base):
         rewards.setdefault(
             "joint_acc_l2", {"weight": old.get("weight", -2.5e-6), "params": {"joint_pattern": ".*ankle.*"}}
         )
+    quantizer = (base.get("actor_critic") or {}).get("quantizer")
+    if quantizer is not None and "bound" not in quantizer:
+        quantizer.bound = "clamp"  # FSQ's only bound before `bound` existed
     algo = base.get("algo")
     if algo is not None and "eval_interval" in algo:
         interval = algo.pop("eval_interval")

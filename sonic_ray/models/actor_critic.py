@@ -66,6 +66,7 @@ class ActorCritic(nn.Module):
         min_std: float = 0.001,
         max_std: float = 0.5,
         actor_obs_normalization: bool = False,
+        fsq_bound: str = "tanh",
     ):
         super().__init__()
         if not 0 < min_std <= init_noise_std <= max_std:
@@ -84,6 +85,7 @@ class ActorCritic(nn.Module):
             kin_output_dim=kin_output_dim,
             activation=activation,
             residual_mode=residual_mode,
+            fsq_bound=fsq_bound,
         )
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_noise_std)))
         self.min_std, self.max_std = min_std, max_std

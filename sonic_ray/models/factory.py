@@ -17,6 +17,7 @@ def actor_critic_kwargs(cfg: SonicConfig, *, obs_dims: dict[str, int], action_di
         "activation": ac.encoders[encoders[0]].activation,
         "fsq_levels": list(ac.quantizer.levels),
         "num_tokens": int(ac.quantizer.num_tokens),
+        "fsq_bound": ac.quantizer.bound,
         "proprio_dim": int(obs_dims[K.POLICY]),
         "action_dim": int(action_dim),
         "dyn_decoder_hidden": list(ac.decoders.g1_dyn.hidden),

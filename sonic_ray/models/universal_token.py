@@ -36,6 +36,7 @@ class UniversalTokenModule(nn.Module):
         kin_output_dim: int,
         activation: str = "silu",
         residual_mode: str = "none",
+        fsq_bound: str = "tanh",
     ):
         super().__init__()
         unknown = set(encoder_input_dims) - set(K.ENCODER_NAMES)
@@ -44,7 +45,7 @@ class UniversalTokenModule(nn.Module):
         if residual_mode not in RESIDUAL_MODES:
             raise ValueError(f"residual_mode {residual_mode!r}: expected one of {RESIDUAL_MODES}")
         self.residual_mode = residual_mode
-        self.fsq = FSQ(fsq_levels, num_tokens)
+        self.fsq = FSQ(fsq_levels, num_tokens, bound=fsq_bound)
         self.latent_dim = self.fsq.dim
         self.encoder_names = tuple(n for n in K.ENCODER_NAMES if n in encoder_input_dims)
         self.encoders = nn.ModuleDict(

@@ -104,6 +104,11 @@ def losses_from_evaluation(
         stats["token/distinct_share"] = torch.tensor(
             float(torch.unique(token, dim=0).shape[0]) / token.shape[0]
         )
+        # pre-quantization latents drifting far past the code range (|z| > 1) mean the FSQ bound lets
+        # the policy gradient push them outwards (models/fsq.py)
+        stats["token/latent_abs_mean"] = torch.stack(
+            [z.detach().abs().mean() for z in ev.latents.values()]
+        ).mean()
     stats.update(aux_stats)
     return total, stats
 

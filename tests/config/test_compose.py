@@ -47,6 +47,8 @@ def test_demo_preset_is_cpu_sized():
         (["env.num_envs=0"], "env.num_envs"),
         (["env.num_envs=many"], "env.num_envs"),
         (["actor_critic.quantizer.levels=[8,1]"], "actor_critic.quantizer.levels[1]"),
+        (["actor_critic.quantizer.bound=sigmoid"], "actor_critic.quantizer.bound"),
+        (["actor_critic.quantizer.levels=[8,2]"], "actor_critic.quantizer.levels"),
         (
             ["actor_critic.universal_token.residual_mode=sideways"],
             "actor_critic.universal_token.residual_mode",

@@ -22,6 +22,7 @@ def test_old_keys_are_migrated():
     del old["actor_critic"]["obs_normalization"], old["env"]["action_clip"]  # keys added later: defaults
     old["env"]["rewards"]["feet_acc_l2"] = old["env"]["rewards"].pop("joint_acc_l2")
     del old["env"]["rewards"]["feet_acc_l2"]["params"]
+    del old["actor_critic"]["quantizer"]["bound"]  # FSQ was clamp-bounded before the key existed
     old["algo"]["eval_interval"] = 7
     del old["callbacks"]["eval_interval"]
     new = config_from_state({"config_yaml": yaml.safe_dump(old)})
@@ -36,3 +37,4 @@ def test_old_keys_are_migrated():
     assert new.env.rewards["joint_acc_l2"].params["joint_pattern"] == ".*ankle.*"
     assert "feet_acc_l2" not in new.env.rewards
     assert new.actor_critic.obs_normalization is False and new.env.action_clip == 100.0
+    assert new.actor_critic.quantizer.bound == "clamp" and cfg.actor_critic.quantizer.bound == "tanh"
