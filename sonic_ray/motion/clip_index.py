@@ -45,7 +45,7 @@ INDEX_SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(INDEX_SCHEMA.names)
-PREFIX = "clips-"  # index files: clips-*.parquet; their temp files: .clips-*
+INDEX_PREFIX = "clips-"  # index files: clips-*.parquet; their temp files: .clips-*
 _OPTIONS = dict(compression="lz4", write_page_checksum=True)
 
 
@@ -91,7 +91,7 @@ def sha256(file: str) -> str:
 def write_index(folder: str, table: pa.Table, generation: int) -> dict:
     """Write `table` as a new index file in `folder` (temp file, fsync, rename); its manifest entry
     {"file", "clips", "bytes", "sha256"}. The name is new, so no reader's file is replaced."""
-    name = f"{PREFIX}{generation:06d}-{uuid.uuid4().hex[:8]}.parquet"
+    name = f"{INDEX_PREFIX}{generation:06d}-{uuid.uuid4().hex[:8]}.parquet"
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
     os.close(fd)
     try:

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from sonic_ray.motion import clip_index
-from sonic_ray.motion.clip_index import ClipIndex
+from sonic_ray.motion.clip_index import COLUMNS, INDEX_SCHEMA, ClipIndex, from_json_columns, totals
 from sonic_ray.motion.store_format import StoreError
 
 FORMAT = "sonic_ray.sharded_motion_store"
@@ -42,7 +41,7 @@ _cache: dict[str, Version] = {}  # manifest path -> the version last read
 
 
 def empty_index() -> pa.Table:
-    return clip_index.INDEX_SCHEMA.empty_table()
+    return INDEX_SCHEMA.empty_table()
 
 
 def empty_manifest(joint_names: list[str]) -> dict:
@@ -53,7 +52,7 @@ def empty_manifest(joint_names: list[str]) -> dict:
         "generation": 0,
         "shards": [],
         "index": None,
-        "totals": clip_index.totals(empty_index()),
+        "totals": totals(empty_index()),
     }
 
 
@@ -79,8 +78,8 @@ def parse_manifest(mpath: str) -> tuple[dict, ClipIndex | None]:
                 f"schema_version {m.get('schema_version')} unsupported (expected one of {READABLE_VERSIONS})"
             )
         if m["schema_version"] == 2:
-            table = clip_index.from_json_columns(m.pop("clips"), m.pop("warnings"))
-            m.update(generation=0, index=None, totals=clip_index.totals(table))
+            table = from_json_columns(m.pop("clips"), m.pop("warnings"))
+            m.update(generation=0, index=None, totals=totals(table))
             return m, ClipIndex.in_memory(table, mpath)
         if m["index"] is not None:
             plain_name(os.path.dirname(mpath), m["index"]["file"])
@@ -123,7 +122,7 @@ def read_manifest(path) -> dict:
     return read_version(path).manifest
 
 
-def read_index(path, columns=clip_index.COLUMNS) -> pa.Table:
+def read_index(path, columns=COLUMNS) -> pa.Table:
     """`columns` of the store's clip index (one row per clip, store order), decoded on first use."""
     return read_version(path).index.read(columns)
 

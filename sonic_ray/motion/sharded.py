@@ -42,8 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sonic_ray.motion import clip_index
-from sonic_ray.motion.clip_index import sha256
+from sonic_ray.motion.clip_index import INDEX_PREFIX, INDEX_SCHEMA, rows_table, sha256, totals, write_index
 from sonic_ray.motion.manifest import (  # noqa: F401  (re-exported: what readers import from here)
     MANIFEST,
     SCHEMA_VERSION,
@@ -272,8 +271,8 @@ def remove_unreferenced(path, manifest: dict) -> None:
     )
     for entry in os.scandir(path):
         n = entry.name
-        ours = n.endswith(".parquet") and n.startswith(("shard-", clip_index.PREFIX))
-        if (ours or n.startswith((f".{MANIFEST}.tmp", f".{clip_index.PREFIX}"))) and n not in live:
+        ours = n.endswith(".parquet") and n.startswith(("shard-", INDEX_PREFIX))
+        if (ours or n.startswith((f".{MANIFEST}.tmp", f".{INDEX_PREFIX}"))) and n not in live:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(entry.path)
 
@@ -289,15 +288,15 @@ def commit(path, manifest: dict, index: pa.Table, shards: list[dict], clips: lis
     path = os.fspath(path)
     base = len(manifest["shards"])
     pos = {s["file"]: base + k for k, s in enumerate(shards)}
-    table = pa.concat_tables([index.cast(clip_index.INDEX_SCHEMA), clip_index.rows_table(clips, pos)])
+    table = pa.concat_tables([index.cast(INDEX_SCHEMA), rows_table(clips, pos)])
     generation = manifest.get("generation", 0) + 1
     new = {
         **manifest,
         "schema_version": SCHEMA_VERSION,
         "generation": generation,
         "shards": manifest["shards"] + shards,
-        "index": clip_index.write_index(path, table.combine_chunks(), generation),
-        "totals": clip_index.totals(table),
+        "index": write_index(path, table.combine_chunks(), generation),
+        "totals": totals(table),
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.tmp-", dir=path)
     try:
