@@ -197,7 +197,7 @@ def cmd_info(args) -> int:
 
     try:
         info = store_info(args.store, clips=False)
-        warned = store_warnings(args.store)
+        warned = store_warnings(args.store, limit=None if args.json else 50)
     except (OSError, ValueError) as e:
         print(f"motions info: {args.store}: {e}", file=sys.stderr)
         return 1
@@ -222,8 +222,9 @@ def cmd_info(args) -> int:
     for fmt, n in sorted(info["by_format"].items()):
         table.add_row(fmt, str(n))
     console.print(table)
-    for name, ws in list(warned.items())[:50]:
+    for name, ws in warned.items():
         console.print(f"[yellow]{name}[/]: " + "; ".join(ws))
-    if len(warned) > 50:
-        console.print(f"... and {len(warned) - 50} more clips with warnings (use --json)")
+    if info["num_with_warnings"] > len(warned):
+        more = info["num_with_warnings"] - len(warned)
+        console.print(f"... and {more} more clips with warnings (use --json)")
     return 1 if bad else 0

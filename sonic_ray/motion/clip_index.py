@@ -161,11 +161,13 @@ class ClipIndex:
             self._cols.update(zip(todo, t.columns))
         return pa.table([self._cols[c] for c in columns], names=list(columns))
 
-    def warnings(self) -> dict[str, list[str]]:
-        """{clip name: warnings} of the clips that have any (names decoded only when some do)."""
+    def warnings(self, limit: int | None = None) -> dict[str, list[str]]:
+        """{clip name: warnings} of the first `limit` (default all) clips that have any; names are
+        decoded only when some clip has warnings, Python objects built only for those returned."""
         w = self.read(["warnings"]).column(0)
         mask = pc.greater(pc.list_value_length(w), 0)
         if not pc.any(mask).as_py():
             return {}
         t = self.read(["name", "warnings"]).filter(mask)
+        t = t if limit is None else t.slice(0, limit)
         return dict(zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True))

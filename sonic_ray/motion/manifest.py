@@ -158,9 +158,9 @@ def sharded_info(path, *, clips: bool = True) -> dict:
     return {**v.info["summary"], "clips": v.info["clips"]}
 
 
-def clip_warnings(path) -> dict[str, list[str]]:
-    """{clip name: warnings} of the clips that have any, from the index's warnings column."""
-    return read_version(path).index.warnings()
+def clip_warnings(path, limit: int | None = None) -> dict[str, list[str]]:
+    """{clip name: warnings} of the first `limit` clips that have any, from the index's columns."""
+    return read_version(path).index.warnings(limit)
 
 
 def clip_frames_fps(path) -> tuple[np.ndarray, np.ndarray]:

@@ -194,15 +194,16 @@ def store_size(path) -> tuple[list[str], int]:
     return info["joint_names"], info["num_clips"]
 
 
-def store_warnings(path) -> dict[str, list[str]]:
-    """{clip name: validation warnings} of the clips that have any (a sharded store: the index's
-    warnings column, names read only when some clip has warnings)."""
+def store_warnings(path, limit: int | None = None) -> dict[str, list[str]]:
+    """{clip name: validation warnings} of the first `limit` (default all) clips that have any (a
+    sharded store: the index's warnings column, names read only when some clip has warnings)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         from sonic_ray.motion.sharded import clip_warnings
 
-        return clip_warnings(path)
-    return {c["name"]: c["warnings"] for c in store_info(path)["clips"] if c["warnings"]}
+        return clip_warnings(path, limit)
+    warned = [(c["name"], c["warnings"]) for c in store_info(path)["clips"] if c["warnings"]]
+    return dict(warned[:limit])
 
 
 def store_info(path, *, clips: bool = True) -> dict:

@@ -211,3 +211,21 @@ def test_reader_retries_when_a_writer_replaces_the_manifest_meanwhile(tmp_path, 
 
     monkeypatch.setattr(manifest_mod.ClipIndex, "open", staticmethod(racing))
     assert store_size(store)[1] == 3 and read_index(store, ["name"]).num_rows == 3
+
+
+def test_motions_info_reads_totals_and_only_the_warnings_it_prints(tmp_path, capsys):
+    store = tmp_path / "store"
+    clips = _clips(55)
+    for c in clips:
+        c.warnings = [f"{c.name}: odd"]
+    write_sharded(store, clips, joint_names=G1_JOINTS)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(["motions", "info", str(store)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "55 clips" in out and "c49: odd" in out and "c50: odd" not in out and "5 more clips" in out
+    args = parser.parse_args(["motions", "info", str(store), "--json"])
+    assert args.func(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert len(info["warnings"]) == 55 and info["num_with_warnings"] == 55 and "clips" not in info
