@@ -194,6 +194,17 @@ def store_size(path) -> tuple[list[str], int]:
     return info["joint_names"], info["num_clips"]
 
 
+def clip_names(path, indices) -> list[str]:
+    """Names of the clips at store indices `indices` (a sharded store: one column of its index)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from sonic_ray.motion.sharded import read_index
+
+        return read_index(path, ["name"]).column(0).take(list(indices)).to_pylist()
+    clips = store_info(path)["clips"]
+    return [clips[i]["name"] for i in indices]
+
+
 def store_warnings(path, limit: int | None = None) -> dict[str, list[str]]:
     """{clip name: validation warnings} of the first `limit` (default all) clips that have any (a
     sharded store: the index's warnings column, names read only when some clip has warnings)."""
