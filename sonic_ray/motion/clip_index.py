@@ -21,7 +21,8 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -58,26 +59,42 @@ def rows_table(rows: Sequence[dict], shard_pos: dict[str, int]) -> pa.Table:
     return pa.table(cols, schema=INDEX_SCHEMA)
 
 
-def from_json_columns(columns: dict, warnings: dict) -> pa.Table:
-    """The index of a schema-2 manifest (per-clip JSON columns plus warnings by clip name)."""
-    cols = {k: columns[k] for k in COLUMNS if k != "warnings"}
-    cols["warnings"] = [warnings.get(n, []) for n in columns["name"]]
-    return pa.table(cols, schema=INDEX_SCHEMA)
-
-
 def totals(table: pa.Table) -> dict:
     """What `motions info` prints, kept in the manifest so it never opens the index."""
-    frames = table.column("frames").to_numpy().astype(np.int64)
-    fps = table.column("fps").to_numpy()
     by_format = pc.value_counts(table.column("format")).to_pylist()
     warned = pc.sum(pc.greater(pc.list_value_length(table.column("warnings")), 0)).as_py() or 0
+    return _totals(
+        table.column("frames").to_numpy(),
+        table.column("fps").to_numpy(),
+        {d["values"]: d["counts"] for d in by_format},
+        warned,
+    )
+
+
+def json_totals(columns: dict, warnings: dict) -> dict:
+    """`totals` of a schema-2 manifest (per-clip JSON columns, warnings by clip name)."""
+    return _totals(columns["frames"], columns["fps"], Counter(columns["format"]), len(warnings))
+
+
+def _totals(frames, fps, by_format: dict, warned: int) -> dict:
+    frames, fps = np.asarray(frames, dtype=np.int64), np.asarray(fps, dtype=np.float64)
     return {
-        "num_clips": table.num_rows,
+        "num_clips": len(frames),
         "total_frames": int(frames.sum()),
-        "total_duration_s": float(((frames - 1) / fps).sum()) if table.num_rows else 0.0,
-        "by_format": {d["values"]: d["counts"] for d in sorted(by_format, key=lambda d: d["values"])},
+        "total_duration_s": float(((frames - 1) / fps).sum()) if len(frames) else 0.0,
+        "by_format": dict(sorted(by_format.items())),
         "num_with_warnings": int(warned),
     }
+
+
+def _json_column(columns: dict, warnings: dict, name: str) -> pa.Array:
+    field = INDEX_SCHEMA.field(name)
+    if name != "warnings":
+        return pa.array(columns[name], field.type)
+    if not warnings:  # the common case: offsets only
+        n = len(columns["name"])
+        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
+    return pa.array([warnings.get(n, []) for n in columns["name"]], field.type)
 
 
 def sha256(file: str) -> str:
@@ -113,13 +130,14 @@ class ClipIndex:
 
     `open` checks what is cheap (size, Parquet footer, schema, row count against the manifest's
     entry); page checksums are verified as columns are read. Every failure is a StoreError naming
-    the file and what the manifest expected. `in_memory` wraps a schema-2 manifest's columns.
+    the file and what the manifest expected. `from_json` serves a schema-2 manifest's columns,
+    each converted when first asked for, `in_memory` a table.
     """
 
-    def __init__(self, file: str, expected: str, pf: pq.ParquetFile | None, table: pa.Table | None = None):
-        self.file, self.expected, self._pf = file, expected, pf
-        self._cols: dict[str, pa.ChunkedArray] = {} if table is None else dict(zip(COLUMNS, table.columns))
-        self.num_clips = pf.metadata.num_rows if pf is not None else table.num_rows
+    def __init__(self, file: str, expected: str, num_clips: int, decode: Callable | None):
+        self.file, self.expected, self.num_clips = file, expected, num_clips
+        self._decode = decode  # column names -> arrays
+        self._cols: dict[str, pa.ChunkedArray | pa.Array] = {}
 
     @classmethod
     def open(cls, folder: str, entry: dict, manifest_file: str) -> ClipIndex:
@@ -141,25 +159,37 @@ class ClipIndex:
                 raise ValueError(f"{pf.metadata.num_rows} rows")
         except (OSError, ValueError, pa.ArrowException) as e:
             raise StoreError(f"{file}: clip index unreadable ({type(e).__name__}: {e}); {expected}") from None
-        return cls(file, expected, pf)
+        return cls(
+            file, expected, pf.metadata.num_rows, lambda c: pf.read(columns=c, use_threads=False).columns
+        )
+
+    @classmethod
+    def from_json(cls, columns: dict, warnings: dict, source: str) -> ClipIndex:
+        """The index of a schema-2 manifest: per-clip JSON columns, warnings by clip name."""
+
+        def decode(names):
+            return [_json_column(columns, warnings, c) for c in names]
+
+        return cls(source, f"expected the clip columns of {source}", len(columns["name"]), decode)
 
     @classmethod
     def in_memory(cls, table: pa.Table, source: str) -> ClipIndex:
-        return cls(source, f"the clip columns of {source}", None, table)
+        index = cls(source, f"the clip columns of {source}", table.num_rows, None)
+        index._cols.update(zip(table.column_names, table.columns))
+        return index
 
     def read(self, columns: Sequence[str] = COLUMNS) -> pa.Table:
         """Table of `columns` (names of INDEX_SCHEMA), decoding those not read before."""
         todo = [c for c in columns if c not in self._cols]
         if todo:
             try:
-                t = self._pf.read(columns=todo, use_threads=False)
-            except (OSError, pa.ArrowException) as e:
+                self._cols.update(zip(todo, self._decode(todo)))
+            except (OSError, KeyError, TypeError, pa.ArrowException) as e:
                 raise StoreError(
                     f"{self.file}: clip index data unreadable, corrupt on disk? ({type(e).__name__}: "
                     f"{e}); {self.expected}"
                 ) from None
-            self._cols.update(zip(todo, t.columns))
-        return pa.table([self._cols[c] for c in columns], names=list(columns))
+        return pa.Table.from_arrays([self._cols[c] for c in columns], names=list(columns))
 
     def warnings(self, limit: int | None = None) -> dict[str, list[str]]:
         """{clip name: warnings} of the first `limit` (default all) clips that have any; names are

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from sonic_ray.motion.clip_index import COLUMNS, INDEX_SCHEMA, ClipIndex, from_json_columns, totals
+from sonic_ray.motion.clip_index import COLUMNS, INDEX_SCHEMA, ClipIndex, json_totals, totals
 from sonic_ray.motion.store_format import StoreError
 
 FORMAT = "sonic_ray.sharded_motion_store"
@@ -78,9 +78,11 @@ def parse_manifest(mpath: str) -> tuple[dict, ClipIndex | None]:
                 f"schema_version {m.get('schema_version')} unsupported (expected one of {READABLE_VERSIONS})"
             )
         if m["schema_version"] == 2:
-            table = from_json_columns(m.pop("clips"), m.pop("warnings"))
-            m.update(generation=0, index=None, totals=totals(table))
-            return m, ClipIndex.in_memory(table, mpath)
+            columns, warnings = m.pop("clips"), m.pop("warnings")
+            if any(len(columns[k]) != len(columns["name"]) for k in COLUMNS if k != "warnings"):
+                raise ValueError("clip index columns differ in length")
+            m.update(generation=0, index=None, totals=json_totals(columns, warnings))
+            return m, ClipIndex.from_json(columns, warnings, mpath)
         if m["index"] is not None:
             plain_name(os.path.dirname(mpath), m["index"]["file"])
         _ = m["shards"], m["joint_names"], m["totals"]["num_clips"]
