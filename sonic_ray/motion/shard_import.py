@@ -7,8 +7,8 @@ validated (`validate_clip`: shapes, quaternions, joint limits, FK check), hashed
 raised. The same worker runs in-process (`run_serial`) or as a Ray Data stage
 (`sonic_ray.ingest`); only the process that holds the store lock commits: `import_sharded` sorts
 the batch results into file order, drops clips whose content or name an earlier batch already
-added, and writes the manifest once (`sharded.commit`). A failure before that leaves the previous
-manifest, and the new shard files are removed.
+added, and writes the clip index and the manifest once (`sharded.commit`). A failure before that
+leaves the previous manifest and index, and the new files are removed.
 """
 
 from __future__ import annotations

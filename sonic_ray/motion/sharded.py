@@ -166,8 +166,8 @@ class ShardWriter:
     """Writes clips into new shard files of at most `max_clips` clips in the store folder `path`.
 
     Used by the sharded writer and by each import worker; `finish()` returns the shard entries and
-    per-clip index rows (row = position in its shard) for the manifest, which only the writer that
-    holds the store lock commits.
+    per-clip index rows (row = position in its shard) for the clip index, which only the writer that
+    holds the store lock commits (`commit`).
     """
 
     def __init__(self, path, joint_names, *, max_clips: int = MAX_SHARD_CLIPS):
