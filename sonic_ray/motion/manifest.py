@@ -67,7 +67,8 @@ def _manifest_key(mpath: str) -> tuple:
 
 
 def parse_manifest(mpath: str) -> tuple[dict, ClipIndex | None]:
-    """The manifest as a dict (schema 2 brought to schema 3's keys, its index built in memory)."""
+    """The manifest as a dict, and for schema 2 (brought to schema 3's keys here) the index its
+    JSON columns hold; None for schema 3, whose index is a file (`ClipIndex.open`)."""
     try:
         with open(mpath, "rb") as f:
             m = json.loads(f.read())
@@ -127,10 +128,6 @@ def read_manifest(path) -> dict:
 def read_index(path, columns=COLUMNS) -> pa.Table:
     """`columns` of the store's clip index (one row per clip, store order), decoded on first use."""
     return read_version(path).index.read(columns)
-
-
-def num_clips(path) -> int:
-    return read_manifest(path)["totals"]["num_clips"]
 
 
 def forget(path) -> None:

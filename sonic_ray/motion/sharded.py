@@ -51,7 +51,6 @@ from sonic_ray.motion.manifest import (  # noqa: F401  (re-exported: what reader
     empty_index,
     empty_manifest,
     forget,
-    num_clips,
     parse_manifest,
     plain_name,
     read_index,
