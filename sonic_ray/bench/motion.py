@@ -180,7 +180,7 @@ def run(
     import ray
 
     from sonic_ray.motion.shard_import import list_files
-    from sonic_ray.motion.sharded import sharded_info
+    from sonic_ray.motion.sharded import clip_frames_fps, sharded_info
 
     table_mode = num_clips <= 20_000 if table_mode is None else table_mode
     tmp = tempfile.mkdtemp(prefix="bench-motion-", dir=workdir)
@@ -208,9 +208,9 @@ def run(
             ray.shutdown()
         shutil.rmtree(os.path.join(tmp, "store1"))
         store, one = os.path.join(tmp, "store"), os.path.join(tmp, "one_store")
-        info = sharded_info(store)
+        info = sharded_info(store, clips=False)
         raw = info["total_frames"] * RAW_FLOATS * 4
-        frames = np.array([c["frames"] for c in info["clips"]])
+        frames = clip_frames_fps(store)[0]
         raw_shard = int(frames[0::2].sum()) * RAW_FLOATS * 4
         result = {
             "num_clips": info["num_clips"],

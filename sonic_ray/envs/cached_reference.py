@@ -31,7 +31,7 @@ import torch
 from sonic_ray.envs.reference import ReferenceTable
 from sonic_ray.motion.frames import control_rate_frames
 from sonic_ray.motion.motion_lib import MotionLib
-from sonic_ray.motion.sharded import is_sharded, read_manifest
+from sonic_ray.motion.sharded import is_sharded, read_index, read_manifest
 from sonic_ray.motion.store import MotionClip, iter_store, shard_indices, store_info
 
 _RAW_KEYS = ("root_pos", "root_quat", "joint_pos", "smpl_joints")
@@ -41,23 +41,19 @@ class RawShard:
     """A shard's clips as stored: flat float32 arrays (sum of native frames, ...) plus offsets."""
 
     def __init__(self, store_path, shard=None, *, load_smpl: bool = True):
-        if is_sharded(store_path):  # the manifest's columns: no per-clip dicts
-            m = read_manifest(store_path)
-            names, frames, fps, joints = (
-                m["clips"]["name"],
-                m["clips"]["frames"],
-                m["clips"]["fps"],
-                m["joint_names"],
-            )
+        if is_sharded(store_path):  # three columns of the clip index: no per-clip dicts
+            joints = read_manifest(store_path)["joint_names"]
+            names, frames, fps = read_index(store_path, ("name", "frames", "fps")).columns
         else:
             info = store_info(store_path)
             joints, c = info["joint_names"], info["clips"]
-            names, frames, fps = [x["name"] for x in c], [x["frames"] for x in c], [x["fps"] for x in c]
+            names = pa.array([x["name"] for x in c], pa.string())
+            frames, fps = [x["frames"] for x in c], [x["fps"] for x in c]
         idx = shard_indices(len(names), shard)
         if not idx:
             raise ValueError(f"{store_path}: shard {shard} holds no clips")
         self.store_index = np.asarray(idx, dtype=np.int64)
-        self.names = [names[i] for i in idx]
+        self.names = names.take(idx).to_pylist()
         self.fps = np.asarray(fps, dtype=np.float64)[idx]
         self.frames = np.asarray(frames, dtype=np.int64)[idx]
         self.start = np.concatenate(([0], np.cumsum(self.frames)[:-1]))

@@ -28,7 +28,7 @@ from sonic_ray.eval.runner import (
     store_clip_names,
     worst_first_key,
 )
-from sonic_ray.motion.store import store_info
+from sonic_ray.motion.store import store_size
 from sonic_ray.robots import load_model
 from sonic_ray.train.checkpoint import checkpoint_iteration, resolve_checkpoint
 
@@ -106,7 +106,7 @@ def plan_evaluation(
     if bad:
         raise ValueError(f"encoders {bad}: the policy has encoders {sorted(cfg.actor_critic.encoders)}")
     store = motion_store_path(cfg)
-    total = store_info(store)["num_clips"]
+    total = store_size(store)[1]
     limit = int(cb.eval_max_clips if max_clips is None else max_clips)
     n = min(total, limit) if limit > 0 else total
     per_task = int(clips_per_task or cb.eval_clips_per_task)

@@ -27,7 +27,7 @@ import torch
 
 from sonic_ray.config.schema import SonicConfig
 from sonic_ray.eval.metrics import clip_metrics
-from sonic_ray.motion.store import shard_indices, store_info
+from sonic_ray.motion.store import clip_names, shard_indices, store_size
 
 
 class ClipQueueSampler:
@@ -101,9 +101,9 @@ def store_clip_names(cfg: SonicConfig, shard: tuple[int, int] | None) -> tuple[l
     # without loading the training env (tests/deploy/test_sim2sim.py lists what sim2sim imports)
     from sonic_ray.envs.factory import motion_store_path
 
-    info = store_info(motion_store_path(cfg))
-    idx = shard_indices(info["num_clips"], shard)
-    return [info["clips"][i]["name"] for i in idx], idx
+    store = motion_store_path(cfg)
+    idx = shard_indices(store_size(store)[1], shard)
+    return clip_names(store, idx), idx
 
 
 class _Recorder:

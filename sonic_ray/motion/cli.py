@@ -59,6 +59,11 @@ def add_parser(
     mig.add_argument("src", metavar="STORE")
     mig.add_argument("dst", metavar="FOLDER")
     mig.set_defaults(func=cmd_migrate)
+    upg = sub.add_parser(
+        "upgrade", help="rewrite an older sharded store's manifest in the current schema (shards kept)"
+    )
+    upg.add_argument("store", metavar="FOLDER")
+    upg.set_defaults(func=cmd_upgrade)
     syn = sub.add_parser("synth", help="build the embedded synthetic G1 data set (IK, planted feet)")
     syn.add_argument(
         "--out", required=True, metavar="STORE", help="motion store (.parquet) to write (replaced)"
@@ -169,11 +174,30 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def cmd_upgrade(args) -> int:
+    """Schema 2 -> 3: the per-clip entries move from the manifest into the clip index file."""
+    from sonic_ray.motion.sharded import SCHEMA_VERSION, is_sharded, upgrade
+    from sonic_ray.motion.store import StoreError
+
+    if not is_sharded(args.store):
+        print(f"motions upgrade: {args.store}: not a sharded store (a folder)", file=sys.stderr)
+        return 1
+    try:
+        done = upgrade(args.store)
+    except (StoreError, OSError) as e:
+        print(f"motions upgrade: {args.store}: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.store}: " + (f"upgraded to schema v{SCHEMA_VERSION}" if done else "already current"))
+    return 0
+
+
 def cmd_info(args) -> int:
-    from sonic_ray.motion.store import store_info
+    """Totals (a sharded store: from the manifest) and the clips with warnings."""
+    from sonic_ray.motion.store import store_info, store_warnings
 
     try:
-        info = store_info(args.store)
+        info = store_info(args.store, clips=False)
+        warned = store_warnings(args.store, limit=None if args.json else 50)
     except (OSError, ValueError) as e:
         print(f"motions info: {args.store}: {e}", file=sys.stderr)
         return 1
@@ -182,10 +206,8 @@ def cmd_info(args) -> int:
         from sonic_ray.motion.sharded_cli import verify
 
         bad = verify(args.store, quiet=args.json)
-    warned = {c["name"]: c["warnings"] for c in info["clips"] if c["warnings"]}
     if args.json:
-        summary = {k: v for k, v in info.items() if k != "clips"}
-        print(json.dumps({**summary, "warnings": warned} | ({} if bad is None else {"bad_shards": bad})))
+        print(json.dumps({**info, "warnings": warned} | ({} if bad is None else {"bad_shards": bad})))
         return 1 if bad else 0
     from rich.console import Console
     from rich.table import Table
@@ -200,8 +222,9 @@ def cmd_info(args) -> int:
     for fmt, n in sorted(info["by_format"].items()):
         table.add_row(fmt, str(n))
     console.print(table)
-    for name, ws in list(warned.items())[:50]:
+    for name, ws in warned.items():
         console.print(f"[yellow]{name}[/]: " + "; ".join(ws))
-    if len(warned) > 50:
-        console.print(f"... and {len(warned) - 50} more clips with warnings (use --json)")
+    if info["num_with_warnings"] > len(warned):
+        more = info["num_with_warnings"] - len(warned)
+        console.print(f"... and {more} more clips with warnings (use --json)")
     return 1 if bad else 0

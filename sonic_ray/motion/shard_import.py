@@ -7,8 +7,8 @@ validated (`validate_clip`: shapes, quaternions, joint limits, FK check), hashed
 raised. The same worker runs in-process (`run_serial`) or as a Ray Data stage
 (`sonic_ray.ingest`); only the process that holds the store lock commits: `import_sharded` sorts
 the batch results into file order, drops clips whose content or name an earlier batch already
-added, and writes the manifest once (`sharded.commit`). A failure before that leaves the previous
-manifest, and the new shard files are removed.
+added, and writes the clip index and the manifest once (`sharded.commit`). A failure before that
+leaves the previous manifest and index, and the new files are removed.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from sonic_ray.motion.sharded import (
     commit,
     load_for_append,
     remove_unreferenced,
+    taken,
 )
 from sonic_ray.motion.store import StoreError, store_lock
 from sonic_ray.motion.validate import ClipRejected, validate_clip
@@ -184,9 +185,9 @@ def import_sharded(
     engine = engine or run_serial
     with store_lock(out):
         joint_names = context_fn(robot)[0]
-        manifest = load_for_append(out, joint_names)
+        manifest, index = load_for_append(out, joint_names)
         remove_unreferenced(out, manifest)
-        names, hashes = set(manifest["clips"]["name"]), set(manifest["clips"]["hash"])
+        names, hashes = taken(index)
         kw = dict(
             store=out, robot=robot, context_fn=context_fn, fps=fps, taken_names=names, taken_hashes=hashes
         )
@@ -196,9 +197,9 @@ def import_sharded(
             )
             report, rows, shards = _merge(results, names, hashes)
             if rows:
-                commit(out, manifest, shards, rows)
+                manifest = commit(out, manifest, index, shards, rows)
         finally:
-            remove_unreferenced(out, manifest)  # shards of a failed import, or holding only duplicates
+            remove_unreferenced(out, manifest)  # files of a failed import, shards of only duplicates
     return report
 
 

@@ -1,30 +1,36 @@
-"""The sharded motion store: a folder of Parquet shards plus one manifest, for corpora of 100k+ clips.
+"""The sharded motion store: a folder of Parquet shards, a clip index and one manifest, for 100k+ clips.
 
-Layout (schema version 2)
-- `manifest.json`: the store header (format, schema version, joint names), the shard list (file,
-  clips, bytes, sha256 of the file) and a columnar clip index (name, source, format, fps, frames,
-  content hash, shard, row, fk error) plus warnings by clip name and totals. `motions info`, shard
-  planning and the driver read only this file; clip order in the index is the store's order
-  (what `shard_indices` numbers).
+Layout (schema version 3)
+- `manifest.json`: small, whatever the store's size: the store header (format, schema version,
+  joint names, generation), the shard list (file, clips, bytes, sha256 of the file), the clip
+  index file's entry (file, clips, bytes, sha256) and the totals `motions info` prints. The driver's
+  start-up and shard planning read this file and the index columns they need.
+- `clips-<generation>-<random>.parquet`: the clip index (`clip_index`: name, source, format, fps,
+  frames, content hash, shard, row, fk error, warnings; one row per clip in store order, the order
+  `shard_indices` numbers), read column by column.
 - `shard-*.parquet`: at most `MAX_SHARD_CLIPS` clips each, the one-file store's row schema
   (`store_format._schema`), row groups of `ROW_GROUP_CLIPS` clips (a row group per clip costs ~1 kB of
   footer per clip, +5-10 % for short clips). Shards are written once and never rewritten.
+Schema version 2 (the per-clip columns inside the manifest's JSON) still reads; the next write, or
+`motions upgrade`, rewrites its manifest as version 3 (shards untouched).
 
-Writes: new clips go to new shard files (unique names), then the manifest is written to a temp
-file and `os.replace`d over the old one, under the store lock (`store_format.store_lock` on the folder).
-A writer that dies before the rename leaves the previous manifest valid and its new shards
-unreferenced; the next writer, holding the lock, deletes unreferenced shard files. Appends never
-touch old shards. A clip whose content hash (arrays + fps) is already stored is skipped as a
-duplicate; a new clip whose name is taken by other content is rejected, as in the one-file store.
+Writes: new clips go to new shard files (unique names), then a new index file (all rows, under a
+new name), then the manifest is written to a temp file and `os.replace`d over the old one, under
+the store lock (`store_format.store_lock` on the folder): the manifest is the commit point. A
+writer that dies before the rename leaves the previous manifest and its index valid and its new
+files unreferenced; the next writer, holding the lock, deletes unreferenced shard and index files.
+A clip whose content hash (arrays + fps) is already stored is skipped as a duplicate; a new clip
+whose name is taken by other content is rejected, as in the one-file store.
 
-Reads open shards memory-mapped with page checksums verified; a shard that cannot be read raises a
-`StoreError` naming that file, and `verify_store` checks every shard's size and hash one by one,
-so a corrupt shard is reported by name while the others stay readable.
+Reads open shards memory-mapped with page checksums verified; a shard (or the index) that cannot be
+read raises a `StoreError` naming that file, and `verify_store` checks every file's size and hash
+one by one, so a corrupt shard is reported by name while the others stay readable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -36,6 +42,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sonic_ray.motion.clip_index import INDEX_PREFIX, INDEX_SCHEMA, rows_table, sha256, totals, write_index
+from sonic_ray.motion.manifest import (  # noqa: F401  (re-exported: what readers import from here)
+    MANIFEST,
+    SCHEMA_VERSION,
+    clip_frames_fps,
+    clip_warnings,
+    empty_index,
+    empty_manifest,
+    forget,
+    parse_manifest,
+    plain_name,
+    read_index,
+    read_manifest,
+    read_version,
+    sharded_info,
+)
 from sonic_ray.motion.store_format import (
     _WRITE_OPTIONS,
     MotionClip,
@@ -47,15 +69,10 @@ from sonic_ray.motion.store_format import (
     store_lock,
 )
 
-FORMAT = "sonic_ray.sharded_motion_store"
-SCHEMA_VERSION = 2
-MANIFEST = "manifest.json"
 MAX_SHARD_CLIPS = 4096
 ROW_GROUP_CLIPS = 32
 READ_GROUPS = 4  # row groups per read (single-threaded: Arrow's reader threads keep freed buffers)
-_INDEX_KEYS = ("name", "source", "format", "fps", "frames", "hash", "shard", "row", "fk_max_err_m")
 _SHARD_OPTIONS = {**_WRITE_OPTIONS, "write_statistics": False}
-_cache: dict[str, tuple[tuple, dict]] = {}  # manifest path -> ((mtime_ns, size), parsed manifest)
 
 
 def is_sharded(path) -> bool:
@@ -77,110 +94,8 @@ def clip_hash(clip: MotionClip) -> str:
     return h.hexdigest()
 
 
-def _empty_manifest(joint_names: list[str]) -> dict:
-    return {
-        "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "joint_names": list(joint_names),
-        "shards": [],
-        "clips": {k: [] for k in _INDEX_KEYS},
-        "warnings": {},
-    }
-
-
-def read_manifest(path) -> dict:
-    """The parsed manifest of the store folder `path` (cached while the file is unchanged)."""
-    path = os.fspath(path)
-    mpath = os.path.join(path, MANIFEST)
-    try:
-        st = os.stat(mpath)
-    except FileNotFoundError:
-        raise StoreError(
-            f"{mpath}: no manifest (not a sharded motion store, or nothing imported yet)"
-        ) from None
-    key = (st.st_mtime_ns, st.st_size)
-    hit = _cache.get(mpath)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    try:
-        with open(mpath, "rb") as f:
-            m = json.loads(f.read())
-        if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise ValueError(f"format is not {FORMAT!r}")
-        if m.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(
-                f"schema_version {m.get('schema_version')} unsupported (expected {SCHEMA_VERSION})"
-            )
-        n = len(m["clips"]["name"])
-        if any(len(m["clips"][k]) != n for k in _INDEX_KEYS):
-            raise ValueError("clip index columns differ in length")
-    except (ValueError, KeyError, TypeError) as e:
-        raise StoreError(f"{mpath}: manifest unreadable ({type(e).__name__}: {e})") from None
-    _cache[mpath] = (key, m)
-    return m
-
-
-def forget(path) -> None:
-    """Drop the cached manifest of `path` (at 100k clips its parsed index takes ~90 MB): for a
-    runner that has read what it needs; a later read parses the file again."""
-    _cache.pop(os.path.join(os.fspath(path), MANIFEST), None)
-
-
-def sharded_info(path) -> dict:
-    """`store.store_info` for a sharded store, from the manifest only (built once per manifest
-    version: the driver asks several times while it starts; callers must not modify it)."""
-    m = read_manifest(path)
-    if "_info" in m:
-        return m["_info"]
-    c = m["clips"]
-    by_format: dict[str, int] = {}
-    for f in c["format"]:
-        by_format[f] = by_format.get(f, 0) + 1
-    frames = np.asarray(c["frames"], dtype=np.int64)
-    fps = np.asarray(c["fps"], dtype=np.float64)
-    warnings = m["warnings"]
-    clips = [
-        {
-            "name": name,
-            "source": c["source"][i],
-            "format": c["format"][i],
-            "fps": c["fps"][i],
-            "frames": c["frames"][i],
-            "warnings": warnings.get(name, []),
-            "fk_max_err_m": c["fk_max_err_m"][i],
-        }
-        for i, name in enumerate(c["name"])
-    ]
-    m["_info"] = {
-        "path": os.fspath(path),
-        "schema_version": m["schema_version"],
-        "joint_names": m["joint_names"],
-        "num_clips": len(c["name"]),
-        "total_frames": int(frames.sum()),
-        "total_duration_s": float(((frames - 1) / fps).sum()) if len(frames) else 0.0,
-        "by_format": by_format,
-        "num_with_warnings": len(warnings),
-        "num_shards": len(m["shards"]),
-        "store_bytes": sum(s["bytes"] for s in m["shards"]),
-        "clips": clips,
-    }
-    return m["_info"]
-
-
-def clip_frames_fps(path) -> tuple[np.ndarray, np.ndarray]:
-    """(frames (C,), fps (C,)) of every clip in store order, straight from the manifest's columns."""
-    c = read_manifest(path)["clips"]
-    return np.asarray(c["frames"], dtype=np.int64), np.asarray(c["fps"], dtype=np.float64)
-
-
-def _shard_file(path: str, name: str) -> str:
-    if os.sep in name or name.startswith("."):
-        raise StoreError(f"{path}/{MANIFEST}: shard entry {name!r} is not a plain file name")
-    return os.path.join(path, name)
-
-
 def _open_shard(path: str, entry: dict) -> pq.ParquetFile:
-    file = _shard_file(path, entry["file"])
+    file = plain_name(path, entry["file"])
     try:
         size = os.path.getsize(file)
         if size != entry["bytes"]:
@@ -196,13 +111,15 @@ def iter_sharded(
     """Clips of `shard` (k, n) (or of the store indices `indices`) in store order, one shard file
     and one row group at a time. A shard file that cannot be read raises StoreError naming it."""
     path = os.fspath(path)
-    m = read_manifest(path)
-    c = m["clips"]
-    wanted = shard_indices(len(c["name"]), shard) if indices is None else sorted(indices)
+    v = read_version(path)
+    m = v.manifest
+    wanted = shard_indices(v.index.num_clips, shard) if indices is None else sorted(indices)
     j = len(m["joint_names"])
+    loc = v.index.read(("shard", "row"))
+    shard_of, row_of = (loc.column(k).to_numpy()[wanted].tolist() for k in ("shard", "row"))
     by_file: dict[int, list[tuple[int, int]]] = {}
-    for i in wanted:
-        by_file.setdefault(c["shard"][i], []).append((i, c["row"][i]))
+    for i, s, r in zip(wanted, shard_of, row_of, strict=True):
+        by_file.setdefault(s, []).append((i, r))
     for s in sorted(by_file, key=lambda s: by_file[s][0][0]):
         entry = m["shards"][s]
         pf = _open_shard(path, entry)
@@ -218,7 +135,7 @@ def iter_sharded(
                 table = pf.read_row_groups(chunk, columns=columns, use_threads=False)
             except (OSError, pa.ArrowException) as e:
                 raise StoreError(
-                    f"{_shard_file(path, entry['file'])}: shard data unreadable, corrupt on disk? "
+                    f"{plain_name(path, entry['file'])}: shard data unreadable, corrupt on disk? "
                     f"({type(e).__name__}: {e})"
                 ) from None
             take = [k * ROW_GROUP_CLIPS + i for k, g in enumerate(chunk) for i in by_group[g]]  # groups full
@@ -226,35 +143,30 @@ def iter_sharded(
 
 
 def verify_store(path) -> list[str]:
-    """Problems found, one line per bad shard naming its file (size or sha256 mismatch, unreadable)."""
+    """Problems found, one line per bad file (a shard or the clip index) naming it: size or sha256
+    differing from the manifest's, or unreadable. Reads the manifest only, so a broken index is
+    reported here too."""
     path = os.fspath(path)
+    m = parse_manifest(os.path.join(path, MANIFEST))[0]
     problems = []
-    for entry in read_manifest(path)["shards"]:
-        file = _shard_file(path, entry["file"])
+    for entry in m["shards"] + ([m["index"]] if m["index"] else []):
+        file = plain_name(path, entry["file"])
         try:
             if os.path.getsize(file) != entry["bytes"]:
                 problems.append(f"{file}: {os.path.getsize(file)} bytes, manifest says {entry['bytes']}")
-            elif _sha256(file) != entry["sha256"]:
+            elif sha256(file) != entry["sha256"]:
                 problems.append(f"{file}: content hash differs from the manifest's (corrupt on disk?)")
         except OSError as e:
             problems.append(f"{file}: unreadable ({type(e).__name__}: {e})")
     return problems
 
 
-def _sha256(file: str) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class ShardWriter:
     """Writes clips into new shard files of at most `max_clips` clips in the store folder `path`.
 
     Used by the sharded writer and by each import worker; `finish()` returns the shard entries and
-    per-clip index rows (row = position in its shard) for the manifest, which only the writer that
-    holds the store lock commits.
+    per-clip index rows (row = position in its shard) for the clip index, which only the writer that
+    holds the store lock commits (`commit`).
     """
 
     def __init__(self, path, joint_names, *, max_clips: int = MAX_SHARD_CLIPS):
@@ -313,7 +225,7 @@ class ShardWriter:
                 "file": os.path.basename(self._file),
                 "clips": self._rows,
                 "bytes": os.path.getsize(self._file),
-                "sha256": _sha256(self._file),
+                "sha256": sha256(self._file),
             }
         )
 
@@ -333,58 +245,72 @@ class ShardWriter:
                 os.remove(os.path.join(self.path, s["file"]))
 
 
-def load_for_append(path, joint_names) -> dict:
-    """The manifest to extend (a fresh one when the folder has none); joint names must match."""
+def load_for_append(path, joint_names) -> tuple[dict, pa.Table]:
+    """(manifest, clip index (all columns)) to extend: fresh ones when the folder has no manifest;
+    joint names must match. The manifest is a private copy."""
     path = os.fspath(path)
     if not os.path.exists(os.path.join(path, MANIFEST)):
-        return _empty_manifest(joint_names)
-    m = read_manifest(path)
-    if m["joint_names"] != list(joint_names):
+        return empty_manifest(joint_names), empty_index()
+    v = read_version(path)
+    if v.manifest["joint_names"] != list(joint_names):
         raise StoreError(f"{path}: store joint_names differ from the clips' joint_names")
-    return json.loads(json.dumps({k: v for k, v in m.items() if k != "_info"}))  # a private copy
+    return copy.deepcopy(v.manifest), v.index.read()
+
+
+def taken(index: pa.Table) -> tuple[set[str], set[str]]:
+    """(names, content hashes) of the clips in `index`: what an append must not add again."""
+    return set(index.column("name").to_pylist()), set(index.column("hash").to_pylist())
 
 
 def remove_unreferenced(path, manifest: dict) -> None:
-    """Delete shard files no manifest references: left by writers that died (hold the store lock)."""
-    live = {s["file"] for s in manifest["shards"]}
+    """Delete shard and index files `manifest` does not reference, and temp files: left by writers
+    that died, or replaced by this one (hold the store lock)."""
+    live = {s["file"] for s in manifest["shards"]} | (
+        {manifest["index"]["file"]} if manifest["index"] else set()
+    )
     for entry in os.scandir(path):
         n = entry.name
-        if (
-            (n.startswith("shard-") and n.endswith(".parquet")) or n.startswith(f".{MANIFEST}.tmp")
-        ) and n not in live:
+        ours = n.endswith(".parquet") and n.startswith(("shard-", INDEX_PREFIX))
+        if (ours or n.startswith((f".{MANIFEST}.tmp", f".{INDEX_PREFIX}"))) and n not in live:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(entry.path)
 
 
-def commit(path, manifest: dict, shards: list[dict], clips: list[dict]) -> dict:
-    """Add written shards and their clip rows to `manifest` and replace the manifest file atomically.
+def commit(path, manifest: dict, index: pa.Table, shards: list[dict], clips: list[dict]) -> dict:
+    """Write the new clip index (`index` + the rows of `clips`), then the manifest naming it and the
+    added `shards`, atomically; returns the new manifest (`manifest` is left as it was).
 
     `clips` rows name their shard file; rows of clips that must not be listed (duplicates found
-    after the write) are simply left out, their bytes stay unreferenced in the shard.
+    after the write) are simply left out, their bytes stay unreferenced in the shard. A failure
+    before the manifest's rename leaves the old manifest and index in place.
     """
     path = os.fspath(path)
     base = len(manifest["shards"])
     pos = {s["file"]: base + k for k, s in enumerate(shards)}
-    manifest["shards"].extend(shards)
-    col = manifest["clips"]
-    for c in clips:
-        for k in _INDEX_KEYS:
-            col[k].append(pos[c["shard"]] if k == "shard" else c[k])
-        if c["warnings"]:
-            manifest["warnings"][c["name"]] = c["warnings"]
+    table = pa.concat_tables([index.cast(INDEX_SCHEMA), rows_table(clips, pos)])
+    generation = manifest.get("generation", 0) + 1
+    new = {
+        **manifest,
+        "schema_version": SCHEMA_VERSION,
+        "generation": generation,
+        "shards": manifest["shards"] + shards,
+        "index": write_index(path, table.combine_chunks(), generation),
+        "totals": totals(table),
+    }
     fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.tmp-", dir=path)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes it private; the manifest is read like the shards
         with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, separators=(",", ":"))
+            json.dump(new, f, separators=(",", ":"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, os.path.join(path, MANIFEST))
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        for file in (tmp, os.path.join(path, new["index"]["file"])):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(file)
         raise
-    return manifest
+    return new
 
 
 def write_sharded(
@@ -402,11 +328,12 @@ def write_sharded(
         raise StoreError(f"{path}: is a file; a sharded motion store is a folder (see `motions migrate`)")
     os.makedirs(path, exist_ok=True)
     with store_lock(path):
-        manifest = load_for_append(path, joint_names) if append else _empty_manifest(joint_names)
         if append:
+            manifest, index = load_for_append(path, joint_names)
             remove_unreferenced(path, manifest)
-        names = set(manifest["clips"]["name"])
-        hashes = set(manifest["clips"]["hash"])
+        else:
+            manifest, index = empty_manifest(joint_names), empty_index()
+        names, hashes = taken(index)
         writer = ShardWriter(path, joint_names, max_clips=max_clips)
         added, dups = [], []
         try:
@@ -424,9 +351,21 @@ def write_sharded(
                 writer.add(clip, content_hash=h)
                 added.append(clip.name)
             shards, rows = writer.finish()
-            manifest = commit(path, manifest, shards, rows)
+            manifest = commit(path, manifest, index, shards, rows)
         except BaseException:
             writer.abort()
             raise
         remove_unreferenced(path, manifest)
-    return {"added": added, "duplicates": dups, "num_clips": len(manifest["clips"]["name"])}
+    return {"added": added, "duplicates": dups, "num_clips": manifest["totals"]["num_clips"]}
+
+
+def upgrade(path) -> bool:
+    """Rewrite an older store's manifest in the current schema (the clip index moves to its own
+    file; shards untouched). False when it already is current."""
+    path = os.fspath(path)
+    with store_lock(path):
+        if read_manifest(path)["schema_version"] == SCHEMA_VERSION:
+            return False
+        manifest, index = load_for_append(path, read_manifest(path)["joint_names"])
+        remove_unreferenced(path, commit(path, manifest, index, [], []))
+    return True

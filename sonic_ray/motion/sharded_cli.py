@@ -112,11 +112,11 @@ def _with_progress(files, kw, engine_name: str) -> dict:
 
 
 def verify(store, *, quiet: bool = False) -> list[str]:
-    """Bad shards, one line each naming the file (printed to stderr unless quiet)."""
+    """Bad shards and index files, one line each naming the file (printed to stderr unless quiet)."""
     from sonic_ray.motion.sharded import is_sharded, verify_store
 
     problems = verify_store(store) if is_sharded(store) else []  # one file: page CRCs checked on read
     if not quiet:
         for p in problems:
-            print(f"bad shard: {p}", file=sys.stderr)
+            print(f"bad store file: {p}", file=sys.stderr)
     return problems

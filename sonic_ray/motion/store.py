@@ -118,9 +118,9 @@ def store_names(path) -> set[str]:
     if not os.path.exists(path):
         return set()
     if os.path.isdir(path):
-        from sonic_ray.motion.sharded import read_manifest
+        from sonic_ray.motion.sharded import read_index
 
-        return set(read_manifest(path)["clips"]["name"])
+        return set(read_index(path, ["name"]).column(0).to_pylist())
     return {c["name"] for c in _read_header(_open(path), path)["clips"]}
 
 
@@ -182,43 +182,66 @@ def _write_locked(path: str, clips: Iterable[MotionClip], joint_names: list[str]
 
 
 def store_size(path) -> tuple[list[str], int]:
-    """(joint names, number of clips): for a sharded store straight from the manifest's columns,
-    without `store_info`'s per-clip dicts (0.3 s at 100k clips, on the driver's start-up path)."""
+    """(joint names, number of clips): for a sharded store from its manifest alone, without
+    `store_info`'s per-clip dicts (0.3 s at 100k clips, on the driver's start-up path)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         from sonic_ray.motion.sharded import read_manifest
 
         m = read_manifest(path)
-        return m["joint_names"], len(m["clips"]["name"])
+        return m["joint_names"], m["totals"]["num_clips"]
     info = store_info(path)
     return info["joint_names"], info["num_clips"]
 
 
-def store_info(path) -> dict:
-    """Footer-only summary: joint names, per-clip index, totals and per-source counts (a sharded
-    store, i.e. a folder: its manifest only, `sharded.sharded_info`)."""
+def clip_names(path, indices) -> list[str]:
+    """Names of the clips at store indices `indices` (a sharded store: one column of its index)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from sonic_ray.motion.sharded import read_index
+
+        return read_index(path, ["name"]).column(0).take(list(indices)).to_pylist()
+    clips = store_info(path)["clips"]
+    return [clips[i]["name"] for i in indices]
+
+
+def store_warnings(path, limit: int | None = None) -> dict[str, list[str]]:
+    """{clip name: validation warnings} of the first `limit` (default all) clips that have any (a
+    sharded store: the index's warnings column, names read only when some clip has warnings)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from sonic_ray.motion.sharded import clip_warnings
+
+        return clip_warnings(path, limit)
+    warned = [(c["name"], c["warnings"]) for c in store_info(path)["clips"] if c["warnings"]]
+    return dict(warned[:limit])
+
+
+def store_info(path, *, clips: bool = True) -> dict:
+    """Footer-only summary: joint names, totals and per-source counts, and with `clips` the per-clip
+    index as dicts (a sharded store, i.e. a folder: its manifest, and its clip index for `clips`;
+    `sharded.sharded_info`)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         from sonic_ray.motion.sharded import sharded_info
 
-        return sharded_info(path)
+        return sharded_info(path, clips=clips)
     pf = _open(path)
     header = _read_header(pf, path)
-    clips = header["clips"]
+    index = header["clips"]
     by_format: dict[str, int] = {}
-    for c in clips:
+    for c in index:
         by_format[c["format"]] = by_format.get(c["format"], 0) + 1
     return {
         "path": path,
         "schema_version": header["schema_version"],
         "joint_names": header["joint_names"],
-        "num_clips": len(clips),
-        "total_frames": sum(c["frames"] for c in clips),
-        "total_duration_s": sum((c["frames"] - 1) / c["fps"] for c in clips),
+        "num_clips": len(index),
+        "total_frames": sum(c["frames"] for c in index),
+        "total_duration_s": sum((c["frames"] - 1) / c["fps"] for c in index),
         "by_format": by_format,
-        "num_with_warnings": sum(1 for c in clips if c["warnings"]),
-        "clips": clips,
-    }
+        "num_with_warnings": sum(1 for c in index if c["warnings"]),
+    } | ({"clips": index} if clips else {})
 
 
 def iter_store(
@@ -247,7 +270,7 @@ def iter_store(
 def read_store(path, *, shard: tuple[int, int] | None = None) -> tuple[list[MotionClip], dict]:
     """All clips of `shard` (k, n) -> clips k::n, plus the store header (joint_names, ...)."""
     path = os.fspath(path)
-    header = store_info(path) if os.path.isdir(path) else _read_header(_open(path), path)
+    header = store_info(path, clips=False) if os.path.isdir(path) else _read_header(_open(path), path)
     return list(iter_store(path, shard=shard)), {
         "schema_version": header["schema_version"],
         "joint_names": header["joint_names"],
@@ -259,4 +282,4 @@ def migrate(src, dst) -> dict:
     clip (`sharded.write_sharded`: appends, skips clips already there)."""
     from sonic_ray.motion.sharded import write_sharded
 
-    return write_sharded(dst, iter_store(src), joint_names=store_info(src)["joint_names"], append=True)
+    return write_sharded(dst, iter_store(src), joint_names=store_size(src)[0], append=True)

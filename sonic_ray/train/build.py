@@ -22,7 +22,8 @@ def observation_space(obs_dims: dict[str, int]) -> gym.spaces.Dict:
 
 def probe_env(cfg: SonicConfig) -> tuple[dict[str, int], int]:
     """Observation dims and action dim from a one-env instance on the store's first clip: the driver
-    reads the store index (a sharded store's manifest) and one clip, never the whole store."""
+    reads the store index (a sharded store: its manifest and four columns of its clip index) and one
+    clip, never the whole store."""
     from sonic_ray.envs.factory import make_env, motion_store_path
     from sonic_ray.motion.store import store_size
 

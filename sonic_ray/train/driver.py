@@ -39,7 +39,7 @@ def check_motion_store(cfg: SonicConfig) -> None:
     Empty: the embedded synthetic set, built on first use."""
     if cfg.motions.store:
         try:
-            store_info(cfg.motions.store)
+            store_info(cfg.motions.store, clips=False)
         except StoreError as e:
             raise StoreError(f"motions.store: {e}") from None
 
