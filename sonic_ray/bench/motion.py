@@ -161,6 +161,7 @@ def step_comparison(store: str, modes, num_envs: int, steps: int = 20, overrides
     if "table" in modes:
         for m in modes[:-1]:
             out[f"env_step_{m}_over_table"] = s[f"env_step_ms_{m}"] / s["env_step_ms_table"]
+            out[f"env_step_{m}_over_table_cpu"] = s[f"env_step_cpu_ms_{m}"] / s["env_step_cpu_ms_table"]
     return out
 
 
