@@ -32,7 +32,7 @@ from the window's rows, the same values); a velocity reads the poses of its fram
 first one kept on an edge row per env. Rows equal the table's bit for bit
 (tests/envs/test_window_reference.py).
 
-Interface: `data` (N x W rows per key, then N edge rows and a scratch row), `row_base`,
+Interface: `data` (N x W rows per key; the N edge rows are kept apart), `row_base`,
 `light_keys` (readable up to `reach`), `frame_keys` (readable at offset 0 only), `clip_frames`,
 `store_index`, `fps`, `body_names`, `num_clips`, `num_frames`, `nbytes`, `ensure` (no-op). It has
 no `clip_start`: rows belong to envs, not clips, so a learner rebuilding observations by (clip,
@@ -156,8 +156,8 @@ class WindowReference(OnDemandReference):
         return torch.arange(n, device=self.device) * w - self.win_start
 
     def _allocate(self, n: int) -> None:
-        """Row shapes from one computed frame, then N x W rows per key, N edge rows (each env's
-        poses of the frame before its window's first) and a scratch row."""
+        """Row shapes from one computed frame, then N x W rows per key and N edge rows (each env's
+        poses of the frame before its window's first)."""
         lib = MotionLib.from_segments(self.raw, [0], [0], [1], control_fps=self.fps)
         zero = torch.zeros(1, dtype=torch.long)
         probe = reference_frames(lib, self.points, zero, zero, [1], device=self.device)
@@ -165,7 +165,7 @@ class WindowReference(OnDemandReference):
         self.pose_keys = tuple(k for k in probe if k not in parts)
         rows = n * self.window_frames
         self._rows = {
-            k: torch.zeros((rows + n + 1, *v.shape[1:]), dtype=v.dtype, device=self.device)
+            k: torch.zeros((rows + n, *v.shape[1:]), dtype=v.dtype, device=self.device)
             for k, v in probe.items()
         }
         self.data = {k: v[:rows] for k, v in self._rows.items()}
