@@ -20,7 +20,9 @@ float32 arrays: root pose + joints), driver_start_s (and driver_start_s_1clip); 
 runner_rss_over_raw ((RSS - 1-clip RSS) over the shard's raw arrays), runner_rss_mb,
 runner_build_s, reference_rows, reset_4096_ms / step_4096_ms (reference reset and step for 4096
 envs' queries; not for window, whose rows are per env); from the interleaved steps:
-env_step_ms_<mode> at `num_envs` envs, env_step_<mode>_over_table, resets_per_step.
+env_step_ms_<mode> at `num_envs` envs, env_step_<mode>_over_table, resets_per_step, and the same
+in thread CPU time (env_step_cpu_ms_<mode>, env_step_<mode>_over_table_cpu: not inflated by other
+processes on the cores).
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ def step_comparison(store: str, modes, num_envs: int, steps: int = 20, overrides
     if "table" in modes:
         for m in modes[:-1]:
             out[f"env_step_{m}_over_table"] = s[f"env_step_ms_{m}"] / s["env_step_ms_table"]
+            out[f"env_step_{m}_over_table_cpu"] = s[f"env_step_cpu_ms_{m}"] / s["env_step_cpu_ms_table"]
     return out
 
 

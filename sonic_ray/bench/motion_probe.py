@@ -78,7 +78,9 @@ def steps(
     """env_step_ms of each reference mode's env (same seed, zero actions: the same episodes), the
     modes' steps interleaved in this one process; resets_per_step (envs reset per step, what the
     on-demand modes pay FK for) and, for window, the reference frames it computed per step (full
-    ones, light ones). `overrides`: config overrides for every mode (e.g. other terminations)."""
+    ones, light ones). `overrides`: config overrides for every mode (e.g. other terminations).
+    env_step_cpu_ms_<mode>: the same steps in this thread's CPU time, which the other processes of
+    a loaded machine do not inflate (physics runs in this thread with sim.num_threads 1)."""
     import torch
 
     from sonic_ray.envs.factory import make_env
@@ -92,14 +94,16 @@ def steps(
             env.step(zero)
     counters = ("rows_computed", "light_rows_computed")
     rows0 = {(m, c): getattr(e.cmd.table, c, 0) for m, e in envs.items() for c in counters}
-    spent, resets = dict.fromkeys(modes, 0.0), dict.fromkeys(modes, 0)
+    spent, cpu, resets = dict.fromkeys(modes, 0.0), dict.fromkeys(modes, 0.0), dict.fromkeys(modes, 0)
     for _ in range(steps):
         for m, env in envs.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             info = env.step(zero)[4]
             spent[m] += time.perf_counter() - t0
+            cpu[m] += time.thread_time() - c0
             resets[m] += len(info["done_ids"])
     out = {f"env_step_ms_{m}": 1e3 * spent[m] / steps for m in modes}
+    out.update({f"env_step_cpu_ms_{m}": 1e3 * cpu[m] / steps for m in modes})
     out.update({f"resets_per_step_{m}": resets[m] / steps for m in modes})
     for m, e in envs.items():
         if hasattr(e.cmd.table, "rows_computed"):

@@ -30,13 +30,14 @@ class MotionsConfig:
     # (envs/reference.py, ~1.9 kB a frame); "cached" keeps the stored arrays and computes a clip's
     # frames when an env starts it, into a cache of cache_frames rows (envs/cached_reference.py);
     # "window" keeps the stored arrays and window_frames rows per env, refilled as the env moves
-    # (envs/window_reference.py: memory N x window_frames rows whatever the store's size; every key
-    # on the first window_full_frames of them, root/joint/anchor keys on the rest; the learner's
-    # rebuilder then uses the cached clip arena).
+    # (envs/window_reference.py: memory N x window_frames rows whatever the store's size;
+    # root/joint/anchor keys on all of them, the FK keys computed lazily window_full_frames ahead
+    # at a time, body velocities only at each env's frame; the learner's rebuilder then uses the
+    # cached clip arena).
     reference: str = "table"
     cache_frames: int = 16384
     window_frames: int = 64
-    window_full_frames: int = 20
+    window_full_frames: int = 12
 
 
 @dataclass

@@ -261,6 +261,11 @@ class MotionCommand:
         """A WindowReference holds every key only up to full_reach frames ahead (see there)."""
         light = getattr(self.table, "light_keys", None)
         h = self.horizons[horizon]
+        if key in getattr(self.table, "frame_keys", ()) and len(h) and int(h.max()) > 0:
+            raise ValueError(
+                f"motions.reference=window holds {key!r} only at each env's current frame; horizon "
+                f"{horizon!r} reads it {int(h.max())} ahead: use reference=cached or table"
+            )
         if light is not None and key not in light and len(h) and int(h.max()) > self.full_reach:
             raise ValueError(
                 f"motions.reference=window holds {key!r} only {self.full_reach} frames ahead (the "

@@ -48,13 +48,14 @@ def reference_frames(
     motion_lib, points: FramePoints, clip, local, seg_frames, *, device="cpu", chunk: int = 8192, state=None
 ) -> dict[str, torch.Tensor]:
     """The reference rows of frames `local` (S,) of clips `clip` (S,) of `motion_lib`: the one
-    implementation of how a reference frame is computed (the full table, the cached arena and the
-    per-env windows all call it). The S rows are runs of consecutive frames of one clip each,
-    `seg_frames` (R,) long (sum S): body velocities are finite differences inside a run, central
-    inside, one-sided at its ends, so a run that is a whole clip gives the clip's velocities and a
-    run extended by one frame each side (where the clip has one) gives exact velocities on its
-    inner frames. `state`: `frame_state` of these frames when the caller has it (the window queries
-    its full and light frames in one call). Returns the keys listed in ReferenceTable, each (S, ...)
+    implementation of how a reference frame is computed (the full table and the cached arena call
+    it; the per-env windows call its pieces key by key: `frame_state`, `light_frames`, the FK,
+    `frames.velocity_between`, `smpl_joints_local`, `vr_local`). The S rows are runs of consecutive
+    frames of one clip each, `seg_frames` (R,) long (sum S): body velocities are finite differences
+    inside a run, central inside, one-sided at its ends, so a run that is a whole clip gives the
+    clip's velocities and a run extended by one frame each side (where the clip has one) gives
+    exact velocities on its inner frames. `state`: `frame_state` of these frames when the caller
+    has it. Returns the keys listed in ReferenceTable, each (S, ...)
     float32 on `device`."""
     fk, fps = points.fk, float(motion_lib.control_fps)
     parts: dict[str, list[torch.Tensor]] = {}

@@ -3,33 +3,41 @@
 `CachedReference` computes a whole clip when an env starts it, so a reset costs the clip's length
 in FK rows and the arena must hold every clip in use (N x clip length). `WindowReference` keeps,
 for each of the N envs, W consecutive control-rate frames of its clip starting at the frame the
-env was at when the window was filled. Of those, the first `full_frames` (Wf) hold every key;
-the rest hold only the LIGHT_KEYS (root, joints, anchor orientation: no full FK, a fraction of a
-full frame's cost), which is all the long horizon reads (the g1 future frames: joint positions and
-velocities, anchor orientation). Before each gather `MotionCommand` calls
-`row_base(clip, frame, reach, full_reach)`: envs whose window does not hold frames
-frame .. frame + reach (held at the clip's last frame), or every key of frames
-frame .. frame + full_reach, or holds another clip, get a new window starting at `frame`, all of
-them in one batched call of the functions the full table is built with. An env refills every
-min(W - reach, Wf - full_reach) steps, so a step computes about N / that many windows plus one
-for each reset env: Wf + 2 full frames and W - Wf light ones each.
+env was at when the window was filled, one row base per env (env n reads frame f of its clip at
+row base[n] + f, every key). The keys are filled in three parts, each as far ahead as it is read:
 
-Why two parts: resets dominate (a zero-action bench resets ~18% of the envs each step), and a
-reset must compute every frame its observations read at once (45 frames ahead for the default g1
-horizon); only the 10-frame SMPL horizon and the current frame read full-FK keys.
+- LIGHT_KEYS (root, joints, anchor orientation: no full FK), on all W frames when the window is
+  filled: what the long horizon reads (the g1 future frames, 45 ahead by default).
+- pose keys (FK of the bodies, VR and SMPL points, SMPL joints in their root frame): up to
+  `full_reach` frames ahead (the SMPL horizon, 9), computed lazily, `full_frames` (Wf) frames from
+  the env's frame at a time and appended to the window (each frame once per window).
+- frame keys (body velocities, VR points in the anchor frame): only at the env's frame (and the
+  next one when `ahead`), since only the current frame reads them; a body velocity is the
+  finite difference of the neighbouring frames' poses, read from the window's rows.
 
-Exactness: the full part is computed as a run of frames extended by one frame each side (where the
-clip has one), so the finite-difference body velocities of its frames are the full table's
-central (or, at clip ends, one-sided) differences; the root and joint states come from a
-`MotionLib` over just the frames the refill reads (`MotionLib.from_segments`: the same resampling
-and differences per frame as over whole clips), queried once for both parts as the table queries
-it. Rows equal the table's bit for bit (tests/envs/test_window_reference.py).
+Before each gather `MotionCommand` calls `row_base(clip, frame, reach, full_reach, ahead)`: envs
+whose window does not hold frames frame .. frame + ahead + reach (held at the clip's last frame),
+or holds another clip, get a new window starting at `frame`; the others get the pose or frame
+keys they miss; all in one batched call (one state query, one FK call) of the functions the full
+table is built with. Why lazily: resets dominate (a zero-action bench resets ~18% of the envs each
+step) and a reset must have every frame its first observation reads at once; computing the pose
+and velocity keys only as far as they are read cuts a reset's FK rows from 22 to Wf + 1 and its
+velocity frames from 20 to 2.
 
-Interface: `data` (N x W rows per key), `row_base`, `light_keys`, `clip_frames`, `store_index`,
-`fps`, `body_names`, `num_clips`, `num_frames`, `nbytes`, `ensure` (no-op). It has no `clip_start`:
-rows belong to envs, not clips, so a learner rebuilding observations by (clip, frame) uses the
-clip arena (`CachedReference`) instead. One WindowReference serves one MotionCommand (its N is
-fixed by the first `row_base` call).
+Exactness: the root and joint states come from a `MotionLib` over just the frames a new window
+reads (`MotionLib.from_segments`: the same resampling and differences per frame as over whole
+clips), queried as the table queries it; FK of a frame reads those states (from the query or
+from the window's rows, the same values); a velocity reads the poses of its frame's neighbours
+(central inside a clip, one-sided at its ends, as `clip_velocity`), the frame before a window's
+first one kept on an edge row per env. Rows equal the table's bit for bit
+(tests/envs/test_window_reference.py).
+
+Interface: `data` (N x W rows per key; the N edge rows are kept apart), `row_base`,
+`light_keys` (readable up to `reach`), `frame_keys` (readable at offset 0 only), `clip_frames`,
+`store_index`, `fps`, `body_names`, `num_clips`, `num_frames`, `nbytes`, `ensure` (no-op). It has
+no `clip_start`: rows belong to envs, not clips, so a learner rebuilding observations by (clip,
+frame) uses the clip arena (`CachedReference`) instead. One WindowReference serves one
+MotionCommand (its N is fixed by the first `row_base` call).
 """
 
 from __future__ import annotations
@@ -39,15 +47,25 @@ import torch
 
 from sonic_ray.envs.cached_reference import OnDemandReference, RawShard
 from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, frame_state, light_frames, reference_frames
-from sonic_ray.motion.frames import control_rate_frames
+from sonic_ray.motion.frames import (
+    angular_velocity_between,
+    control_rate_frames,
+    smpl_joints_local,
+    velocity_between,
+    vr_local,
+)
 from sonic_ray.motion.motion_lib import MotionLib
+
+FRAME_KEYS = ("body_lin_vel_w", "body_ang_vel_w", "vr_pos_local", "vr_ori_local")
+SMPL_KEYS = ("smpl_joints_w", "smpl_joints_local")
+FK_INPUT_KEYS = ("root_pos_w", "root_quat_w", "joint_pos")
 
 
 class WindowReference(OnDemandReference):
-    """Per-env windows of `window_frames` rows (the first `full_frames` with every key) over a
-    RawShard's clips."""
+    """Per-env windows of `window_frames` rows over a RawShard's clips: LIGHT_KEYS on all of them,
+    the pose keys `full_frames` ahead at a time, the frame keys at the env's frame."""
 
-    light_keys = frozenset(LIGHT_KEYS)
+    frame_keys = frozenset(FRAME_KEYS)
 
     def __init__(
         self,
@@ -59,7 +77,7 @@ class WindowReference(OnDemandReference):
         vr_points,
         smpl_points,
         window_frames: int = 64,
-        full_frames: int = 20,
+        full_frames: int = 12,
         device="cpu",
     ):
         if not 1 <= int(full_frames) <= int(window_frames):
@@ -85,10 +103,16 @@ class WindowReference(OnDemandReference):
         self._length = np.asarray(frames, dtype=np.int64)
         self.store_index = torch.as_tensor(raw.store_index)
         self.body_names = tuple(fk.body_names)
+        # the store's SMPL joints are state: then the SMPL keys are light (no FK), else FK points
+        self.smpl_in_state = "smpl_joints" in raw.arrays
+        self.light_keys = frozenset(LIGHT_KEYS + (SMPL_KEYS if self.smpl_in_state else ()))
         self.data: dict[str, torch.Tensor] = {}
-        self.win_clip = self.win_start = None  # (N,) long once sized: -1 for an empty window
-        self.rows_computed = 0  # full frames computed so far (window rows plus their edge frames)
+        # (N,) long once sized: each env's clip (-1 for an empty window), first frame, and the ends
+        # (exclusive) of the frames holding the pose keys and the frame keys
+        self.win_clip = self.win_start = self.pose_end = self.frame_end = None
+        self.rows_computed = 0  # FK frames computed so far (pose frames and edge frames)
         self.light_rows_computed = 0
+        self.frame_rows_computed = 0  # frames whose velocities and VR local frames were computed
 
     def fresh(self) -> WindowReference:
         """Another WindowReference over the same raw shard and FK (for another MotionCommand)."""
@@ -100,11 +124,11 @@ class WindowReference(OnDemandReference):
     def row_base(
         self, clip: torch.Tensor, frame: torch.Tensor, reach: int, full_reach: int, ahead: int = 0
     ) -> torch.Tensor:
-        """(N,) row such that env n reads frame f of clip[n] at row base[n] + f: the LIGHT_KEYS for
-        every f in [frame[n], frame[n] + reach], every key for f in [frame[n], frame[n] + full_reach]
-        (both held at the clip's last frame); refills the windows that do not hold them, or would
-        not after `ahead` more steps (so the refills of the next step ride on this call: one FK
-        call a step, its Python overhead paid once)."""
+        """(N,) row such that env n reads frame f of clip[n] at row base[n] + f: the light keys for
+        every f in [frame[n], frame[n] + reach], the pose keys for f in [frame[n], frame[n] +
+        full_reach], the frame keys at frame[n] (all held at the clip's last frame); fills what is
+        missing, also for frame + `ahead` (so the refills of the next step ride on this call: one
+        FK call a step, its Python overhead paid once)."""
         n, w, wf = int(clip.shape[0]), self.window_frames, self.full_frames
         for key, need, have in (("window_frames", reach, w), ("window_full_frames", full_reach, wf)):
             if need >= have:
@@ -117,85 +141,187 @@ class WindowReference(OnDemandReference):
         elif n != self.win_clip.shape[0]:
             raise ValueError(f"WindowReference: sized for {self.win_clip.shape[0]} envs, called with {n}")
         last = self.clip_frames[clip] - 1
-        stale = (
+        # a velocity reads the next frame's pose: poses at least one frame ahead
+        pose_need = torch.minimum(frame + (ahead + max(full_reach, 1)), last)
+        new = (
             (self.win_clip != clip)
             | (frame < self.win_start)
             | (torch.minimum(frame + (ahead + reach), last) >= self.win_start + w)
-            | (torch.minimum(frame + (ahead + full_reach), last) >= self.win_start + wf)
+            | (pose_need >= self.win_start + w)
         )
-        ids = torch.nonzero(stale).squeeze(-1)
-        if len(ids):
-            self._fill(ids, clip[ids], frame[ids])
+        frame_need = torch.minimum(frame + ahead, last)
+        todo = new | (pose_need >= self.pose_end) | (frame_need >= self.frame_end)
+        if bool(todo.any()):
+            self._fill(todo, new, clip, frame, pose_need, frame_need)
         return torch.arange(n, device=self.device) * w - self.win_start
 
     def _allocate(self, n: int) -> None:
-        """Row shapes from one computed frame, then N x W rows per key, plus one scratch row (the
-        full part's edge frames are written there: one copy per key, no select)."""
+        """Row shapes from one computed frame, then N x W rows per key and N edge rows (each env's
+        poses of the frame before its window's first)."""
         lib = MotionLib.from_segments(self.raw, [0], [0], [1], control_fps=self.fps)
         zero = torch.zeros(1, dtype=torch.long)
         probe = reference_frames(lib, self.points, zero, zero, [1], device=self.device)
+        parts = set(self.light_keys) | set(FRAME_KEYS)
+        self.pose_keys = tuple(k for k in probe if k not in parts)
         rows = n * self.window_frames
         self._rows = {
-            k: torch.zeros((rows + 1, *v.shape[1:]), dtype=v.dtype, device=self.device)
+            k: torch.zeros((rows + n, *v.shape[1:]), dtype=v.dtype, device=self.device)
             for k, v in probe.items()
         }
         self.data = {k: v[:rows] for k, v in self._rows.items()}
+        z = lambda: torch.zeros(n, dtype=torch.long, device=self.device)  # noqa: E731
         self.win_clip = torch.full((n,), -1, dtype=torch.long, device=self.device)
-        self.win_start = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.win_start, self.pose_end, self.frame_end = z(), z(), z()
 
-    def _fill(self, ids: torch.Tensor, clip: torch.Tensor, start: torch.Tensor) -> None:
-        """Windows of envs ids (E,) := frames start .. start + W - 1 (within the clip) of clip (E,):
-        every key on the first Wf of them, the LIGHT_KEYS on the rest. One state query for both
-        parts (a MotionLib over just the frames they read), FK of the full part, the anchor's chain
-        for the light part, one copy per key into the windows."""
-        w, wf, scratch = self.window_frames, self.full_frames, len(self.win_clip) * self.window_frames
-        clip_np, start_np = clip.cpu().numpy(), start.cpu().numpy()
+    def _fill(self, todo, new, clip, frame, pose_need, frame_need) -> None:
+        """Envs `todo` (N,) bool: new windows (`new`) get the light keys of frames frame ..
+        frame + W - 1 (within the clip); every env in todo gets the pose keys up to pose_need and
+        the frame keys up to frame_need (N,) it misses. One state query (new windows only), one
+        FK call, one copy per key."""
+        w = self.window_frames
+        cpu = lambda t: t.cpu().numpy()  # noqa: E731
+        ids = np.flatnonzero(cpu(todo))
+        is_new = cpu(new)[ids]
+        clip_np, frame_np = cpu(clip)[ids], cpu(frame)[ids]
         length = self._length[clip_np]
-        n_full = np.minimum(length - start_np, wf)
-        n_all = np.minimum(length - start_np, w)
-        n_light = n_all - n_full
-        # full part: runs one frame wider each side where the clip goes on (exact edge velocities)
-        lo = np.maximum(start_np - 1, 0)
-        hi = np.minimum(start_np + n_full, length - 1)  # inclusive: one past the part if it exists
-        run = hi - lo + 1
-        last = np.maximum(hi, start_np + n_all - 1)
-        lib = MotionLib.from_segments(self.raw, clip_np, lo, last - lo + 1, control_fps=self.fps)
-        e = np.arange(len(clip_np))
-        n_run, n_lt = int(run.sum()), int(n_light.sum())
+        start = np.where(is_new, frame_np, cpu(self.win_start)[ids])
+        pose_end = np.where(is_new, frame_np, cpu(self.pose_end)[ids])
+        # pose frames [p0, p1): from the window's held end, Wf frames from the env's frame or to
+        # what is needed now, within the clip and the window
+        p0 = pose_end
+        p1 = np.minimum(
+            np.minimum(np.maximum(frame_np + self.full_frames, cpu(pose_need)[ids] + 1), length), start + w
+        )
+        p1 = np.maximum(p1, p0)
+        base = ids * w - start  # row of frame f: base + f
+        fk_in, dst, n_fk = self._light_part(ids[is_new], clip_np[is_new], frame_np[is_new], p1[is_new])
+        old = ~is_new
+        n_old = p1[old] - p0[old]
+        if n_old.sum():  # poses appended to a held window: its states from the window's rows
+            rows = torch.as_tensor(np.repeat(base[old] + p0[old], n_old) + _ramp(n_old), device=self.device)
+            for k in FK_INPUT_KEYS:
+                fk_in[k].append(self.data[k].index_select(0, rows))
+            dst.append(rows)
+            n_fk += int(n_old.sum())
+        if n_fk:
+            self._pose_part({k: torch.cat(v) for k, v in fk_in.items()}, torch.cat(dst))
+        self.rows_computed += n_fk
+        # frame keys: frames [f0, f1] (f0 the frame, or after what the window holds)
+        f0 = np.where(is_new, frame_np, np.maximum(cpu(self.frame_end)[ids], frame_np))
+        # (a velocity reads the next frame's pose: only frames whose next one is held)
+        f1 = np.minimum(cpu(frame_need)[ids], np.where(p1 >= length, length - 1, p1 - 2))
+        count = np.maximum(f1 - f0 + 1, 0)
+        if count.sum():
+            self._frame_part(
+                np.repeat(ids, count), np.repeat(f0, count) + _ramp(count), start, ids, length, count
+            )
+        idx = torch.as_tensor(ids, device=self.device)
+        self.win_clip[idx] = torch.as_tensor(clip_np, device=self.device)
+        self.win_start[idx] = torch.as_tensor(start, device=self.device)
+        self.pose_end[idx] = torch.as_tensor(p1, device=self.device)
+        self.frame_end[idx] = torch.as_tensor(np.maximum(f1 + 1, f0), device=self.device)
+
+    def _light_part(self, ids, clip, frame, p1):
+        """New windows of envs ids (E,) at `frame` (E,) of `clip` (E,): the light keys of frames
+        frame .. frame + W - 1 (within the clip) written; returns the FK inputs (state keys) of
+        their pose frames frame .. p1 - 1 and of the frame before each (the edge row), their
+        destination rows and count."""
+        fk_in: dict[str, list[torch.Tensor]] = {k: [] for k in FK_INPUT_KEYS}
+        dst: list[torch.Tensor] = []
+        if not len(ids):
+            return fk_in, dst, 0
+        w, n_env = self.window_frames, len(self.win_clip)
+        length = self._length[clip]
+        n_all = np.minimum(length - frame, w)
+        lo = np.maximum(frame - 1, 0)
+        edge = frame > 0
+        lib = MotionLib.from_segments(self.raw, clip, lo, frame + n_all - lo, control_fps=self.fps)
+        e = np.arange(len(ids))
+        n_lt = int(n_all.sum())
         st = frame_state(
             lib,
-            np.concatenate((np.repeat(e, run), np.repeat(e, n_light))),
-            np.concatenate(
-                (np.repeat(lo, run) + _ramp(run), np.repeat(start_np + n_full, n_light) + _ramp(n_light))
-            ),
+            np.concatenate((np.repeat(e, n_all), e[edge])),
+            np.concatenate((np.repeat(frame, n_all) + _ramp(n_all), frame[edge] - 1)),
         )
-        full = reference_frames(
-            lib, self.points, None, None, run, device=self.device, state={k: v[:n_run] for k, v in st.items()}
+        light = light_frames(
+            lib, self.points, None, None, device=self.device, state={k: v[:n_lt] for k, v in st.items()}
         )
-        # destination rows: a run's frames in their env's window, its edge frames on the scratch row
-        ids_np = ids.cpu().numpy()
-        pos = np.repeat(lo - start_np, run) + _ramp(run)  # frame - start
-        dst_full = np.where(
-            (pos >= 0) & (pos < np.repeat(n_full, run)), np.repeat(ids_np * w, run) + pos, scratch
-        )
-        dst_light = np.repeat(ids_np * w + n_full, n_light) + _ramp(n_light)
-        both = torch.as_tensor(np.concatenate((dst_full, dst_light)), device=self.device)
-        dst_full = torch.as_tensor(dst_full, device=self.device)
-        for k, v in full.items():
-            if k in st:  # the state keys: full and light rows in one copy
-                self._rows[k].index_copy_(0, both, st[k].to(self.device))
-            else:
-                self._rows[k].index_copy_(0, dst_full, v)
-        if n_lt:
-            light = light_frames(
-                lib, self.points, None, None, device=self.device, state={k: v[n_run:] for k, v in st.items()}
-            )
-            self._rows["anchor_quat_w"].index_copy_(
-                0, torch.as_tensor(dst_light, device=self.device), light["anchor_quat_w"]
-            )
-        self.rows_computed += n_run
+        if self.smpl_in_state:
+            light["smpl_joints_w"] = st["smpl_joints"][:n_lt].to(self.device)
+            light["smpl_joints_local"] = smpl_joints_local(light["smpl_joints_w"], light["root_quat_w"])
+        rows = torch.as_tensor(np.repeat(ids * w, n_all) + _ramp(n_all), device=self.device)
+        for k, v in light.items():
+            self._rows[k].index_copy_(0, rows, v)
         self.light_rows_computed += n_lt
-        self.win_clip[ids], self.win_start[ids] = clip, start.to(self.device)
+        # pose frames: the first p1 - frame of each window's light frames, then the edge frames
+        n_pose = p1 - frame
+        sel = torch.as_tensor(
+            np.concatenate(
+                (np.repeat(np.cumsum(n_all) - n_all, n_pose) + _ramp(n_pose), n_lt + np.arange(edge.sum()))
+            )
+        )
+        for k in FK_INPUT_KEYS:
+            fk_in[k].append(st[k].index_select(0, sel).to(self.device))
+        dst.append(
+            torch.as_tensor(
+                np.concatenate((np.repeat(ids * w, n_pose) + _ramp(n_pose), w * n_env + ids[edge])),
+                device=self.device,
+            )
+        )
+        return fk_in, dst, int(n_pose.sum() + edge.sum())
+
+    def _pose_part(self, st: dict[str, torch.Tensor], rows: torch.Tensor) -> None:
+        """FK of states `st` (S rows of FK_INPUT_KEYS), its pose keys written to `rows` (S,)."""
+        p = self.points
+        tables = (p.vr_table,) if self.smpl_in_state else (p.vr_table, p.smpl_table)
+        bp, bq, vr_pos, *smpl = self.fk.forward(
+            st["root_pos_w"], st["root_quat_w"], st["joint_pos"], points=tables
+        )
+        out = {
+            "body_pos_w": bp,
+            "body_quat_w": bq,
+            "vr_pos_w": vr_pos,
+            "vr_quat_w": bq[:, p.vr_table[0].to(bq.device)],
+        }
+        if not self.smpl_in_state:
+            out["smpl_joints_w"] = smpl[0]
+            out["smpl_joints_local"] = smpl_joints_local(smpl[0], st["root_quat_w"])
+        for k in self.pose_keys:
+            self._rows[k].index_copy_(0, rows, out[k].to(self.device, torch.float32))
+
+    def _frame_part(self, env, f, start, ids, length, count) -> None:
+        """Frame keys of frames f (S,) of envs env (S,): body velocities from the poses of each
+        frame's neighbours (the frame before a window's first on the env's edge row), VR points in
+        the anchor frame from the frame's poses."""
+        w, n_env = self.window_frames, len(self.win_clip)
+        start_of = np.repeat(start, count)
+        last = np.repeat(length, count) - 1
+        prev, nxt = np.maximum(f - 1, 0), np.minimum(f + 1, last)
+        here = env * w + f - start_of
+        prev_row = np.where(prev >= start_of, env * w + prev - start_of, w * n_env + env)
+        t = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
+        here, prev_row, nxt_row = t(here), t(prev_row), t(env * w + nxt - start_of)
+        pos, quat = self._rows["body_pos_w"], self._rows["body_quat_w"]
+        span = nxt - prev
+        out = {
+            "body_lin_vel_w": velocity_between(
+                pos.index_select(0, nxt_row), pos.index_select(0, prev_row), span, self.fps
+            ),
+            "body_ang_vel_w": angular_velocity_between(
+                quat.index_select(0, nxt_row), quat.index_select(0, prev_row), span, self.fps
+            ),
+        }
+        a = self.points.anchor
+        bp, bq = pos.index_select(0, here), quat.index_select(0, here)
+        out["vr_pos_local"], out["vr_ori_local"] = vr_local(
+            bp[:, a],
+            bq[:, a],
+            self._rows["vr_pos_w"].index_select(0, here),
+            self._rows["vr_quat_w"].index_select(0, here),
+        )
+        for k, v in out.items():
+            self._rows[k].index_copy_(0, here, v)
+        self.frame_rows_computed += len(f)
 
 
 def _ramp(count: np.ndarray) -> np.ndarray:

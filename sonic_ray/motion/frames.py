@@ -108,20 +108,32 @@ def _rate(span: np.ndarray, fps: float, like) -> np.ndarray | torch.Tensor:
 def clip_velocity(x, clip_frames: np.ndarray, fps: float):
     """(S, ...) -> (S, ...) time derivative per second of positions or joint angles (numpy or torch)."""
     prev, nxt, span = finite_diff_index(clip_frames)
-    rate = _rate(span, fps, x)
     if isinstance(x, torch.Tensor):
         prev, nxt = torch.as_tensor(prev, device=x.device), torch.as_tensor(nxt, device=x.device)
-        return (x.index_select(0, nxt) - x.index_select(0, prev)) * rate.reshape(-1, *([1] * (x.ndim - 1)))
-    return (x[nxt] - x[prev]) * rate.reshape(-1, *([1] * (x.ndim - 1)))
+        return velocity_between(x.index_select(0, nxt), x.index_select(0, prev), span, fps)
+    return velocity_between(x[nxt], x[prev], span, fps)
+
+
+def velocity_between(x_next, x_prev, span: np.ndarray, fps: float):
+    """(S, ...) the finite difference of `clip_velocity` from the frames after (x_next) and before
+    (x_prev) each frame, `span` (S,) frames apart (what a caller holding the neighbours' rows
+    computes, with the same arithmetic)."""
+    rate = _rate(span, fps, x_next)
+    return (x_next - x_prev) * rate.reshape(-1, *([1] * (x_next.ndim - 1)))
 
 
 def clip_angular_velocity(quat_w: torch.Tensor, clip_frames: np.ndarray, fps: float) -> torch.Tensor:
     """(S, ..., 4) world-frame wxyz rotations -> (S, ..., 3) world-frame angular velocities."""
     prev, nxt, span = finite_diff_index(clip_frames)
-    rate = _rate(span, fps, quat_w).reshape(-1, *([1] * (quat_w.dim() - 1)))
     prev, nxt = torch.as_tensor(prev, device=quat_w.device), torch.as_tensor(nxt, device=quat_w.device)
-    rel = quat_mul_terms(quat_w.index_select(0, nxt), quat_conj(quat_w.index_select(0, prev)))
-    return quat_to_axis_angle(rel) * rate
+    return angular_velocity_between(quat_w.index_select(0, nxt), quat_w.index_select(0, prev), span, fps)
+
+
+def angular_velocity_between(q_next: torch.Tensor, q_prev: torch.Tensor, span: np.ndarray, fps: float):
+    """(S, ..., 3) `clip_angular_velocity` of each frame from its neighbours' rotations (as
+    `velocity_between`)."""
+    rate = _rate(span, fps, q_next).reshape(-1, *([1] * (q_next.dim() - 1)))
+    return quat_to_axis_angle(quat_mul_terms(q_next, quat_conj(q_prev))) * rate
 
 
 # ---- tokenizer features -----------------------------------------------------------------------------

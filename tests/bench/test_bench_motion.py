@@ -15,7 +15,7 @@ def test_steps_times_every_mode_on_the_same_episodes(tmp_path):
     finally:
         torch.set_num_threads(threads)
     for m in ("window", "cached", "table"):
-        assert out[f"env_step_ms_{m}"] > 0
+        assert out[f"env_step_ms_{m}"] > 0 and out[f"env_step_cpu_ms_{m}"] > 0
     assert out["resets_per_step_window"] == out["resets_per_step_table"] == out["resets_per_step_cached"]
     assert out["frames_computed_per_step_window"] >= 0 and "light_frames_computed_per_step_window" in out
 

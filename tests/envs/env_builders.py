@@ -95,9 +95,10 @@ def perfect_state(n: int = 4, seed: int = 0) -> SimpleNamespace:
     )
 
 
-def tiny_store(path, *, clips=3, seconds=(1.0, 1.6, 2.2), fps=50.0, seed=0):
+def tiny_store(path, *, clips=3, seconds=(1.0, 1.6, 2.2), fps=50.0, seed=0, smpl=False):
     """A small G1 store (milliseconds to write): standing clips near the default pose with small
-    joint sways and a slow root drift/turn, so physics episodes neither fall nor end at once."""
+    joint sways and a slow root drift/turn, so physics episodes neither fall nor end at once.
+    smpl: with stored SMPL joints (random points near the root)."""
     import numpy as np
 
     from sonic_ray.motion.store import MotionClip, write_store
@@ -122,6 +123,7 @@ def tiny_store(path, *, clips=3, seconds=(1.0, 1.6, 2.2), fps=50.0, seed=0):
                 root.astype(np.float32),
                 quat.astype(np.float32),
                 joints.astype(np.float32),
+                (root[:, None] + rng.normal(0, 0.3, (len(t), 24, 3))).astype(np.float32) if smpl else None,
             )
         )
     write_store(path, out, joint_names=G1.joint_names)

@@ -65,12 +65,60 @@ def test_window_rows_equal_the_table_at_every_frame_of_every_clip(tmp_path):
     for _ in range(int(full.clip_frames.max()) + 2):
         base = win.row_base(clip, frame, reach, full_reach)
         for off in range(reach + 1):
-            keys = None if off <= full_reach else sorted(win.light_keys)
+            keys = [k for k in full.data if off == 0 or k not in win.frame_keys]
+            keys = keys if off <= full_reach else sorted(win.light_keys)
             _assert_rows_equal(full, win, clip, torch.minimum(frame + off, last), base, keys)
         frame = torch.minimum(frame + 1, last)
     assert win.data["joint_pos"].shape[0] == n * 12
     assert win.rows_computed < 0.5 * n * int(full.clip_frames.max()) * 5  # not a fill per step
     assert win.light_rows_computed > 0
+
+
+def _bits(x):
+    return x.view(torch.int32) if x.dtype == torch.float32 else x
+
+
+@pytest.mark.parametrize("smpl", [False, True])
+def test_lazy_window_rows_equal_the_table_over_many_steps_with_resets(tmp_path, smpl):
+    """The env's order of calls (advance: ahead 0, then the resets: ahead 1) over 150 steps with
+    ~20% resets and clips that end: the light keys read up to reach, the pose keys (appended
+    lazily, full_frames at a time) up to full_reach, the frame keys (velocities from the window's
+    neighbouring rows, the edge row at a window's first frame) at the frame and at frame + 1 after
+    ahead; equal to the table's bit for bit (signed zeros too), every phase of the lazy fill hit.
+    With stored SMPL joints, the SMPL keys are light (no FK)."""
+    store = tiny_store(tmp_path / "tiny.parquet", clips=6, seconds=SECONDS, fps=30.0, smpl=smpl)
+    full, fk, _ = reference_table(store)
+    win = _window(store, fk, window_frames=20, full_frames=5)
+    assert ("smpl_joints_local" in win.light_keys) == smpl
+    n, reach, full_reach = 12, 9, 3
+    g = torch.Generator().manual_seed(2)
+    clip = torch.randint(0, full.num_clips, (n,), generator=g)
+    last = full.clip_frames[clip] - 1
+    frame = (torch.rand(n, generator=g) * last).long()
+    win.row_base(clip, frame, reach, full_reach, 1)
+    appended = 0
+    for _ in range(150):
+        frame = torch.minimum(frame + 1, last)
+        win.row_base(clip, frame, reach, full_reach)
+        reset = (torch.rand(n, generator=g) < 0.2) | (frame == last)
+        clip = torch.where(reset, torch.randint(0, full.num_clips, (n,), generator=g), clip)
+        last = full.clip_frames[clip] - 1
+        frame = torch.where(reset, (torch.rand(n, generator=g) * last).long(), frame)
+        held = win.win_start.clone(), win.pose_end.clone()
+        base = win.row_base(clip, frame, reach, full_reach, 1)
+        appended += int(((win.win_start == held[0]) & (win.pose_end > held[1])).sum())
+        for off in range(reach + 1):
+            f = torch.minimum(frame + off, last)
+            if off <= 1:
+                keys = list(full.data)
+            else:
+                keys = [k for k in full.data if k not in win.frame_keys]
+            keys = keys if off <= full_reach else sorted(win.light_keys)
+            for k in keys:
+                got, want = win.data[k][base + f], full.data[k][full.clip_start[clip] + f]
+                assert torch.equal(_bits(got), _bits(want)), (k, off)
+    assert appended > 50  # pose keys appended to held windows, not only new windows
+    assert win.frame_rows_computed < 2.5 * 150 * n  # frame keys: about one frame per env a step
 
 
 def test_command_in_window_mode_reads_what_the_table_gives_across_resets(tmp_path):
@@ -138,6 +186,9 @@ def test_window_mode_refuses_a_full_key_read_past_the_short_horizon(tmp_path):
     cmd.future("joint_pos", "g1")  # light: fine 45 frames ahead
     with pytest.raises(ValueError, match="body_pos_w"):
         cmd.future("body_pos_w", "g1")
+    cmd.future("body_pos_w", "smpl")  # pose keys: held up to the short horizon
+    with pytest.raises(ValueError, match="body_lin_vel_w"):  # frame keys: at the frame only
+        cmd.future("body_lin_vel_w", "smpl")
     with pytest.raises(ConfigError, match="'motions.reference'"):
         load_config(["+exp=demo", "motions.reference=windowed"])
 

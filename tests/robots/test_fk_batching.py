@@ -69,3 +69,26 @@ def test_large_batches_give_the_row_by_row_values():
             and torch.equal(pt, pts[i : i + 1])
         )
     assert torch.equal(pts, fk.points(pos, quat, table))
+
+
+@pytest.mark.parametrize("rows", [5, 1000])  # linalg.cross and addcmul cross products
+def test_joints_at_their_bodies_origins_skip_the_anchor_terms_exactly(rows):
+    """The G1's joints sit at their bodies' origins: FK skips the two anchor rotations (bp + 0.0);
+    the poses equal the general path's bit for bit, signed zeros too."""
+    from sonic_ray.robots import TorchFK, load_model
+
+    model, robot = load_model("g1")
+    fast, general = TorchFK(model, robot), TorchFK(model, robot)
+    g = torch.Generator().manual_seed(1)
+    args = [
+        torch.randn(rows, 3, generator=g),
+        torch.randn(rows, 4, generator=g),
+        torch.randn(rows, 29, generator=g),
+    ]
+    args[0][:2], args[1][:3, 1:3], args[2][:4] = -0.0, -0.0, 0.0  # signed zeros in every input
+    general._levels_of(None)
+    assert any(lv.get("zero_anchor") for lv in general._levels[None])
+    for lv in general._levels[None]:
+        lv["zero_anchor"] = False
+    for a, b in zip(fast.forward(*args), general.forward(*args), strict=True):
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))
