@@ -17,7 +17,6 @@ leaves the previous manifest naming the previous index; the next writer deletes 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 import uuid
@@ -30,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sonic_ray.motion.store_format import StoreError
+from sonic_ray.utils.io import file_sha256
 
 INDEX_SCHEMA = pa.schema(
     [
@@ -97,14 +97,6 @@ def _json_column(columns: dict, warnings: dict, name: str) -> pa.Array:
     return pa.array([warnings.get(n, []) for n in columns["name"]], field.type)
 
 
-def sha256(file: str) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_index(folder: str, table: pa.Table, generation: int) -> dict:
     """Write `table` as a new index file in `folder` (temp file, fsync, rename); its manifest entry
     {"file", "clips", "bytes", "sha256"}. The name is new, so no reader's file is replaced."""
@@ -116,7 +108,12 @@ def write_index(folder: str, table: pa.Table, generation: int) -> dict:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the index is read like the shards
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        entry = {"file": name, "clips": table.num_rows, "bytes": os.path.getsize(tmp), "sha256": sha256(tmp)}
+        entry = {
+            "file": name,
+            "clips": table.num_rows,
+            "bytes": os.path.getsize(tmp),
+            "sha256": file_sha256(tmp),
+        }
         os.replace(tmp, os.path.join(folder, name))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sonic_ray.motion.clip_index import INDEX_PREFIX, INDEX_SCHEMA, rows_table, sha256, totals, write_index
+from sonic_ray.motion.clip_index import INDEX_PREFIX, INDEX_SCHEMA, rows_table, totals, write_index
 from sonic_ray.motion.manifest import (  # noqa: F401  (re-exported: what readers import from here)
     MANIFEST,
     SCHEMA_VERSION,
@@ -68,6 +68,7 @@ from sonic_ray.motion.store_format import (
     shard_indices,
     store_lock,
 )
+from sonic_ray.utils.io import file_sha256
 
 MAX_SHARD_CLIPS = 4096
 ROW_GROUP_CLIPS = 32
@@ -154,7 +155,7 @@ def verify_store(path) -> list[str]:
         try:
             if os.path.getsize(file) != entry["bytes"]:
                 problems.append(f"{file}: {os.path.getsize(file)} bytes, manifest says {entry['bytes']}")
-            elif sha256(file) != entry["sha256"]:
+            elif file_sha256(file) != entry["sha256"]:
                 problems.append(f"{file}: content hash differs from the manifest's (corrupt on disk?)")
         except OSError as e:
             problems.append(f"{file}: unreadable ({type(e).__name__}: {e})")
@@ -225,7 +226,7 @@ class ShardWriter:
                 "file": os.path.basename(self._file),
                 "clips": self._rows,
                 "bytes": os.path.getsize(self._file),
-                "sha256": sha256(self._file),
+                "sha256": file_sha256(self._file),
             }
         )
 

@@ -15,7 +15,6 @@ anything from it runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,8 @@ try:  # numpy >= 2 renamed numpy.core to numpy._core; checkpoints may name eithe
     from numpy._core import multiarray as _multiarray
 except ImportError:  # numpy 1.26
     from numpy.core import multiarray as _multiarray
+
+from sonic_ray.utils.io import file_sha256
 
 MANIFEST = "manifest.json"
 STATE_FILE = "state.pt"
@@ -62,14 +63,6 @@ def _safe_globals() -> list:
 _REFUSED_RE = re.compile(  # the ways torch's weights_only unpickler names what it refused
     r"GLOBAL (\S+)|unrecognized function (\S+)|allowlisted via `add_safe_globals` but got (.+)"
 )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -110,7 +103,7 @@ def save_checkpoint(
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        files = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        files = {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
         manifest = {"iteration": iteration, "saved_at": time.time(), "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _fsync_dir(tmp)
@@ -161,7 +154,7 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
         f = path / name
         if not f.is_file():
             raise CheckpointError(f"{f}: listed in the manifest but missing")
-        if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+        if f.stat().st_size != info["bytes"] or file_sha256(f) != info["sha256"]:
             raise CheckpointError(f"{f}: size or SHA-256 differs from the manifest (corrupt or edited)")
     return manifest
 

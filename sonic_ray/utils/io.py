@@ -1,9 +1,20 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a half-written one."""
+"""Atomic file writes (a reader sees the old file or the new one, never a half-written one) and
+file digests."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
