@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sonic_ray.robots.spec import PointSpec, RobotSpec
-from sonic_ray.utils.rotations import quat_apply, quat_mul_terms, quat_normalize
+from sonic_ray.utils.rotations import _MUL_IDX, _MUL_SIGN, quat_apply, quat_mul_terms, quat_normalize
 
 
 # FK works on component-major tensors: (4 or 3, K bodies, R rows), rows innermost, so every op is a
@@ -27,6 +27,22 @@ from sonic_ray.utils.rotations import quat_apply, quat_mul_terms, quat_normalize
 def _quat_mul_c(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """quat_mul(a, b) of component-major (4, ...) quaternions, the same values bit for bit."""
     return quat_mul_terms(a, b, dim=0)
+
+
+def _mul_terms_of(b: torch.Tensor) -> torch.Tensor:
+    """(4, 4, ...) the factors `_quat_mul_const` multiplies a by, for a constant b (4, ...):
+    quat_mul_terms' b[_MUL_IDX] * _MUL_SIGN, computed once."""
+    sign = _MUL_SIGN.to(b.device, b.dtype).view(4, 4, *([1] * (b.dim() - 1)))
+    return b.index_select(0, _MUL_IDX.to(b.device)).unflatten(0, (4, 4)) * sign
+
+
+def _quat_mul_const(a: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    """quat_mul(a, b) of component-major a (4, ...) and a constant b given as `_mul_terms_of(b)`:
+    the same values bit for bit as `_quat_mul_c` (which multiplies a by b's term, then by the
+    sign: a sign of +-1 is exact in either order, round to nearest being symmetric), in 8 ops
+    instead of ~13."""
+    p = a.unsqueeze(1) * terms
+    return ((p[0] + p[1]) + p[2]) + p[3]
 
 
 _P1, _P2 = (
@@ -39,12 +55,13 @@ _CROSS_MIN = (
 )
 
 
-def _quat_apply_c(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _quat_apply_c(q: torch.Tensor, v: torch.Tensor, v12: tuple | None = None) -> torch.Tensor:
     """quat_apply(q, v) of component-major q (4, ...), v (3, ...): the same values bit for bit.
     torch.linalg.cross computes component i as fma(a[P1], b[P2], -(a[P2] * b[P1])) (checked against
     a float64 emulation: tests/robots/test_fk_batching.py), and torch.addcmul(x, a, b) is fma(a, b,
     x): for large batches the cross products are those elementwise ops (linalg.cross loops over the
-    vectors one by one: ~17x a multiply's time at 4,000 vectors)."""
+    vectors one by one: ~17x a multiply's time at 4,000 vectors). v12: v's components in the
+    orders P1 and P2, for a constant v (computed once)."""
     w, xyz = q[:1], q[1:]
     if xyz[0].numel() < _CROSS_MIN:
         v = v.expand(3, *xyz.shape[1:])
@@ -52,7 +69,8 @@ def _quat_apply_c(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return v + w * t + torch.linalg.cross(xyz, t, dim=0)
     p1, p2 = _P1.to(q.device), _P2.to(q.device)
     x1, nx2 = q.index_select(0, _Q1.to(q.device)), -q.index_select(0, _Q2.to(q.device))
-    t = 2.0 * torch.addcmul(nx2 * v.index_select(0, p1), x1, v.index_select(0, p2))
+    v1, v2 = v12 if v12 is not None else (v.index_select(0, p1), v.index_select(0, p2))
+    t = 2.0 * torch.addcmul(nx2 * v1, x1, v2)
     return v + w * t + torch.addcmul(nx2 * t.index_select(0, p1), x1, t.index_select(0, p2))
 
 
@@ -196,8 +214,8 @@ class TorchFK:
         for lv in self._levels_of(only):
             pp = pos.index_select(1, lv["parent_idx"])  # (3, K, R) the parents' poses
             pq = quat.index_select(1, lv["parent_idx"])
-            bp = pp + _quat_apply_c(pq, lv["local_pos"])
-            bq = _quat_mul_c(pq, lv["local_quat"])
+            bp = pp + _quat_apply_c(pq, lv["local_pos"], lv["local_pos12"])
+            bq = _quat_mul_const(pq, lv["local_quat_terms"])
             if lv["kind"] == "hinge":
                 anchor = lv["anchor"]
                 angle = joints.index_select(0, lv["cols"]) - lv["q0"]  # (K, R)
@@ -259,6 +277,11 @@ class TorchFK:
                 "local_pos": self._local_pos[rows].T.unsqueeze(-1).contiguous(),  # (3, K, 1)
                 "local_quat": self._local_quat[rows].T.unsqueeze(-1).contiguous(),
             }
+            lv["local_quat_terms"] = _mul_terms_of(lv["local_quat"])
+            lv["local_pos12"] = (
+                lv["local_pos"].index_select(0, _P1.to(self.device)),
+                lv["local_pos"].index_select(0, _P2.to(self.device)),
+            )
             if kind == "hinge":
                 h = [self._hinge[b] for b in ids]
                 lv["cols"] = torch.tensor([x[0] for x in h], device=self.device)
