@@ -50,6 +50,7 @@ _P1, _P2 = (
     torch.tensor([2, 0, 1]),
 )  # cross: c[i] = a[P1[i]] b[P2[i]] - a[P2[i]] b[P1[i]]
 _Q1, _Q2 = _P1 + 1, _P2 + 1  # the same on a quaternion's x, y, z
+_CS_IDX = (_MUL_IDX > 0).long()  # quat_mul's term rows of a hinge rotation: 0 its cos, 1 its sin
 _CROSS_MIN = (
     256  # values per component from which the cross products are elementwise ops (below: dispatch-bound)
 )
@@ -220,16 +221,19 @@ class TorchFK:
                 anchor = lv["anchor"]
                 angle = joints.index_select(0, lv["cols"]) - lv["q0"]  # (K, R)
                 half = 0.5 * angle.unsqueeze(0)
-                qloc = torch.cat((torch.cos(half), torch.sin(half) * lv["axis"]), dim=0)
+                # the hinge rotation (cos, sin * axis) as quat_mul's signed terms: (cos | sin) *
+                # (1 | axis component) * sign, the product (a sign of +-1 last or first: exact)
+                cs = torch.cat((torch.cos(half), torch.sin(half)), dim=0)
+                qloc = cs.index_select(0, _CS_IDX.to(cs.device)).unflatten(0, (4, 4)) * lv["axis_terms"]
                 if lv["zero_anchor"]:
                     # the joints sit at their bodies' origins (the G1's all do): for a finite
                     # rotation, quat_apply(q, +0) is +0 exactly, so the two lines below reduce to
                     # bp + 0.0 (the same bits, -0.0 turned +0.0 as there) in one op instead of ~30
-                    bq = _quat_mul_c(bq, qloc)
+                    bq = _quat_mul_const(bq, qloc)
                     bp = bp + 0.0
                 else:
                     xanchor = bp + _quat_apply_c(bq, anchor)
-                    bq = _quat_mul_c(bq, qloc)
+                    bq = _quat_mul_const(bq, qloc)
                     bp = xanchor - _quat_apply_c(bq, anchor)
             pos.index_copy_(1, lv["id_idx"], bp)
             quat.index_copy_(1, lv["id_idx"], bq)
@@ -286,6 +290,8 @@ class TorchFK:
                 h = [self._hinge[b] for b in ids]
                 lv["cols"] = torch.tensor([x[0] for x in h], device=self.device)
                 lv["axis"] = torch.stack([x[1] for x in h]).T.unsqueeze(-1).contiguous()
+                one = torch.ones_like(lv["axis"][:1])
+                lv["axis_terms"] = _mul_terms_of(torch.cat((one, lv["axis"]), dim=0))  # (4, 4, K, 1)
                 lv["anchor"] = torch.stack([x[2] for x in h]).T.unsqueeze(-1).contiguous()
                 a = lv["anchor"].cpu().numpy()
                 lv["zero_anchor"] = bool(np.all(a == 0.0) and not np.signbit(a).any())
