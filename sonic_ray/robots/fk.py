@@ -42,7 +42,8 @@ def _quat_mul_const(a: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
     sign: a sign of +-1 is exact in either order, round to nearest being symmetric), in 8 ops
     instead of ~13."""
     p = a.unsqueeze(1) * terms
-    return ((p[0] + p[1]) + p[2]) + p[3]
+    p0, p1, p2, p3 = p.unbind(0)  # one op for the four rows (indexing p[i] costs one each)
+    return ((p0 + p1) + p2) + p3
 
 
 _P1, _P2 = (
