@@ -107,7 +107,8 @@ class WindowReference(OnDemandReference):
         self.smpl_in_state = "smpl_joints" in raw.arrays
         self.light_keys = frozenset(LIGHT_KEYS + (SMPL_KEYS if self.smpl_in_state else ()))
         self.data: dict[str, torch.Tensor] = {}
-        # (N,) long once sized: each env's clip (-1 for an empty window), first frame, and the ends
+        # (N,) long CPU tensors once sized (over numpy arrays: `_clip`, `_start`, `_pose_end`,
+        # `_frame_end`): each env's clip (-1 for an empty window), first frame, and the ends
         # (exclusive) of the frames holding the pose keys and the frame keys
         self.win_clip = self.win_start = self.pose_end = self.frame_end = None
         self.rows_computed = 0  # FK frames computed so far (pose frames and edge frames)
