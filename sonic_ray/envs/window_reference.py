@@ -107,7 +107,8 @@ class WindowReference(OnDemandReference):
         self.smpl_in_state = "smpl_joints" in raw.arrays
         self.light_keys = frozenset(LIGHT_KEYS + (SMPL_KEYS if self.smpl_in_state else ()))
         self.data: dict[str, torch.Tensor] = {}
-        # (N,) long once sized: each env's clip (-1 for an empty window), first frame, and the ends
+        # (N,) long CPU tensors once sized (over numpy arrays: `_clip`, `_start`, `_pose_end`,
+        # `_frame_end`): each env's clip (-1 for an empty window), first frame, and the ends
         # (exclusive) of the frames holding the pose keys and the frame keys
         self.win_clip = self.win_start = self.pose_end = self.frame_end = None
         self.rows_computed = 0  # FK frames computed so far (pose frames and edge frames)
@@ -140,20 +141,24 @@ class WindowReference(OnDemandReference):
             self._allocate(n)
         elif n != self.win_clip.shape[0]:
             raise ValueError(f"WindowReference: sized for {self.win_clip.shape[0]} envs, called with {n}")
-        last = self.clip_frames[clip] - 1
+        # the bookkeeping in numpy: (N,) arrays of a few hundred values, where each torch op costs
+        # its dispatch (~20 ops twice a step)
+        clip, frame = clip.cpu().numpy(), frame.cpu().numpy()
+        last = self._length[clip] - 1
         # a velocity reads the next frame's pose: poses at least one frame ahead
-        pose_need = torch.minimum(frame + (ahead + max(full_reach, 1)), last)
+        pose_need = np.minimum(frame + (ahead + max(full_reach, 1)), last)
+        end = self._start + w
         new = (
-            (self.win_clip != clip)
-            | (frame < self.win_start)
-            | (torch.minimum(frame + (ahead + reach), last) >= self.win_start + w)
-            | (pose_need >= self.win_start + w)
+            (self._clip != clip)
+            | (frame < self._start)
+            | (np.minimum(frame + (ahead + reach), last) >= end)
+            | (pose_need >= end)
         )
-        frame_need = torch.minimum(frame + ahead, last)
-        todo = new | (pose_need >= self.pose_end) | (frame_need >= self.frame_end)
-        if bool(todo.any()):
+        frame_need = np.minimum(frame + ahead, last)
+        todo = new | (pose_need >= self._pose_end) | (frame_need >= self._frame_end)
+        if todo.any():
             self._fill(todo, new, clip, frame, pose_need, frame_need)
-        return torch.arange(n, device=self.device) * w - self.win_start
+        return torch.as_tensor(self._row0 - self._start, device=self.device)
 
     def _allocate(self, n: int) -> None:
         """Row shapes from one computed frame, then N x W rows per key and N edge rows (each env's
@@ -169,28 +174,31 @@ class WindowReference(OnDemandReference):
             for k, v in probe.items()
         }
         self.data = {k: v[:rows] for k, v in self._rows.items()}
-        z = lambda: torch.zeros(n, dtype=torch.long, device=self.device)  # noqa: E731
-        self.win_clip = torch.full((n,), -1, dtype=torch.long, device=self.device)
-        self.win_start, self.pose_end, self.frame_end = z(), z(), z()
+        self._row0 = np.arange(n, dtype=np.int64) * self.window_frames
+        self._clip = np.full(n, -1, dtype=np.int64)
+        self._start, self._pose_end, self._frame_end = (np.zeros(n, dtype=np.int64) for _ in range(3))
+        # (N,) long CPU tensors over the same memory (what tests read)
+        t = torch.from_numpy
+        self.win_clip, self.win_start = t(self._clip), t(self._start)
+        self.pose_end, self.frame_end = t(self._pose_end), t(self._frame_end)
 
     def _fill(self, todo, new, clip, frame, pose_need, frame_need) -> None:
         """Envs `todo` (N,) bool: new windows (`new`) get the light keys of frames frame ..
         frame + W - 1 (within the clip); every env in todo gets the pose keys up to pose_need and
-        the frame keys up to frame_need (N,) it misses. One state query (new windows only), one
-        FK call, one copy per key."""
+        the frame keys up to frame_need (N,) it misses (all numpy). One state query (new windows
+        only), one FK call, one copy per key."""
         w = self.window_frames
-        cpu = lambda t: t.cpu().numpy()  # noqa: E731
-        ids = np.flatnonzero(cpu(todo))
-        is_new = cpu(new)[ids]
-        clip_np, frame_np = cpu(clip)[ids], cpu(frame)[ids]
+        ids = np.flatnonzero(todo)
+        is_new = new[ids]
+        clip_np, frame_np = clip[ids], frame[ids]
         length = self._length[clip_np]
-        start = np.where(is_new, frame_np, cpu(self.win_start)[ids])
-        pose_end = np.where(is_new, frame_np, cpu(self.pose_end)[ids])
+        start = np.where(is_new, frame_np, self._start[ids])
+        pose_end = np.where(is_new, frame_np, self._pose_end[ids])
         # pose frames [p0, p1): from the window's held end, Wf frames from the env's frame or to
         # what is needed now, within the clip and the window
         p0 = pose_end
         p1 = np.minimum(
-            np.minimum(np.maximum(frame_np + self.full_frames, cpu(pose_need)[ids] + 1), length), start + w
+            np.minimum(np.maximum(frame_np + self.full_frames, pose_need[ids] + 1), length), start + w
         )
         p1 = np.maximum(p1, p0)
         base = ids * w - start  # row of frame f: base + f
@@ -207,19 +215,16 @@ class WindowReference(OnDemandReference):
             self._pose_part({k: torch.cat(v) for k, v in fk_in.items()}, torch.cat(dst))
         self.rows_computed += n_fk
         # frame keys: frames [f0, f1] (f0 the frame, or after what the window holds)
-        f0 = np.where(is_new, frame_np, np.maximum(cpu(self.frame_end)[ids], frame_np))
+        f0 = np.where(is_new, frame_np, np.maximum(self._frame_end[ids], frame_np))
         # (a velocity reads the next frame's pose: only frames whose next one is held)
-        f1 = np.minimum(cpu(frame_need)[ids], np.where(p1 >= length, length - 1, p1 - 2))
+        f1 = np.minimum(frame_need[ids], np.where(p1 >= length, length - 1, p1 - 2))
         count = np.maximum(f1 - f0 + 1, 0)
         if count.sum():
             self._frame_part(
                 np.repeat(ids, count), np.repeat(f0, count) + _ramp(count), start, ids, length, count
             )
-        idx = torch.as_tensor(ids, device=self.device)
-        self.win_clip[idx] = torch.as_tensor(clip_np, device=self.device)
-        self.win_start[idx] = torch.as_tensor(start, device=self.device)
-        self.pose_end[idx] = torch.as_tensor(p1, device=self.device)
-        self.frame_end[idx] = torch.as_tensor(np.maximum(f1 + 1, f0), device=self.device)
+        self._clip[ids], self._start[ids], self._pose_end[ids] = clip_np, start, p1
+        self._frame_end[ids] = np.maximum(f1 + 1, f0)
 
     def _light_part(self, ids, clip, frame, p1):
         """New windows of envs ids (E,) at `frame` (E,) of `clip` (E,): the light keys of frames

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sonic_ray.robots.spec import PointSpec, RobotSpec
-from sonic_ray.utils.rotations import quat_apply, quat_mul_terms, quat_normalize
+from sonic_ray.utils.rotations import _MUL_IDX, _MUL_SIGN, quat_apply, quat_mul_terms, quat_normalize
 
 
 # FK works on component-major tensors: (4 or 3, K bodies, R rows), rows innermost, so every op is a
@@ -29,22 +29,41 @@ def _quat_mul_c(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return quat_mul_terms(a, b, dim=0)
 
 
+def _mul_terms_of(b: torch.Tensor) -> torch.Tensor:
+    """(4, 4, ...) the factors `_quat_mul_const` multiplies a by, for a constant b (4, ...):
+    quat_mul_terms' b[_MUL_IDX] * _MUL_SIGN, computed once."""
+    sign = _MUL_SIGN.to(b.device, b.dtype).view(4, 4, *([1] * (b.dim() - 1)))
+    return b.index_select(0, _MUL_IDX.to(b.device)).unflatten(0, (4, 4)) * sign
+
+
+def _quat_mul_const(a: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    """quat_mul(a, b) of component-major a (4, ...) and a constant b given as `_mul_terms_of(b)`:
+    the same values bit for bit as `_quat_mul_c` (which multiplies a by b's term, then by the
+    sign: a sign of +-1 is exact in either order, round to nearest being symmetric), in 8 ops
+    instead of ~13."""
+    p = a.unsqueeze(1) * terms
+    p0, p1, p2, p3 = p.unbind(0)  # one op for the four rows (indexing p[i] costs one each)
+    return ((p0 + p1) + p2) + p3
+
+
 _P1, _P2 = (
     torch.tensor([1, 2, 0]),
     torch.tensor([2, 0, 1]),
 )  # cross: c[i] = a[P1[i]] b[P2[i]] - a[P2[i]] b[P1[i]]
 _Q1, _Q2 = _P1 + 1, _P2 + 1  # the same on a quaternion's x, y, z
+_CS_IDX = (_MUL_IDX > 0).long()  # quat_mul's term rows of a hinge rotation: 0 its cos, 1 its sin
 _CROSS_MIN = (
     256  # values per component from which the cross products are elementwise ops (below: dispatch-bound)
 )
 
 
-def _quat_apply_c(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _quat_apply_c(q: torch.Tensor, v: torch.Tensor, v12: tuple | None = None) -> torch.Tensor:
     """quat_apply(q, v) of component-major q (4, ...), v (3, ...): the same values bit for bit.
     torch.linalg.cross computes component i as fma(a[P1], b[P2], -(a[P2] * b[P1])) (checked against
     a float64 emulation: tests/robots/test_fk_batching.py), and torch.addcmul(x, a, b) is fma(a, b,
     x): for large batches the cross products are those elementwise ops (linalg.cross loops over the
-    vectors one by one: ~17x a multiply's time at 4,000 vectors)."""
+    vectors one by one: ~17x a multiply's time at 4,000 vectors). v12: v's components in the
+    orders P1 and P2, for a constant v (computed once)."""
     w, xyz = q[:1], q[1:]
     if xyz[0].numel() < _CROSS_MIN:
         v = v.expand(3, *xyz.shape[1:])
@@ -52,7 +71,8 @@ def _quat_apply_c(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return v + w * t + torch.linalg.cross(xyz, t, dim=0)
     p1, p2 = _P1.to(q.device), _P2.to(q.device)
     x1, nx2 = q.index_select(0, _Q1.to(q.device)), -q.index_select(0, _Q2.to(q.device))
-    t = 2.0 * torch.addcmul(nx2 * v.index_select(0, p1), x1, v.index_select(0, p2))
+    v1, v2 = v12 if v12 is not None else (v.index_select(0, p1), v.index_select(0, p2))
+    t = 2.0 * torch.addcmul(nx2 * v1, x1, v2)
     return v + w * t + torch.addcmul(nx2 * t.index_select(0, p1), x1, t.index_select(0, p2))
 
 
@@ -180,55 +200,57 @@ class TorchFK:
             np.broadcast_shapes(root_pos_w.shape[:-1], root_quat_w.shape[:-1], joint_pos.shape[:-1])
         )
         r = batch.numel()
-        # component-major poses (3 | 4, R) per model body; the world at the origin
-        pos: list[torch.Tensor | None] = [None] * len(self._kind)
-        quat: list[torch.Tensor | None] = [None] * len(self._kind)
-        pos[0] = torch.zeros(3, r, **kw)
-        quat[0] = torch.zeros(4, r, **kw)
-        quat[0][0] = 1.0
-        pos[self._root] = root_pos_w.expand(*batch, 3).reshape(r, 3).T
-        quat[self._root] = quat_normalize(root_quat_w).expand(*batch, 4).reshape(r, 4).T
+        # component-major poses of every model body in one buffer each, (3 | 4, bodies, R): a
+        # level reads its parents with one index_select and writes its bodies with one
+        # index_copy_ (copies: the same values as a list of per-body rows stacked and unbound, in
+        # ~4 ops a level instead of ~4 per body); the world at the origin
+        nb = len(self._kind)
+        pos = torch.empty(3, nb, r, **kw)
+        quat = torch.empty(4, nb, r, **kw)
+        pos[:, 0] = 0.0
+        quat[:, 0] = 0.0
+        quat[0, 0] = 1.0
+        pos[:, self._root] = root_pos_w.expand(*batch, 3).reshape(r, 3).T
+        quat[:, self._root] = quat_normalize(root_quat_w).expand(*batch, 4).reshape(r, 4).T
         joints = joint_pos.expand(*batch, self.num_joints).reshape(r, -1).T  # (J, R)
         for lv in self._levels_of(only):
-            pp = torch.stack([pos[p] for p in lv["parents"]], dim=1)  # (3, K, R) the parents' poses
-            pq = torch.stack([quat[p] for p in lv["parents"]], dim=1)
-            bp = pp + _quat_apply_c(pq, lv["local_pos"])
-            bq = _quat_mul_c(pq, lv["local_quat"])
+            pp = pos.index_select(1, lv["parent_idx"])  # (3, K, R) the parents' poses
+            pq = quat.index_select(1, lv["parent_idx"])
+            bp = pp + _quat_apply_c(pq, lv["local_pos"], lv["local_pos12"])
+            bq = _quat_mul_const(pq, lv["local_quat_terms"])
             if lv["kind"] == "hinge":
                 anchor = lv["anchor"]
                 angle = joints.index_select(0, lv["cols"]) - lv["q0"]  # (K, R)
                 half = 0.5 * angle.unsqueeze(0)
-                qloc = torch.cat((torch.cos(half), torch.sin(half) * lv["axis"]), dim=0)
+                # the hinge rotation (cos, sin * axis) as quat_mul's signed terms: (cos | sin) *
+                # (1 | axis component) * sign, the product (a sign of +-1 last or first: exact)
+                cs = torch.cat((torch.cos(half), torch.sin(half)), dim=0)
+                qloc = cs.index_select(0, _CS_IDX.to(cs.device)).unflatten(0, (4, 4)) * lv["axis_terms"]
                 if lv["zero_anchor"]:
                     # the joints sit at their bodies' origins (the G1's all do): for a finite
                     # rotation, quat_apply(q, +0) is +0 exactly, so the two lines below reduce to
                     # bp + 0.0 (the same bits, -0.0 turned +0.0 as there) in one op instead of ~30
-                    bq = _quat_mul_c(bq, qloc)
+                    bq = _quat_mul_const(bq, qloc)
                     bp = bp + 0.0
                 else:
                     xanchor = bp + _quat_apply_c(bq, anchor)
-                    bq = _quat_mul_c(bq, qloc)
+                    bq = _quat_mul_const(bq, qloc)
                     bp = xanchor - _quat_apply_c(bq, anchor)
-            for b, p, q in zip(lv["ids"], bp.unbind(1), bq.unbind(1), strict=True):
-                pos[b], quat[b] = p, q
+            pos.index_copy_(1, lv["id_idx"], bp)
+            quat.index_copy_(1, lv["id_idx"], bq)
         if only is not None:
             target = self._out_ids[self.body_names.index(only)]
-            return pos[target].T.reshape(*batch, 3), quat[target].T.reshape(*batch, 4)
-        out = self._out_ids
-        body_pos_w = (
-            torch.stack([pos[i] for i in out], dim=2).reshape(3, *batch, len(out)).movedim(0, -1).contiguous()
-        )
-        body_quat_w = (
-            torch.stack([quat[i] for i in out], dim=2)
-            .reshape(4, *batch, len(out))
-            .movedim(0, -1)
-            .contiguous()
-        )
+            return pos[:, target].T.reshape(*batch, 3), quat[:, target].T.reshape(*batch, 4)
+        out = self._out_idx(pos.device)
+        body_pos_w = pos.index_select(1, out).reshape(3, len(self._out_ids), *batch).movedim(0, -1)
+        body_pos_w = body_pos_w.movedim(0, -2).contiguous()
+        body_quat_w = quat.index_select(1, out).reshape(4, len(self._out_ids), *batch).movedim(0, -1)
+        body_quat_w = body_quat_w.movedim(0, -2).contiguous()
         pts = []
         for ids, offsets in points:
-            rows = [out[i] for i in ids.tolist()]
-            pp = torch.stack([pos[i] for i in rows], dim=1)
-            pq = torch.stack([quat[i] for i in rows], dim=1)
+            rows = out.index_select(0, ids.to(out.device))
+            pp = pos.index_select(1, rows)
+            pq = quat.index_select(1, rows)
             p = pp + _quat_apply_c(pq, offsets.to(**kw).T[..., None])
             pts.append(p.permute(2, 1, 0).reshape(*batch, len(rows), 3))
         return (body_pos_w, body_quat_w, *pts) if points else (body_pos_w, body_quat_w)
@@ -255,13 +277,22 @@ class TorchFK:
                 "kind": kind,
                 "ids": ids,
                 "parents": [self._parent[b] for b in ids],
+                "parent_idx": torch.tensor([self._parent[b] for b in ids], device=self.device),
+                "id_idx": rows,
                 "local_pos": self._local_pos[rows].T.unsqueeze(-1).contiguous(),  # (3, K, 1)
                 "local_quat": self._local_quat[rows].T.unsqueeze(-1).contiguous(),
             }
+            lv["local_quat_terms"] = _mul_terms_of(lv["local_quat"])
+            lv["local_pos12"] = (
+                lv["local_pos"].index_select(0, _P1.to(self.device)),
+                lv["local_pos"].index_select(0, _P2.to(self.device)),
+            )
             if kind == "hinge":
                 h = [self._hinge[b] for b in ids]
                 lv["cols"] = torch.tensor([x[0] for x in h], device=self.device)
                 lv["axis"] = torch.stack([x[1] for x in h]).T.unsqueeze(-1).contiguous()
+                one = torch.ones_like(lv["axis"][:1])
+                lv["axis_terms"] = _mul_terms_of(torch.cat((one, lv["axis"]), dim=0))  # (4, 4, K, 1)
                 lv["anchor"] = torch.stack([x[2] for x in h]).T.unsqueeze(-1).contiguous()
                 a = lv["anchor"].cpu().numpy()
                 lv["zero_anchor"] = bool(np.all(a == 0.0) and not np.signbit(a).any())
@@ -269,6 +300,13 @@ class TorchFK:
             levels.append(lv)
         self._levels[only] = levels
         return levels
+
+    def _out_idx(self, device) -> torch.Tensor:
+        """(B,) the output bodies' model ids, as a tensor on `device` (built once)."""
+        idx = getattr(self, "_out_t", None)
+        if idx is None or idx.device != device:
+            idx = self._out_t = torch.tensor(self._out_ids, device=device)
+        return idx
 
     def _chain(self, body: int) -> set[int]:
         """Model body ids from `body` up to the world."""

@@ -92,3 +92,31 @@ def test_joints_at_their_bodies_origins_skip_the_anchor_terms_exactly(rows):
         lv["zero_anchor"] = False
     for a, b in zip(fast.forward(*args), general.forward(*args), strict=True):
         assert torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+def test_precomputed_terms_give_the_products_values_exactly():
+    """A constant quaternion's signed terms (`_mul_terms_of`) and a hinge rotation built as terms
+    ((cos | sin) x (1 | axis) x sign) give `_quat_mul_c`'s values, signed zeros too."""
+    from sonic_ray.robots.fk import _CS_IDX, _mul_terms_of, _quat_mul_const
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 5, 300, generator=g), torch.randn(4, 5, 1, generator=g)
+    a[:, 0, :7], b[1, 2] = 0.0, -0.0
+    a[2, 1, :5] = -0.0
+    for got, want in (
+        (_quat_mul_const(a, _mul_terms_of(b)), _quat_mul_c(a, b)),
+        (_quat_mul_const(a, _mul_terms_of(b.expand(4, 5, 300))), _quat_mul_c(a, b.expand(4, 5, 300))),
+    ):
+        assert torch.equal(got, want) and torch.equal(torch.signbit(got), torch.signbit(want))
+    axis = torch.tensor(
+        [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, -0.0, 1.0], [0.6, 0.0, 0.8], [0.0, 0.0, -1.0]]
+    )
+    axis = axis.T.unsqueeze(-1)  # (3, K, 1)
+    half = 0.5 * torch.cat((torch.zeros(1, 5, 2), torch.randn(1, 5, 298, generator=g) * 3), dim=2)
+    qloc = torch.cat((torch.cos(half), torch.sin(half) * axis), dim=0)
+    cs = torch.cat((torch.cos(half), torch.sin(half)), dim=0)
+    terms = cs.index_select(0, _CS_IDX).unflatten(0, (4, 4)) * _mul_terms_of(
+        torch.cat((torch.ones_like(axis[:1]), axis), dim=0)
+    )
+    got, want = _quat_mul_const(a, terms), _quat_mul_c(a, qloc)
+    assert torch.equal(got, want) and torch.equal(torch.signbit(got), torch.signbit(want))
