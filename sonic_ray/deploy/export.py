@@ -226,7 +226,7 @@ def to_onnx(spec: Spec, batch: int = 2) -> bytes:
 # ---- ONNX Runtime vs torch ---------------------------------------------------------------------------
 def near_fsq_boundary(fsq, latent: torch.Tensor, margin: float = BOUNDARY_MARGIN) -> torch.Tensor:
     """(N,) rows with a latent dimension within `margin` levels of a rounding boundary."""
-    u = fsq.level_coordinate(latent)  # clamped values land on integers, never near a boundary
+    u = fsq.level_coordinate(latent)  # saturated values (clamp, tanh) sit on the end codes
     return (((u - u.floor()) - 0.5).abs() < margin).any(-1)
 
 

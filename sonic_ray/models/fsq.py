@@ -17,7 +17,7 @@ Two bounds map a latent onto the level axis before rounding (`bound`):
 - ``clamp``: u = clamp(z, -1, (L - 1 - h) / h) * h, gradient 1 everywhere (straight through the
   clamp too). Idempotent: q(q(z)) = q(z). Past the range a latent changes no code while PPO's
   gradient keeps pushing it outwards; in a 250-570 iteration demo run the encoders' latents drifted
-  to |z| ~ 6 and the latent-alignment losses diverged (BENCHMARKS.md, "Learning"). Checkpoints
+  to |z| ~ 6 and the latent-alignment losses diverged (BENCHMARKS.md, "FSQ's tanh bound"). Checkpoints
   saved before `bound` existed load with ``clamp`` (eval.policy._migrate).
 
 Either way the code is round(u) / h and the gradient passes straight through the rounding.
