@@ -5,11 +5,14 @@ envs at once, on the training device, without a round trip through MjData. The t
 body offsets, hinge axes and anchors) is read from the model, so an external MJCF of the same
 robot works as well as ours. Same convention as MuJoCo: for a hinge, the child frame is the
 parent frame, moved by the body offset, then rotated by (q - qpos0) about the axis through the
-joint anchor.
+joint anchor. The op sequence is one function (`_fk_core`) run by TorchScript where it compiles
+(`_FK_SCRIPTED`), without Python's dispatch of each of its hundreds of small ops, else as Python: the
+same aten ops, so the same values.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import mujoco
@@ -42,8 +45,8 @@ def _quat_mul_const(a: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
     sign: a sign of +-1 is exact in either order, round to nearest being symmetric), in 8 ops
     instead of ~13."""
     p = a.unsqueeze(1) * terms
-    p0, p1, p2, p3 = p.unbind(0)  # one op for the four rows (indexing p[i] costs one each)
-    return ((p0 + p1) + p2) + p3
+    ps = p.unbind(0)  # one op for the four rows (indexing p[i] costs one each)
+    return ((ps[0] + ps[1]) + ps[2]) + ps[3]
 
 
 _P1, _P2 = (
@@ -57,23 +60,136 @@ _CROSS_MIN = (
 )
 
 
-def _quat_apply_c(q: torch.Tensor, v: torch.Tensor, v12: tuple | None = None) -> torch.Tensor:
+def _quat_apply_c(
+    q: torch.Tensor,
+    v: torch.Tensor,
+    v1: torch.Tensor | None,
+    v2: torch.Tensor | None,
+    idx: list[torch.Tensor],
+    cross_min: int,
+) -> torch.Tensor:
     """quat_apply(q, v) of component-major q (4, ...), v (3, ...): the same values bit for bit.
     torch.linalg.cross computes component i as fma(a[P1], b[P2], -(a[P2] * b[P1])) (checked against
     a float64 emulation: tests/robots/test_fk_batching.py), and torch.addcmul(x, a, b) is fma(a, b,
     x): for large batches the cross products are those elementwise ops (linalg.cross loops over the
-    vectors one by one: ~17x a multiply's time at 4,000 vectors). v12: v's components in the
-    orders P1 and P2, for a constant v (computed once)."""
+    vectors one by one: ~17x a multiply's time at 4,000 vectors). v1, v2: v's components in the
+    orders P1 and P2, for a constant v (computed once), else None. idx: _P1, _P2, _Q1, _Q2 on q's
+    device (TorchScript compiles no global tensors)."""
     w, xyz = q[:1], q[1:]
-    if xyz[0].numel() < _CROSS_MIN:
-        v = v.expand(3, *xyz.shape[1:])
+    if xyz.numel() // 3 < cross_min:
+        v = v.expand([3] + list(xyz.shape[1:]))
         t = 2.0 * torch.linalg.cross(xyz, v, dim=0)
         return v + w * t + torch.linalg.cross(xyz, t, dim=0)
-    p1, p2 = _P1.to(q.device), _P2.to(q.device)
-    x1, nx2 = q.index_select(0, _Q1.to(q.device)), -q.index_select(0, _Q2.to(q.device))
-    v1, v2 = v12 if v12 is not None else (v.index_select(0, p1), v.index_select(0, p2))
+    x1, nx2 = q.index_select(0, idx[2]), -q.index_select(0, idx[3])
+    if v1 is None or v2 is None:
+        v1, v2 = v.index_select(0, idx[0]), v.index_select(0, idx[1])
     t = 2.0 * torch.addcmul(nx2 * v1, x1, v2)
-    return v + w * t + torch.addcmul(nx2 * t.index_select(0, p1), x1, t.index_select(0, p2))
+    return v + w * t + torch.addcmul(nx2 * t.index_select(0, idx[0]), x1, t.index_select(0, idx[1]))
+
+
+def _fk_core(
+    root_pos: torch.Tensor,
+    root_quat: torch.Tensor,
+    joints: torch.Tensor,
+    nb: int,
+    root: int,
+    target: int,
+    out: torch.Tensor,
+    point_ids: list[torch.Tensor],
+    point_offsets: list[torch.Tensor],
+    idx: list[torch.Tensor],
+    cross_min: int,
+    parent_idx: list[torch.Tensor],
+    id_idx: list[torch.Tensor],
+    local_pos: list[torch.Tensor],
+    local_pos1: list[torch.Tensor],
+    local_pos2: list[torch.Tensor],
+    local_quat_terms: list[torch.Tensor],
+    hinge: list[bool],
+    zero_anchor: list[bool],
+    cols: list[torch.Tensor],
+    q0: list[torch.Tensor],
+    axis_terms: list[torch.Tensor],
+    anchor: list[torch.Tensor],
+) -> list[torch.Tensor]:
+    """TorchFK's op sequence from the flat inputs (root_pos (R, 3), root_quat (R, 4) normalised,
+    joints (J, R)) to its outputs: [pos (R, 3), quat (R, 4)] of model body `target` when >= 0, else
+    [body_pos (R, B, 3), body_quat (R, B, 4), each point table's positions (R, P, 3)] of the output
+    bodies `out` (B,). The levels come as parallel lists (`TorchFK._pack`; idx: _P1, _P2, _Q1, _Q2,
+    _CS_IDX on the device). Written for TorchScript: the same aten ops whether scripted or run as
+    Python (`_FK_SCRIPTED`), so the same values."""
+    r = root_pos.shape[0]
+    pos = torch.empty([3, nb, r], dtype=root_pos.dtype, device=root_pos.device)
+    quat = torch.empty([4, nb, r], dtype=root_pos.dtype, device=root_pos.device)
+    # component-major poses of every model body in one buffer each, (3 | 4, bodies, R): a level
+    # reads its parents with one index_select and writes its bodies with one index_copy_ (copies:
+    # the same values as a list of per-body rows stacked and unbound, in ~4 ops a level instead of
+    # ~4 per body); the world at the origin
+    pos[:, 0] = 0.0
+    quat[:, 0] = 0.0
+    quat[0, 0] = 1.0
+    pos[:, root] = root_pos.T
+    quat[:, root] = root_quat.T
+    for i in range(len(parent_idx)):
+        pp = pos.index_select(1, parent_idx[i])  # (3, K, R) the parents' poses
+        pq = quat.index_select(1, parent_idx[i])
+        bp = pp + _quat_apply_c(pq, local_pos[i], local_pos1[i], local_pos2[i], idx, cross_min)
+        bq = _quat_mul_const(pq, local_quat_terms[i])
+        if hinge[i]:
+            angle = joints.index_select(0, cols[i]) - q0[i]  # (K, R)
+            half = 0.5 * angle.unsqueeze(0)
+            # the hinge rotation (cos, sin * axis) as quat_mul's signed terms: (cos | sin) *
+            # (1 | axis component) * sign, the product (a sign of +-1 last or first: exact)
+            cs = torch.cat((torch.cos(half), torch.sin(half)), dim=0)
+            qloc = cs.index_select(0, idx[4]).unflatten(0, [4, 4]) * axis_terms[i]
+            if zero_anchor[i]:
+                # the joints sit at their bodies' origins (the G1's all do): for a finite
+                # rotation, quat_apply(q, +0) is +0 exactly, so the two lines below reduce to
+                # bp + 0.0 (the same bits, -0.0 turned +0.0 as there) in one op instead of ~30
+                bq = _quat_mul_const(bq, qloc)
+                bp = bp + 0.0
+            else:
+                xanchor = bp + _quat_apply_c(bq, anchor[i], None, None, idx, cross_min)
+                bq = _quat_mul_const(bq, qloc)
+                bp = xanchor - _quat_apply_c(bq, anchor[i], None, None, idx, cross_min)
+        pos.index_copy_(1, id_idx[i], bp)
+        quat.index_copy_(1, id_idx[i], bq)
+    if target >= 0:
+        return [pos[:, target].T, quat[:, target].T]
+    res = [
+        pos.index_select(1, out).permute(2, 1, 0).contiguous(),
+        quat.index_select(1, out).permute(2, 1, 0).contiguous(),
+    ]
+    for j in range(len(point_ids)):
+        rows = out.index_select(0, point_ids[j].to(out.device))
+        pp = pos.index_select(1, rows)
+        pq = quat.index_select(1, rows)
+        offsets = point_offsets[j].to(device=pos.device, dtype=pos.dtype).T.unsqueeze(-1)
+        p = pp + _quat_apply_c(pq, offsets, None, None, idx, cross_min)
+        res.append(p.permute(2, 1, 0))
+    return res
+
+
+_FK_SCRIPTED = None  # set by _core(): _fk_core scripted (TorchScript), or False where scripting failed
+
+
+def _core():
+    """`_fk_core` compiled by TorchScript on first use (~0.1 s), else (TorchScript missing or
+    failing) the Python function itself: the same aten ops either way, so the same values; the
+    scripted one runs them without Python's per-op dispatch (~590 ops a G1 call with points).
+    `_FK_SCRIPTED` says which is used."""
+    global _FK_SCRIPTED
+    if _FK_SCRIPTED is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script's own
+                _FK_SCRIPTED = torch.jit.script(_fk_core)
+        except Exception as e:  # noqa: BLE001 - any failure: the eager function
+            warnings.warn(
+                f"TorchFK: TorchScript unavailable ({type(e).__name__}: {e}); FK runs eagerly", stacklevel=3
+            )
+            _FK_SCRIPTED = False
+    return _FK_SCRIPTED or _fk_core
 
 
 _FREE = mujoco.mjtJoint.mjJNT_FREE
@@ -200,60 +316,35 @@ class TorchFK:
             np.broadcast_shapes(root_pos_w.shape[:-1], root_quat_w.shape[:-1], joint_pos.shape[:-1])
         )
         r = batch.numel()
-        # component-major poses of every model body in one buffer each, (3 | 4, bodies, R): a
-        # level reads its parents with one index_select and writes its bodies with one
-        # index_copy_ (copies: the same values as a list of per-body rows stacked and unbound, in
-        # ~4 ops a level instead of ~4 per body); the world at the origin
-        nb = len(self._kind)
-        pos = torch.empty(3, nb, r, **kw)
-        quat = torch.empty(4, nb, r, **kw)
-        pos[:, 0] = 0.0
-        quat[:, 0] = 0.0
-        quat[0, 0] = 1.0
-        pos[:, self._root] = root_pos_w.expand(*batch, 3).reshape(r, 3).T
-        quat[:, self._root] = quat_normalize(root_quat_w).expand(*batch, 4).reshape(r, 4).T
+        rp = root_pos_w.expand(*batch, 3).reshape(r, 3)
+        rq = quat_normalize(root_quat_w).expand(*batch, 4).reshape(r, 4)
         joints = joint_pos.expand(*batch, self.num_joints).reshape(r, -1).T  # (J, R)
-        for lv in self._levels_of(only):
-            pp = pos.index_select(1, lv["parent_idx"])  # (3, K, R) the parents' poses
-            pq = quat.index_select(1, lv["parent_idx"])
-            bp = pp + _quat_apply_c(pq, lv["local_pos"], lv["local_pos12"])
-            bq = _quat_mul_const(pq, lv["local_quat_terms"])
-            if lv["kind"] == "hinge":
-                anchor = lv["anchor"]
-                angle = joints.index_select(0, lv["cols"]) - lv["q0"]  # (K, R)
-                half = 0.5 * angle.unsqueeze(0)
-                # the hinge rotation (cos, sin * axis) as quat_mul's signed terms: (cos | sin) *
-                # (1 | axis component) * sign, the product (a sign of +-1 last or first: exact)
-                cs = torch.cat((torch.cos(half), torch.sin(half)), dim=0)
-                qloc = cs.index_select(0, _CS_IDX.to(cs.device)).unflatten(0, (4, 4)) * lv["axis_terms"]
-                if lv["zero_anchor"]:
-                    # the joints sit at their bodies' origins (the G1's all do): for a finite
-                    # rotation, quat_apply(q, +0) is +0 exactly, so the two lines below reduce to
-                    # bp + 0.0 (the same bits, -0.0 turned +0.0 as there) in one op instead of ~30
-                    bq = _quat_mul_const(bq, qloc)
-                    bp = bp + 0.0
-                else:
-                    xanchor = bp + _quat_apply_c(bq, anchor)
-                    bq = _quat_mul_const(bq, qloc)
-                    bp = xanchor - _quat_apply_c(bq, anchor)
-            pos.index_copy_(1, lv["id_idx"], bp)
-            quat.index_copy_(1, lv["id_idx"], bq)
+        target = -1 if only is None else self._out_ids[self.body_names.index(only)]
+        device = rp.device
+        out = self._out_idx(device)
+        ids = [t[0] for t in points] if only is None else []
+        offsets = [t[1] for t in points] if only is None else []
+        # the op sequence scripted (`_FK_SCRIPTED`) or, where TorchScript is unavailable and inside
+        # torch.compile, run as Python: the same ops
+        args = (rp, rq, joints, len(self._kind), self._root, target, out, ids, offsets)
+        pack = self._pack(only, device)
+        # no levels (`only` the root: the light keys' anchor): a few ops, fewer than the scripted
+        # call's argument conversion costs (~16 us)
+        core = _fk_core if torch.compiler.is_compiling() or not pack[2] else _core()
+        if core is _fk_core:
+            res = core(*args, *pack)
+        else:
+            # the plain interpreter: the graph executor's optimisations would fuse elementwise ops
+            # on a GPU (other roundings) and specialise on the first calls' shapes (~60 ms)
+            with torch.jit.optimized_execution(False):
+                res = core(*args, *pack)
         if only is not None:
-            target = self._out_ids[self.body_names.index(only)]
-            return pos[:, target].T.reshape(*batch, 3), quat[:, target].T.reshape(*batch, 4)
-        out = self._out_idx(pos.device)
-        body_pos_w = pos.index_select(1, out).reshape(3, len(self._out_ids), *batch).movedim(0, -1)
-        body_pos_w = body_pos_w.movedim(0, -2).contiguous()
-        body_quat_w = quat.index_select(1, out).reshape(4, len(self._out_ids), *batch).movedim(0, -1)
-        body_quat_w = body_quat_w.movedim(0, -2).contiguous()
-        pts = []
-        for ids, offsets in points:
-            rows = out.index_select(0, ids.to(out.device))
-            pp = pos.index_select(1, rows)
-            pq = quat.index_select(1, rows)
-            p = pp + _quat_apply_c(pq, offsets.to(**kw).T[..., None])
-            pts.append(p.permute(2, 1, 0).reshape(*batch, len(rows), 3))
-        return (body_pos_w, body_quat_w, *pts) if points else (body_pos_w, body_quat_w)
+            return res[0].reshape(*batch, 3), res[1].reshape(*batch, 4)
+        nb = len(self._out_ids)
+        res[0], res[1] = res[0].reshape(*batch, nb, 3), res[1].reshape(*batch, nb, 4)
+        for j, pid in enumerate(ids):
+            res[2 + j] = res[2 + j].reshape(*batch, len(pid), 3)
+        return tuple(res)
 
     __call__ = forward
 
@@ -300,6 +391,39 @@ class TorchFK:
             levels.append(lv)
         self._levels[only] = levels
         return levels
+
+    def _pack(self, only: str | None, device) -> tuple:
+        """`_fk_core`'s level arguments for `only` on `device` (built once): the index constants and
+        the levels of `_levels_of` as parallel lists (empty tensors where a fixed level has no
+        hinge)."""
+        packs = self.__dict__.setdefault("_packs", {})
+        key = (only, str(device))
+        pack = packs.get(key)
+        if pack is not None:
+            return pack
+        d = lambda x: x.to(device)  # noqa: E731
+        levels = self._levels_of(only)
+        none = torch.empty(0, dtype=self.dtype, device=device)
+        none_i = torch.empty(0, dtype=torch.long, device=device)
+        hinge = [lv["kind"] == "hinge" for lv in levels]
+        pack = (
+            [d(_P1), d(_P2), d(_Q1), d(_Q2), d(_CS_IDX)],
+            _CROSS_MIN,
+            [d(lv["parent_idx"]) for lv in levels],
+            [d(lv["id_idx"]) for lv in levels],
+            [d(lv["local_pos"]) for lv in levels],
+            [d(lv["local_pos12"][0]) for lv in levels],
+            [d(lv["local_pos12"][1]) for lv in levels],
+            [d(lv["local_quat_terms"]) for lv in levels],
+            hinge,
+            [h and lv["zero_anchor"] for h, lv in zip(hinge, levels)],
+            [d(lv["cols"]) if h else none_i for h, lv in zip(hinge, levels)],
+            [d(lv["q0"]) if h else none for h, lv in zip(hinge, levels)],
+            [d(lv["axis_terms"]) if h else none for h, lv in zip(hinge, levels)],
+            [d(lv["anchor"]) if h else none for h, lv in zip(hinge, levels)],
+        )
+        packs[key] = pack
+        return pack
 
     def _out_idx(self, device) -> torch.Tensor:
         """(B,) the output bodies' model ids, as a tensor on `device` (built once)."""

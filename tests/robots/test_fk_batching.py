@@ -120,3 +120,42 @@ def test_precomputed_terms_give_the_products_values_exactly():
     )
     got, want = _quat_mul_const(a, terms), _quat_mul_c(a, qloc)
     assert torch.equal(got, want) and torch.equal(torch.signbit(got), torch.signbit(want))
+
+
+def test_scripted_core_equals_the_python_one(monkeypatch):
+    """TorchFK runs `_fk_core` scripted (TorchScript) where it compiles, else as Python: the same
+    ops, so the same values bit for bit (poses, points, one body's chain; small and large batches,
+    broadcast leading dims, signed zeros)."""
+    from sonic_ray.envs.reference import FramePoints
+    from sonic_ray.robots import TorchFK, load_model
+    from sonic_ray.robots import fk as fk_module
+
+    model, robot = load_model("g1")
+    fk = TorchFK(model, robot)
+    assert isinstance(fk_module._core(), torch.jit.ScriptFunction)  # TorchScript works in this torch
+    pts = FramePoints(
+        fk, anchor_body=robot.anchor_body, vr_points=robot.vr_points, smpl_points=robot.smpl_keypoints
+    )
+    tables = (pts.vr_table, pts.smpl_table)
+    g = torch.Generator().manual_seed(2)
+
+    def calls(fk):
+        out = []
+        for r in (1, 20, 300):
+            rp, rq = torch.randn(r, 3, generator=g), torch.randn(r, 4, generator=g)
+            jp = torch.randn(r, fk.num_joints, generator=g) * 3
+            rp[0, 1], jp[0, :4] = -0.0, -0.0
+            out += fk.forward(rp, rq, jp, points=tables)
+            out += fk.forward(rp.view(r, 1, 3), rq[:1], jp.view(r, 1, -1))
+            out += fk.forward(rp, rq, jp, only="left_wrist_yaw_link")
+            out += fk.forward(rp, rq, jp, only=robot.anchor_body)
+        return out
+
+    state = g.get_state()
+    scripted = calls(fk)
+    monkeypatch.setattr(fk_module, "_FK_SCRIPTED", False)  # the Python fallback
+    g.set_state(state)
+    eager = calls(fk)
+    assert len(scripted) == len(eager)
+    for a, b in zip(scripted, eager):
+        assert a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
