@@ -253,6 +253,9 @@ class CallbacksConfig:
     # tasks that do not block training; `sonic-ray eval` / `monitor` use the other keys as defaults.
     eval_interval: int = 0
     eval_encoders: list[str] = field(default_factory=lambda: ["g1"])
+    # Also evaluate the blind control (g1 observations, the token zeroed: the action decoder on
+    # proprioception alone): eval/blind/* and eval/token_gain_completed (what the token adds).
+    eval_blind: bool = True
     eval_num_envs: int = 64  # envs per evaluation task
     eval_clips_per_task: int = 256  # fan out into one Ray task per this many clips ...
     eval_max_tasks: int = 8  # ... but at most this many tasks

@@ -30,6 +30,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="comma-separated encoders to evaluate with (default: callbacks.eval_encoders, g1)",
     )
     p.add_argument(
+        "--blind",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also the blind control: g1 observations with the token zeroed, i.e. what the action "
+        "decoder does from proprioception alone (default: callbacks.eval_blind)",
+    )
+    p.add_argument(
         "--num-envs", type=int, default=None, help="envs per evaluation task (callbacks.eval_num_envs)"
     )
     p.add_argument("--max-clips", type=int, default=None, help="the first N clips of the store (0: all)")
@@ -118,6 +125,8 @@ def _num(v) -> str:
 
 def _eval_kwargs(args) -> dict:
     kw = {"num_envs": args.num_envs, "max_clips": args.max_clips, "max_tasks": args.max_tasks}
+    if getattr(args, "blind", None) is not None:
+        kw["blind"] = args.blind
     if args.encoders:
         kw["encoders"] = [e.strip() for e in args.encoders.split(",") if e.strip()]
     return kw
@@ -145,7 +154,8 @@ def _eval(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else plan.default_out_dir()
     render = plan.cfg.callbacks.eval_render if args.render is None else args.render
     console.print(
-        f"sonic-ray eval: {plan.checkpoint} ({plan.num_clips} clips x {len(plan.encoders)} encoder(s), "
+        f"sonic-ray eval: {plan.checkpoint} ({plan.num_clips} clips x {len(plan.encoders)} encoder(s)"
+        f"{' + the blind control' if plan.blind else ''}, "
         f"{plan.num_tasks} task(s), {plan.num_envs} envs) -> {out_dir}"
     )
     metrics = evaluate_plan(plan, out_dir, render=render, progress=not args.no_progress)

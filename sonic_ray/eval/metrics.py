@@ -42,8 +42,18 @@ ERROR_KEYS = (
     "acc_err",
     *(f"err_{g}_mm" for g in GROUPS),
 )
+# The blind control's rows (eval.runner.BlindPolicy: g1 observations, the token zeroed): kept out of
+# the headline summary, reported per encoder and as token_gain_completed.
+BLIND = "blind"
 # The headline keys of `summarize`, in report order (metrics.jsonl eval/*, the report table, the CLI).
-SUMMARY_KEYS = ("success_rate", *ERROR_KEYS, "completed_mean", "mpjpe_l_mm_all", "num_clips")
+SUMMARY_KEYS = (
+    "success_rate",
+    *ERROR_KEYS,
+    "completed_mean",
+    "mpjpe_l_mm_all",
+    "num_clips",
+    "token_gain_completed",
+)
 
 
 def body_groups(body_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -152,10 +162,15 @@ def summarize(rows: list[dict]) -> dict:
     the fall), NaN errors skipped; None when no row qualifies. Over all rows also:
     completed_mean (mean fraction of each clip tracked) and mpjpe_l_mm_all. num_clips counts rows: a clip
     evaluated with two encoders counts once per encoder. per_encoder: the same, per encoder.
+    Rows of the blind control (encoder "blind") are only in per_encoder, and with g1 rows give
+    token_gain_completed: g1's completed_mean minus the blind control's (what the token adds; ~0
+    for a policy whose decoder ignores the motion).
     """
-    out = _summary(rows)
-    encoders = sorted({str(r.get("encoder", "g1")) for r in rows})
-    out["per_encoder"] = {
-        e: _summary([r for r in rows if str(r.get("encoder", "g1")) == e]) for e in encoders
-    }
+    enc = lambda r: str(r.get("encoder", "g1"))  # noqa: E731
+    out = _summary([r for r in rows if enc(r) != BLIND])
+    encoders = sorted({enc(r) for r in rows})
+    out["per_encoder"] = {e: _summary([r for r in rows if enc(r) == e]) for e in encoders}
+    g1, blind = out["per_encoder"].get("g1"), out["per_encoder"].get(BLIND)
+    if g1 and blind and g1["completed_mean"] is not None and blind["completed_mean"] is not None:
+        out["token_gain_completed"] = g1["completed_mean"] - blind["completed_mean"]
     return out

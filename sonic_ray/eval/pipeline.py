@@ -52,6 +52,7 @@ class EvalPlan:
     num_clips: int  # clips to evaluate (per encoder)
     max_clips: int  # evaluate store clips with index < max_clips (0: all)
     num_tasks: int  # chunk k of num_tasks evaluates shard (k, num_tasks) of the store
+    blind: bool = False  # also the blind control (eval.runner.BlindPolicy: the token zeroed)
     # The checkpoint as planning read it, so a chunk run in this process builds its policy from it
     # instead of reading the checkpoint again; None when planning was given the config. Never
     # pickled: a Ray task (perhaps on another node) reads and verifies the checkpoint itself.
@@ -87,6 +88,7 @@ def plan_evaluation(
     clips_per_task: int | None = None,
     max_clips: int | None = None,
     cfg: SonicConfig | None = None,
+    blind: bool | None = None,
 ) -> EvalPlan:
     """Resolve and verify the checkpoint (CheckpointError if it is missing or corrupt), read its
     config and size the evaluation; unset arguments default to the config's callbacks.eval_*.
@@ -121,6 +123,7 @@ def plan_evaluation(
         num_clips=n,
         max_clips=limit if limit > 0 else 0,
         num_tasks=tasks,
+        blind=bool(cb.eval_blind if blind is None else blind),
         loaded=loaded,
     )
 
@@ -164,6 +167,7 @@ def run_chunk(
         seed=cfg.seed,
         keep_worst=keep_worst,
         on_clip=on_clip,
+        blind=plan.blind,
     )
 
 
@@ -235,7 +239,7 @@ def evaluate_checkpoint_local(
     Returns the metrics (metrics.json content)."""
     dev = plan_device(plan)
     policy = plan_policy(plan, dev)  # once for every chunk
-    with progress_bar(progress, plan.num_clips * len(plan.encoders)) as advance:
+    with progress_bar(progress, plan.num_clips * (len(plan.encoders) + plan.blind)) as advance:
         outs = [
             run_chunk(plan, k, keep_worst=render, device=dev, policy=policy, on_clip=lambda _row: advance(1))
             for k in range(plan.num_tasks)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sonic_ray.eval.metrics import BLIND
 from sonic_ray.eval.pipeline import plan_evaluation, plan_policy, render_worst, report_title, view_command
 from sonic_ray.eval.report import METRICS_FILE, REPORT_FILE, VIDEOS_DIR, render_report
 from sonic_ray.eval.runner import evaluate_policy, store_clip_names, worst_first_key
@@ -63,7 +64,8 @@ def render_from(
         raise ValueError(
             f"{clips_file}: a sim2sim evaluation; run `sonic-ray sim2sim --clips NAMES --render K` again"
         )
-    worst = sorted(rows, key=worst_first_key)[: max(0, int(render))]
+    # the blind control's rows are a figure, not a policy to watch: never re-rendered
+    worst = sorted((r for r in rows if r.get("encoder") != BLIND), key=worst_first_key)[: max(0, int(render))]
     ckpt = checkpoint or metrics.get("checkpoint")
     if not ckpt:
         raise ValueError(f"{clips_file.parent / METRICS_FILE}: names no checkpoint; pass --checkpoint")
@@ -73,6 +75,7 @@ def render_from(
         list(metrics.get("overrides", []) if overrides is None else overrides),
         encoders=encoders or None,
         max_tasks=1,
+        blind=False,
     )
     names, _ = store_clip_names(plan.cfg, None)
     for r in worst:

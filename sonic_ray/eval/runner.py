@@ -13,6 +13,11 @@ Time alignment: frame t of a row pairs the robot's state at the t-th observation
 (after the reset for t = 0, after step t otherwise) with the reference frame that observation
 shows, i.e. both describe the same instant. A clip of L frames that succeeds yields L frames; a
 failure at step k yields the k frames observed before it.
+
+The blind control (`blind=True`, rows with encoder "blind"): the g1 observations, but the action
+decoder gets the FSQ's centre code (all zeros) instead of the motion's token, so it acts from
+proprioception alone. A policy that tracks what the token says does worse blind; one that only
+learned to keep its balance does as well (BENCHMARKS.md "The decoder ignored the token").
 """
 
 from __future__ import annotations
@@ -26,8 +31,24 @@ import numpy as np
 import torch
 
 from sonic_ray.config.schema import SonicConfig
-from sonic_ray.eval.metrics import clip_metrics
+from sonic_ray.eval.metrics import BLIND, clip_metrics
 from sonic_ray.motion.store import clip_names, shard_indices, store_size
+
+
+class BlindPolicy:
+    """`policy` (an ActorCritic) acting with the FSQ's centre code (zeros) for every token: what its
+    action decoder does from proprioception alone (the blind control)."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def act_inference(self, obs) -> torch.Tensor:
+        from sonic_ray.models import keys as K  # here: sim2sim imports this module, never the models
+
+        obs = self.policy.normalize_actor_obs(obs)
+        proprio = obs[K.POLICY]
+        token = proprio.new_zeros(proprio.shape[0], self.policy.token.latent_dim)
+        return self.policy.token.action_mean(token, proprio)
 
 
 class ClipQueueSampler:
@@ -146,11 +167,14 @@ def evaluate_policy(
     seed: int = 0,
     keep_worst: int = 0,
     on_clip: Callable[[dict], None] | None = None,
+    blind: bool = False,
 ) -> EvalOutput:
     """Rows (one per clip and encoder) of `clip_metrics` plus clip, clip_index (store index),
     clip_frames and completed (fraction of the clip tracked); the `keep_worst` worst
     trajectories (by `worst_first_key`) for videos. `clip_ids`: shard-local clip indices (all
-    when None). `on_clip(row)` is called as each clip finishes (progress)."""
+    when None). `on_clip(row)` is called as each clip finishes (progress). `blind`: also the
+    blind control (rows with encoder "blind": g1 observations, the token zeroed), never kept
+    among the worst."""
     from sonic_ray.envs.factory import make_env
 
     names, store_idx = store_clip_names(cfg, shard)
@@ -171,6 +195,10 @@ def evaluate_policy(
         idle = int(np.argmin(frames))
         for enc in encoders:
             _run_encoder(env, policy, enc, clips, frames, names, store_idx, idle, keep_worst, out, on_clip)
+        if blind:
+            _run_encoder(
+                env, BlindPolicy(policy), "g1", clips, frames, names, store_idx, idle, 0, out, on_clip, BLIND
+            )
     finally:
         env.close()
     out.seconds = time.perf_counter() - t0
@@ -178,7 +206,7 @@ def evaluate_policy(
 
 
 def _run_encoder(
-    env, policy, encoder, clips, frames, names, store_idx, idle, keep_worst, out, on_clip
+    env, policy, encoder, clips, frames, names, store_idx, idle, keep_worst, out, on_clip, label=None
 ) -> None:
     sampler = ClipQueueSampler(clips, idle_clip=idle, device=env.device)
     t_max = int(frames[clips].max())
@@ -207,7 +235,7 @@ def _run_encoder(
                 fps=fps,
                 failed=bool(term[i]),
                 body_names=body_names,
-                encoder=encoder,
+                encoder=label or encoder,
             )
             row.update(
                 clip=names[c],

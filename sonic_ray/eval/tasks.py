@@ -63,7 +63,7 @@ def evaluate_checkpoint(
     worst clips here, write out_dir. Returns the metrics (metrics.json content)."""
     refs = submit_chunks(plan, keep_worst=render)
     outs: list[EvalOutput] = []
-    with progress_bar(progress, plan.num_clips * len(plan.encoders)) as advance:
+    with progress_bar(progress, plan.num_clips * (len(plan.encoders) + plan.blind)) as advance:
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)

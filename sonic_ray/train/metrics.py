@@ -22,6 +22,11 @@ CURVE_KEYS = (
     "loss/value",
     "perf/env_steps_per_s",
 )
+# Drawn into a panel beside its curve: the blind control (the token zeroed) of the same eval metric.
+OVERLAYS = {
+    "eval/success_rate": "eval/blind/success_rate",
+    "eval/completed_mean": "eval/blind/completed_mean",
+}
 
 
 class MetricsLog:
@@ -79,7 +84,13 @@ def plot_learning_curves(
     fig, axes = plt.subplots(nrows, ncols, figsize=(10, 3 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         pts = [(r.get("iteration"), r[key]) for r in rows if r.get(key) is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=1)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=1, label=key)
+        other = OVERLAYS.get(key, "")
+        over = [(r.get("iteration"), r[other]) for r in rows if r.get(other) is not None]
+        if over:
+            x, y = [p[0] for p in over], [p[1] for p in over]
+            ax.plot(x, y, marker=".", linewidth=1, linestyle="--", label="blind control (token zeroed)")
+            ax.legend(fontsize="small")
         ax.set_title(key)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)

@@ -156,3 +156,16 @@ def test_summarize_means_over_successful_clips_and_per_encoder():
     assert s["mpjpe_l_mm_all"] == pytest.approx((5 + 15 + 250 + 45) / 4)  # every clip, failed ones too
     assert s["completed_mean"] is None  # clip_metrics rows alone carry no `completed`
     assert summarize([])["success_rate"] is None
+
+
+def test_blind_control_rows_stay_out_of_the_headline_and_give_the_token_gain():
+    def row(ok, completed, enc):
+        return {"success": ok, "mpjpe_l_mm": 40.0, "completed": completed, "encoder": enc, "clip": "c"}
+
+    rows = [row(True, 1.0, "g1"), row(False, 0.5, "g1"), row(True, 1.0, "blind"), row(False, 0.2, "blind")]
+    s = summarize(rows)
+    # headline: the two g1 rows only; the blind rows are a control, per encoder
+    assert (s["num_clips"], s["success_rate"], s["completed_mean"]) == (2, 0.5, pytest.approx(0.75))
+    assert s["per_encoder"]["blind"]["completed_mean"] == pytest.approx(0.6)
+    assert s["token_gain_completed"] == pytest.approx(0.75 - 0.6)
+    assert "token_gain_completed" not in summarize(rows[:2])  # no control run, no gain

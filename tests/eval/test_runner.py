@@ -90,3 +90,30 @@ def test_an_evaluation_in_this_process_reads_the_checkpoint_once(store, tmp_path
     metrics = evaluate_checkpoint_local(plan, tmp_path / "out", progress=False)
     assert metrics["num_clips"] == 4 and metrics["iteration"] == 3
     assert len(loads) == 1, loads  # planning read it; both chunks built their policy from that state
+
+
+def test_blind_policy_acts_from_proprioception_with_the_centre_code(store):
+    from sonic_ray.eval.runner import BlindPolicy
+    from sonic_ray.models import keys as K
+
+    cfg = small_config(store, "actor_critic.obs_normalization=true")
+    policy = _policy(cfg)
+    torch.manual_seed(1)
+    kw = model_kwargs_for(cfg)
+    dims = {K.TOKENIZER_KEYS[n]: d for n, d in kw["encoder_input_dims"].items()}
+    obs = {K.POLICY: torch.randn(5, kw["proprio_dim"])}
+    obs.update({k: 4.0 * torch.randn(5, d) for k, d in dims.items()})
+    obs[K.ENCODER_INDEX] = torch.zeros(5, dtype=torch.long)
+    with torch.no_grad():
+        # normalisers away from identity, so the blind path must apply them as act_inference does
+        policy.update_actor_normalizers({k: 3.0 + 2.0 * v for k, v in obs.items() if k != K.ENCODER_INDEX})
+        blind = BlindPolicy(policy).act_inference(obs)
+        normed = policy.normalize_actor_obs(obs)[K.POLICY]
+        zero = torch.zeros(5, policy.token.latent_dim)
+        expected = policy.token.action_mean(zero, normed)
+        seeing = policy.act_inference(obs)
+        token = policy.token.tokenize(policy.token.encode_routed(policy.normalize_actor_obs(obs)))
+    torch.testing.assert_close(blind, expected, rtol=0, atol=0)
+    # rows whose token is not the centre code act differently seeing it; the others the same
+    nonzero = token.abs().sum(-1) > 0
+    assert 0 < int(nonzero.sum()) and ((blind != seeing).any(-1) == nonzero).all()

@@ -23,3 +23,18 @@ def test_metrics_log_and_plot(tmp_path):
 def test_plot_with_no_known_curves_draws_nothing(tmp_path):
     assert plot_learning_curves([{"iteration": 0, "x": 1}], tmp_path / "c.png") is None
     assert not (tmp_path / "c.png").exists()
+
+
+def test_eval_panels_draw_the_blind_control_beside_the_policy(tmp_path, monkeypatch):
+    import sonic_ray.train.metrics as m
+
+    figs = []
+    monkeypatch.setattr(m, "save_figure_png", lambda fig, path: figs.append(fig) or path)
+    rows = [
+        {"iteration": 50, "eval/completed_mean": 0.4, "eval/blind/completed_mean": 0.38},
+        {"iteration": 100, "eval/completed_mean": 0.6, "eval/blind/completed_mean": 0.41},
+    ]
+    m.plot_learning_curves(rows, tmp_path / "c.png")
+    (ax,) = [a for a in figs[0].axes if a.get_title() == "eval/completed_mean"]
+    lines = {ln.get_label(): list(ln.get_ydata()) for ln in ax.get_lines()}
+    assert lines == {"eval/completed_mean": [0.4, 0.6], "blind control (token zeroed)": [0.38, 0.41]}
