@@ -36,7 +36,10 @@ def test_demo_preset_is_cpu_sized():
     cfg = load_config(["+exp=demo"])
     assert cfg.device == "cpu" and cfg.sim.backend == "mujoco"
     assert cfg.actor_critic.encoders["g1"].hidden == [256, 128]
-    assert len(cfg.actor_critic.quantizer.levels) == 8
+    # SONIC's release FSQ, and the actor's proprioception without history (configs/exp/demo.yaml)
+    q = cfg.actor_critic.quantizer
+    assert (q.levels, q.num_tokens) == ([32] * 32, 2)
+    assert cfg.env.observations["policy"]["history_length"] == 1
 
 
 @pytest.mark.parametrize(

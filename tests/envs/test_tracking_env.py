@@ -42,7 +42,9 @@ def test_obs_shapes_per_group_for_every_preset(store, exp):
 
 
 def test_policy_history_is_a_ring_of_past_frames(store):
-    env = make_env(cfg_for(store, "demo", "env.observations.policy.enable_corruption=false"), num_envs=2)
+    # SONIC's 10-step history (the demo preset has none)
+    over = ("env.observations.policy.enable_corruption=false", "env.observations.policy.history_length=10")
+    env = make_env(cfg_for(store, "demo", *over), num_envs=2)
     obs0 = env.reset()["policy"].reshape(2, 10, -1)
     assert torch.equal(obs0[:, 0], obs0[:, -1])  # a fresh episode's history repeats its first frame
     frames = [obs0[:, -1]]
