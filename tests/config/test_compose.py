@@ -39,7 +39,7 @@ def test_demo_preset_is_cpu_sized():
     # SONIC's release FSQ, and the actor's proprioception without history (configs/exp/demo.yaml)
     q = cfg.actor_critic.quantizer
     assert (q.levels, q.num_tokens) == ([32] * 32, 2)
-    assert cfg.env.observations["policy"]["history_length"] == 1
+    assert cfg.env.observations.policy.history_length == 1
 
 
 @pytest.mark.parametrize(
