@@ -126,7 +126,10 @@ def test_rebuild_history_by_hand():
 
 
 def test_compact_ships_under_an_eighth_of_the_full_bytes():
-    cfg_c, cfg_f = _cfg(), _cfg("ray.rollout_format=full")
+    # at SONIC's 10-step proprioception history, which the compact format ships once per rollout (the
+    # demo preset has none: 0.126 at its layout, tests/bench/test_rollout_bytes.py)
+    hist = "env.observations.policy.history_length=10"
+    cfg_c, cfg_f = _cfg(hist), _cfg(hist, "ray.rollout_format=full")
     sizes = {}
     for name, cfg in (("compact", cfg_c), ("full", cfg_f)):
         env = make_env(cfg, seed=6)

@@ -36,6 +36,7 @@ def test_tune_smoke_trials_build_different_fsq_quantizers(ray_2cpus, tmp_path, m
     assert f"best: {run_dir / 'best.yaml'}" in capsys.readouterr().out
 
     rows = read_results_csv(run_dir / "results.csv")
+    num_tokens = load_config(["+exp=tune_smoke"]).actor_critic.quantizer.num_tokens
     assert len(rows) == 2 and {r["status"] for r in rows} <= {"completed", "stopped early"}
     levels = sorted(r[LEVELS_KEY] for r in rows)
     assert levels == ["[5, 5, 5]", "[8, 8]"]
@@ -44,7 +45,9 @@ def test_tune_smoke_trials_build_different_fsq_quantizers(ray_2cpus, tmp_path, m
         history = read_metrics(f"{row['run_dir']}/metrics.jsonl")
         lv = [int(x) for x in row[LEVELS_KEY].strip("[]").split(",")]
         assert {h["model/codebook_size"] for h in history} == {float(math.prod(lv))}
-        assert float(row["model/codebook_size"]) == math.prod(lv) and float(row["model/token_dim"]) == len(lv)
+        # token_dim: the levels' dims per token, times the preset's tokens (the demo's release FSQ: 2)
+        assert float(row["model/codebook_size"]) == math.prod(lv)
+        assert float(row["model/token_dim"]) == len(lv) * num_tokens
         assert int(row["iterations"]) == len(history) >= 2
         assert math.isfinite(float(row["reward/total"]))
         assert row["env.commands.motion.encoder_sample_probs.smpl"] in ("0.5", "1.0")
