@@ -163,7 +163,7 @@ def test_smoke_training_through_ray_and_cross_simulator_eval(tmp_path):
     assert last["iteration"] == 2 and (run / "checkpoints" / "iter_000002").is_dir()
     clips = {}
     for backend in ("isaaclab", "mujoco"):
-        plan = plan_evaluation(run, [f"sim.backend={backend}"], max_tasks=1, num_envs=3)
+        plan = plan_evaluation(run, [f"sim.backend={backend}"], max_tasks=1, num_envs=3, blind=False)
         evaluate_checkpoint_local(plan, tmp_path / backend, progress=False)
         clips[backend] = pd.read_parquet(tmp_path / backend / "clips.parquet").set_index("clip").sort_index()
     il, mj = clips["isaaclab"], clips["mujoco"]
