@@ -330,7 +330,8 @@ class TorchFK:
         pack = self._pack(only, device)
         # no levels (`only` the root: the light keys' anchor): a few ops, fewer than the scripted
         # call's argument conversion costs (~16 us)
-        core = _fk_core if torch.compiler.is_compiling() or not pack[2] else _core()
+        no_levels = not pack[2]  # pack[2]: the levels' parent indices
+        core = _fk_core if torch.compiler.is_compiling() or no_levels else _core()
         if core is _fk_core:
             res = core(*args, *pack)
         else:
