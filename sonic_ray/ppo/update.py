@@ -133,11 +133,15 @@ class UpdateLoop:
         self, data: dict[str, torch.Tensor], step: StepFn, *, generator: torch.Generator | None = None
     ) -> dict[str, float]:
         """Every minibatch of every epoch through `step`; -> the mean of its stats over the steps taken,
-        ppo/actor_lr, and the count of steps skipped (a step returning {SKIPPED_NONFINITE: 1})."""
+        ppo/actor_lr (the last step's, which the next update starts from), ppo/actor_lr_mean (over
+        the steps taken: the adaptive rule moves the lr every minibatch, and within one update it
+        can climb from lr_min to many times that and back, so the last value alone says little),
+        and the count of steps skipped (a step returning {SKIPPED_NONFINITE: 1})."""
         self.updates += 1
         rows = data[K.ACTIONS].shape[0]
         sums: dict[str, float] = {}
         n = skipped = 0
+        lr_sum = 0.0
         for idx in minibatch_indices(
             rows, self.epochs, self.num_mini_batches, device=data[K.ACTIONS].device, generator=generator
         ):
@@ -147,9 +151,11 @@ class UpdateLoop:
                 continue
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
+            lr_sum += self.actor_lr  # the lr this step was taken with (`step` set it before stepping)
             n += 1
         out = {k: v / max(n, 1) for k, v in sums.items()}
         out["ppo/actor_lr"] = self.actor_lr
+        out["ppo/actor_lr_mean"] = lr_sum / n if n else self.actor_lr
         out[SKIPPED_NONFINITE] = float(skipped)
         return out
 

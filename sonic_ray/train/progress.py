@@ -26,7 +26,7 @@ SHOWN = (
     ("loss/value", "loss/value", "{:.4f}"),
     ("loss/aux_total", "loss/aux", "{:.4f}"),
     ("ppo/approx_kl", "approx KL", "{:.4f}"),
-    ("ppo/actor_lr", "actor lr", "{:.2e}"),
+    ("ppo/actor_lr_mean", "actor lr (mean)", "{:.2e}"),
     ("perf/time_sample_s", "time sample (s)", "{:.2f}"),
     ("perf/time_learn_s", "time learn (s)", "{:.2f}"),
     ("perf/time_sync_s", "time sync (s)", "{:.2f}"),

@@ -178,3 +178,32 @@ def test_token_diagnostics_see_a_collapsed_token():
             enc[-1].bias.fill_(0.9)  # every latent on the code 0.9's nearest, never zero
     _, stats = compute_losses(ac, mb, **coefs)
     assert float(stats["token/nonzero_share"]) == 1.0
+
+
+def test_update_reports_the_mean_lr_its_steps_took():
+    """Within one update the adaptive rule moves the lr every minibatch (rsl_rl's rule): from the
+    floor up while the policy is still close to the rollout's, back down once the KL passes twice
+    the target. ppo/actor_lr is where it ended; ppo/actor_lr_mean what the steps used."""
+    from sonic_ray.ppo.update import UpdateLoop
+
+    loop = UpdateLoop(
+        actor_lr=1e-5,
+        lr_min=1e-5,
+        lr_max=2e-4,
+        desired_kl=0.01,
+        schedule="adaptive",
+        num_learning_epochs=2,
+        num_mini_batches=3,
+        normalize_advantage=False,
+    )
+    kls = iter([0.001, 0.001, 0.003, 0.03, 0.03, 0.01])  # up, up, up, down, down, hold
+    used = []
+
+    def step(mb):
+        used.append(loop.lr_for_step(next(kls)))
+        return {"ppo/approx_kl": 0.0}
+
+    out = loop.run({K.ACTIONS: torch.zeros(6, 2)}, step)
+    assert used == pytest.approx([1.5e-5, 2.25e-5, 3.375e-5, 2.25e-5, 1.5e-5, 1.5e-5])
+    assert out["ppo/actor_lr"] == pytest.approx(1.5e-5)
+    assert out["ppo/actor_lr_mean"] == pytest.approx(sum(used) / 6)
