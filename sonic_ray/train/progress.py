@@ -21,6 +21,9 @@ SHOWN = (
     ("env/episode_length", "episode length", "{:.1f}"),
     ("env/success_rate", "success", "{:.1%}"),
     ("eval/success_rate", "eval success", "{:.1%}"),
+    ("eval/completed_mean", "eval completed", "{:.3f}"),
+    # the same policy with its token zeroed: what it does from proprioception alone (eval_blind)
+    ("eval/blind/completed_mean", "eval completed, blind", "{:.3f}"),
     ("eval/mpjpe_l_mm", "eval MPJPE local (mm)", "{:.1f}"),
     ("loss/policy", "loss/policy", "{:.4f}"),
     ("loss/value", "loss/value", "{:.4f}"),
@@ -43,6 +46,7 @@ class ProgressView:
         self.max_iterations = max_iterations
         self._live: Live | None = None
         self._t0 = time.perf_counter()
+        self._eval: dict[str, Any] = {}  # the latest evaluation's figures (one arrives every eval_interval)
 
     def __enter__(self) -> ProgressView:
         if self.live_mode:
@@ -73,7 +77,9 @@ class ProgressView:
 
     def update(self, metrics: dict[str, Any]) -> None:
         if self._live is not None:
-            self._live.update(self._table(metrics))
+            # the live table keeps showing the latest evaluation until the next one arrives
+            self._eval.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
+            self._live.update(self._table({**self._eval, **metrics}))
             return
         parts = [f"iter {metrics.get('iteration', 0)}/{self.max_iterations}"]
         for key, label, fmt in SHOWN:

@@ -15,6 +15,14 @@ def test_progress_view_prints_one_line_per_update_without_tty():
     assert "iter 1/3" in out and "env-steps/s=1,234" in out and "episode length=12.2" in out
 
 
+def test_progress_view_shows_the_blind_control_beside_the_evaluation():
+    buf = io.StringIO()
+    with ProgressView(title="t", max_iterations=3, live=False, console=Console(file=buf, width=400)) as view:
+        view.update({"iteration": 2, "eval/completed_mean": 0.7, "eval/blind/completed_mean": 0.6641})
+    out = buf.getvalue()
+    assert "eval completed=0.700" in out and "eval completed, blind=0.664" in out
+
+
 def test_progress_view_live_table_renders():
     buf = io.StringIO()
     with ProgressView(
@@ -22,6 +30,20 @@ def test_progress_view_live_table_renders():
     ) as v:
         v.update({"iteration": 2, "loss/policy": 0.5})
     assert "loss/policy" in buf.getvalue()
+
+
+def test_live_table_keeps_the_latest_evaluation_between_evaluations():
+    buf = io.StringIO()
+    console = Console(file=buf, width=120, force_terminal=True)
+    shown = []
+    with ProgressView(title="demo", max_iterations=3, live=True, console=console) as v:
+        put = v._live.update
+        v._live.update = lambda table, **kw: (shown.append(table), put(table, **kw))
+        v.update({"iteration": 1, "eval/completed_mean": 0.7})
+        v.update({"iteration": 2, "loss/policy": 0.5})
+    table = shown[-1]  # what the second update put on screen
+    rows = dict(zip(table.columns[0]._cells, table.columns[1]._cells))
+    assert rows["eval completed"] == "0.700"
 
 
 def test_wandb_offline_run_writes_files_and_resumes_same_id(tmp_path, monkeypatch):
