@@ -13,7 +13,9 @@ process, interleaved (`motion_probe.steps`), for env_step_ms and its ratio to th
 Keys: import_2_over_1 (steady clips/s with 2 workers over 1: batches of 2 files after the first
 result, so the actor pool's start-up is left out; `import_2_over_1_end_to_end` includes it),
 cpu_2_over_1 (the machine's own ceiling: a pure-Python loop in 2 processes over 1) and
-import_2_over_1_of_cpu (import_2_over_1 over that ceiling),
+import_2_over_1_of_cpu (import_2_over_1 over that ceiling), import_plain_2_over_1 (the same
+per-batch import worker in 1 and 2 plain spawned processes, no Ray: what the machine gives the
+import's own work) and import_2_over_1_of_plain (Ray Data's ratio over it),
 store_over_raw (shard bytes over the raw
 float32 arrays: root pose + joints), driver_start_s (and driver_start_s_1clip); per runner mode
 (no suffix: `window`, the recommended on-demand mode; `_cached`: whole clips in an arena; `_table`):
@@ -75,13 +77,51 @@ def write_sources(
         write_sonic_pkl(os.path.join(folder, f"part{f:05d}.pkl"), clips)
 
 
-def _import(files: list[str], store: str, workers: int, batch_files: int = 2) -> tuple[float, float, dict]:
+_PLAIN_WORKER = None  # the ImportWorker of a plain pool process (`plain_engine`)
+
+
+def _plain_init(worker_kwargs: dict) -> None:
+    global _PLAIN_WORKER
+    from sonic_ray.ingest import RayImportWorker  # ImportWorker held to one thread, as in a Ray actor
+
+    _PLAIN_WORKER = RayImportWorker(**worker_kwargs)
+
+
+def _plain_batch(batch: dict) -> dict:
+    return json.loads(_PLAIN_WORKER(batch)["result"][0])
+
+
+def plain_engine(workers: int):
+    """An import engine without Ray: the same per-batch worker the Ray actors run, in a pool of
+    `workers` plain processes (spawned). The bench runs it beside Ray Data's to tell what the
+    machine gives the import's own work from what Ray's processes take (`import_plain_2_over_1`)."""
+    import multiprocessing as mp
+
+    from sonic_ray.motion.shard_import import batches
+
+    def engine(files, kw, *, batch_files, on_result=None):
+        results = []
+        with mp.get_context("spawn").Pool(workers, initializer=_plain_init, initargs=(kw,)) as pool:
+            for r in pool.imap_unordered(_plain_batch, batches(files, batch_files)):
+                results.append(r)
+                if on_result is not None:
+                    on_result(r)
+        return results
+
+    return engine
+
+
+def _import(
+    files: list[str], store: str, workers: int, batch_files: int = 2, *, plain: bool = False
+) -> tuple[float, float, dict]:
     from sonic_ray.ingest import run_ray
     from sonic_ray.motion.robot_context import robot_context
     from sonic_ray.motion.shard_import import import_sharded
 
-    def engine(files, kw, *, batch_files, on_result=None):
+    def ray_engine(files, kw, *, batch_files, on_result=None):
         return run_ray(files, kw, batch_files=batch_files, on_result=on_result, workers=workers)
+
+    engine = plain_engine(workers) if plain else ray_engine
 
     marks: list[tuple[float, int]] = []  # (time, clips) of each batch result
 
@@ -210,6 +250,11 @@ def run(
         finally:
             ray.shutdown()
         shutil.rmtree(os.path.join(tmp, "store1"))
+        # the same work in plain processes (no Ray running): what two cores give the import itself
+        _, plain1, _ = _import(files, os.path.join(tmp, "plain1"), workers=1, plain=True)
+        shutil.rmtree(os.path.join(tmp, "plain1"))
+        _, plain2, _ = _import(files, os.path.join(tmp, "plain2"), workers=2, plain=True)
+        shutil.rmtree(os.path.join(tmp, "plain2"))
         store, one = os.path.join(tmp, "store"), os.path.join(tmp, "one_store")
         info = sharded_info(store, clips=False)
         raw = info["total_frames"] * RAW_FLOATS * 4
@@ -231,6 +276,12 @@ def run(
             "import_2_over_1_end_to_end": t1 / t2,
             "cpu_2_over_1": ceiling,
             "import_2_over_1_of_cpu": (rate2 / rate1) / ceiling if rate1 else None,
+            "import_plain_steady_clips_per_s_1": plain1,
+            "import_plain_steady_clips_per_s_2": plain2,
+            "import_plain_2_over_1": plain2 / plain1 if plain1 else None,
+            "import_2_over_1_of_plain": (
+                (rate2 / rate1) / (plain2 / plain1) if rate1 and plain1 and plain2 else None
+            ),
             "store_mb": info["store_bytes"] / 1e6,
             "raw_mb": raw / 1e6,
             "store_over_raw": info["store_bytes"] / raw,
