@@ -112,7 +112,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"sonic-ray compare: {e}", file=sys.stderr)
         return 2
     la, lb = result["labels"]
-    for key in ("success_rate", "completed_mean", "mpjpe_g_mm", "mpjpe_l_mm_all"):
+    for key in ("success_rate", "success_rate_global", "completed_mean", "mpjpe_g_mm", "mpjpe_l_mm_all"):
         v = result["summary"][key]
         print(f"{key}: {la} {_num(v['a'])}, {lb} {_num(v['b'])}, B-A {_num(v['diff'])}")
     print(Path(args.out) / "report.html")

@@ -13,6 +13,11 @@ robot at the instant the reference's frame t describes (see `sonic_ray.eval.runn
   finite-difference velocities (p[t+1] - p[t]) * fps and accelerations
   (p[t+1] - 2 p[t] + p[t-1]) * fps^2, global positions (PHC's `vel_dist` / `accel_dist`, in SI
   units instead of mm per frame). NaN when the clip has too few frames (2 / 3).
+- `max_err_g_mm`: the largest, over frames, of the mean over bodies of |robot - ref| (mm), and
+  `success_global`: success and that at most GLOBAL_FAIL_M (0.5 m), PHC's success criterion
+  (ProtoMotions' too). SONIC's success (gear_sonic's eval callback) is "no eval termination", and its
+  terminations check heights and orientation only, so a robot that stands still through a walk
+  succeeds there (the demo policy did: `walk_forward` 0.95 m behind its reference); here it fails.
 - `err_<group>_mm`: root-relative error (the `mpjpe_l` breakdown) over a body group: legs (hip,
   knee, ankle links), vr3 (the bodies carrying the teleop VR 3-point targets: torso and both
   wrist-yaw links on the G1), feet (ankle-roll links, also inside legs), upper_other (every other
@@ -29,6 +34,7 @@ import numpy as np
 from sonic_ray.robots.g1 import G1
 
 MM = 1000.0
+GLOBAL_FAIL_M = 0.5  # PHC's failure distance: the bodies' mean distance from the reference, any frame
 LEG_KEYWORDS = ("hip", "knee", "ankle")
 FEET_KEYWORD = "ankle_roll"
 # Bodies that carry the VR 3-point targets (head on the torso, hands on the wrist-yaw links).
@@ -48,6 +54,7 @@ BLIND = "blind"
 # The headline keys of `summarize`, in report order (metrics.jsonl eval/*, the report table, the CLI).
 SUMMARY_KEYS = (
     "success_rate",
+    "success_rate_global",
     *ERROR_KEYS,
     "completed_mean",
     "mpjpe_l_mm_all",
@@ -105,7 +112,8 @@ def clip_metrics(
 ) -> dict[str, float | str | bool]:
     """One clip's row: robot and reference body positions (T,B,3), metres, at `fps` frames/s.
 
-    Returns success (not failed), the errors of the module docstring, num_frames (T), encoder.
+    Returns success (not failed), success_global, the errors of the module docstring, num_frames
+    (T), encoder.
     """
     rob = np.asarray(robot_body_pos_w, dtype=np.float64)
     ref = np.asarray(ref_body_pos_w, dtype=np.float64)
@@ -120,8 +128,12 @@ def clip_metrics(
     t = rob.shape[0]
     rob_l, ref_l = rob - rob[:, :1], ref - ref[:, :1]
     err = rob - ref
+    worst = float(np.linalg.norm(err, axis=-1).mean(axis=1).max()) if t and rob.shape[1] else math.nan
     row: dict[str, float | str | bool] = {
         "success": not bool(failed),
+        # a NaN distance (no frames or bodies) cannot show the robot stayed near: not a success
+        "success_global": not bool(failed) and worst <= GLOBAL_FAIL_M,
+        "max_err_g_mm": MM * worst,
         "mpjpe_g_mm": MM * _mean_norm(err),
         "mpjpe_l_mm": MM * _mean_norm(rob_l - ref_l),
         "mpjpe_pa_mm": MM * _mean_norm(procrustes_align(rob, ref) - ref) if t else math.nan,
@@ -143,6 +155,9 @@ def _nanmean(values: list[float]) -> float | None:
 def _summary(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["success"]]
     out: dict = {"success_rate": float(np.mean([bool(r["success"]) for r in rows])) if rows else None}
+    # rows written before success_global existed (an older clips.parquet re-summarised) have none
+    known = [bool(r["success_global"]) for r in rows if r.get("success_global") is not None]
+    out["success_rate_global"] = float(np.mean(known)) if rows and len(known) == len(rows) else None
     for key in ERROR_KEYS:
         out[key] = _nanmean([r.get(key) for r in ok])
     # Early in training every clip fails; these two still move: how much of each clip was tracked
@@ -157,14 +172,14 @@ def _summary(rows: list[dict]) -> dict:
 def summarize(rows: list[dict]) -> dict:
     """metrics.json content from clip rows (`clip_metrics` outputs, possibly with extra keys).
 
-    success_rate is over ALL rows; every error is the mean over SUCCESSFUL rows only (SONIC and
-    PHC report tracking errors on the clips the policy completed; a fall's error mostly measures
-    the fall), NaN errors skipped; None when no row qualifies. Over all rows also:
-    completed_mean (mean fraction of each clip tracked) and mpjpe_l_mm_all. num_clips counts rows: a clip
-    evaluated with two encoders counts once per encoder. per_encoder: the same, per encoder.
-    Rows of the blind control (encoder "blind") are only in per_encoder, and with g1 rows give
-    token_gain_completed: g1's completed_mean minus the blind control's (what the token adds; ~0
-    for a policy whose decoder ignores the motion).
+    success_rate and success_rate_global (PHC's 0.5 m criterion as well) are over ALL rows; every
+    error is the mean over SUCCESSFUL rows only (SONIC and PHC report tracking errors on the clips
+    the policy completed; a fall's error mostly measures the fall), NaN errors skipped; None when
+    no row qualifies. Over all rows also: completed_mean (mean fraction of each clip tracked) and
+    mpjpe_l_mm_all. num_clips counts rows: a clip evaluated with two encoders counts once per encoder.
+    per_encoder: the same, per encoder. Rows of the blind control (encoder "blind") are only in
+    per_encoder, and with g1 rows give token_gain_completed: g1's completed_mean minus the blind control's
+    (what the token adds; ~0 for a policy whose decoder ignores the motion).
     """
     enc = lambda r: str(r.get("encoder", "g1"))  # noqa: E731
     out = _summary([r for r in rows if enc(r) != BLIND])

@@ -16,6 +16,7 @@ CURVE_KEYS = (
     "reward/total",
     "env/success_rate",
     "eval/success_rate",
+    "eval/success_rate_global",
     "eval/completed_mean",
     "eval/mpjpe_l_mm_all",
     "loss/policy",
@@ -25,6 +26,7 @@ CURVE_KEYS = (
 # Drawn into a panel beside its curve: the blind control (the token zeroed) of the same eval metric.
 OVERLAYS = {
     "eval/success_rate": "eval/blind/success_rate",
+    "eval/success_rate_global": "eval/blind/success_rate_global",
     "eval/completed_mean": "eval/blind/completed_mean",
 }
 

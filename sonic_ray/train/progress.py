@@ -21,6 +21,7 @@ SHOWN = (
     ("env/episode_length", "episode length", "{:.1f}"),
     ("env/success_rate", "success", "{:.1%}"),
     ("eval/success_rate", "eval success", "{:.1%}"),
+    ("eval/success_rate_global", "eval success within 0.5 m", "{:.1%}"),
     ("eval/completed_mean", "eval completed", "{:.3f}"),
     # the same policy with its token zeroed: what it does from proprioception alone (eval_blind)
     ("eval/blind/completed_mean", "eval completed, blind", "{:.3f}"),

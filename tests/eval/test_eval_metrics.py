@@ -58,6 +58,24 @@ def test_whole_body_shift_is_global_error_only():
     assert row["mpjpe_l_mm"] == pytest.approx(0, abs=1e-9)  # root-relative: the shift cancels
     assert row["mpjpe_pa_mm"] == pytest.approx(0, abs=1e-6)
     assert row["success"] is False and row["encoder"] == "smpl"
+    assert row["max_err_g_mm"] == pytest.approx(500.0) and row["success_global"] is False  # failed
+
+
+def test_global_success_is_phc_s_half_metre_on_the_worst_frame():
+    """A robot that stands while its reference walks away passes SONIC's terminations (heights and
+    orientation) but not PHC's criterion: the bodies' mean distance at most 0.5 m in every frame."""
+    ref = _pose(t=5)
+    rob = ref.copy()
+    rob[4] += np.array([0.0, 0.0, 0.49])  # last frame: every body 0.49 m off
+    row = clip_metrics(rob, ref, fps=50.0, failed=False, body_names=NAMES)
+    assert row["max_err_g_mm"] == pytest.approx(490.0) and row["success_global"] is True
+    rob[4] += np.array([0.0, 0.0, 0.02])
+    row = clip_metrics(rob, ref, fps=50.0, failed=False, body_names=NAMES)
+    assert row["success"] is True and row["success_global"] is False
+    s = summarize([row, clip_metrics(ref, ref, fps=50.0, failed=False, body_names=NAMES)])
+    assert s["success_rate"] == 1.0 and s["success_rate_global"] == 0.5
+    old = {k: v for k, v in row.items() if k != "success_global"}  # a row from before the key existed
+    assert summarize([old])["success_rate_global"] is None and summarize([old])["success_rate"] == 1.0
 
 
 def test_procrustes_removes_rotation_translation_and_scale():
