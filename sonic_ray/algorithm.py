@@ -142,8 +142,9 @@ class SonicPPO(PPO):
             "runners": {int(i): st for i, st in runners if st},
         }
 
-    def set_sonic_state(self, state: dict[str, Any]) -> list[int]:
-        """Restore `sonic_state()`; -> worker indices that found no saved state (they start fresh)."""
+    def set_sonic_state(self, state: dict[str, Any]) -> dict[int, str]:
+        """Restore `sonic_state()`; -> {worker index: why not} for the runners that did not restore
+        their saved state (none saved for them, or one that does not fit): they start fresh."""
         import ray
 
         self._sampler_rates = self.sampler_stats.set_state.remote(state["sampler_stats"])
@@ -151,7 +152,7 @@ class SonicPPO(PPO):
         applied = self.env_runner_group.foreach_env_runner(
             lambda r: (r.worker_index, r.set_runner_state(refs.get(r.worker_index))), local_env_runner=False
         )
-        return [i for i, ok in applied if not ok]
+        return {i: why for i, why in applied if why is not None}
 
     def stop(self) -> None:
         import ray

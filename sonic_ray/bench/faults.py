@@ -109,11 +109,15 @@ def runner_sigkill(work: Path, store: Path) -> dict:
         tr.close()
     last = rows[-1]["iteration"]
     healthy = rows[-1].get("perf/num_healthy_runners", 0) == 2
+    # The replacement runner is built with an untrained module: rollouts it sampled before the
+    # restore synced the weights would show as a KL of order 1-10 against the learner's policy.
+    kl = max(float(r.get("ppo/approx_kl", 0.0)) for r in rows)
     return {
-        "recovered": healthy and all(r.get("perf/env_steps", 0) > 0 for r in rows),
+        "recovered": healthy and all(r.get("perf/env_steps", 0) > 0 for r in rows) and kl < 0.5,
         "iterations_lost": 1 + len(rows) - len(_rows(run_dir)),
         "data_lost": not _contiguous(_rows(run_dir), last),
         "iterations_until_restarted": len(rows) - 1,
+        "max_approx_kl_after_kill": kl,
     }
 
 
@@ -361,7 +365,7 @@ def run(
         if name in local:
             import ray
 
-            from sonic_ray.train.driver import start_local_ray
+            from sonic_ray.cluster import start_local_ray
 
             if not ray.is_initialized():
                 start_local_ray(

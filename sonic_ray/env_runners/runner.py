@@ -135,17 +135,25 @@ class SonicEnvRunner(EnvRunner):
             "env_steps_lifetime": int(self.num_env_steps_sampled_lifetime),
         }
 
-    def set_runner_state(self, state) -> bool:
+    def set_runner_state(self, state) -> str | None:
         """Restore `get_runner_state()` from its ObjectRef (None: nothing saved for this runner);
-        -> False when there was none to restore."""
+        -> None when restored, else why not: nothing saved, or a saved env state that does not fit
+        this env (a resume with other terms, history or envs: `ValueError` names what differs).
+        Either way the runner is then as built, and its collector starts fresh episodes."""
         state = ray.get(state) if state is not None else None
         if not state or self.env is None:
-            return False
-        self.env.load_state_dict(state["env"])
+            return "no saved state"
+        fresh = self.env.state_dict()  # as built: what a failed load is undone to
+        try:
+            self.env.load_state_dict(state["env"])
+        except (ValueError, KeyError) as e:
+            self.env.load_state_dict(fresh)
+            self.collector.obs = None
+            return f"does not fit this config: {e}"
         self.collector.obs = self.env.obs if state["collector_started"] else None
         set_rng_state(state["rng"])
         self.num_env_steps_sampled_lifetime = state.get("env_steps_lifetime", 0)
-        return True
+        return None
 
     def _publish_gauges(self, metrics: dict[str, Any], steps_per_s: float) -> None:
         from sonic_ray.cluster import RUNNER_GAUGES, TrainingGauges, run_name

@@ -250,12 +250,14 @@ class RewardManager:
 
     def state_dict(self) -> dict:
         return {
+            "names": self.names,
             "episode_sums": self.episode_sums.clone(),
             "ended_sums": self._ended_sums.clone(),
             "ended": self._ended,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        _check_terms("reward", state, self.names, state["episode_sums"].shape[0])
         self.episode_sums.copy_(state["episode_sums"])
         self._ended_sums.copy_(state["ended_sums"])
         self._ended = int(state["ended"])
@@ -267,6 +269,21 @@ class RewardManager:
         self._ended_sums.zero_()
         self._ended = 0
         return {f"reward/{t}": v for t, v in zip(self.names, means)}
+
+
+def _check_terms(kind: str, state: dict, names: list[str], saved_len: int) -> None:
+    """A saved manager state fits only the same terms: ValueError naming the difference (a state
+    saved before names were kept is checked by its length)."""
+    saved = state.get("names")
+    if saved is not None and list(saved) != list(names):
+        added = [n for n in names if n not in saved]
+        removed = [n for n in saved if n not in names]
+        raise ValueError(
+            f"{kind} terms differ from the saved state's: added {added}, removed {removed}"
+            + ("" if added or removed else f" (order {list(saved)} -> {list(names)})")
+        )
+    if saved_len != len(names):
+        raise ValueError(f"{kind} terms: the saved state has {saved_len}, this env {len(names)}")
 
 
 class TerminationManager:
@@ -306,9 +323,10 @@ class TerminationManager:
         return terminated, truncated
 
     def state_dict(self) -> dict:
-        return {"counts": self.counts.clone()}
+        return {"names": [t for t, *_ in self.terms], "counts": self.counts.clone()}
 
     def load_state_dict(self, state: dict) -> None:
+        _check_terms("termination", state, [t for t, *_ in self.terms], state["counts"].shape[0])
         self.counts.copy_(state["counts"])
 
     def pop_metrics(self) -> dict[str, float]:

@@ -173,11 +173,13 @@ class Trainer:
             from_worker_or_learner_group=self.algo.learner_group, inference_only=True
         )
         if "algo" in state:
-            fresh = self.algo.set_sonic_state(state["algo"])
-            if fresh:
+            for index, why in sorted(self.algo.set_sonic_state(state["algo"]).items()):
                 print(
-                    f"sonic-ray: env runners {fresh} have no saved state in {path} (more runners than "
-                    "when it was saved?); they start fresh episodes"
+                    f"sonic-ray: env runner {index} has no saved state in {path} (more runners than "
+                    "when it was saved?); it starts fresh episodes"
+                    if why == "no saved state"
+                    else f"sonic-ray: env runner {index}: the env state saved in {path} {why}; it "
+                    "starts fresh episodes (policy, learner and sampler statistics are restored)"
                 )
         else:  # format 1: learner only
             print(f"sonic-ray: {path} holds no env runner state (format 1); runners start fresh episodes")

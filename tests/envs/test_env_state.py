@@ -79,3 +79,21 @@ def test_snapshot_of_another_size_is_refused(store):
     state = make_env(cfg, num_envs=2).state_dict()
     with pytest.raises(ValueError, match="num_envs changed"):
         make_env(cfg, num_envs=3).load_state_dict(state)
+
+
+def test_snapshot_with_other_terms_is_refused_by_name(store):
+    cfg = load_config(["+exp=demo", f"motions.store={store}", "device=cpu"])
+    state = make_env(cfg, num_envs=2).state_dict()
+    more = load_config(
+        [
+            "+exp=demo",
+            f"motions.store={store}",
+            "device=cpu",
+            "+env.terminations.foot_pos={params: {threshold: 0.2}}",
+        ]
+    )
+    with pytest.raises(ValueError, match=r"termination terms differ .* added \['foot_pos'\], removed \[\]"):
+        make_env(more, num_envs=2).load_state_dict(state)
+    fewer = load_config(["+exp=demo", f"motions.store={store}", "device=cpu", "~env.rewards.action_rate_l2"])
+    with pytest.raises(ValueError, match=r"reward terms differ .* removed \['action_rate_l2'\]"):
+        make_env(fewer, num_envs=2).load_state_dict(state)

@@ -107,3 +107,33 @@ def test_sigterm_saves_the_iteration_in_flight_and_resume_continues(tmp_path):
     assert resumed.returncode == 0, err
     assert [r["iteration"] for r in _rows(run_dir)] == list(range(1, done + 3))
     assert f"iteration={done + 2}" in out
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(1200)
+def test_resume_with_other_terminations_starts_fresh_episodes_and_says_why(tmp_path):
+    """A resume that changes the MDP (here: SONIC's foot_pos termination added, a curriculum step)
+    restores the policy and learner; the env runners' saved episodes do not fit the new terms, so
+    they start fresh ones and the driver says why, instead of the runner dying on the restore and
+    coming back with an untrained module."""
+    from sonic_ray.config import load_config
+    from sonic_ray.motion.default_store import ensure_synth_store
+
+    store = ensure_synth_store(REPO / load_config([]).motions.synth_cache)
+    run_dir = tmp_path / "run"
+    first = _train(run_dir, store, "algo.max_iterations=1")
+    _, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err
+    foot = "+env.terminations.foot_pos={params: {threshold: 0.2}}"
+    resumed = _train(run_dir, store, f"resume={run_dir}", "algo.max_iterations=3", foot)
+    out, err = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, err
+    said = "termination terms differ from the saved state's: added ['foot_pos'], removed []"
+    assert said in out + err and "starts fresh episodes" in out + err
+    assert "RuntimeError" not in err and "is unavailable" not in err, err
+    rows = _rows(run_dir)
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    # every resumed iteration sampled with the restored policy: an untrained module's rollouts
+    # would show as a KL of order 1-10 against the learner's
+    assert all(r["ppo/approx_kl"] < 0.5 for r in rows[1:]), [r["ppo/approx_kl"] for r in rows]
