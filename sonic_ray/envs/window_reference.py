@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from sonic_ray.envs.cached_reference import OnDemandReference, RawShard
-from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, frame_state, light_frames, reference_frames
+from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, light_frames, reference_frames
 from sonic_ray.motion.frames import (
     angular_velocity_between,
     control_rate_frames,
@@ -54,7 +54,7 @@ from sonic_ray.motion.frames import (
     velocity_between,
     vr_local,
 )
-from sonic_ray.motion.motion_lib import MotionLib
+from sonic_ray.motion.motion_lib import MotionLib, segment_state
 
 FRAME_KEYS = ("body_lin_vel_w", "body_ang_vel_w", "vr_pos_local", "vr_ori_local")
 SMPL_KEYS = ("smpl_joints_w", "smpl_joints_local")
@@ -240,16 +240,20 @@ class WindowReference(OnDemandReference):
         n_all = np.minimum(length - frame, w)
         lo = np.maximum(frame - 1, 0)
         edge = frame > 0
-        lib = MotionLib.from_segments(self.raw, clip, lo, frame + n_all - lo, control_fps=self.fps)
         e = np.arange(len(ids))
         n_lt = int(n_all.sum())
-        st = frame_state(
-            lib,
+        # frame_state of a MotionLib.from_segments over these frames, in one call
+        st = segment_state(
+            self.raw,
+            clip,
+            lo,
+            frame + n_all - lo,
             np.concatenate((np.repeat(e, n_all), e[edge])),
             np.concatenate((np.repeat(frame, n_all) + _ramp(n_all), frame[edge] - 1)),
+            control_fps=self.fps,
         )
         light = light_frames(
-            lib, self.points, None, None, device=self.device, state={k: v[:n_lt] for k, v in st.items()}
+            None, self.points, None, None, device=self.device, state={k: v[:n_lt] for k, v in st.items()}
         )
         if self.smpl_in_state:
             light["smpl_joints_w"] = st["smpl_joints"][:n_lt].to(self.device)
@@ -317,10 +321,9 @@ class WindowReference(OnDemandReference):
             ),
         }
         a = self.points.anchor
-        bp, bq = pos.index_select(0, here), quat.index_select(0, here)
         out["vr_pos_local"], out["vr_ori_local"] = vr_local(
-            bp[:, a],
-            bq[:, a],
+            pos[:, a].index_select(0, here),  # the anchor's rows alone
+            quat[:, a].index_select(0, here),
             self._rows["vr_pos_w"].index_select(0, here),
             self._rows["vr_quat_w"].index_select(0, here),
         )

@@ -164,6 +164,30 @@ def state_core(
     return out
 
 
+def segment_state_core(
+    arrays: list[torch.Tensor],
+    quat: int,
+    i0: torch.Tensor,
+    alpha: torch.Tensor,
+    prev: torch.Tensor,
+    nxt: torch.Tensor,
+    rate: torch.Tensor,
+    conj_sign: torch.Tensor,
+    mul_idx: torch.Tensor,
+    mul_sign: torch.Tensor,
+    clip_frames: torch.Tensor,
+    clip_start: torch.Tensor,
+    clip_ids: torch.Tensor,
+    local: torch.Tensor,
+    fps: float,
+) -> list[torch.Tensor]:
+    """`resample_core`'s frames queried by `state_core` at control-rate frames `local` (N,) of
+    parts clip_ids (N,) (`frame_state`'s times: local / fps)."""
+    frames = resample_core(arrays, quat, i0, alpha, prev, nxt, rate, conj_sign, mul_idx, mul_sign)
+    times = local.to(torch.float32) / fps
+    return state_core(frames, quat, clip_frames, clip_start, clip_ids, times, fps)
+
+
 _SCRIPTED: dict = {}  # function -> its TorchScript version, or False where scripting failed
 USE_SCRIPT = True  # False: always the Python functions (tests compare the two)
 

@@ -65,19 +65,18 @@ _RAW_KEYS = {
 }
 
 
-def _resampled(arrays: dict, keys: dict, frames_n, fps, control_fps: float, **plan):
-    """The MotionLib frames of clips (frames_n, fps (C,)) from their native arrays (`arrays`: RawShard
-    names -> (F, ...) float32 tensors, `keys`: MotionLib key -> RawShard name): the samples of
-    `resample_plan(frames_n, fps, control_fps, **plan)` (linear, slerp for the root rotation) and
-    the root and joint velocities (`frames.clip_velocity` / `clip_angular_velocity` inside each
-    clip's samples, world frame), by `lib_core.resample_core`. Returns (samples per clip (C,),
-    frames)."""
+def _resample_args(arrays: dict, keys: dict, frames_n, fps, control_fps: float, **plan):
+    """`lib_core.resample_core`'s arguments for the MotionLib frames of clips (frames_n, fps (C,))
+    from their native arrays (`arrays`: RawShard names -> (F, ...) float32 tensors, `keys`:
+    MotionLib key -> RawShard name): the samples of `resample_plan(frames_n, fps, control_fps,
+    **plan)` (linear, slerp for the root rotation) and the finite differences inside each clip's
+    samples (`frames.clip_velocity` / `clip_angular_velocity`). Returns (samples per clip (C,),
+    args)."""
     out_frames, i0, alpha = resample_plan(frames_n, fps, control_fps, **plan)
     held = out_frames if plan.get("count") is None else np.asarray(plan["count"], dtype=np.int64)
     prev, nxt, span = finite_diff_index(held)
     alpha = torch.as_tensor(alpha, dtype=torch.float32)
-    res = lib_core.run(
-        lib_core.resample_core,
+    args = (
         [arrays[name] for name in keys.values()],
         1,  # root_quat_w
         torch.as_tensor(i0),
@@ -87,9 +86,51 @@ def _resampled(arrays: dict, keys: dict, frames_n, fps, control_fps: float, **pl
         _rate(span, control_fps, alpha),
         *lib_core.consts(torch.float32, torch.device("cpu")),
     )
-    frames = dict(zip(keys, res))
-    frames.update(zip(("root_lin_vel_w", "root_ang_vel_w", "joint_vel"), res[len(keys) :]))
-    return held, frames
+    return held, args
+
+
+_VEL_KEYS = ("root_lin_vel_w", "root_ang_vel_w", "joint_vel")
+
+
+def _resampled(arrays: dict, keys: dict, frames_n, fps, control_fps: float, **plan):
+    """The MotionLib frames (`_resample_args`; root and joint velocities in the world frame).
+    Returns (samples per clip (C,), frames)."""
+    held, args = _resample_args(arrays, keys, frames_n, fps, control_fps, **plan)
+    return held, dict(zip((*keys, *_VEL_KEYS), lib_core.run(lib_core.resample_core, *args), strict=True))
+
+
+def _segment_plan(raw, clips, first, count, control_fps: float):
+    """from_segments' parts: (MotionLib keys -> RawShard names, clip lengths (C,), first held
+    frames (C,), `_resample_args`)."""
+    clips = np.asarray(clips, dtype=np.int64)
+    first, count = np.asarray(first, dtype=np.int64), np.asarray(count, dtype=np.int64)
+    frames_n, fps = raw.frames[clips], raw.fps[clips]
+    length = control_rate_frames(frames_n, fps, control_fps)
+    lo = np.maximum(first - 2, 0)
+    n = np.minimum(first + count + 1, length - 1) - lo + 1
+    keys = {k: v for k, v in _RAW_KEYS.items() if v in raw.arrays}
+    arrays = {name: torch.from_numpy(raw.arrays[name]) for name in keys.values()}
+    held, args = _resample_args(
+        arrays, keys, frames_n, fps, control_fps, first=lo, count=n, raw_start=raw.start[clips]
+    )
+    return keys, length, lo, held, args
+
+
+def segment_state(raw, clips, first, count, part, local, *, control_fps: float) -> dict:
+    """`frame_state(MotionLib.from_segments(raw, clips, first, count, ...), part, local)` (S,) in
+    one call (one TorchScript run: no MotionLib built), the same values bit for bit."""
+    keys, length, lo, held, args = _segment_plan(raw, clips, first, count, control_fps)
+    start = np.concatenate(([0], np.cumsum(held)[:-1]))
+    res = lib_core.run(
+        lib_core.segment_state_core,
+        *args,
+        torch.as_tensor(length),
+        torch.as_tensor(start - lo),
+        torch.as_tensor(part),
+        torch.as_tensor(local),
+        float(control_fps),
+    )
+    return dict(zip((*keys, *_VEL_KEYS), res, strict=True))
 
 
 class MotionLib:
@@ -145,18 +186,11 @@ class MotionLib:
         self = cls.__new__(cls)
         self.control_fps, self.device, self.fk = float(control_fps), torch.device("cpu"), None
         clips = np.asarray(clips, dtype=np.int64)
-        first, count = np.asarray(first, dtype=np.int64), np.asarray(count, dtype=np.int64)
         self.store_index = torch.as_tensor(raw.store_index[clips])
         self.names, self.joint_names = [raw.names[c] for c in clips], []
-        frames_n, fps = raw.frames[clips], raw.fps[clips]
-        length = control_rate_frames(frames_n, fps, self.control_fps)
-        lo = np.maximum(first - 2, 0)
-        n = np.minimum(first + count + 1, length - 1) - lo + 1
-        keys = {k: v for k, v in _RAW_KEYS.items() if v in raw.arrays}
-        arrays = {name: torch.from_numpy(raw.arrays[name]) for name in keys.values()}
-        n, out = _resampled(
-            arrays, keys, frames_n, fps, self.control_fps, first=lo, count=n, raw_start=raw.start[clips]
-        )
+        keys, length, lo, n, args = _segment_plan(raw, clips, first, count, self.control_fps)
+        res = lib_core.run(lib_core.resample_core, *args)
+        out = dict(zip((*keys, *_VEL_KEYS), res, strict=True))
         self._setup(n, out, clip_frames=length, first=lo)
         return self
 

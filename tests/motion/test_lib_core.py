@@ -100,3 +100,32 @@ def test_smpl_joints_local_equals_the_row_major_rotation():
             want = quat_apply_inverse(rq[:, None].expand(*rel.shape[:-1], 4), rel)
             got = smpl_joints_local(sj, rq)
             assert got.is_contiguous() and torch.equal(_bits(got), _bits(want)), (r, layout)
+
+
+def test_segment_state_equals_frame_state_of_a_motion_lib_over_the_parts(tmp_path):
+    """`segment_state` (resampling and the state query in one call) gives frame_state of
+    MotionLib.from_segments bit for bit, scripted and as Python."""
+    from sonic_ray.envs.cached_reference import RawShard
+    from sonic_ray.envs.reference import frame_state
+    from sonic_ray.motion.motion_lib import segment_state
+
+    clips = [make_clip(f"c{i}", frames=n, fps=30.0, seed=i) for i, n in enumerate((40, 75, 23))]
+    path = tmp_path / "m.parquet"
+    write_store(path, clips, joint_names=G1_JOINTS)
+    raw = RawShard(path)
+    length = MotionLib(path, control_fps=50.0).clip_frames.numpy()
+    c = np.array([1, 0, 2, 1])
+    first = np.array([0, 10, 4, length[1] - 3])
+    count = np.minimum(20, length[c] - first)
+    part = np.concatenate([np.full(n, i) for i, n in enumerate(count)] + [np.array([1, 3])])
+    local = np.concatenate(
+        [f + np.arange(n) for f, n in zip(first, count, strict=True)] + [first[[1, 3]] - 1]
+    )
+    for script in (True, False):
+        lib_core.USE_SCRIPT = script
+        try:
+            want = frame_state(MotionLib.from_segments(raw, c, first, count, control_fps=50.0), part, local)
+            got = segment_state(raw, c, first, count, part, local, control_fps=50.0)
+        finally:
+            lib_core.USE_SCRIPT = True
+        _equal(got, want)
