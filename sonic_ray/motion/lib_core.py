@@ -106,6 +106,31 @@ def angular_velocity_core(
     return _axis_angle(_quat_mul(q_next, q_prev * conj_sign, mul_idx, mul_sign)) * _column(rate, q_next)
 
 
+def frame_velocities_core(
+    pos: torch.Tensor,
+    quat: torch.Tensor,
+    nxt: torch.Tensor,
+    prev: torch.Tensor,
+    here: torch.Tensor,
+    rate: torch.Tensor,
+    conj_sign: torch.Tensor,
+    mul_idx: torch.Tensor,
+    mul_sign: torch.Tensor,
+    lin: torch.Tensor,
+    ang: torch.Tensor,
+) -> None:
+    """The window's body velocities: rows `here` (S,) of lin and ang written with
+    `velocity_core` / `angular_velocity_core` of the body poses pos, quat at rows nxt and prev."""
+    lin.index_copy_(0, here, velocity_core(pos.index_select(0, nxt), pos.index_select(0, prev), rate))
+    ang.index_copy_(
+        0,
+        here,
+        angular_velocity_core(
+            quat.index_select(0, nxt), quat.index_select(0, prev), rate, conj_sign, mul_idx, mul_sign
+        ),
+    )
+
+
 def resample_core(
     arrays: list[torch.Tensor],
     quat: int,
