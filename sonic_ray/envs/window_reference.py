@@ -19,10 +19,14 @@ Before each gather `MotionCommand` calls `row_base(clip, frame, reach, full_reac
 whose window does not hold frames frame .. frame + ahead + reach (held at the clip's last frame),
 or holds another clip, get a new window starting at `frame`; the others get the pose or frame
 keys they miss; all in one batched call (one state query, one FK call) of the functions the full
-table is built with. Why lazily: resets dominate (a zero-action bench resets ~18% of the envs each
-step) and a reset must have every frame its first observation reads at once; computing the pose
-and velocity keys only as far as they are read cuts a reset's FK rows from 22 to Wf + 1 and its
-velocity frames from 20 to 2.
+table is built with. A new window of the same clip starting inside the old one (an env walking
+past its window's end, every W - reach steps) keeps what the old one computed: its rows from
+`frame` on move to the window's start (one copy per key) and only the frames past the old end
+are computed (without the move such a refill recomputed ~46 light and ~13 pose frames). Why
+lazily: resets dominate (a zero-action bench resets ~18% of the envs each step) and a reset must
+have every frame its first observation reads at once; computing the pose and velocity keys only
+as far as they are read cuts a reset's FK rows from 22 to Wf + 1 and its velocity frames from 20
+to 2.
 
 Exactness: the root and joint states come from a `MotionLib` over just the frames a new window
 reads (`MotionLib.from_segments`: the same resampling and differences per frame as over whole
@@ -46,15 +50,10 @@ import numpy as np
 import torch
 
 from sonic_ray.envs.cached_reference import OnDemandReference, RawShard
-from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, frame_state, light_frames, reference_frames
-from sonic_ray.motion.frames import (
-    angular_velocity_between,
-    control_rate_frames,
-    smpl_joints_local,
-    velocity_between,
-    vr_local,
-)
-from sonic_ray.motion.motion_lib import MotionLib
+from sonic_ray.envs.reference import LIGHT_KEYS, FramePoints, light_frames, reference_frames
+from sonic_ray.motion import lib_core
+from sonic_ray.motion.frames import _rate, control_rate_frames, smpl_joints_local, vr_local
+from sonic_ray.motion.motion_lib import MotionLib, segment_state
 
 FRAME_KEYS = ("body_lin_vel_w", "body_ang_vel_w", "vr_pos_local", "vr_ori_local")
 SMPL_KEYS = ("smpl_joints_w", "smpl_joints_local")
@@ -114,6 +113,7 @@ class WindowReference(OnDemandReference):
         self.rows_computed = 0  # FK frames computed so far (pose frames and edge frames)
         self.light_rows_computed = 0
         self.frame_rows_computed = 0  # frames whose velocities and VR local frames were computed
+        self.moved_windows = 0  # new windows that kept their old ones' rows (`_move`)
 
     def fresh(self) -> WindowReference:
         """Another WindowReference over the same raw shard and FK (for another MotionCommand)."""
@@ -185,15 +185,31 @@ class WindowReference(OnDemandReference):
     def _fill(self, todo, new, clip, frame, pose_need, frame_need) -> None:
         """Envs `todo` (N,) bool: new windows (`new`) get the light keys of frames frame ..
         frame + W - 1 (within the clip); every env in todo gets the pose keys up to pose_need and
-        the frame keys up to frame_need (N,) it misses (all numpy). One state query (new windows
-        only), one FK call, one copy per key."""
+        the frame keys up to frame_need (N,) it misses (all numpy). A new window of the clip the
+        env's window holds, starting inside it (an env walking past its window's end), keeps what
+        the old one computed: those rows move to the new window's start (a copy per key), and only
+        the frames past the old end are computed. One state query, one FK call, one copy per key."""
         w = self.window_frames
         ids = np.flatnonzero(todo)
         is_new = new[ids]
         clip_np, frame_np = clip[ids], frame[ids]
         length = self._length[clip_np]
-        start = np.where(is_new, frame_np, self._start[ids])
-        pose_end = np.where(is_new, frame_np, self._pose_end[ids])
+        old_start, old_pose_end, old_frame_end = self._start[ids], self._pose_end[ids], self._frame_end[ids]
+        # moved: a new window over the old one's frames from `frame` on (poses held there and at the
+        # frame before, which becomes the edge row)
+        moved = (
+            is_new
+            & (self._clip[ids] == clip_np)
+            & (frame_np > old_start)
+            & (frame_np < old_start + w)
+            & (frame_np <= old_pose_end)
+        )
+        fresh = is_new & ~moved
+        if moved.any():
+            m = moved
+            self._move(ids[m], old_start[m], frame_np[m], length[m], old_pose_end[m], old_frame_end[m])
+        start = np.where(is_new, frame_np, old_start)
+        pose_end = np.where(fresh, frame_np, old_pose_end)
         # pose frames [p0, p1): from the window's held end, Wf frames from the env's frame or to
         # what is needed now, within the clip and the window
         p0 = pose_end
@@ -202,8 +218,20 @@ class WindowReference(OnDemandReference):
         )
         p1 = np.maximum(p1, p0)
         base = ids * w - start  # row of frame f: base + f
-        fk_in, dst, n_fk = self._light_part(ids[is_new], clip_np[is_new], frame_np[is_new], p1[is_new])
-        old = ~is_new
+        # light frames: a fresh window's all (within the clip), a moved one's past the old end
+        light_first = np.where(fresh, frame_np, np.minimum(old_start + w, length))
+        light_count = np.where(is_new, np.maximum(np.minimum(frame_np + w, length) - light_first, 0), 0)
+        lit = light_count > 0
+        fk_in, dst, n_fk = self._light_part(
+            ids[lit],
+            clip_np[lit],
+            light_first[lit],
+            light_count[lit],
+            start[lit],
+            np.where(fresh, p1 - frame_np, 0)[lit],
+            (fresh & (frame_np > 0))[lit],
+        )
+        old = ~fresh
         n_old = p1[old] - p0[old]
         if n_old.sum():  # poses appended to a held window: its states from the window's rows
             rows = torch.as_tensor(np.repeat(base[old] + p0[old], n_old) + _ramp(n_old), device=self.device)
@@ -215,7 +243,7 @@ class WindowReference(OnDemandReference):
             self._pose_part({k: torch.cat(v) for k, v in fk_in.items()}, torch.cat(dst))
         self.rows_computed += n_fk
         # frame keys: frames [f0, f1] (f0 the frame, or after what the window holds)
-        f0 = np.where(is_new, frame_np, np.maximum(self._frame_end[ids], frame_np))
+        f0 = np.where(fresh, frame_np, np.maximum(old_frame_end, frame_np))
         # (a velocity reads the next frame's pose: only frames whose next one is held)
         f1 = np.minimum(frame_need[ids], np.where(p1 >= length, length - 1, p1 - 2))
         count = np.maximum(f1 - f0 + 1, 0)
@@ -226,50 +254,77 @@ class WindowReference(OnDemandReference):
         self._clip[ids], self._start[ids], self._pose_end[ids] = clip_np, start, p1
         self._frame_end[ids] = np.maximum(f1 + 1, f0)
 
-    def _light_part(self, ids, clip, frame, p1):
-        """New windows of envs ids (E,) at `frame` (E,) of `clip` (E,): the light keys of frames
-        frame .. frame + W - 1 (within the clip) written; returns the FK inputs (state keys) of
-        their pose frames frame .. p1 - 1 and of the frame before each (the edge row), their
-        destination rows and count."""
+    def _move(self, ids, old_start, frame, length, pose_end, frame_end) -> None:
+        """Envs ids (E,) whose new windows start at `frame` (E,) inside their old ones (from
+        old_start (E,)): the rows the old windows hold from `frame` on (light keys to the old end
+        or the clip's, pose keys to pose_end, frame keys to frame_end, (E,) each) copied to the
+        new windows' rows (row ids * W + f - frame), and the poses of frame - 1 to the edge rows."""
+        w, n_env = self.window_frames, len(self._clip)
+        src0, dst0 = ids * w - old_start, ids * w - frame  # row of frame f: base + f
+        parts = (
+            (tuple(self.light_keys), np.minimum(old_start + w, length), False),
+            (self.pose_keys, pose_end, True),
+            (FRAME_KEYS, frame_end, False),
+        )
+        for keys, end, edge in parts:
+            count = np.maximum(end - frame, 0)
+            ramp = _ramp(count)
+            src = np.repeat(src0 + frame, count) + ramp
+            dst = np.repeat(dst0 + frame, count) + ramp
+            if edge:
+                src, dst = np.concatenate((src, src0 + frame - 1)), np.concatenate((dst, w * n_env + ids))
+            if not len(src):
+                continue
+            src, dst = torch.as_tensor(src, device=self.device), torch.as_tensor(dst, device=self.device)
+            for k in keys:  # (the copy is taken before the write: overlapping rows are safe)
+                self._rows[k].index_copy_(0, dst, self._rows[k].index_select(0, src))
+        self.moved_windows += len(ids)
+
+    def _light_part(self, ids, clip, first, count, start, n_pose, edge):
+        """Windows of envs ids (E,) over `clip` (E,) starting at `start` (E,): the light keys of
+        frames first .. first + count - 1 (E,) written; returns the FK inputs (state keys) of the
+        first n_pose (E,) of those frames and, where `edge` (E,), of the frame before `first` (the
+        edge row), their destination rows and count."""
         fk_in: dict[str, list[torch.Tensor]] = {k: [] for k in FK_INPUT_KEYS}
         dst: list[torch.Tensor] = []
         if not len(ids):
             return fk_in, dst, 0
         w, n_env = self.window_frames, len(self.win_clip)
-        length = self._length[clip]
-        n_all = np.minimum(length - frame, w)
-        lo = np.maximum(frame - 1, 0)
-        edge = frame > 0
-        lib = MotionLib.from_segments(self.raw, clip, lo, frame + n_all - lo, control_fps=self.fps)
+        lo = first - edge
         e = np.arange(len(ids))
-        n_lt = int(n_all.sum())
-        st = frame_state(
-            lib,
-            np.concatenate((np.repeat(e, n_all), e[edge])),
-            np.concatenate((np.repeat(frame, n_all) + _ramp(n_all), frame[edge] - 1)),
+        n_lt = int(count.sum())
+        # frame_state of a MotionLib.from_segments over these frames, in one call
+        st = segment_state(
+            self.raw,
+            clip,
+            lo,
+            first + count - lo,
+            np.concatenate((np.repeat(e, count), e[edge])),
+            np.concatenate((np.repeat(first, count) + _ramp(count), first[edge] - 1)),
+            control_fps=self.fps,
         )
         light = light_frames(
-            lib, self.points, None, None, device=self.device, state={k: v[:n_lt] for k, v in st.items()}
+            None, self.points, None, None, device=self.device, state={k: v[:n_lt] for k, v in st.items()}
         )
         if self.smpl_in_state:
             light["smpl_joints_w"] = st["smpl_joints"][:n_lt].to(self.device)
             light["smpl_joints_local"] = smpl_joints_local(light["smpl_joints_w"], light["root_quat_w"])
-        rows = torch.as_tensor(np.repeat(ids * w, n_all) + _ramp(n_all), device=self.device)
+        row0 = ids * w - start + first  # each window's row of frame `first`
+        rows = torch.as_tensor(np.repeat(row0, count) + _ramp(count), device=self.device)
         for k, v in light.items():
             self._rows[k].index_copy_(0, rows, v)
         self.light_rows_computed += n_lt
-        # pose frames: the first p1 - frame of each window's light frames, then the edge frames
-        n_pose = p1 - frame
+        # pose frames: the first n_pose of each window's light frames, then the edge frames
         sel = torch.as_tensor(
             np.concatenate(
-                (np.repeat(np.cumsum(n_all) - n_all, n_pose) + _ramp(n_pose), n_lt + np.arange(edge.sum()))
+                (np.repeat(np.cumsum(count) - count, n_pose) + _ramp(n_pose), n_lt + np.arange(edge.sum()))
             )
         )
         for k in FK_INPUT_KEYS:
             fk_in[k].append(st[k].index_select(0, sel).to(self.device))
         dst.append(
             torch.as_tensor(
-                np.concatenate((np.repeat(ids * w, n_pose) + _ramp(n_pose), w * n_env + ids[edge])),
+                np.concatenate((np.repeat(row0, n_pose) + _ramp(n_pose), w * n_env + ids[edge])),
                 device=self.device,
             )
         )
@@ -307,20 +362,25 @@ class WindowReference(OnDemandReference):
         t = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
         here, prev_row, nxt_row = t(here), t(prev_row), t(env * w + nxt - start_of)
         pos, quat = self._rows["body_pos_w"], self._rows["body_quat_w"]
-        span = nxt - prev
-        out = {
-            "body_lin_vel_w": velocity_between(
-                pos.index_select(0, nxt_row), pos.index_select(0, prev_row), span, self.fps
-            ),
-            "body_ang_vel_w": angular_velocity_between(
-                quat.index_select(0, nxt_row), quat.index_select(0, prev_row), span, self.fps
-            ),
-        }
+        # velocity_between / angular_velocity_between of the neighbours' rows, written to `here`
+        # (one TorchScript call: lib_core's functions, the same values)
+        lib_core.run(
+            lib_core.frame_velocities_core,
+            pos,
+            quat,
+            nxt_row,
+            prev_row,
+            here,
+            _rate(nxt - prev, self.fps, pos),
+            *lib_core.consts(pos.dtype, pos.device),
+            self._rows["body_lin_vel_w"],
+            self._rows["body_ang_vel_w"],
+        )
         a = self.points.anchor
-        bp, bq = pos.index_select(0, here), quat.index_select(0, here)
+        out = {}
         out["vr_pos_local"], out["vr_ori_local"] = vr_local(
-            bp[:, a],
-            bq[:, a],
+            pos[:, a].index_select(0, here),  # the anchor's rows alone
+            quat[:, a].index_select(0, here),
             self._rows["vr_pos_w"].index_select(0, here),
             self._rows["vr_quat_w"].index_select(0, here),
         )

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from sonic_ray.utils.rotations import (
+    quat_apply_cm,
     quat_apply_inverse,
     quat_conj,
     quat_mul_terms,
@@ -140,8 +141,12 @@ def angular_velocity_between(q_next: torch.Tensor, q_prev: torch.Tensor, span: n
 def smpl_joints_local(smpl_joints_w: torch.Tensor, root_quat_w: torch.Tensor) -> torch.Tensor:
     """(S,24,3) SMPL joints in their own root frame: pelvis joint at the origin, root rotation
     (S,4) removed."""
-    rel = smpl_joints_w - smpl_joints_w[:, :1]
-    return quat_apply_inverse(root_quat_w[:, None].expand(*rel.shape[:-1], 4), rel)
+    # component-major (3, 24, S), where FK's points already are underneath (a view then): the
+    # rotation as elementwise ops over all S x 24 vectors (`quat_apply_cm`), the same values as
+    # quat_apply_inverse of the row-major arrays (358 frames 278 -> 141 us, one thread)
+    v = smpl_joints_w.permute(2, 1, 0)
+    rel = v - v[:, :1]
+    return quat_apply_cm(quat_conj(root_quat_w).T.unsqueeze(1), rel).permute(2, 1, 0).contiguous()
 
 
 def vr_local(

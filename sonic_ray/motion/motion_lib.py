@@ -18,13 +18,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from sonic_ray.motion.frames import (
-    clip_angular_velocity,
-    clip_velocity,
-    control_rate_frames,
-    interpolate,
-    resample_plan,
-)
+from sonic_ray.motion import lib_core
+from sonic_ray.motion.frames import _rate, control_rate_frames, finite_diff_index, resample_plan
 from sonic_ray.motion.sharded import clip_frames_fps, is_sharded
 from sonic_ray.motion.store import iter_store, shard_indices, store_info, store_size
 
@@ -50,21 +45,15 @@ def resample_clips(clips, control_fps: float, load_smpl: bool = True):
     """`_load_resampled` for clips already in memory (MotionClip-like: name, fps, arrays)."""
     frames_n = np.array([c.num_frames for c in clips], dtype=np.int64)
     fps = np.array([c.fps for c in clips], dtype=np.float64)
-    out_frames, i0, alpha = resample_plan(frames_n, fps, control_fps)
-    i0, alpha = torch.as_tensor(i0), torch.as_tensor(alpha, dtype=torch.float32)
-
-    def resampled(key, *, quat=False):
-        x = torch.as_tensor(np.concatenate([getattr(c, key) for c in clips]), dtype=torch.float32)
-        return interpolate(x[i0], x[i0 + 1], alpha, quat=quat)
-
-    out = {
-        "root_pos_w": resampled("root_pos"),
-        "root_quat_w": resampled("root_quat", quat=True),
-        "joint_pos": resampled("joint_pos"),
+    keys = dict(_RAW_KEYS)
+    if not (load_smpl and all(c.smpl_joints is not None for c in clips)):
+        del keys["smpl_joints"]
+    arrays = {
+        name: torch.as_tensor(np.concatenate([getattr(c, name) for c in clips]), dtype=torch.float32)
+        for name in keys.values()
     }
-    if load_smpl and all(c.smpl_joints is not None for c in clips):
-        out["smpl_joints"] = resampled("smpl_joints")
-    return [c.name for c in clips], out_frames, out
+    out_frames, frames = _resampled(arrays, keys, frames_n, fps, control_fps)
+    return [c.name for c in clips], out_frames, frames
 
 
 # MotionLib keys of the stored arrays (RawShard names)
@@ -76,13 +65,72 @@ _RAW_KEYS = {
 }
 
 
-def _velocities(frames: dict, out_frames: np.ndarray, control_fps: float) -> dict:
-    """Root and joint velocities by `frames.clip_velocity` / `clip_angular_velocity` (world frame)."""
-    return {
-        "root_lin_vel_w": clip_velocity(frames["root_pos_w"], out_frames, control_fps),
-        "root_ang_vel_w": clip_angular_velocity(frames["root_quat_w"], out_frames, control_fps),
-        "joint_vel": clip_velocity(frames["joint_pos"], out_frames, control_fps),
-    }
+def _resample_args(arrays: dict, keys: dict, frames_n, fps, control_fps: float, **plan):
+    """`lib_core.resample_core`'s arguments for the MotionLib frames of clips (frames_n, fps (C,))
+    from their native arrays (`arrays`: RawShard names -> (F, ...) float32 tensors, `keys`:
+    MotionLib key -> RawShard name): the samples of `resample_plan(frames_n, fps, control_fps,
+    **plan)` (linear, slerp for the root rotation) and the finite differences inside each clip's
+    samples (`frames.clip_velocity` / `clip_angular_velocity`). Returns (samples per clip (C,),
+    args)."""
+    out_frames, i0, alpha = resample_plan(frames_n, fps, control_fps, **plan)
+    held = out_frames if plan.get("count") is None else np.asarray(plan["count"], dtype=np.int64)
+    prev, nxt, span = finite_diff_index(held)
+    alpha = torch.as_tensor(alpha, dtype=torch.float32)
+    args = (
+        [arrays[name] for name in keys.values()],
+        1,  # root_quat_w
+        torch.as_tensor(i0),
+        alpha,
+        torch.as_tensor(prev),
+        torch.as_tensor(nxt),
+        _rate(span, control_fps, alpha),
+        *lib_core.consts(torch.float32, torch.device("cpu")),
+    )
+    return held, args
+
+
+_VEL_KEYS = ("root_lin_vel_w", "root_ang_vel_w", "joint_vel")
+
+
+def _resampled(arrays: dict, keys: dict, frames_n, fps, control_fps: float, **plan):
+    """The MotionLib frames (`_resample_args`; root and joint velocities in the world frame).
+    Returns (samples per clip (C,), frames)."""
+    held, args = _resample_args(arrays, keys, frames_n, fps, control_fps, **plan)
+    return held, dict(zip((*keys, *_VEL_KEYS), lib_core.run(lib_core.resample_core, *args), strict=True))
+
+
+def _segment_plan(raw, clips, first, count, control_fps: float):
+    """from_segments' parts: (MotionLib keys -> RawShard names, clip lengths (C,), first held
+    frames (C,), `_resample_args`)."""
+    clips = np.asarray(clips, dtype=np.int64)
+    first, count = np.asarray(first, dtype=np.int64), np.asarray(count, dtype=np.int64)
+    frames_n, fps = raw.frames[clips], raw.fps[clips]
+    length = control_rate_frames(frames_n, fps, control_fps)
+    lo = np.maximum(first - 2, 0)
+    n = np.minimum(first + count + 1, length - 1) - lo + 1
+    keys = {k: v for k, v in _RAW_KEYS.items() if v in raw.arrays}
+    arrays = {name: torch.from_numpy(raw.arrays[name]) for name in keys.values()}
+    held, args = _resample_args(
+        arrays, keys, frames_n, fps, control_fps, first=lo, count=n, raw_start=raw.start[clips]
+    )
+    return keys, length, lo, held, args
+
+
+def segment_state(raw, clips, first, count, part, local, *, control_fps: float) -> dict:
+    """`frame_state(MotionLib.from_segments(raw, clips, first, count, ...), part, local)` (S,) in
+    one call (one TorchScript run: no MotionLib built), the same values bit for bit."""
+    keys, length, lo, held, args = _segment_plan(raw, clips, first, count, control_fps)
+    start = np.concatenate(([0], np.cumsum(held)[:-1]))
+    res = lib_core.run(
+        lib_core.segment_state_core,
+        *args,
+        torch.as_tensor(length),
+        torch.as_tensor(start - lo),
+        torch.as_tensor(part),
+        torch.as_tensor(local),
+        float(control_fps),
+    )
+    return dict(zip((*keys, *_VEL_KEYS), res, strict=True))
 
 
 class MotionLib:
@@ -138,24 +186,11 @@ class MotionLib:
         self = cls.__new__(cls)
         self.control_fps, self.device, self.fk = float(control_fps), torch.device("cpu"), None
         clips = np.asarray(clips, dtype=np.int64)
-        first, count = np.asarray(first, dtype=np.int64), np.asarray(count, dtype=np.int64)
         self.store_index = torch.as_tensor(raw.store_index[clips])
         self.names, self.joint_names = [raw.names[c] for c in clips], []
-        frames_n, fps = raw.frames[clips], raw.fps[clips]
-        length = control_rate_frames(frames_n, fps, self.control_fps)
-        lo = np.maximum(first - 2, 0)
-        n = np.minimum(first + count + 1, length - 1) - lo + 1
-        _, i0, alpha = resample_plan(
-            frames_n, fps, self.control_fps, first=lo, count=n, raw_start=raw.start[clips]
-        )
-        i0, alpha = torch.as_tensor(i0), torch.as_tensor(alpha, dtype=torch.float32)
-        i1, out = i0 + 1, {}
-        for key, name in _RAW_KEYS.items():
-            if name in raw.arrays:
-                x = torch.from_numpy(raw.arrays[name])
-                out[key] = interpolate(
-                    x.index_select(0, i0), x.index_select(0, i1), alpha, quat=key == "root_quat_w"
-                )
+        keys, length, lo, n, args = _segment_plan(raw, clips, first, count, self.control_fps)
+        res = lib_core.run(lib_core.resample_core, *args)
+        out = dict(zip((*keys, *_VEL_KEYS), res, strict=True))
         self._setup(n, out, clip_frames=length, first=lo)
         return self
 
@@ -168,8 +203,9 @@ class MotionLib:
         start = np.concatenate(([0], np.cumsum(out_frames)[:-1]))
         self.clip_start = torch.as_tensor(start if first is None else start - first, device=self.device)
         self.clip_length_s = (self.clip_frames - 1).to(torch.float32) / self.control_fps
-        frames.update(_velocities(frames, out_frames, self.control_fps))
         self._frames = {k: v.to(device=self.device, dtype=torch.float32) for k, v in frames.items()}
+        self._keys, self._values = list(self._frames), list(self._frames.values())
+        self._quat = self._keys.index("root_quat_w")
 
     @property
     def num_clips(self) -> int:
@@ -194,19 +230,17 @@ class MotionLib:
         root_lin_vel_w (N,3), root_ang_vel_w (N,3) world frame, and smpl_joints (N,24,3) when
         every clip has them.
         """
-        clip_ids = clip_ids.to(self.device, torch.long)
-        last = (self.clip_frames[clip_ids] - 1).to(torch.float32)
-        f = (times.to(self.device, torch.float32) * self.control_fps).clamp(min=0.0)
-        f = torch.minimum(f, last)
-        i0 = f.floor().long()
-        alpha = f - i0
-        i1 = torch.minimum(i0 + 1, last.long())
-        g0 = self.clip_start[clip_ids] + i0
-        g1 = self.clip_start[clip_ids] + i1
-        return {  # index_select: the rows advanced indexing gives, 2-3x faster for small batches
-            key: interpolate(x.index_select(0, g0), x.index_select(0, g1), alpha, quat=key == "root_quat_w")
-            for key, x in self._frames.items()
-        }
+        res = lib_core.run(
+            lib_core.state_core,
+            self._values,
+            self._quat,
+            self.clip_frames,
+            self.clip_start,
+            clip_ids.to(self.device, torch.long),
+            times.to(self.device, torch.float32),
+            self.control_fps,
+        )
+        return dict(zip(self._keys, res))
 
     def body_state(self, clip_ids: torch.Tensor, times: torch.Tensor) -> dict[str, torch.Tensor]:
         """`state` plus body_pos_w (N,B,3) and body_quat_w (N,B,4) from the FK object."""

@@ -320,6 +320,10 @@ class TorchFK:
         rq = quat_normalize(root_quat_w).expand(*batch, 4).reshape(r, 4)
         joints = joint_pos.expand(*batch, self.num_joints).reshape(r, -1).T  # (J, R)
         target = -1 if only is None else self._out_ids[self.body_names.index(only)]
+        if target == self._root:
+            # the root's own pose: what `_fk_core` copies into its buffers and back (the same
+            # values; the light keys' anchor, once a step), without its ~15 ops
+            return rp.clone().reshape(*batch, 3), rq.reshape(*batch, 4)
         device = rp.device
         out = self._out_idx(device)
         ids = [t[0] for t in points] if only is None else []

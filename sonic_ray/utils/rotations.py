@@ -75,6 +75,25 @@ def quat_apply(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v + w * t + torch.linalg.cross(xyz, t, dim=-1)
 
 
+# cross products as elementwise ops: c[i] = a[P1[i]] b[P2[i]] - a[P2[i]] b[P1[i]]; _CM_Q1/_CM_Q2 the same
+# rows of a quaternion's x, y, z
+_CM_P1, _CM_P2 = torch.tensor([1, 2, 0]), torch.tensor([2, 0, 1])
+_CM_Q1, _CM_Q2 = _CM_P1 + 1, _CM_P2 + 1
+
+
+def quat_apply_cm(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """quat_apply of component-major q (4, ...) and v (3, ...) (broadcasting), the same values bit
+    for bit: torch.linalg.cross computes component i as fma(a[P1], b[P2], -(a[P2] * b[P1])) and
+    torch.addcmul(x, a, b) is fma(a, b, x) (TorchFK's `_quat_apply_c`, pinned against linalg.cross
+    by tests/robots/test_fk_batching.py), here as ~12 elementwise ops over all the vectors where
+    linalg.cross loops over them one by one."""
+    d = q.device
+    w, x1, nx2 = q[:1], q.index_select(0, _CM_Q1.to(d)), -q.index_select(0, _CM_Q2.to(d))
+    p1, p2 = _CM_P1.to(d), _CM_P2.to(d)
+    t = 2.0 * torch.addcmul(nx2 * v.index_select(0, p1), x1, v.index_select(0, p2))
+    return v + w * t + torch.addcmul(nx2 * t.index_select(0, p1), x1, t.index_select(0, p2))
+
+
 def quat_apply_inverse(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Rotate vectors by the inverse of q: parent frame -> q's frame. (..., 4), (..., 3) -> (..., 3)."""
     return quat_apply(quat_conj(q), v)

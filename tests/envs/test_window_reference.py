@@ -52,9 +52,9 @@ def _assert_rows_equal(full, win, clip, frame, base, keys=None):
 
 
 def test_window_rows_equal_the_table_at_every_frame_of_every_clip(tmp_path):
-    """Envs walk every clip from each start to its end (refills mid-clip, windows cut at clip ends,
-    one-sided velocities at both ends, central ones at every window edge): every key up to
-    full_reach frames ahead, the light keys up to reach."""
+    """Envs walk every clip from each start to its end (refills mid-clip, moving the held rows,
+    windows cut at clip ends, one-sided velocities at both ends, central ones at every window
+    edge): every key up to full_reach frames ahead, the light keys up to reach."""
     store = tiny_store(tmp_path / "tiny.parquet", clips=4, seconds=SECONDS, fps=30.0)
     full, fk, _ = reference_table(store)
     win = _window(store, fk, window_frames=12, full_frames=5)
@@ -72,6 +72,7 @@ def test_window_rows_equal_the_table_at_every_frame_of_every_clip(tmp_path):
     assert win.data["joint_pos"].shape[0] == n * 12
     assert win.rows_computed < 0.5 * n * int(full.clip_frames.max()) * 5  # not a fill per step
     assert win.light_rows_computed > 0
+    assert win.moved_windows > 0  # windows refilled mid-clip kept their old rows (`_move`)
 
 
 def _bits(x):

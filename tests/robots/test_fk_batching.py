@@ -28,11 +28,19 @@ def test_one_bodys_chain_gives_the_full_calls_pose_exactly():
     fk = TorchFK(model, robot)
     g = torch.Generator().manual_seed(0)
     args = torch.randn(5, 3, generator=g), torch.randn(5, 4, generator=g), torch.randn(5, 29, generator=g)
+    args[0][0, 1], args[1][1, 2] = -0.0, -0.0  # signed zeros (the root's pose is returned as is)
     pos, quat = fk.forward(*args)
+    bits = lambda x: x.view(torch.int32)  # noqa: E731
     for name in (robot.anchor_body, "left_wrist_yaw_link", "right_ankle_roll_link"):
         i = fk.body_names.index(name)
         p, q = fk.forward(*args, only=name)
-        assert torch.equal(p, pos[:, i]) and torch.equal(q, quat[:, i]), name
+        assert torch.equal(bits(p), bits(pos[:, i])) and torch.equal(bits(q), bits(quat[:, i])), name
+    # the root's pose: a fresh tensor (not the caller's), broadcast leading dims
+    p, q = fk.forward(args[0], args[1], args[2], only=robot.anchor_body)
+    assert p.data_ptr() != args[0].data_ptr()
+    p, q = fk.forward(args[0].view(5, 1, 3), args[1][:1], args[2].view(5, 1, 29), only=robot.anchor_body)
+    assert p.shape == (5, 1, 3) and q.shape == (5, 1, 4)
+    assert torch.equal(bits(q[:, 0]), bits(quat[:1, fk.body_names.index(robot.anchor_body)].expand(5, 4)))
 
 
 def test_cross_products_as_fused_elementwise_ops_equal_linalg_cross():
