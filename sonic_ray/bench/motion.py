@@ -10,8 +10,8 @@ runner's env on shard (0, 2) built and stepped, in each reference mode, against 
 window runner's N x W rows, which do not grow with the store); then the modes' envs stepped in one
 process, interleaved (`motion_probe.steps`), for env_step_ms and its ratio to the table's.
 
-Keys: import_2_over_1 (steady clips/s with 2 workers over 1: batches of 2 files after the first
-result, so the actor pool's start-up is left out; `import_2_over_1_end_to_end` includes it),
+Keys: import_2_over_1 (steady clips/s with 2 workers over 1: tasks of IMPORT_BATCH_FILES files, after
+the first result, so the actor pool's start-up is left out; `import_2_over_1_end_to_end` includes it),
 cpu_2_over_1 (the machine's own ceiling: a pure-Python loop in 2 processes over 1) and
 import_2_over_1_of_cpu (import_2_over_1 over that ceiling), import_plain_2_over_1 (the same
 per-batch import worker in 1 and 2 plain spawned processes, no Ray: what the machine gives the
@@ -77,6 +77,13 @@ def write_sources(
         write_sonic_pkl(os.path.join(folder, f"part{f:05d}.pkl"), clips)
 
 
+# Files per import task: 10 files of 100 clips, ~0.5 s of one worker. At 2 files a task (~0.1 s) Ray's
+# per-task cost (scheduling, the streaming executor, moving each result) took a share that grew
+# with the worker count: 10k clips on the quiet machine, steady clips/s 1 / 2 workers, two rounds
+# each, 2 files: 1,507-1,576 / 2,541-2,669 (1.61-1.77x); 10 files: 2,041-2,049 / 3,651-4,127
+# (1.78-2.02x). The CLI's own default is larger still (`default_batch_files`: ~4 tasks a worker).
+IMPORT_BATCH_FILES = 10
+
 _PLAIN_WORKER = None  # the ImportWorker of a plain pool process (`plain_engine`)
 
 
@@ -112,7 +119,7 @@ def plain_engine(workers: int):
 
 
 def _import(
-    files: list[str], store: str, workers: int, batch_files: int = 2, *, plain: bool = False
+    files: list[str], store: str, workers: int, batch_files: int = IMPORT_BATCH_FILES, *, plain: bool = False
 ) -> tuple[float, float, dict]:
     from sonic_ray.ingest import run_ray
     from sonic_ray.motion.robot_context import robot_context
@@ -272,6 +279,7 @@ def run(
             "import_clips_per_s_2": info["num_clips"] / t2,
             "import_steady_clips_per_s_1": rate1,
             "import_steady_clips_per_s_2": rate2,
+            "import_batch_files": IMPORT_BATCH_FILES,
             "import_2_over_1": rate2 / rate1 if rate1 else None,
             "import_2_over_1_end_to_end": t1 / t2,
             "cpu_2_over_1": ceiling,
